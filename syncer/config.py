@@ -1,0 +1,339 @@
+"""Configuration: a TOML file, ``SYNCER_*`` environment variables and ``.env``.
+
+Precedence, highest first: environment variables, ``.env``, the TOML file, defaults. Nested
+keys use a double underscore: ``SYNCER_CATALOG__PATH``, ``SYNCER_STATE_URL``.
+Tokens are never written in the TOML file: each store names the environment variable that
+holds its token (``token_env``), read from the environment or ``.env`` only when a command
+needs to talk to Back Market.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, cast
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from syncer.errors import ConfigError
+
+Platform = Literal["EU", "US", "AP"]
+
+LOCALES: Final[dict[str, tuple[str, ...]]] = {
+    "EU": (
+        "fr-fr", "fr-be", "es-es", "de-de", "de-at", "it-it", "en-gb",
+        "nl-nl", "pt-pt", "en-ie", "el-gr", "sk-sk", "sv-se",
+    ),
+    "US": ("en-us",),
+    "AP": ("ja-jp", "en-au"),
+}
+PLATFORM_OF: Final = {loc: plat for plat, locs in LOCALES.items() for loc in locs}
+# Markets whose currency is not their platform's default must send `currency` with a price.
+MARKET_CURRENCY: Final = {
+    "en-gb": "GBP", "sv-se": "SEK", "en-us": "USD", "ja-jp": "JPY", "en-au": "AUD",
+}
+HOSTS: Final = {
+    ("EU", "production"): "https://www.backmarket.fr",
+    ("EU", "preprod"): "https://preprod.backmarket.fr",
+    ("US", "production"): "https://www.backmarket.com",
+    ("US", "preprod"): "https://preprod.backmarket.com",
+    ("AP", "production"): "https://www.backmarket.co.jp",
+    ("AP", "preprod"): "https://preprod.backmarket.co.jp",
+}
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
+DEFAULT_CONFIG: Final = "syncer.toml"
+BUNDLED_MAPPINGS: Final = Path(__file__).resolve().parents[1] / "mappings"
+
+
+def market_currency(locale: str) -> str:
+    return MARKET_CURRENCY.get(locale, "EUR")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CatalogSettings(_Section):
+    path: Path | None = None
+    # "utf-8" also accepts a byte-order mark. legacy_encoding (e.g. "cp1252") is used when the
+    # file is not valid UTF-8; without it such a file is an error, never silently mangled.
+    encoding: str = "utf-8"
+    legacy_encoding: str | None = None
+    delimiter: Literal[";", ",", "\t", "|"] | None = None  # None: detected from the header line
+
+
+class ApiSettings(_Section):
+    # Back Market's mandatory User-Agent: BM-{company}-{integration};{contact_email}
+    company: str = "Syncer"
+    integration: str = "backmarket-syncer"
+    contact_email: str = ""
+    timeout_seconds: float = Field(30.0, gt=0)
+    task_poll_seconds: float = Field(15.0, gt=0)
+    task_timeout_seconds: float = Field(3600.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+
+    def user_agent(self) -> str:
+        if not re.fullmatch(r"[^@\s;]+@[^@\s;]+\.[^@\s;]+", self.contact_email):
+            raise ConfigError(
+                "api.contact_email must be set to a contact address: Back Market requires a "
+                "User-Agent of the form BM-{Company}-{Integration};{email}"
+            )
+        company = re.sub(r"[^A-Za-z0-9]+", "", self.company) or "Syncer"
+        integration = re.sub(r"[^A-Za-z0-9_-]+", "", self.integration) or "syncer"
+        return f"BM-{company}-{integration};{self.contact_email}"
+
+
+class Limits(_Section):
+    # A run that would zero more than this share of a store's live offers stops (invariant 5).
+    max_zero_share: float = Field(0.20, ge=0, le=1)
+    # Below Back Market's ~200 requests per 10 s, to keep a margin for other tools.
+    requests_per_window: int = Field(150, gt=0)
+    window_seconds: float = Field(10.0, gt=0)
+    lock_lease_seconds: float = Field(900.0, gt=0)
+
+
+class StoreSettings(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    locale: str
+    platform: Platform | None = None
+    # "production", "preprod", or a base URL (plain http only on loopback: the emulator).
+    environment: str = "production"
+    currency: str | None = None
+    token_env: str | None = None
+    warranty_min_months: int = Field(6, ge=1)
+    # Send the DEEE (French recycling fee) only where the marketplace accepts it.
+    send_deee: bool = False
+    max_zero_share: float | None = Field(None, ge=0, le=1)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _derive(self) -> StoreSettings:
+        if self.locale not in PLATFORM_OF:
+            raise ValueError(
+                f"store {self.name}: unknown locale {self.locale!r}; expected one of "
+                + ", ".join(PLATFORM_OF)
+            )
+        platform = PLATFORM_OF[self.locale]
+        if self.platform is None:
+            self.platform = cast(Platform, platform)
+        elif self.platform != platform:
+            raise ValueError(
+                f"store {self.name}: locale {self.locale} belongs to platform {platform}, "
+                f"not {self.platform}"
+            )
+        expected = market_currency(self.locale)
+        if self.currency is None:
+            self.currency = expected
+        elif self.currency.upper() != expected:
+            raise ValueError(
+                f"store {self.name}: the {self.locale} market sells in {expected}, "
+                f"not {self.currency}"
+            )
+        self.currency = self.currency.upper()
+        if self.token_env is None:
+            self.token_env = "SYNCER_TOKEN_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
+        self.base_url()  # fail early on an unusable environment
+        return self
+
+    @property
+    def country(self) -> str:
+        """Country part of the locale: ``fr-be`` -> ``be`` (used in column templates)."""
+        return self.locale.split("-")[1]
+
+    @property
+    def account(self) -> str:
+        """Stores that share a listing: same platform and same Back Market host."""
+        return f"{self.platform}@{self.base_url()}"
+
+    def base_url(self) -> str:
+        env = self.environment.strip()
+        if env in ("production", "preprod"):
+            return HOSTS[(self.platform or PLATFORM_OF[self.locale], env)]
+        match = re.fullmatch(r"(https?)://([^/:]+|\[[^\]]+\])(:\d+)?/?", env)
+        if not match:
+            raise ValueError(
+                f"store {self.name}: environment {env!r} is not production, preprod or a "
+                "base URL like https://host"
+            )
+        if match.group(1) == "http" and match.group(2) not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"store {self.name}: plain http:// is only allowed on loopback "
+                f"(the emulator), not {match.group(2)}"
+            )
+        return env.rstrip("/")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCER_", env_nested_delimiter="__", extra="forbid", env_file=None
+    )
+
+    catalog: CatalogSettings = CatalogSettings()
+    mapping: str = "default"
+    state_url: str = "sqlite:///state/syncer.db"
+    api: ApiSettings = ApiSettings()
+    limits: Limits = Limits()
+    stores: list[StoreSettings] = Field(default_factory=list)
+
+    # Where relative paths resolve: the directory of the TOML file (not part of the file).
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _check_stores(self) -> Settings:
+        names = [s.name for s in self.stores]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"store names must be unique: {', '.join(sorted(duplicates))}")
+        seen: dict[tuple[str, str], str] = {}
+        for store in self.stores:
+            key = (store.account, store.locale)
+            if key in seen:
+                raise ValueError(
+                    f"stores {seen[key]} and {store.name} both publish to {store.locale} on "
+                    "the same account: one store per country"
+                )
+            seen[key] = store.name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=settings_cls.model_config.get(
+            "toml_file"))
+        return (init_settings, env_settings, dotenv_settings, toml)
+
+    # --- derived values -------------------------------------------------------------------
+    def store(self, name: str) -> StoreSettings:
+        for store in self.stores:
+            if store.name == name:
+                return store
+        raise ConfigError(
+            f"no store named {name!r}; configured stores: "
+            + (", ".join(s.name for s in self.stores) or "none")
+        )
+
+    def selected_stores(self, name: str | None) -> list[StoreSettings]:
+        if name is not None:
+            return [self.store(name)]
+        stores = [s for s in self.stores if s.enabled]
+        if not stores:
+            raise ConfigError("no enabled store is configured ([[stores]] in the TOML file)")
+        return stores
+
+    def resolve(self, path: Path | str) -> Path:
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def catalog_path(self) -> Path:
+        if self.catalog.path is None:
+            raise ConfigError("no catalog configured: set catalog.path or pass --catalog PATH")
+        return self.resolve(self.catalog.path)
+
+    def mapping_path(self) -> Path:
+        candidates = [self.resolve(self.mapping)]
+        if not self.mapping.endswith(".toml"):
+            candidates += [self.resolve(f"mappings/{self.mapping}.toml"),
+                           BUNDLED_MAPPINGS / f"{self.mapping}.toml"]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise ConfigError(
+            f"mapping profile {self.mapping!r} not found (looked at "
+            + ", ".join(str(c) for c in candidates) + ")"
+        )
+
+    def state_database_url(self) -> str:
+        """The state URL with a relative SQLite path made relative to the config file."""
+        url = self.state_url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rest = url[len("sqlite:///"):]
+            if rest and not rest.startswith(":memory:") and not rest.startswith("file:"):
+                return "sqlite:///" + str(self.resolve(rest))
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    def state_dir(self) -> Path:
+        """Saved plans and reports live beside a SQLite state, else under ``state/``."""
+        url = self.state_database_url()
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            return Path(url[len("sqlite:///"):]).parent
+        return self.resolve("state")
+
+    def token(self, store: StoreSettings) -> SecretStr:
+        """The store's token, from the environment or a ``.env`` file; never logged."""
+        assert store.token_env is not None
+        value = os.environ.get(store.token_env)
+        if value is None:
+            for env_file in (self.base_dir / ".env", Path(".env")):
+                if env_file.is_file():
+                    found = dotenv_values(env_file).get(store.token_env)
+                    if found:
+                        value = found
+                        break
+        if not value:
+            raise ConfigError(
+                f"store {store.name}: no token; set the environment variable "
+                f"{store.token_env} (or put it in .env) to the token from the Back Market "
+                "back office"
+            )
+        return SecretStr(value.strip())
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (``syncer.toml`` by default, or ``$SYNCER_CONFIG``) and the env."""
+    explicit = path is not None or "SYNCER_CONFIG" in os.environ
+    config_path = Path(path or os.environ.get("SYNCER_CONFIG", DEFAULT_CONFIG)).expanduser()
+    if not config_path.is_file():
+        if explicit:
+            raise ConfigError(f"configuration file not found: {config_path}")
+        config_path = Path(os.devnull)  # run on env and defaults alone
+    base_dir = config_path.parent.resolve() if config_path.name != os.devnull else Path.cwd()
+    env_file = base_dir / ".env"
+
+    class _FileSettings(Settings):
+        model_config = SettingsConfigDict(
+            toml_file=config_path if config_path.is_file() else None,
+            env_file=env_file if env_file.is_file() else None,
+            env_file_encoding="utf-8",
+        )
+
+    try:
+        settings = _FileSettings(base_dir=base_dir, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, config_path)) from None
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"cannot read {config_path}: {exc}") from None
+    return settings
+
+
+def _explain(exc: ValidationError, path: Path) -> str:
+    lines = [f"invalid configuration in {path}:"]
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a header or settings mapping safe to log."""
+    return {
+        k: ("<redacted>" if k.lower() in ("authorization", "token") else v)
+        for k, v in mapping.items()
+    }

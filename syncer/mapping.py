@@ -1,0 +1,294 @@
+"""Mapping profiles: which catalog column feeds which offer field, per store where needed.
+
+A profile is TOML under ``mappings/`` (see ``mappings/default.toml``). This module reads it
+(``load_profile``) and compiles it against one catalog header and the configured stores
+(``compile_mapping``) into getters that pull raw text out of a row by index. It does no I/O
+beyond reading the profile and its value tables, and it never interprets values: that is
+validation's job.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from syncer.config import StoreSettings
+from syncer.errors import ConfigError
+from syncer.vocabulary import GRADE_STATE, GRADES, SHIPPERS
+
+GLOBAL_FIELDS: Final = (
+    "sku", "product_id", "ean", "grade", "stock", "safety_quantity", "max_quantity", "deee",
+)
+STORE_FIELDS: Final = (
+    "price", "currency", "warranty", "comment", "min_price", "max_price",
+)
+SHIPPING_FIELDS: Final = ("shipper", "price", "delay")
+REQUIRED: Final = frozenset({"sku", "grade", "stock", "price"})
+MAX_SHIPPING_OPTIONS: Final = 3
+
+
+def normalise(text: str) -> str:
+    """Key for vocabulary lookups: case, accents, ``_``/``-`` and spacing do not matter."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.replace("_", " ").replace("-", " ").split())
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where one field's raw text comes from: a column (template), a default, or a constant."""
+
+    column: str | None = None
+    default: str | None = None
+    constant: str | None = None
+
+    @classmethod
+    def parse(cls, spec: Any, where: str) -> Source:
+        if isinstance(spec, str):
+            return cls(column=spec)
+        if isinstance(spec, dict):
+            unknown = set(spec) - {"column", "default", "value"}
+            if unknown:
+                raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected "
+                                  "column, default or value")
+            if "value" in spec:
+                if "column" in spec:
+                    raise ConfigError(f"{where}: give either column or value, not both")
+                return cls(constant=str(spec["value"]))
+            if "column" not in spec:
+                raise ConfigError(f"{where}: a table needs column = \"...\" or value = \"...\"")
+            default = spec.get("default")
+            return cls(column=str(spec["column"]),
+                       default=None if default is None else str(default))
+        raise ConfigError(f"{where}: expected a column name or a table, got {spec!r}")
+
+    def for_store(self, store: StoreSettings) -> Source:
+        if self.column is None:
+            return self
+        try:
+            column = self.column.format(country=store.country, locale=store.locale,
+                                        store=store.name)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"column template {self.column!r}: unknown placeholder {exc}; use {{country}}, "
+                "{locale} or {store}"
+            ) from None
+        return Source(column=column, default=self.default)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    offer: dict[str, Source]
+    per_store: dict[str, Source]
+    shipping: tuple[dict[str, Source], ...]
+    store_overrides: dict[str, dict[str, Source]]
+    grades: dict[str, str]      # normalised vocabulary -> Back Market grade
+    carriers: dict[str, str]    # normalised carrier name -> Back Market shipper
+    carrier_fallback: str | None
+
+    def grade(self, text: str) -> str | None:
+        return self.grades.get(normalise(text))
+
+    def shipper(self, text: str) -> str | None:
+        return self.carriers.get(normalise(text), self.carrier_fallback)
+
+    def grade_vocabulary(self) -> str:
+        return "a grade such as " + ", ".join(GRADES) + " (or 0-4, 9, Shiny/Gold/Silver/Bronze, "\
+            "Parfait état/Très bon état/Bon état/État correct)"
+
+
+def load_profile(path: Path) -> Profile:
+    data = _read_toml(path)
+    meta = data.get("profile", {})
+    offer_table = data.get("offer")
+    if not isinstance(offer_table, dict):
+        raise ConfigError(f"{path}: missing the [offer] table")
+    per_store_table = offer_table.get("per_store", {})
+    shipping_table = offer_table.get("shipping", [])
+
+    offer = _sources(
+        {k: v for k, v in offer_table.items() if k not in ("per_store", "shipping")},
+        GLOBAL_FIELDS, f"{path} [offer]",
+    )
+    per_store = _sources(per_store_table, STORE_FIELDS, f"{path} [offer.per_store]")
+    if not isinstance(shipping_table, list) or len(shipping_table) > MAX_SHIPPING_OPTIONS:
+        raise ConfigError(f"{path}: [[offer.shipping]] holds at most {MAX_SHIPPING_OPTIONS} "
+                          "options")
+    shipping = tuple(
+        _sources(option, SHIPPING_FIELDS, f"{path} [[offer.shipping]] #{i}")
+        for i, option in enumerate(shipping_table, start=1)
+    )
+    overrides = {
+        str(name): _sources(table, STORE_FIELDS, f"{path} [stores.{name}]")
+        for name, table in data.get("stores", {}).items()
+    }
+    for required in ("sku", "grade", "stock"):
+        if required not in offer:
+            raise ConfigError(f"{path}: [offer] must map {required}")
+    if "product_id" not in offer and "ean" not in offer:
+        raise ConfigError(f"{path}: [offer] must map product_id, ean, or both")
+    if "price" not in per_store:
+        raise ConfigError(f"{path}: [offer.per_store] must map price")
+
+    grades = _grades(path.parent, meta.get("grades"))
+    carriers, fallback = _carriers(path.parent, meta.get("carriers"))
+    return Profile(
+        name=str(meta.get("name", path.stem)), path=path, offer=offer, per_store=per_store,
+        shipping=shipping, store_overrides=overrides, grades=grades, carriers=carriers,
+        carrier_fallback=fallback,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read mapping file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"mapping file {path} is not valid TOML: {exc}") from None
+
+
+def _sources(table: Any, allowed: Sequence[str], where: str) -> dict[str, Source]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = set(table) - set(allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown fields {sorted(unknown)}; expected some of "
+                          + ", ".join(allowed))
+    return {name: Source.parse(spec, f"{where} {name}") for name, spec in table.items()}
+
+
+def _grades(folder: Path, file: Any) -> dict[str, str]:
+    vocabulary = {normalise(g): g for g in GRADES}
+    vocabulary.update({str(state): grade for grade, state in GRADE_STATE.items()})
+    if file:
+        table = _read_toml(folder / str(file)).get("grades", {})
+        for grade, words in table.items():
+            if grade not in GRADES:
+                raise ConfigError(f"{folder / str(file)}: {grade!r} is not a Back Market grade; "
+                                  "expected one of " + ", ".join(GRADES))
+            for word in words:
+                key = normalise(str(word))
+                if vocabulary.get(key, grade) != grade:
+                    raise ConfigError(f"{folder / str(file)}: {word!r} maps to both "
+                                      f"{vocabulary[key]} and {grade}")
+                vocabulary[key] = grade
+    return vocabulary
+
+
+def _carriers(folder: Path, file: Any) -> tuple[dict[str, str], str | None]:
+    table = {normalise(s): s for s in SHIPPERS}
+    fallback: str | None = None
+    if file:
+        path = folder / str(file)
+        data = _read_toml(path)
+        for name, shipper in data.get("carriers", {}).items():
+            if shipper not in SHIPPERS:
+                raise ConfigError(f"{path}: carrier {name!r} maps to {shipper!r}, which is not "
+                                  "a Back Market shipper value")
+            table[normalise(name)] = shipper
+        fallback = data.get("fallback") or None
+        if fallback is not None and fallback not in SHIPPERS:
+            raise ConfigError(f"{path}: fallback {fallback!r} is not a Back Market shipper value")
+    return table, fallback
+
+
+# --- compiled against a header ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Getter:
+    """Pulls one field's raw text out of a row: the cell, else the default, else None."""
+
+    index: int | None
+    default: str | None
+    column: str | None
+
+    def __call__(self, values: Sequence[str]) -> str | None:
+        if self.index is not None:
+            cell = values[self.index].strip()
+            if cell:
+                return cell
+        return self.default or None
+
+
+@dataclass(frozen=True)
+class StoreMapping:
+    store: StoreSettings
+    fields: dict[str, Getter]
+    shipping: tuple[dict[str, Getter], ...]
+
+
+@dataclass(frozen=True)
+class CompiledMapping:
+    profile: Profile
+    header: tuple[str, ...]
+    offer: dict[str, Getter]
+    stores: tuple[StoreMapping, ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+def compile_mapping(
+    profile: Profile, header: Sequence[str], stores: Sequence[StoreSettings]
+) -> CompiledMapping:
+    """Resolve every field to a column index, or fail naming the field and the column."""
+    index: dict[str, int] = {}
+    duplicates: set[str] = set()
+    for i, name in enumerate(header):
+        key = name.strip().casefold()
+        if key in index:
+            duplicates.add(name.strip())
+        index.setdefault(key, i)
+    notes: list[str] = []
+
+    def getter(field_name: str, source: Source, required: bool) -> Getter:
+        if source.constant is not None:
+            return Getter(None, source.constant, None)
+        assert source.column is not None
+        key = source.column.strip().casefold()
+        if key in {d.casefold() for d in duplicates}:
+            raise ConfigError(f"catalog header has the column {source.column!r} more than once; "
+                              f"cannot tell which one feeds {field_name}")
+        if key not in index:
+            if required and source.default is None:
+                raise ConfigError(
+                    f"catalog has no column {source.column!r} for field {field_name}; "
+                    f"header is: {', '.join(header)}"
+                )
+            if source.default is None:
+                notes.append(f"column {source.column!r} for {field_name} is not in the catalog")
+            return Getter(None, source.default, source.column)
+        return Getter(index[key], source.default, source.column)
+
+    offer = {
+        name: getter(name, source, name in REQUIRED)
+        for name, source in profile.offer.items()
+    }
+    compiled_stores = []
+    for store in stores:
+        sources = dict(profile.per_store)
+        sources.update(profile.store_overrides.get(store.name, {}))
+        fields = {
+            name: getter(f"{name} ({store.name})", source.for_store(store), name in REQUIRED)
+            for name, source in sources.items()
+        }
+        shipping = tuple(
+            {name: getter(f"shipping {name} ({store.name})", source.for_store(store), False)
+             for name, source in option.items()}
+            for option in profile.shipping
+        )
+        compiled_stores.append(StoreMapping(store, fields, shipping))
+    unknown_overrides = set(profile.store_overrides) - {s.name for s in stores}
+    notes.extend(f"profile overrides store {name!r}, which is not configured"
+                 for name in sorted(unknown_overrides))
+    return CompiledMapping(profile, tuple(header), offer, tuple(compiled_stores), tuple(notes))
+
+
+def describe(mapping: Mapping[str, Getter]) -> dict[str, str | None]:
+    return {name: g.column for name, g in mapping.items()}

@@ -1,0 +1,162 @@
+"""The values that flow between stages: offers, rejections, and their published form.
+
+An offer is one SKU as one store (one country) publishes it. Its *published fields* are the
+exact values the engine sends and records in the snapshot, in canonical form (money as a
+two-decimal string, shipping options as one string), so that the diff compares like with
+like and the snapshot stores nothing that can drift by rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+# Published fields, in the order of ``Offer.published()`` and of the snapshot columns.
+# Global on Back Market (one listing serves every country of a platform): the product link,
+# the grade and the quantity. Per country: everything from ``price`` on.
+FIELDS: Final = (
+    "product_id",
+    "ean",
+    "grade",
+    "quantity",
+    "price",
+    "currency",
+    "warranty_delay",
+    "comment",
+    "min_price",
+    "max_price",
+    "deee",
+    "shipping",
+)
+GLOBAL_FIELDS: Final = frozenset({"product_id", "ean", "grade", "quantity"})
+# Fields a single-listing update (POST /ws/listings/{id}) cannot change (its request body in
+# the spec has no such property): they need the batch endpoint, whose rows match by SKU.
+BATCH_ONLY_FIELDS: Final = frozenset({"product_id", "ean", "grade", "deee", "max_price"})
+
+Published = tuple[str | int | None, ...]
+
+CENT: Final = Decimal("0.01")
+
+
+def money(value: Decimal) -> str:
+    """Canonical text of an amount: two decimals, no exponent (``Decimal('1E+1')`` -> '10.00')."""
+    return f"{value.quantize(CENT):f}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingOption:
+    shipper: str
+    price: Decimal
+    delay_hours: int
+
+    def canonical(self) -> str:
+        return f"{self.shipper}|{money(self.price)}|{self.delay_hours}"
+
+
+def parse_shipping(text: str | None) -> tuple[ShippingOption, ...]:
+    """Inverse of the canonical shipping text stored in the snapshot."""
+    if not text:
+        return ()
+    options = []
+    for part in text.split(";"):
+        shipper, price, delay = part.rsplit("|", 2)
+        options.append(ShippingOption(shipper, Decimal(price), int(delay)))
+    return tuple(options)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A valid offer: what one store should publish for one SKU."""
+
+    store: str
+    row: int
+    sku: str
+    product_id: str | None
+    ean: str | None
+    grade: str
+    quantity: int
+    price: Decimal
+    currency: str
+    warranty_delay: int
+    comment: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    deee: Decimal | None = None
+    shipping: tuple[ShippingOption, ...] = ()
+
+    @property
+    def sku_key(self) -> str:
+        return sku_key(self.sku)
+
+    def published(self) -> Published:
+        return (
+            self.product_id,
+            self.ean,
+            self.grade,
+            self.quantity,
+            money(self.price),
+            self.currency,
+            self.warranty_delay,
+            self.comment,
+            None if self.min_price is None else money(self.min_price),
+            None if self.max_price is None else money(self.max_price),
+            None if self.deee is None else money(self.deee),
+            ";".join(s.canonical() for s in self.shipping) or None,
+        )
+
+
+def sku_key(sku: str) -> str:
+    """Back Market matches SKUs case-insensitively: this is the key everything is indexed by."""
+    return sku.casefold()
+
+
+def content_hash(published: Published) -> str:
+    """A short, stable fingerprint of published fields (stored beside them in the snapshot)."""
+    text = "\x1f".join("\x00" if v is None else str(v) for v in published)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def as_dict(published: Published) -> dict[str, str | int | None]:
+    return dict(zip(FIELDS, published, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One problem with one catalog row, phrased so a merchant can fix it.
+
+    ``store`` is None when the problem concerns the whole row (every store), else the name of
+    the one store whose offer it blocks.
+    """
+
+    row: int
+    sku: str | None
+    field: str
+    value: str | None
+    expected: str
+    store: str | None = None
+
+    def message(self) -> str:
+        where = f"row {self.row}"
+        if self.sku:
+            where += f" (SKU {self.sku})"
+        if self.store:
+            where += f" [store {self.store}]"
+        shown = "empty" if self.value in (None, "") else repr(_clip(self.value))
+        return f"{where}: {self.field} is {shown}; expected {self.expected}"
+
+    def to_dict(self) -> dict[str, str | int | None]:
+        return {
+            "row": self.row,
+            "sku": self.sku,
+            "store": self.store,
+            "field": self.field,
+            "value": None if self.value is None else _clip(self.value),
+            "expected": self.expected,
+            "message": self.message(),
+        }
+
+
+def _clip(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"

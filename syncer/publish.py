@@ -1,0 +1,437 @@
+"""Publication: send one store's plan through the API client and record every outcome.
+
+Order (invariant 8): zeros, then stock changes, then other single-listing updates, then the
+batch (new listings and changes only the batch endpoint can make). Every acknowledgement or
+error is written to the state as it arrives; the snapshot moves only on a confirmation
+(invariant 2). Before sending, each change is compared with the snapshot as it is *now*:
+what another store of the same listing already confirmed (quantity is global), or what a
+batch left in flight by an interrupted run turned out to do, is not sent again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import structlog
+
+from syncer.client import MAX_BATCH_LINES, BackMarketClient, task_outcomes
+from syncer.config import StoreSettings
+from syncer.diff import Change, StorePlan
+from syncer.errors import (
+    ApiError,
+    FatalApiError,
+    OfferError,
+    OutcomeUnknown,
+    RetriableError,
+    StateError,
+)
+from syncer.offers import BATCH_ONLY_FIELDS, FIELDS, Published, ShippingOption, parse_shipping
+from syncer.state import Ack, Failure, SnapshotEntry, StateStore
+
+log = structlog.get_logger("syncer.publish")
+
+F: Final = {name: i for i, name in enumerate(FIELDS)}
+# Consecutive requests that still fail after their retries before the run gives up.
+MAX_CONSECUTIVE_UNAVAILABLE: Final = 5
+RENEW_EVERY: Final = 60.0
+
+
+@dataclass
+class PublishResult:
+    store: str
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "created": 0, "updated": 0, "zeroed": 0, "retried": 0, "failed": 0,
+        "already_published": 0, "in_flight": 0})
+    failures: list[Failure] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.stopped:
+            return "stopped"
+        return "partial" if self.counts["failed"] else "ok"
+
+    def count_ack(self, change: Change) -> None:
+        key = {"zero": "zeroed", "create": "created", "retry": "retried"}.get(
+            change.action, "updated")
+        self.counts[key] += 1
+
+
+class Publisher:
+    """Publishes the plan of one store. ``renew`` keeps the store's lock lease alive."""
+
+    def __init__(
+        self,
+        store: StoreSettings,
+        client: BackMarketClient,
+        state: StateStore,
+        *,
+        siblings: Sequence[str] = (),
+        batch_rows: int = MAX_BATCH_LINES - 1,
+        poll_seconds: float = 15.0,
+        task_timeout: float = 3600.0,
+        renew: Callable[[], None] = lambda: None,
+        progress: Callable[[int], None] = lambda _n: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.state = state
+        self.siblings = tuple(siblings)
+        self.batch_rows = batch_rows
+        self.poll_seconds = poll_seconds
+        self.task_timeout = task_timeout
+        self.renew = renew
+        self.progress = progress
+        self.clock = clock
+        self.log = log.bind(store=store.name)
+        self._last_renew = clock()
+        self._unavailable = 0
+
+    # --- entry point ----------------------------------------------------------------------
+    def apply(self, plan: StorePlan) -> PublishResult:
+        result = PublishResult(self.store.name)
+        try:
+            in_flight = self.settle_batches(result)
+            snapshot = self.state.snapshot(self.store.name)
+            singles, batch = self._route(plan.changes, snapshot, in_flight, result)
+            for change, fields in singles:
+                self._send_single(change, fields, snapshot, batch, result)
+            for start in range(0, len(batch), self.batch_rows):
+                self._send_batch(batch[start:start + self.batch_rows], result)
+        except FatalApiError as exc:
+            result.stopped = exc.message
+            self.log.error("run stopped", reason=exc.message, cf_ray=getattr(exc, "cf_ray", None))
+        except _Unavailable as exc:
+            result.stopped = str(exc)
+            self.log.error("run stopped", reason=str(exc))
+        return result
+
+    # --- routing --------------------------------------------------------------------------
+    def _route(self, changes: Sequence[Change], snapshot: dict[str, SnapshotEntry],
+               in_flight: set[str], result: PublishResult
+               ) -> tuple[list[tuple[Change, tuple[str, ...]]], list[Change]]:
+        singles: list[tuple[Change, tuple[str, ...]]] = []
+        batch: list[Change] = []
+        for change in sorted(changes, key=lambda c: (c.priority, c.key)):
+            if change.key in in_flight:
+                result.counts["in_flight"] += 1
+                continue
+            entry = snapshot.get(change.key)
+            confirmed = entry.published if entry is not None else None
+            if confirmed is None:
+                batch.append(change)
+                continue
+            fields = _changed(confirmed, change.target)
+            if not fields and entry is not None and entry.status != "failed":
+                result.counts["already_published"] += 1
+                self.progress(1)
+                continue
+            if not fields:  # a failed attempt whose target is what is already confirmed
+                self._ack(change, entry.listing_id if entry else None, result)
+                continue
+            if BATCH_ONLY_FIELDS.intersection(fields):
+                batch.append(change)
+            else:
+                singles.append((change, fields))
+        return singles, batch
+
+    # --- single-listing updates -----------------------------------------------------------
+    def _send_single(self, change: Change, fields: tuple[str, ...],
+                     snapshot: dict[str, SnapshotEntry], batch: list[Change],
+                     result: PublishResult) -> None:
+        self._keep_lease()
+        entry = snapshot.get(change.key)
+        listing_id = (entry.listing_id if entry else None) or change.listing_id
+        try:
+            if listing_id is None:
+                found = self.client.find_listing(change.sku)
+                listing_id = None if found is None else str(found["id"])
+            if listing_id is None:
+                if change.action == "zero":
+                    # Nothing on Back Market to take offline: the outcome already holds.
+                    self.log.warning("zero of a listing Back Market does not have",
+                                     sku=change.sku)
+                    self._ack(change, None, result)
+                else:
+                    batch.append(change)  # the listing is gone: create it again
+                return
+            body = single_update_body(fields, change.target, entry.published if entry else None,
+                                      self.store.currency or "EUR")
+            answer = self.client.update_listing(listing_id, body)
+        except OfferError as exc:
+            if exc.status == 404 and change.action != "zero":
+                batch.append(change)
+                return
+            self._fail(change, exc, result)
+            return
+        except RetriableError as exc:
+            self._unavailable_once(change, exc, result)
+            return
+        self._unavailable = 0
+        self._ack(change, str(answer.get("id") or listing_id), result)
+
+    # --- batches --------------------------------------------------------------------------
+    def _send_batch(self, changes: Sequence[Change], result: PublishResult) -> None:
+        self._keep_lease()
+        columns, rows = batch_rows(changes, send_deee=self.store.send_deee)
+        offers = {c.key: [c.sku, *c.target] for c in changes}
+        batch_id = self.state.add_pending_batch(self.store.name, offers)
+        try:
+            task_id = self.client.create_batch(columns, rows)
+        except OutcomeUnknown as exc:
+            # It may have landed: keep it pending; the next run checks the listings first.
+            self.log.warning("batch outcome unknown, will be checked before any resend",
+                             offers=len(changes), error=exc.message)
+            result.counts["in_flight"] += len(changes)
+            return
+        except OfferError as exc:
+            self.state.remove_batch(batch_id)
+            for change in changes:
+                self._fail(change, exc, result)
+            return
+        except RetriableError as exc:
+            self.state.remove_batch(batch_id)  # refused before processing: nothing landed
+            self._unavailable_once(None, exc, result)
+            return
+        self.state.set_batch_task(batch_id, task_id)
+        self.log.info("batch sent", task_id=task_id, offers=len(changes))
+        self._settle(batch_id, task_id, offers, result, changes)
+
+    def settle_batches(self, result: PublishResult) -> set[str]:
+        """Resolve batches an earlier run left in flight. Returns SKU keys still in flight."""
+        in_flight: set[str] = set()
+        for batch_id, task_id, offers in self.state.pending_batches(self.store.name):
+            if task_id is None:
+                self._settle_unknown(batch_id, offers, result)
+            elif not self._settle(batch_id, task_id, offers, result, None):
+                in_flight.update(offers)
+        return in_flight
+
+    def _settle(self, batch_id: int, task_id: int, offers: dict[str, list[Any]],
+                result: PublishResult, changes: Sequence[Change] | None) -> bool:
+        try:
+            task = self.client.wait_task(task_id, poll_seconds=self.poll_seconds,
+                                         timeout_seconds=self.task_timeout, clock=self.clock)
+        except TimeoutError:
+            self.log.warning("task still running; it will be checked next run",
+                             task_id=task_id, offers=len(offers))
+            result.counts["in_flight"] += len(offers)
+            return False
+        except OfferError as exc:
+            # The task is unknown to Back Market: nothing can be learnt from it.
+            self.log.warning("task not found; its offers will be checked on the listings",
+                             task_id=task_id, error=exc.message)
+            self._settle_unknown(batch_id, offers, result)
+            return True
+        by_key = {c.key: c for c in changes} if changes else {}
+        if task.get("action_status") != 9:
+            reason = task.get("last_action_error") or f"task {task_id} failed"
+            failures = [Failure(v[0], f"batch task {task_id} failed: {reason}",
+                                attempted=tuple(v[1:])) for v in offers.values()]
+            self.state.record_failures(self.store.name, failures)
+            result.counts["failed"] += len(failures)
+            result.failures.extend(failures)
+            self.state.remove_batch(batch_id)
+            return True
+        outcomes = task_outcomes(task)
+        acks: list[Ack] = []
+        failures = []
+        for key, (sku, *target) in offers.items():
+            outcome = outcomes.get(key)
+            published = tuple(target)
+            if outcome is None:
+                listing = self.client.find_listing(sku)
+                if listing is not None and listing_matches(listing, published, self.store):
+                    acks.append(Ack(sku, published, str(listing["id"])))
+                else:
+                    failures.append(Failure(sku, f"not reported by batch task {task_id} and "
+                                                 "not found as sent", attempted=published))
+            elif outcome.ok:
+                listing_id = outcome.listing_id
+                if listing_id is None:
+                    listing = self.client.find_listing(sku)
+                    listing_id = None if listing is None else str(listing["id"])
+                acks.append(Ack(sku, published, listing_id))
+            else:
+                failures.append(Failure(sku, outcome.message or "rejected",
+                                        code="task-error", attempted=published))
+        self.state.record_acks(self.store.name, acks)
+        if failures:
+            self.state.record_failures(self.store.name, failures)
+        self.state.remove_batch(batch_id)
+        for ack in acks:
+            change = by_key.get(ack.sku.casefold())
+            if change is not None:
+                result.count_ack(change)
+            else:
+                result.counts["created"] += 1
+            self.progress(1)
+        result.counts["failed"] += len(failures)
+        result.failures.extend(failures)
+        self.progress(len(failures))
+        self.log.info("batch settled", task_id=task_id, confirmed=len(acks),
+                      failed=len(failures))
+        return True
+
+    def _settle_unknown(self, batch_id: int, offers: dict[str, list[Any]],
+                        result: PublishResult) -> None:
+        """A batch whose POST got no answer: what the listings show decides, offer by offer.
+        Offers not found as sent are dropped from the batch; the plan sends them again."""
+        acks = []
+        for sku, *target in offers.values():
+            listing = self.client.find_listing(sku)
+            published = tuple(target)
+            if listing is not None and listing_matches(listing, published, self.store):
+                acks.append(Ack(sku, published, str(listing["id"])))
+        self.state.record_acks(self.store.name, acks)
+        self.state.remove_batch(batch_id)
+        result.counts["created"] += len(acks)
+        self.log.info("unknown batch checked on the listings", found=len(acks),
+                      not_found=len(offers) - len(acks))
+
+    # --- outcomes -------------------------------------------------------------------------
+    def _ack(self, change: Change, listing_id: str | None, result: PublishResult) -> None:
+        self.state.record_acks(self.store.name, [Ack(change.sku, change.target, listing_id)])
+        result.count_ack(change)
+        self.progress(1)
+
+    def _fail(self, change: Change, exc: ApiError, result: PublishResult) -> None:
+        failure = Failure(change.sku, exc.message, code=exc.code or str(exc.status or ""),
+                          request_id=exc.request_id, attempted=change.target)
+        self.state.record_failures(self.store.name, [failure])
+        result.counts["failed"] += 1
+        result.failures.append(failure)
+        self.progress(1)
+        self.log.warning("offer rejected", sku=change.sku, action=change.action,
+                         error=exc.message, request_id=exc.request_id)
+
+    def _unavailable_once(self, change: Change | None, exc: ApiError,
+                          result: PublishResult) -> None:
+        if change is not None:
+            self._fail(change, exc, result)
+        self._unavailable += 1
+        if self._unavailable >= MAX_CONSECUTIVE_UNAVAILABLE:
+            raise _Unavailable(f"Back Market unavailable for store {self.store.name}: "
+                               f"{self._unavailable} requests in a row failed after retries "
+                               f"({exc.message})")
+
+    def _keep_lease(self) -> None:
+        if self.clock() - self._last_renew >= RENEW_EVERY:
+            try:
+                self.renew()
+            except StateError as exc:
+                raise FatalApiError(str(exc)) from None
+            self._last_renew = self.clock()
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def _changed(confirmed: Published, target: Published) -> tuple[str, ...]:
+    return tuple(name for name, a, b in zip(FIELDS, confirmed, target, strict=True) if a != b)
+
+
+def single_update_body(fields: Sequence[str], target: Published, confirmed: Published | None,
+                       currency: str) -> dict[str, Any]:
+    """The body of POST /ws/listings/{id}: only what changed, money as strings."""
+    body: dict[str, Any] = {}
+    for name in fields:
+        value = target[F[name]]
+        if name == "quantity":
+            body["quantity"] = value
+        elif name in ("price", "currency"):
+            body["price"] = target[F["price"]]
+            body["currency"] = target[F["currency"]] or currency
+        elif name == "warranty_delay":
+            body["warranty_delay"] = value
+        elif name in ("comment", "min_price"):
+            body[name] = value
+        elif name == "shipping":
+            new = parse_shipping(_text(value))
+            old = parse_shipping(_text(confirmed[F["shipping"]])) if confirmed else ()
+            body.update(shipping_fields(new, max(len(new), len(old))))
+    return body
+
+
+def shipping_fields(options: Sequence[ShippingOption], slots: int) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for number in range(1, slots + 1):
+        if number <= len(options):
+            option = options[number - 1]
+            body[f"shipper_{number}"] = option.shipper
+            body[f"shipping_price_{number}"] = f"{option.price:.2f}"
+            body[f"shipping_delay_{number}"] = option.delay_hours
+        else:
+            body[f"shipper_{number}"] = None
+            body[f"shipping_price_{number}"] = None
+            body[f"shipping_delay_{number}"] = None
+    return body
+
+
+BATCH_COLUMNS: Final = (
+    "sku", "product_id", "ean", "grade", "quantity", "price", "currency", "warranty_delay",
+    "comment", "min_price", "max_price",
+)
+
+
+def batch_rows(changes: Sequence[Change], *, send_deee: bool
+               ) -> tuple[list[str], list[dict[str, str]]]:
+    """Rows of the batch CSV, every field of the target given (values are absolute)."""
+    columns = list(BATCH_COLUMNS)
+    if send_deee:
+        columns.append("deee")
+    shipping_slots = 0
+    rows = []
+    for change in changes:
+        target = change.target
+        row = {"sku": change.sku}
+        for name in columns[1:]:
+            value = target[F[name]]
+            row[name] = "" if value is None else str(value)
+        options = parse_shipping(_text(target[F["shipping"]]))
+        shipping_slots = max(shipping_slots, len(options))
+        for number, option in enumerate(options, start=1):
+            row[f"shipper_{number}"] = option.shipper
+            row[f"shipping_price_{number}"] = f"{option.price:.2f}"
+            row[f"shipping_delay_{number}"] = str(option.delay_hours)
+        rows.append(row)
+    for number in range(1, shipping_slots + 1):
+        columns += [f"shipper_{number}", f"shipping_price_{number}", f"shipping_delay_{number}"]
+    return columns, rows
+
+
+def listing_matches(listing: dict[str, Any], target: Published, store: StoreSettings) -> bool:
+    """Does a listing, as Back Market shows it for the store's country, carry the target?"""
+    checks: list[tuple[Any, Any]] = [
+        (listing.get("quantity"), target[F["quantity"]]),
+        (listing.get("grade"), target[F["grade"]]),
+        (_amount(listing.get("price")), _amount(target[F["price"]])),
+        (listing.get("currency"), target[F["currency"]]),
+        (listing.get("warranty_delay"), target[F["warranty_delay"]]),
+        (listing.get("comment") or None, target[F["comment"]]),
+        (_amount(listing.get("min_price")), _amount(target[F["min_price"]])),
+    ]
+    if target[F["product_id"]] is not None:
+        checks.append((listing.get("product_id"), target[F["product_id"]]))
+    if target[F["max_price"]] is not None:
+        checks.append((_amount(listing.get("max_price")), _amount(target[F["max_price"]])))
+    return all(a == b for a, b in checks)
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def _text(value: str | int | None) -> str | None:
+    return None if value is None else str(value)

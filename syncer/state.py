@@ -1,0 +1,640 @@
+"""The state database: snapshot of confirmed publications, run log, locks, batches in flight.
+
+SQLite by default (a file under ``state/``), PostgreSQL in production, through SQLModel.
+The snapshot moves only on a confirmed acknowledgement, offer by offer (invariant 2); a
+failure is recorded beside the last confirmed values, never over them. ``plan`` opens the
+state read-only and never creates it (invariant 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, Text, and_, case, create_engine, event, func, inspect, select
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Column, Field, SQLModel
+
+from syncer.errors import LockHeld, StateError
+from syncer.offers import FIELDS, Published, content_hash
+
+SCHEMA_VERSION: Final = 1
+_BULK: Final = 2000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+class OfferSnapshot(SQLModel, table=True):
+    """Per store and SKU: the fields Back Market last confirmed, and the last failure."""
+
+    __tablename__ = "offer_snapshot"
+    store: str = Field(primary_key=True, max_length=64)
+    sku_key: str = Field(primary_key=True, max_length=128)
+    sku: str = Field(max_length=128)
+    listing_id: str | None = Field(default=None, max_length=64)
+    # Confirmed published fields (all None until the first confirmation).
+    product_id: str | None = Field(default=None, max_length=64)
+    ean: str | None = Field(default=None, max_length=16)
+    grade: str | None = Field(default=None, max_length=16)
+    quantity: int | None = None
+    price: str | None = Field(default=None, max_length=24)
+    currency: str | None = Field(default=None, max_length=3)
+    warranty_delay: int | None = None
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    min_price: str | None = Field(default=None, max_length=24)
+    max_price: str | None = Field(default=None, max_length=24)
+    deee: str | None = Field(default=None, max_length=24)
+    shipping: str | None = Field(default=None, sa_column=Column(Text))
+    content_hash: str | None = Field(default=None, max_length=16)
+    confirmed_at: datetime | None = None
+    # "live" (confirmed as published) or "failed" (the last attempt failed).
+    status: str = Field(default="live", max_length=16)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    error_code: str | None = Field(default=None, max_length=64)
+    request_id: str | None = Field(default=None, max_length=128)
+    attempts: int = 0  # consecutive failed attempts
+    failed_hash: str | None = Field(default=None, max_length=16)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StoreRevision(SQLModel, table=True):
+    """Bumped on every snapshot change: a saved plan records it to detect staleness."""
+
+    __tablename__ = "store_revision"
+    store: str = Field(primary_key=True, max_length=64)
+    revision: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RunRecord(SQLModel, table=True):
+    __tablename__ = "run_log"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, max_length=64)
+    store: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=16)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    outcome: str = Field(default="running", max_length=16)
+    counts: str = Field(default="{}", sa_column=Column(Text))
+    message: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class StoreLock(SQLModel, table=True):
+    __tablename__ = "store_lock"
+    store: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=200)
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class PendingBatch(SQLModel, table=True):
+    """A batch POST in flight. Written before sending: its outcome is checked, never guessed."""
+
+    __tablename__ = "pending_batch"
+    id: int | None = Field(default=None, primary_key=True)
+    store: str = Field(index=True, max_length=64)
+    task_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    # JSON: {sku_key: [sku, *published]} of every offer in the batch.
+    offers: str = Field(sa_column=Column(Text))
+
+
+class SchemaInfo(SQLModel, table=True):
+    __tablename__ = "schema_info"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
+
+
+_SNAPSHOT = OfferSnapshot.__table__  # type: ignore[attr-defined]
+_REVISION = StoreRevision.__table__  # type: ignore[attr-defined]
+_RUNS = RunRecord.__table__  # type: ignore[attr-defined]
+_LOCKS = StoreLock.__table__  # type: ignore[attr-defined]
+_BATCHES = PendingBatch.__table__  # type: ignore[attr-defined]
+_SCHEMA = SchemaInfo.__table__  # type: ignore[attr-defined]
+_FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
+
+
+# --- values read out of the state -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    sku: str
+    listing_id: str | None
+    published: Published | None  # None: never confirmed
+    status: str
+    last_error: str | None = None
+    attempts: int = 0
+    request_id: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """Confirmed on Back Market with stock (a zeroed offer is not live)."""
+        return self.published is not None and bool(self.published[FIELDS.index("quantity")])
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Back Market confirmed these published fields for this SKU."""
+
+    sku: str
+    published: Published
+    listing_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    sku: str
+    message: str
+    code: str | None = None
+    request_id: str | None = None
+    attempted: Published | None = None
+
+
+# --- the store --------------------------------------------------------------------------------
+
+class StateStore:
+    """Access to the state database. Open with ``StateStore.open(url)`` for a run that
+    publishes, or ``StateStore.open_readonly(url)`` for plan, status and errors."""
+
+    def __init__(self, engine: Engine | None, url: str, readonly: bool) -> None:
+        self._empty = engine is None
+        self.engine = engine
+        self.url = url
+        self.readonly = readonly
+        # Stores sharing listings with each store (same account), for global quantity.
+        self.siblings: dict[str, tuple[str, ...]] = {}
+
+    # -- opening --
+    @classmethod
+    def open(cls, url: str) -> StateStore:
+        path = _sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(_engine(url, readonly=False), url, readonly=False)
+        try:
+            store._ensure_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_readonly(cls, url: str) -> StateStore:
+        path = _sqlite_path(url)
+        if path is not None and not path.exists():
+            return cls(None, url, readonly=True)  # nothing published yet; create nothing
+        store = cls(_engine(url, readonly=True), url, readonly=True)
+        try:
+            store._check_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_schema(self) -> None:
+        assert self.engine is not None
+        self._check_schema()
+        try:
+            SQLModel.metadata.create_all(self.engine, tables=[
+                _SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _SCHEMA])
+            with self.engine.begin() as conn:
+                found = conn.execute(select(_SCHEMA.c.value).where(
+                    _SCHEMA.c.key == "schema_version")).scalar()
+                if found is None:
+                    conn.execute(_SCHEMA.insert().values(key="schema_version",
+                                                         value=str(SCHEMA_VERSION)))
+        except IntegrityError:
+            pass  # another process created it at the same instant
+        except SQLAlchemyError as exc:
+            raise _state_error(self.url, exc) from None
+        self._empty = False
+
+    def _check_schema(self) -> None:
+        assert self.engine is not None
+        try:
+            with self.engine.connect() as conn:
+                if not inspect(conn).has_table("schema_info"):
+                    self._empty = True
+                    return
+                found = conn.execute(select(_SCHEMA.c.value).where(
+                    _SCHEMA.c.key == "schema_version")).scalar()
+        except SQLAlchemyError as exc:
+            raise _state_error(self.url, exc) from None
+        self._empty = False
+        if found is not None and int(found) > SCHEMA_VERSION:
+            raise StateError(
+                f"the state database {_safe_url(self.url)} has schema version {found}, newer "
+                f"than this syncer understands ({SCHEMA_VERSION}); upgrade the syncer"
+            )
+
+    @property
+    def empty(self) -> bool:
+        """No state yet: nothing was ever published (reads return nothing)."""
+        return self._empty
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        assert self.engine is not None
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _state_error(self.url, exc) from None
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if self.readonly or self.engine is None:
+            raise StateError("internal error: write attempted on a read-only state")
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _state_error(self.url, exc) from None
+
+    # -- snapshot --
+    def snapshot(self, store: str) -> dict[str, SnapshotEntry]:
+        if self.empty:
+            return {}
+        columns = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
+                   _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
+                   _SNAPSHOT.c.attempts, _SNAPSHOT.c.request_id, *_FIELD_COLUMNS)
+        entries: dict[str, SnapshotEntry] = {}
+        with self._read() as conn:
+            result = conn.execution_options(yield_per=10_000).execute(
+                select(*columns).where(_SNAPSHOT.c.store == store))
+            for key, sku, listing_id, confirmed, status, error, attempts, rid, *fields in result:
+                entries[key] = SnapshotEntry(
+                    sku=sku, listing_id=listing_id,
+                    published=tuple(fields) if confirmed is not None else None,
+                    status=status, last_error=error, attempts=attempts, request_id=rid,
+                )
+        return entries
+
+    def revision(self, store: str) -> int:
+        if self.empty:
+            return 0
+        with self._read() as conn:
+            found = conn.execute(select(_REVISION.c.revision).where(
+                _REVISION.c.store == store)).scalar()
+        return int(found or 0)
+
+    def record_acks(self, store: str, acks: Sequence[Ack]) -> None:
+        """Confirmed publications: the snapshot takes the new values, errors are cleared."""
+        now = utcnow()
+        for start in range(0, len(acks), _BULK):
+            chunk = acks[start:start + _BULK]
+            rows = [
+                {
+                    "store": store, "sku_key": ack.sku.casefold(), "sku": ack.sku,
+                    "listing_id": ack.listing_id,
+                    **dict(zip(FIELDS, ack.published, strict=True)),
+                    "content_hash": content_hash(ack.published), "confirmed_at": now,
+                    "status": "live", "last_error": None, "error_code": None,
+                    "request_id": None, "attempts": 0, "failed_hash": None, "updated_at": now,
+                }
+                for ack in chunk
+            ]
+            update = [c for c in rows[0] if c not in ("store", "sku_key")]
+            with self._write() as conn:
+                _upsert(conn, _SNAPSHOT, rows, ("store", "sku_key"), update)
+                self._bump(conn, store, now)
+        self._note_global_quantity(store, acks)
+
+    def _note_global_quantity(self, store: str, acks: Sequence[Ack]) -> None:
+        """Quantity is global on Back Market: once confirmed through one store it is what
+        every store of the listing shows. Other stores' confirmed rows of the SKU follow, so
+        they do not send the same stock again (every send costs hourly budget)."""
+        siblings = self.siblings.get(store, ())
+        if not siblings or not acks:
+            return
+        qty = FIELDS.index("quantity")
+        wanted = {ack.sku.casefold(): ack.published[qty] for ack in acks}
+        keys = list(wanted)
+        now = utcnow()
+        columns = (_SNAPSHOT.c.store, _SNAPSHOT.c.sku_key, *_FIELD_COLUMNS)
+        with self._write() as conn:
+            touched: set[str] = set()
+            for start in range(0, len(keys), _BULK):
+                rows = conn.execute(select(*columns).where(
+                    _SNAPSHOT.c.store.in_(siblings),
+                    _SNAPSHOT.c.sku_key.in_(keys[start:start + _BULK]),
+                    _SNAPSHOT.c.confirmed_at.is_not(None))).all()
+                for sibling, key, *fields in rows:
+                    if fields[qty] == wanted[key]:
+                        continue
+                    fields[qty] = wanted[key]
+                    conn.execute(
+                        sa_update(_SNAPSHOT)
+                        .where(_SNAPSHOT.c.store == sibling, _SNAPSHOT.c.sku_key == key)
+                        .values(quantity=wanted[key], updated_at=now,
+                                content_hash=content_hash(tuple(fields))))
+                    touched.add(sibling)
+            for sibling in sorted(touched):
+                self._bump(conn, sibling, now)
+
+    def record_failures(self, store: str, failures: Sequence[Failure]) -> None:
+        """A failed attempt: kept beside the last confirmed values, which do not move."""
+        now = utcnow()
+        with self._write() as conn:
+            for failure in failures:
+                key = failure.sku.casefold()
+                failed_hash = (content_hash(failure.attempted)
+                               if failure.attempted is not None else None)
+                values = {
+                    "status": "failed", "last_error": failure.message,
+                    "error_code": failure.code, "request_id": failure.request_id,
+                    "failed_hash": failed_hash, "updated_at": now,
+                }
+                done = conn.execute(
+                    sa_update(_SNAPSHOT)
+                    .where(_SNAPSHOT.c.store == store, _SNAPSHOT.c.sku_key == key)
+                    .values(attempts=_SNAPSHOT.c.attempts + 1, **values)
+                ).rowcount
+                if not done:
+                    conn.execute(_SNAPSHOT.insert().values(
+                        store=store, sku_key=key, sku=failure.sku, attempts=1, **values))
+            self._bump(conn, store, now)
+
+    def _bump(self, conn: Any, store: str, now: datetime) -> None:
+        done = conn.execute(
+            sa_update(_REVISION).where(_REVISION.c.store == store)
+            .values(revision=_REVISION.c.revision + 1, updated_at=now)
+        ).rowcount
+        if not done:
+            _upsert(conn, _REVISION, [{"store": store, "revision": 1, "updated_at": now}],
+                    ("store",), ["revision", "updated_at"])
+
+    # -- batches in flight --
+    def add_pending_batch(self, store: str, offers: dict[str, list[Any]]) -> int:
+        with self._write() as conn:
+            result = conn.execute(_BATCHES.insert().values(
+                store=store, offers=json.dumps(offers), created_at=utcnow()))
+            return int(result.inserted_primary_key[0])
+
+    def set_batch_task(self, batch_id: int, task_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(sa_update(_BATCHES).where(_BATCHES.c.id == batch_id)
+                         .values(task_id=task_id))
+
+    def pending_batches(self, store: str) -> list[tuple[int, int | None, dict[str, list[Any]]]]:
+        if self.empty:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(select(_BATCHES.c.id, _BATCHES.c.task_id, _BATCHES.c.offers)
+                                .where(_BATCHES.c.store == store).order_by(_BATCHES.c.id))
+            return [(int(i), t, json.loads(o)) for i, t, o in rows]
+
+    def remove_batch(self, batch_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(sa_delete(_BATCHES).where(_BATCHES.c.id == batch_id))
+
+    # -- locks --
+    @contextmanager
+    def lock(self, store: str, lease_seconds: float, run_id: str) -> Iterator[StoreLease]:
+        lease = StoreLease(self, store, lease_seconds, holder_id(run_id))
+        lease.acquire()
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    # -- run log --
+    def start_run(self, run_id: str, store: str, kind: str) -> int:
+        with self._write() as conn:
+            result = conn.execute(_RUNS.insert().values(
+                run_id=run_id, store=store, kind=kind, started_at=utcnow(), outcome="running",
+                counts="{}"))
+            return int(result.inserted_primary_key[0])
+
+    def finish_run(self, record_id: int, outcome: str, counts: dict[str, int],
+                   message: str | None = None) -> None:
+        with self._write() as conn:
+            conn.execute(sa_update(_RUNS).where(_RUNS.c.id == record_id).values(
+                finished_at=utcnow(), outcome=outcome, counts=json.dumps(counts, sort_keys=True),
+                message=message))
+
+    def runs(self, store: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        if self.empty:
+            return []
+        query = select(_RUNS).order_by(_RUNS.c.id.desc()).limit(limit)
+        if store is not None:
+            query = query.where(_RUNS.c.store == store)
+        with self._read() as conn:
+            return [
+                {**row._asdict(), "counts": json.loads(row.counts)}
+                for row in conn.execute(query)
+            ]
+
+    # -- reading for status and errors --
+    def status_counts(self, store: str) -> dict[str, int]:
+        names = ("live", "zeroed", "failed", "never_confirmed")
+        if self.empty:
+            return dict.fromkeys(names, 0)
+        c = _SNAPSHOT.c
+        confirmed = c.confirmed_at.is_not(None)
+        conditions = (and_(confirmed, c.quantity > 0), and_(confirmed, c.quantity == 0),
+                      c.status == "failed", c.confirmed_at.is_(None))
+        query = select(*(func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+                         for cond in conditions)).where(c.store == store)
+        with self._read() as conn:
+            row = conn.execute(query).one()
+        return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+    def failures(self, store: str | None = None) -> list[dict[str, Any]]:
+        if self.empty:
+            return []
+        query = select(_SNAPSHOT.c.store, _SNAPSHOT.c.sku, _SNAPSHOT.c.last_error,
+                       _SNAPSHOT.c.error_code, _SNAPSHOT.c.request_id, _SNAPSHOT.c.attempts,
+                       _SNAPSHOT.c.updated_at, _SNAPSHOT.c.confirmed_at).where(
+            _SNAPSHOT.c.status == "failed").order_by(_SNAPSHOT.c.store, _SNAPSHOT.c.sku_key)
+        if store is not None:
+            query = query.where(_SNAPSHOT.c.store == store)
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]
+
+    def stores(self) -> list[str]:
+        if self.empty:
+            return []
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(
+                select(_SNAPSHOT.c.store).distinct().order_by(_SNAPSHOT.c.store))]
+
+
+class StoreLease:
+    """A lease on a store's lock in the state database. A holder that dies stops renewing;
+    its lease expires and the next run takes over (or at once, if the holder's process is
+    known dead on this host)."""
+
+    def __init__(self, state: StateStore, store: str, seconds: float, holder: str) -> None:
+        self.state = state
+        self.store = store
+        self.seconds = seconds
+        self.holder = holder
+
+    def acquire(self) -> None:
+        now = utcnow()
+        expires = now + timedelta(seconds=self.seconds)
+        with self.state._write() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(_LOCKS.insert().values(
+                        store=self.store, holder=self.holder, acquired_at=now, expires_at=expires))
+                return
+            except IntegrityError:
+                pass
+            current = conn.execute(select(_LOCKS.c.holder, _LOCKS.c.expires_at).where(
+                _LOCKS.c.store == self.store)).first()
+            if current is None:  # released in between: take it
+                conn.execute(_LOCKS.insert().values(
+                    store=self.store, holder=self.holder, acquired_at=now, expires_at=expires))
+                return
+            holder, until = current
+            if until > now and not _holder_dead(holder):
+                raise LockHeld(self.store, holder, until.isoformat(timespec="seconds"))
+            taken = conn.execute(
+                sa_update(_LOCKS).where(_LOCKS.c.store == self.store,
+                                        _LOCKS.c.holder == holder,
+                                        _LOCKS.c.expires_at == until)
+                .values(holder=self.holder, acquired_at=now, expires_at=expires)
+            ).rowcount
+            if not taken:
+                raise LockHeld(self.store, "another run", "now")
+
+    def renew(self) -> None:
+        with self.state._write() as conn:
+            kept = conn.execute(
+                sa_update(_LOCKS).where(_LOCKS.c.store == self.store,
+                                        _LOCKS.c.holder == self.holder)
+                .values(expires_at=utcnow() + timedelta(seconds=self.seconds))
+            ).rowcount
+        if not kept:
+            raise StateError(f"store {self.store}: lost the run lock (lease expired and taken)")
+
+    def release(self) -> None:
+        try:
+            with self.state._write() as conn:
+                conn.execute(sa_delete(_LOCKS).where(_LOCKS.c.store == self.store,
+                                                     _LOCKS.c.holder == self.holder))
+        except StateError:
+            pass  # the lease will expire on its own
+
+
+def holder_id(run_id: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+
+
+def _holder_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return Path(url[len("sqlite:///"):].split("?")[0])
+
+
+def _engine(url: str, *, readonly: bool) -> Engine:
+    path = _sqlite_path(url)
+    try:
+        if path is not None:
+            target = f"sqlite:///file:{path}?mode=ro&uri=true" if readonly else url
+            engine = create_engine(target, poolclass=NullPool,
+                                   connect_args={"timeout": 30})
+            if not readonly:
+                event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if readonly and url.startswith("postgresql"):
+            options["execution_options"] = {"postgresql_readonly": True}
+        return create_engine(url, **options)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StateError(f"cannot use state database {_safe_url(url)}: {exc}") from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _upsert(conn: Any, table: Any, rows: list[dict[str, Any]], keys: Sequence[str],
+            update: Iterable[str]) -> None:
+    dialect = conn.dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:
+        raise StateError(f"state databases on {dialect} are not supported; use SQLite or "
+                         "PostgreSQL")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+    conn.execute(stmt, rows)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return url
+
+
+def _state_error(url: str, exc: SQLAlchemyError) -> StateError:
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc)
+    if isinstance(exc, OperationalError) and "locked" in str(detail):
+        return StateError(f"the state database {_safe_url(url)} is locked by another "
+                          f"process: {detail}")
+    return StateError(f"state database {_safe_url(url)}: {detail}")

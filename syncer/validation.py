@@ -1,0 +1,361 @@
+"""Validation: each mapped catalog row becomes valid offers (one per store) or rejections.
+
+Pure: no I/O. Every rejection names the row, the SKU, the field, the value found and what was
+expected, so the merchant can fix the catalog without reading code. A row's problems are all
+reported at once. Row-level problems (SKU, product link, grade, stock) block the row in every
+store; a store's own fields (price, warranty, comment...) block only that store's offer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final, Protocol
+
+from stdnum import ean as ean_check
+
+from syncer.mapping import CompiledMapping, Getter, Profile, StoreMapping
+from syncer.offers import Offer, Rejection, ShippingOption, sku_key
+
+MAX_COMMENT: Final = 500
+MAX_SKU: Final = 64
+_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_AMOUNT: Final = re.compile(r"\d{1,9}(\.\d{1,2})?")
+_INTEGER: Final = re.compile(r"\+?\d{1,9}(\.0+)?")
+AMOUNT_EXPECTED: Final = "an amount like 199.90 (digits, at most 2 decimals, no thousands " \
+    "separator or currency sign)"
+
+
+class BadValue(ValueError):
+    """A value that cannot be used, with what was expected instead."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+def parse_amount(text: str, *, positive: bool = True) -> Decimal:
+    """A money amount. Accepts a decimal comma ("12,50"); refuses anything ambiguous."""
+    raw = text.strip()
+    if raw.count(",") == 1 and "." not in raw:
+        raw = raw.replace(",", ".")
+    negative = raw.startswith("-")
+    if negative:
+        raw = raw[1:]
+    if not _AMOUNT.fullmatch(raw):
+        raise BadValue(("a positive " if positive else "") + AMOUNT_EXPECTED)
+    value = Decimal(raw)
+    if negative and value != 0:
+        raise BadValue("a positive amount" if positive else "an amount of 0 or more")
+    if positive and value <= 0:
+        raise BadValue("an amount greater than 0")
+    return value
+
+
+def parse_count(text: str) -> int:
+    """A whole number of items or months (spreadsheets may write 12 as 12.0)."""
+    raw = text.strip()
+    if raw.startswith("-") and _INTEGER.fullmatch(raw[1:]):
+        raise BadValue("a whole number of 0 or more")
+    if not _INTEGER.fullmatch(raw):
+        raise BadValue("a whole number like 3")
+    return int(Decimal(raw))
+
+
+def parse_product_id(text: str) -> str:
+    """A product UUID, or a Back Market product page URL carrying one."""
+    raw = text.strip()
+    if _UUID.fullmatch(raw):
+        return raw.lower()
+    if raw.lower().startswith(("http://", "https://")):
+        found: list[str] = _UUID.findall(raw.split("?")[0].split("#")[0])
+        if found:
+            return found[-1].lower()
+        raise BadValue("a Back Market product URL ending with the product's UUID")
+    raise BadValue("a Back Market product UUID like 3f2b...-...-...-...-... or a product URL")
+
+
+def parse_ean(text: str) -> str:
+    raw = text.strip()
+    if not raw.isdigit() or len(raw) not in (8, 12, 13):
+        raise BadValue("an EAN of 8, 12 or 13 digits")
+    if not ean_check.is_valid(raw):
+        raise BadValue("an EAN with a valid check digit")
+    return raw
+
+
+@dataclass
+class RowResult:
+    """What one catalog row gave: offers by store, and the problems found."""
+
+    row: int
+    sku: str | None
+    offers: list[Offer] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    # Stores whose offer this row blocks (all stores when the problem is row-level).
+    rejected_stores: set[str] = field(default_factory=set)
+    # Stores where the row is listed (a price is given), valid or not.
+    listed_stores: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> str | None:
+        return None if self.sku is None else sku_key(self.sku)
+
+
+class Validator:
+    """Validates rows in catalog order; remembers SKUs to reject case-insensitive duplicates."""
+
+    def __init__(self, mapping: CompiledMapping) -> None:
+        self.mapping = mapping
+        self.width = len(mapping.header)
+        self._seen: dict[str, tuple[int, str]] = {}
+        self._offer = mapping.offer
+
+    def validate(self, row: int, values: Sequence[str]) -> RowResult:
+        offer = self._offer
+        all_stores = {s.store.name for s in self.mapping.stores}
+        if len(values) != self.width:
+            sku = _safe_cell(values, offer["sku"])
+            result = RowResult(row, sku)
+            result.rejections.append(Rejection(
+                row, sku, "row", f"{len(values)} fields",
+                f"{self.width} fields as in the header (check quoting and delimiters)",
+            ))
+            result.rejected_stores = all_stores
+            result.listed_stores = all_stores
+            return result
+
+        problems: list[Rejection] = []
+        sku = offer["sku"](values)
+        result = RowResult(row, sku)
+
+        def reject(field_name: str, value: str | None, expected: str,
+                   store: str | None = None) -> None:
+            problems.append(Rejection(row, sku, field_name, value, expected, store))
+
+        if sku is None:
+            reject("sku", None, "a SKU (the listing's identifier, unique per seller)")
+        elif len(sku) > MAX_SKU or any(c in sku for c in "\r\n\t;\""):
+            reject("sku", sku, f"at most {MAX_SKU} characters, without tabs, line breaks, "
+                               "';' or '\"'")
+        else:
+            key = sku_key(sku)
+            first = self._seen.get(key)
+            if first is not None:
+                reject("sku", sku, f"a unique SKU; row {first[0]} already uses {first[1]!r} "
+                                   "(Back Market matches SKUs ignoring case)")
+            else:
+                self._seen[key] = (row, sku)
+
+        product_id = ean = None
+        raw = _get(offer, "product_id", values)
+        if raw is not None:
+            try:
+                product_id = parse_product_id(raw)
+            except BadValue as exc:
+                reject("product_id", raw, exc.expected)
+        raw_ean = _get(offer, "ean", values)
+        if raw_ean is not None:
+            try:
+                ean = parse_ean(raw_ean)
+            except BadValue as exc:
+                reject("ean", raw_ean, exc.expected)
+        if raw is None and raw_ean is None:
+            reject("product_id", None, "a product link: a Back Market product UUID or URL "
+                                       "(product_id), or an EAN")
+
+        grade = None
+        raw = offer["grade"](values)
+        if raw is None:
+            reject("grade", None, self.mapping.profile.grade_vocabulary())
+        else:
+            grade = self.mapping.profile.grade(raw)
+            if grade is None:
+                reject("grade", raw, self.mapping.profile.grade_vocabulary())
+
+        quantity = _quantity(offer, values, reject)
+
+        deee = None
+        raw = _get(offer, "deee", values)
+        if raw is not None:
+            try:
+                deee = parse_amount(raw, positive=False)
+            except BadValue as exc:
+                reject("deee", raw, exc.expected)
+
+        row_ok = not problems
+        for store_mapping in self.mapping.stores:
+            store = store_mapping.store
+            price_text = store_mapping.fields["price"](values)
+            if price_text is None:
+                continue  # not offered in this store
+            result.listed_stores.add(store.name)
+            before = len(problems)
+            fields = _store_fields(self.mapping.profile, store_mapping, values, price_text,
+                                   reject)
+            if not row_ok or len(problems) > before or fields is None:
+                result.rejected_stores.add(store.name)
+                continue
+            assert sku is not None and grade is not None and quantity is not None
+            price, currency, warranty, comment, min_price, max_price, shipping = fields
+            result.offers.append(Offer(
+                store=store.name, row=row, sku=sku, product_id=product_id, ean=ean,
+                grade=grade, quantity=quantity, price=price, currency=currency,
+                warranty_delay=warranty, comment=comment, min_price=min_price,
+                max_price=max_price, deee=deee if store.send_deee else None,
+                shipping=shipping,
+            ))
+        if not row_ok:
+            result.rejected_stores = all_stores
+            result.listed_stores = all_stores
+        result.rejections = problems
+        return result
+
+
+def _get(getters: dict[str, Getter], name: str, values: Sequence[str]) -> str | None:
+    getter = getters.get(name)
+    return None if getter is None else getter(values)
+
+
+def _safe_cell(values: Sequence[str], getter: Getter) -> str | None:
+    if getter.index is not None and getter.index < len(values):
+        return values[getter.index].strip() or None
+    return None
+
+
+def _quantity(offer: dict[str, Getter], values: Sequence[str], reject: _Reject) -> int | None:
+    raw = offer["stock"](values)
+    if raw is None:
+        reject("stock", None, "a stock count of 0 or more")
+        return None
+    try:
+        stock = parse_count(raw)
+    except BadValue as exc:
+        reject("stock", raw, exc.expected.replace("whole number", "stock count"))
+        return None
+    safety = 0
+    raw = _get(offer, "safety_quantity", values)
+    if raw is not None:
+        try:
+            safety = parse_count(raw)
+        except BadValue as exc:
+            reject("safety_quantity", raw, exc.expected)
+            return None
+    quantity = max(0, stock - safety)
+    raw = _get(offer, "max_quantity", values)
+    if raw is not None:
+        try:
+            quantity = min(quantity, parse_count(raw))
+        except BadValue as exc:
+            reject("max_quantity", raw, exc.expected)
+            return None
+    return quantity
+
+
+class _Reject(Protocol):
+    def __call__(self, field_name: str, value: str | None, expected: str,
+                 store: str | None = None) -> None: ...
+
+
+StoreFields = tuple[Decimal, str, int, str | None, Decimal | None, Decimal | None,
+                    tuple[ShippingOption, ...]]
+
+
+def _store_fields(
+    profile: Profile, mapping: StoreMapping, values: Sequence[str], price_text: str,
+    reject: _Reject,
+) -> StoreFields | None:
+    store = mapping.store
+    name = store.name
+    fields = mapping.fields
+    ok = True
+
+    def amount(field_name: str, text: str | None, positive: bool = True) -> Decimal | None:
+        nonlocal ok
+        if text is None:
+            return None
+        try:
+            return parse_amount(text, positive=positive)
+        except BadValue as exc:
+            reject(field_name, text, exc.expected, name)
+            ok = False
+            return None
+
+    price = amount("price", price_text)
+
+    currency = store.currency or "EUR"
+    raw = _get(fields, "currency", values)
+    if raw is not None and raw.upper() != currency:
+        reject("currency", raw, f"{currency}, the currency of the {store.locale} market", name)
+        ok = False
+
+    warranty = 0
+    raw = _get(fields, "warranty", values)
+    minimum = store.warranty_min_months
+    if raw is None:
+        reject("warranty", None, f"a warranty of at least {minimum} months", name)
+        ok = False
+    else:
+        try:
+            warranty = parse_count(raw)
+        except BadValue:
+            reject("warranty", raw, f"a whole number of months, at least {minimum}", name)
+            ok = False
+        else:
+            if warranty < minimum:
+                reject("warranty", raw, f"a warranty of at least {minimum} months", name)
+                ok = False
+
+    comment = _get(fields, "comment", values)
+    if comment is not None and len(comment) > MAX_COMMENT:
+        reject("comment", comment, f"at most {MAX_COMMENT} characters (found {len(comment)})",
+               name)
+        ok = False
+
+    min_price = amount("min_price", _get(fields, "min_price", values))
+    max_price = amount("max_price", _get(fields, "max_price", values))
+    if price is not None:
+        if max_price is not None and price > max_price:
+            reject("max_price", str(max_price), f"at least the price {price} (above max_price "
+                                                "the listing is not online)", name)
+            ok = False
+        if min_price is not None and min_price > price:
+            reject("min_price", str(min_price), f"at most the price {price}", name)
+            ok = False
+
+    shipping: list[ShippingOption] = []
+    for number, option in enumerate(mapping.shipping, start=1):
+        carrier = _get(option, "shipper", values)
+        if carrier is None:
+            continue
+        shipper = profile.shipper(carrier)
+        if shipper is None:
+            reject(f"shipper_{number}", carrier, "a carrier of the carrier table or a Back "
+                                                 "Market shipper value", name)
+            ok = False
+            continue
+        cost = amount(f"shipping_price_{number}", _get(option, "price", values) or "",
+                      positive=False)
+        delay_text = _get(option, "delay", values)
+        delay = None
+        if delay_text is None:
+            reject(f"shipping_delay_{number}", None, "a shipping delay in hours", name)
+            ok = False
+        else:
+            try:
+                delay = parse_count(delay_text)
+            except BadValue:
+                reject(f"shipping_delay_{number}", delay_text, "a whole number of hours", name)
+                ok = False
+        if cost is not None and delay is not None:
+            shipping.append(ShippingOption(shipper, cost, delay))
+
+    if not ok or price is None:
+        return None
+    return price, currency, warranty, comment, min_price, max_price, tuple(shipping)
+
+

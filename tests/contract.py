@@ -1,0 +1,212 @@
+"""Requests and responses checked against Back Market's published OpenAPI 3.0 spec.
+
+The spec is read once from ``$BACKMARKET_OPENAPI`` (a path, relative ones from the repository
+root), by default ``../shared/reference/backmarket-openapi.yml`` beside the repository.
+Schemas are validated with ``OAS30Validator`` (``nullable``, formats such as ``uuid``), every
+``$ref`` resolved against the whole spec document.
+
+Besides each operation's own responses, the spec's "Technical requirements" section documents
+answers any endpoint may give, and they are accepted for every operation:
+- 403 from the WAF (an HTML page) or from bot management (a JSON ``errors`` list, the
+  ``ErrorResponseV2`` shape with code ``bot-need-challenge``);
+- 429 when rate limited, and 5xx: checked against the operation's schema when it documents
+  one (``RateLimited``), accepted as they come otherwise.
+Any other status an operation does not document fails the check.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from referencing import Registry
+from referencing.jsonschema import DRAFT4
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPEC = "../shared/reference/backmarket-openapi.yml"
+SPEC_URI = "urn:backmarket-openapi"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def spec_path() -> Path:
+    path = Path(os.environ.get("BACKMARKET_OPENAPI") or DEFAULT_SPEC)
+    return path if path.is_absolute() else (ROOT / path).resolve()
+
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with spec_path().open(encoding="utf-8") as stream:
+        document: dict[str, Any] = yaml.load(stream, Loader=loader)
+    return document
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    # OpenAPI 3.0 schemas are JSON Schema draft 4 with extensions: $ref siblings are ignored.
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT4.create_resource(spec()))
+    return registry
+
+
+@functools.cache
+def _validator(pointer: str) -> OAS30Validator:
+    return OAS30Validator(
+        {"$ref": f"{SPEC_URI}#{pointer}"},
+        registry=_registry(),
+        format_checker=oas30_format_checker,
+    )
+
+
+@functools.cache
+def _templates() -> list[tuple[str, re.Pattern[str]]]:
+    """Path templates, literal ones first (/ws/listings/detail before /ws/listings/{id})."""
+    templates = sorted(spec()["paths"], key=lambda t: (t.count("{"), -len(t)))
+    return [
+        (t, re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(t)))) for t in templates
+    ]
+
+
+def _escape(segment: str) -> str:
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def _pointer(*segments: str) -> str:
+    return "".join("/" + _escape(s) for s in segments)
+
+
+def _resolve(node: dict[str, Any], pointer: str) -> tuple[dict[str, Any], str]:
+    """Follow local ``$ref``s of a response or request body object; returns it and its pointer."""
+    while "$ref" in node:
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            raise AssertionError(f"unsupported $ref {ref!r} at {pointer}")
+        pointer = ref[1:]
+        node = spec()
+        for segment in ref[2:].split("/"):
+            node = node[segment.replace("~1", "/").replace("~0", "~")]
+    return node, pointer
+
+
+def _problems(pointer: str, instance: object) -> list[str]:
+    errors = sorted(_validator(pointer).iter_errors(instance), key=lambda e: list(e.path))
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
+        for error in errors
+    ]
+
+
+def _assert_valid(pointer: str, instance: object, what: str) -> None:
+    problems = _problems(pointer, instance)
+    if problems:
+        shown = "\n  - ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise AssertionError(f"{what} does not match the spec:\n  - {shown}{more}")
+
+
+def operation(method: str, path: str) -> tuple[str, dict[str, Any]]:
+    """The path template a concrete path (query allowed) matches, and its operation object."""
+    concrete = urlsplit(path).path
+    concrete = concrete.rstrip("/") or "/"
+    verb = method.lower()
+    matched = []
+    for template, pattern in _templates():
+        if pattern.fullmatch(concrete):
+            matched.append(template)
+            item = spec()["paths"][template]
+            if verb in item:
+                return template, item[verb]
+    if matched:
+        raise AssertionError(f"{method.upper()} {concrete}: {matched[0]} has no {method} operation")
+    raise AssertionError(f"{method.upper()} {concrete}: no such path in the spec")
+
+
+def check_request(method: str, path: str, body: object | None) -> None:
+    """The JSON body of a request against the operation's requestBody schema."""
+    template, op = operation(method, path)
+    where = f"{method.upper()} {template}"
+    verb = method.lower()
+    if "requestBody" not in op:
+        if body is not None:
+            raise AssertionError(f"{where} takes no request body, got {body!r:.200}")
+        return
+    request_body, pointer = _resolve(
+        op["requestBody"], _pointer("paths", template, verb, "requestBody")
+    )
+    if body is None:
+        if request_body.get("required"):
+            raise AssertionError(f"{where} requires a request body")
+        return
+    if "application/json" not in request_body.get("content", {}):
+        raise AssertionError(f"{where} does not take a JSON request body")
+    schema = pointer + _pointer("content", "application/json", "schema")
+    _assert_valid(schema, body, f"request body of {where}")
+
+
+def _is_json(body: object, content_type: str | None) -> bool:
+    if content_type is not None:
+        return "json" in content_type.lower()
+    return not (isinstance(body, str) and body.lstrip().startswith("<"))
+
+
+def _global_403(body: object, is_json: bool) -> bool:
+    """A 403 the spec documents for every endpoint: WAF page or bot-management challenge."""
+    if not is_json:
+        return isinstance(body, str)  # the WAF's HTML page
+    if _problems(_pointer("components", "schemas", "ErrorResponseV2"), body):
+        return False
+    assert isinstance(body, dict)
+    return any(error.get("code") == "bot-need-challenge" for error in body["errors"])
+
+
+def check_response(
+    method: str, path: str, status: int, body: object, *, content_type: str | None = None
+) -> None:
+    """A response body against the schema of that status (``content_type`` when known)."""
+    template, op = operation(method, path)
+    where = f"{method.upper()} {template} -> {status}"
+    responses: dict[str, Any] = op.get("responses", {})
+    key = next(
+        (k for k in (str(status), f"{status // 100}XX", "default") if k in responses), None
+    )
+    is_json = _is_json(body, content_type)
+    if status == 403 and _global_403(body, is_json):
+        return
+    if key is None:
+        if status == 429 or 500 <= status < 600:
+            return
+        raise AssertionError(
+            f"{where}: status not documented for this operation"
+            f" (documented: {', '.join(responses)}); body {body!r:.300}"
+        )
+    verb = method.lower()
+    response, pointer = _resolve(
+        responses[key], _pointer("paths", template, verb, "responses", key)
+    )
+    content = response.get("content")
+    if not content:
+        return  # documented without a body schema
+    if "application/json" not in content:
+        raise AssertionError(f"{where}: the spec documents {', '.join(content)}, not JSON")
+    if not is_json:
+        raise AssertionError(f"{where}: expected a JSON body, got {content_type}: {body!r:.300}")
+    if "schema" not in content["application/json"]:
+        return
+    schema = pointer + _pointer("content", "application/json", "schema")
+    _assert_valid(schema, body, f"response {where}")
+
+
+def check_exchange(exchange: Any) -> None:
+    """An ``Exchange`` logged by the emulator: its request, and its response when one was sent."""
+    check_request(exchange.method, exchange.path, exchange.request)
+    if exchange.status is not None:
+        content_type = exchange.response_headers.get("Content-Type")
+        check_response(
+            exchange.method, exchange.path, exchange.status, exchange.response,
+            content_type=content_type,
+        )

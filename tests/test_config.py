@@ -1,0 +1,89 @@
+"""Configuration: TOML + SYNCER_* environment + .env, tokens as secrets, store rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncer.config import StoreSettings, load_settings
+from syncer.errors import ConfigError
+from tests.conftest import TOKEN, write_config
+
+
+def test_toml_is_read_and_relative_paths_follow_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, state_url="sqlite:///state/x.db")
+    settings = load_settings(config)
+    assert [s.name for s in settings.stores] == ["fr", "de"]
+    assert settings.catalog_path() == tmp_path / "catalog.csv"
+    assert settings.state_database_url() == f"sqlite:///{tmp_path}/state/x.db"
+    fr = settings.store("fr")
+    assert (fr.platform, fr.currency, fr.warranty_min_months) == ("EU", "EUR", 6)
+    assert fr.base_url() == "https://www.backmarket.fr"
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path, state_url="sqlite:///a.db")
+    monkeypatch.setenv("SYNCER_STATE_URL", "postgresql://u@db/prod")
+    monkeypatch.setenv("SYNCER_CATALOG__PATH", "/data/other.csv")
+    settings = load_settings(config)
+    assert settings.state_database_url() == "postgresql+psycopg://u@db/prod"
+    assert settings.catalog_path() == Path("/data/other.csv")
+
+
+def test_token_comes_from_the_environment_or_dotenv(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path, state_url="sqlite:///a.db")
+    monkeypatch.delenv("SYNCER_TEST_TOKEN", raising=False)
+    settings = load_settings(config)
+    with pytest.raises(ConfigError, match="set the environment variable SYNCER_TEST_TOKEN"):
+        settings.token(settings.store("fr"))
+    (tmp_path / ".env").write_text(f"SYNCER_TEST_TOKEN={TOKEN}\n")
+    secret = settings.token(settings.store("fr"))
+    assert secret.get_secret_value() == TOKEN
+    assert TOKEN not in repr(secret) and TOKEN not in str(settings)
+
+
+def test_plain_http_is_refused_except_on_loopback() -> None:
+    assert StoreSettings(name="x", locale="fr-fr",
+                         environment="http://127.0.0.1:8765").base_url() == \
+        "http://127.0.0.1:8765"
+    with pytest.raises(ValueError, match="only allowed on loopback"):
+        StoreSettings(name="x", locale="fr-fr", environment="http://backmarket.example")
+
+
+def test_store_currency_must_be_the_markets() -> None:
+    assert StoreSettings(name="uk", locale="en-gb").currency == "GBP"
+    with pytest.raises(ValueError, match="sells in SEK"):
+        StoreSettings(name="se", locale="sv-se", currency="EUR")
+
+
+def test_unknown_locale_is_refused_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown locale 'fr-ca'.*fr-fr"):
+        StoreSettings(name="ca", locale="fr-ca")
+
+
+def test_two_stores_for_one_country_are_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, state_url="sqlite:///a.db",
+                          stores=(("fr", "fr-fr"), ("fr2", "fr-fr")))
+    with pytest.raises(ConfigError, match="one store per country"):
+        load_settings(config)
+
+
+def test_invalid_file_names_the_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path, state_url="sqlite:///a.db", extra="colour = 'blue'")
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(config)
+
+
+def test_user_agent_needs_a_contact_email(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path, state_url="sqlite:///a.db"))
+    assert settings.api.user_agent() == "BM-Tests-suite;tests@example.com"
+    settings.api.contact_email = ""
+    with pytest.raises(ConfigError, match="contact_email"):
+        settings.api.user_agent()
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings(tmp_path / "nope.toml")

@@ -1,0 +1,707 @@
+"""The Back Market emulator over a real loopback socket, every exchange checked against the spec.
+
+Each request goes through ``contract.check_request`` (an httpx event hook) and each response
+through ``contract.check_response`` (a hook, then again from the emulator's own log at
+teardown). A request that breaks the contract on purpose is sent with
+``extensions={"off_contract": True}``: the hook then asserts the contract check rejects it.
+Time is a fake clock: no test sleeps, except one that checks the real-clock task delay.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from syncer.emulator import (
+    GRADES,
+    EmulatorConfig,
+    EmulatorServer,
+    Faults,
+    product_id_for_ean,
+)
+from tests.contract import check_request, check_response
+
+TOKEN = "seller-a-token"
+OTHER_TOKEN = "seller-b-token"
+UA = "BM-Acme-Syncer;ops@acme.example"
+EAN = "4006381333931"
+EAN_2 = "5901234123457"
+HEADER = "sku;ean;grade;quantity;price;warranty_delay"
+TASK_DELAY = 1.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _check_request_hook(request: httpx.Request) -> None:
+    if request.url.path.startswith("/_emulator/"):
+        return
+    body = json.loads(request.content) if request.content else None
+    if request.extensions.get("off_contract"):
+        with pytest.raises(AssertionError):
+            check_request(request.method, request.url.path, body)
+    else:
+        check_request(request.method, request.url.path, body)
+
+
+def _check_response_hook(response: httpx.Response) -> None:
+    if response.request.url.path.startswith("/_emulator/"):
+        return
+    response.read()
+    content_type = response.headers.get("content-type", "")
+    body = response.json() if "json" in content_type else response.text
+    check_response(
+        response.request.method,
+        response.request.url.path,
+        response.status_code,
+        body,
+        content_type=content_type,
+    )
+
+
+Connect = Callable[..., httpx.Client]
+Start = Callable[..., EmulatorServer]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def start(clock: FakeClock) -> Iterator[Start]:
+    """Start an emulator (fake clock, two sellers); its log is contract-checked at teardown."""
+    servers: list[EmulatorServer] = []
+
+    def _start(**overrides: Any) -> EmulatorServer:
+        settings: dict[str, Any] = {
+            "tokens": (TOKEN, OTHER_TOKEN),
+            "clock": clock,
+            "task_delay": TASK_DELAY,
+        }
+        settings.update(overrides)
+        server = EmulatorServer(EmulatorConfig(**settings)).start()
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        server.stop()
+    for server in servers:
+        for exchange in server.emulator.exchanges:
+            if exchange.status is not None:
+                check_response(
+                    exchange.method,
+                    exchange.path,
+                    exchange.status,
+                    exchange.response,
+                    content_type=exchange.response_headers.get("Content-Type"),
+                )
+
+
+@pytest.fixture
+def connect() -> Iterator[Connect]:
+    """An httpx client as the engine would configure it, with contract-checking hooks."""
+    clients: list[httpx.Client] = []
+
+    def _connect(
+        server: EmulatorServer,
+        *,
+        token: str | None = TOKEN,
+        locale: str | None = "fr-fr",
+        user_agent: str | None = UA,
+        timeout: float = 5.0,
+    ) -> httpx.Client:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Basic {token}"
+        if locale is not None:
+            headers["Accept-Language"] = locale
+        client = httpx.Client(
+            base_url=server.base_url,
+            headers=headers,
+            timeout=timeout,
+            event_hooks={"request": [_check_request_hook], "response": [_check_response_hook]},
+        )
+        if user_agent is None:
+            del client.headers["User-Agent"]
+        else:
+            client.headers["User-Agent"] = user_agent
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        client.close()
+
+
+def post_batch(client: httpx.Client, rows: list[str], header: str = HEADER) -> int:
+    catalog = "\n".join([header, *rows]) + "\n"
+    response = client.post(
+        "/ws/listings",
+        json={"catalog": catalog, "quotechar": '"', "delimiter": ";", "encoding": "utf-8"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["statuscode"] == 200
+    task_id = response.json()["bodymessage"]
+    assert isinstance(task_id, int)
+    return task_id
+
+
+def finish_task(client: httpx.Client, clock: FakeClock, task_id: int) -> dict[str, Any]:
+    clock.advance(TASK_DELAY)
+    response = client.get(f"/ws/tasks/{task_id}")
+    assert response.status_code == 200
+    task: dict[str, Any] = response.json()
+    assert task["action_status"] in (8, 9), task
+    return task
+
+
+def create(
+    client: httpx.Client, clock: FakeClock, rows: list[str], header: str = HEADER
+) -> list[dict[str, Any]]:
+    task = finish_task(client, clock, post_batch(client, rows, header))
+    assert task["action_status"] == 9, task
+    results: list[dict[str, Any]] = task["result"]["listings"]
+    assert all(r["status"] in ("created", "updated") for r in results), results
+    return results
+
+
+def detail(client: httpx.Client, sku: str, locale: str | None = None) -> dict[str, Any]:
+    headers = {"Accept-Language": locale} if locale else {}
+    response = client.get("/ws/listings/detail", params={"sku": sku}, headers=headers)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+# --- authentication, bot management, WAF, locales ------------------------------------------
+
+
+def test_request_without_a_valid_token_is_401(start: Start, connect: Connect) -> None:
+    server = start()
+    for token in (None, "not-a-token"):
+        response = connect(server, token=token).get("/ws/listings")
+        assert response.status_code == 401
+        body = response.json()
+        assert body["error"]["code"] == "unauthenticated"
+        assert body["requestId"] == response.headers["X-Request-Id"]
+    bearer = connect(server, token=None)
+    response = bearer.get("/ws/listings", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 401
+
+
+def test_request_without_bm_user_agent_gets_bot_challenge_403(
+    start: Start, connect: Connect
+) -> None:
+    server = start()
+    for user_agent in (None, "python-httpx/0.28", "BM-Acme-Syncer"):
+        response = connect(server, user_agent=user_agent).get("/ws/listings")
+        assert response.status_code == 403
+        assert response.json()["errors"][0]["code"] == "bot-need-challenge"
+        assert response.json()["errors"][0]["challengePath"] == "/testchallengepage"
+    assert connect(server).get("/ws/listings").status_code == 200
+
+
+def test_waf_block_answers_html_403_with_cf_ray(start: Start, connect: Connect) -> None:
+    server = start(faults=Faults(waf_block=True))
+    client = connect(server)
+    response = client.get("/ws/listings")
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cf-ray"]
+    assert "Cloudflare" in response.text
+    assert client.post("/_emulator/faults", json={"waf_block": False}).status_code == 200
+    assert client.get("/ws/listings").status_code == 200
+
+
+def test_unknown_locale_is_400_and_absent_locale_is_the_platform_first(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;2;100;12"])[0]
+    for locale in ("xx-yy", "en-us", "fr-FR"):
+        response = client.get(f"/ws/listings/{listing['id']}", headers={"Accept-Language": locale})
+        assert response.status_code == 400
+        assert "Accept-Language" in response.json()["error"]["message"]
+    # The update endpoint documents its 400 as a bare string.
+    response = client.post(
+        f"/ws/listings/{listing['id']}", json={"quantity": 1}, headers={"Accept-Language": "xx"}
+    )
+    assert response.status_code == 400
+    assert isinstance(response.json(), str)
+    no_locale = connect(server, locale=None)
+    assert no_locale.get(f"/ws/listings/{listing['id']}").json()["price"] == "100.00"
+
+
+# --- batch creation and tasks --------------------------------------------------------------
+
+
+def test_batch_creates_listings_and_task_reports_each_sku_in_row_order(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    product = str(uuid.uuid4())
+    header = (
+        "sku;product_id;ean;grade;state;quantity;price;warranty_delay;"
+        "shipper_1;shipping_price_1;shipping_delay_1"
+    )
+    rows = [
+        f"PHONE-1;;{EAN};EXCELLENT;;5;199.90;12;UPS;4.90;48",
+        f"PHONE-2;{product};{EAN_2};;2;3;150;24;;;",  # product_id wins; legacy state 2 = GOOD
+        "PHONE-3;;4006381333932;GOOD;;1;10;12;;;",  # bad check digit
+        f"PHONE-4;;{EAN};;;1;10;12;;;",  # no grade
+        f"PHONE-5;;{EAN};GOOD;;1;10;3;;;",  # warranty below 6 months
+        f"PHONE-6;;{EAN};GOOD;;1;0;12;;;",  # price must be positive
+        f"PHONE-7;;{EAN};GOOD;;1;10;12;Pigeon Post;1;24",  # not a Back Market shipper
+        ";;;GOOD;;1;10;12;;;",  # no SKU
+    ]
+    task_id = post_batch(client, rows, header)
+    task = client.get(f"/ws/tasks/{task_id}").json()
+    assert (task["action_status"], task["result"], task["last_action_error"]) == (0, {}, None)
+    clock.advance(TASK_DELAY / 2)
+    assert client.get(f"/ws/tasks/{task_id}").json()["action_status"] == 2
+    task = finish_task(client, clock, task_id)
+    assert task["action_status"] == 9
+    results = task["result"]["listings"]
+    assert [r["sku"] for r in results] == [
+        "PHONE-1", "PHONE-2", "PHONE-3", "PHONE-4", "PHONE-5", "PHONE-6", "PHONE-7", None,
+    ]
+    assert [r["status"] for r in results] == ["created", "created"] + ["error"] * 6
+    assert [r["errors"][0]["field"] for r in results[2:]] == [
+        "ean", "grade", "warranty_delay", "price", "shipper_1", "sku",
+    ]
+    assert all(r["id"] is None and r["listing_id"] is None for r in results[2:])
+    assert results[1]["listing_id"] == results[0]["listing_id"] + 1
+
+    first = client.get(f"/ws/listings/{results[0]['id']}").json()
+    assert first["product_id"] == product_id_for_ean(EAN)
+    assert (first["grade"], first["state"]) == ("EXCELLENT", GRADES["EXCELLENT"])
+    assert first["shippings"] == [
+        {
+            "shipping_price": "4.90",
+            "shipping_delay": 48,
+            "shipper": "UPS",
+            "shipper_display": "UPS",
+            "country_code": "fr-fr",
+        }
+    ]
+    second = client.get(f"/ws/listings/{results[1]['listing_id']}").json()
+    assert (second["product_id"], second["grade"], second["warranty_delay"]) == (
+        product, "GOOD", 24,
+    )
+
+
+def test_unparseable_catalog_fails_the_task_with_a_reason(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    client = connect(start())
+    task = finish_task(client, clock, post_batch(client, ['"PHONE-1"x;5'], "sku;quantity"))
+    assert task["action_status"] == 8
+    assert "CSV" in task["last_action_error"]
+    task = finish_task(client, clock, post_batch(client, ["PHONE-1;5"], "reference;quantity"))
+    assert task["action_status"] == 8
+    assert "sku" in task["last_action_error"]
+
+
+def test_batch_without_a_required_parameter_is_400_bare_string(
+    start: Start, connect: Connect
+) -> None:
+    client = connect(start())
+    response = client.post(
+        "/ws/listings",
+        json={"catalog": "sku\nA\n", "quotechar": '"', "delimiter": ";"},
+        extensions={"off_contract": True},
+    )
+    assert response.status_code == 400
+    assert response.json() == "parameter encoding not found"
+
+
+def test_batch_over_15000_lines_is_refused(start: Start, connect: Connect) -> None:
+    server = start(sku_lines_per_hour=0)
+    client = connect(server)
+    rows = [f"SKU-{n};{EAN};GOOD;1;10;12" for n in range(15_001)]
+    response = client.post(
+        "/ws/listings",
+        json={
+            "catalog": "\n".join([HEADER, *rows]),
+            "quotechar": '"',
+            "delimiter": ";",
+            "encoding": "utf-8",
+        },
+    )
+    assert response.status_code == 400
+    assert "15000" in response.json()
+    assert post_batch(client, rows[:15_000]) > 0
+
+
+# --- what is global, what is per country ---------------------------------------------------
+
+
+def test_sku_is_matched_case_insensitively_and_keeps_its_first_spelling(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    client = connect(start())
+    created = create(client, clock, [f"iPhone-13-Blue;{EAN};GOOD;2;300;12"])[0]
+    updated = create(client, clock, ["IPHONE-13-BLUE;;;7;;"])[0]
+    assert updated["status"] == "updated"
+    assert (updated["id"], updated["listing_id"]) == (created["id"], created["listing_id"])
+    listing = detail(client, "iphone-13-blue")
+    assert (listing["sku"], listing["quantity"]) == ("iPhone-13-Blue", 7)
+    assert listing["price"] == "300.00"  # the update row gave no price: kept
+    assert client.get("/ws/listings").json()["count"] == 1
+
+
+def test_quantity_is_global_and_price_is_per_country(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    response = client.post(
+        f"/ws/listings/{listing['id']}",
+        json={"price": "90.00", "quantity": 7},
+        headers={"Accept-Language": "de-de"},
+    )
+    assert response.status_code == 200
+    assert (response.json()["price"], response.json()["quantity"]) == ("90.00", 7)
+    fr, de, it = (detail(client, "SKU-1", locale) for locale in ("fr-fr", "de-de", "it-it"))
+    assert (fr["price"], fr["quantity"], fr["publication_state"]) == ("100.00", 7, 2)
+    assert (de["price"], de["quantity"], de["publication_state"]) == ("90.00", 7, 2)
+    # A country without a price of its own: not published (0), price shown as 0.00.
+    assert (it["price"], it["quantity"], it["publication_state"]) == ("0.00", 7, 0)
+    # Zero stock takes the listing offline everywhere at once.
+    client.post(f"/ws/listings/{listing['id']}", json={"quantity": "0"})
+    assert [detail(client, "SKU-1", loc)["publication_state"] for loc in ("fr-fr", "de-de")] == [
+        3, 3,
+    ]
+    assert server.emulator.listing(TOKEN, "sku-1", "de-de") == {
+        k: v for k, v in detail(client, "SKU-1", "de-de").items() if k != "statuscode"
+    }
+
+
+def test_single_update_changes_only_the_fields_given(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    client = connect(start())
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    assert client.post(url, json={"comment": "Boxed", "min_price": 80}).status_code == 200
+    body = client.post(url, json={"price": 95.5, "warranty_delay": "24"}).json()
+    assert (body["price"], body["comment"], body["min_price"], body["warranty_delay"]) == (
+        "95.50", "Boxed", "80.00", 24,
+    )
+    body = client.post(
+        url, json={"shipper_1": "DHL Express", "shipping_price_1": "0", "shipping_delay_1": 24}
+    ).json()
+    assert body["shippings_response"] == ["Shipping method 1 (DHL Express) created"]
+    for bad, message in (
+        ({"comment": "x" * 501}, "500"),
+        ({"price": "-1"}, "positive"),
+        ({"quantity": -1}, "quantity"),
+        ({"warranty_delay": 3}, "at least 6"),
+        ({"shipper_2": "UPS"}, "shipping option 2"),
+    ):
+        response = client.post(url, json=bad)
+        assert response.status_code == 400, bad
+        assert message in response.json()
+    response = client.post(url, json={"max_price": "200"})  # not a field of this endpoint
+    assert response.status_code == 400
+    assert "max_price" in response.json()
+    assert client.get(url).json()["price"] == "95.50"
+
+
+def test_currency_that_is_not_the_market_one_is_rejected(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    client = connect(start())
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    response = client.post(url, json={"price": "90", "currency": "GBP"})
+    assert response.status_code == 400
+    assert "GBP" in response.json()
+    uk = {"Accept-Language": "en-gb"}
+    response = client.post(url, json={"price": "90"}, headers=uk)  # EUR by default: wrong here
+    assert response.status_code == 400
+    assert "GBP" in response.json()
+    response = client.post(url, json={"price": "85", "currency": "GBP"}, headers=uk)
+    assert response.status_code == 200
+    assert (response.json()["price"], response.json()["currency"]) == ("85.00", "GBP")
+    assert detail(client, "SKU-1")["price"] == "100.00"
+
+
+# --- reading: paging and 404s --------------------------------------------------------------
+
+
+def test_listings_are_paged_with_absolute_next_links(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    create(client, clock, [f"SKU-{n:02d};{EAN};GOOD;{n % 3};10;12" for n in range(23)])
+    page = client.get("/ws/listings", params={"page-size": 10}).json()
+    assert (page["count"], len(page["results"]), page["previous"]) == (23, 10, None)
+    seen = [r["sku"] for r in page["results"]]
+    pages = 1
+    while page["next"]:
+        assert page["next"].startswith(server.base_url + "/ws/listings?")
+        page = client.get(page["next"]).json()
+        assert page["previous"].startswith(server.base_url)
+        seen += [r["sku"] for r in page["results"]]
+        pages += 1
+    assert pages == 3
+    assert seen == [f"SKU-{n:02d}" for n in range(23)]
+    assert len(client.get("/ws/listings", params={"page_size": 5}).json()["results"]) == 5
+    assert len(client.get("/ws/listings", params={"page-size": 500}).json()["results"]) == 23
+    offline = client.get("/ws/listings", params={"publication_state": 3}).json()
+    assert offline["count"] == 8
+    assert all(r["quantity"] == 0 for r in offline["results"])
+    stocked = client.get("/ws/listings", params={"min_quantity": 2, "max_quantity": 2}).json()
+    assert stocked["count"] == 7
+
+
+def test_unknown_listing_or_task_is_404(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    other = connect(server, token=OTHER_TOKEN)
+    task_id = post_batch(client, [f"SKU-1;{EAN};GOOD;5;100;12"])
+    listing = finish_task(client, clock, task_id)["result"]["listings"][0]
+    for response in (
+        client.get(f"/ws/listings/{uuid.uuid4()}"),
+        client.get("/ws/listings/999999"),
+        client.get("/ws/listings/detail", params={"sku": "nope"}),
+        client.post(f"/ws/listings/{uuid.uuid4()}", json={"quantity": 1}),
+        client.get("/ws/tasks/999999"),
+        # another seller's listing and task
+        other.get(f"/ws/listings/{listing['id']}"),
+        other.get("/ws/listings/detail", params={"sku": "SKU-1"}),
+        other.get(f"/ws/tasks/{task_id}"),
+    ):
+        assert response.status_code == 404, response.request.url
+        assert response.json()["error"]["code"] == "not_found"
+    assert other.get("/ws/listings").json()["count"] == 0
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def test_more_requests_than_the_window_allows_block_the_token(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start(requests_per_window=5, window_seconds=10, block_seconds=10)
+    client, other = connect(server), connect(server, token=OTHER_TOKEN)
+    for _ in range(5):
+        assert client.get("/ws/listings").status_code == 200
+        clock.advance(1)
+    clock.advance(0.5)  # t = 5.5: all five requests still in the sliding window
+    response = client.get("/ws/listings")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "too_many_requests"
+    assert other.get("/ws/listings").status_code == 200  # limits are per token
+    clock.advance(9)  # the oldest requests left the window, but the block lasts 10 s
+    assert client.get("/ws/listings").status_code == 429
+    clock.advance(1.1)
+    assert client.get("/ws/listings").status_code == 200
+
+
+def test_hourly_sku_line_budget_refuses_updates_with_429(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start(sku_lines_per_hour=3)
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12", f"SKU-2;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    assert client.post(url, json={"quantity": 4}).status_code == 200  # third line of the hour
+    response = client.post(url, json={"quantity": 3})
+    assert response.status_code == 429
+    listings_before = len(server.emulator.listings(TOKEN))
+    response = client.post(
+        "/ws/listings",
+        json={
+            "catalog": f"{HEADER}\nSKU-3;{EAN};GOOD;1;10;12\n",
+            "quotechar": '"',
+            "delimiter": ";",
+            "encoding": "utf-8",
+        },
+    )
+    assert response.status_code == 429
+    assert "SKU line" in response.json()["error"]["message"]
+    clock.advance(TASK_DELAY * 2)
+    assert len(server.emulator.listings(TOKEN)) == listings_before  # no task was created
+    assert detail(client, "SKU-1")["quantity"] == 4
+    clock.advance(3600)
+    assert client.post(url, json={"quantity": 3}).status_code == 200
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+def test_named_sku_is_always_rejected_and_left_unchanged(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"Blocked-SKU;{EAN};GOOD;5;100;12"])[0]
+    faults = {"reject_skus": {"blocked-sku": "EAN blacklisted for this seller"}}
+    assert client.post("/_emulator/faults", json=faults).status_code == 200
+    results = finish_task(
+        client,
+        clock,
+        post_batch(client, ["BLOCKED-SKU;;;9;50;", f"OTHER-SKU;{EAN};GOOD;1;10;12"]),
+    )["result"]["listings"]
+    assert results[0]["status"] == "error"
+    assert results[0]["errors"] == [{"field": None, "message": "EAN blacklisted for this seller"}]
+    assert results[1]["status"] == "created"
+    response = client.post(f"/ws/listings/{listing['id']}", json={"quantity": 0})
+    assert response.status_code == 400
+    assert response.json() == "EAN blacklisted for this seller"
+    after = detail(client, "blocked-sku")
+    assert (after["quantity"], after["price"]) == (5, "100.00")
+
+
+def test_dropped_connection_after_apply_really_applies_the_change(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;1;100;12"])[0]
+    client.post("/_emulator/faults", json={"share_drop": 1.0, "seed": 7})
+    expected, seen = 1, set()
+    for quantity in range(10, 30):
+        with pytest.raises(httpx.TransportError):
+            client.post(f"/ws/listings/{listing['id']}", json={"quantity": quantity})
+        dropped = server.emulator.exchanges[-1].dropped
+        seen.add(dropped)
+        if dropped == "after":
+            expected = quantity
+        now = server.emulator.listing(TOKEN, "SKU-1", "fr-fr")
+        assert now is not None
+        assert now["quantity"] == expected
+    assert seen == {"before", "after"}
+    client.post("/_emulator/faults", json={"share_drop": 0})
+    assert detail(client, "SKU-1")["quantity"] == expected
+
+
+def test_injected_429_and_5xx_answer_as_cloudflare_would(start: Start, connect: Connect) -> None:
+    server = start(faults=Faults(share_5xx=1.0, seed=3))
+    client = connect(server)
+    statuses = {client.get("/ws/listings").status_code for _ in range(12)}
+    assert statuses == {500, 502, 503}
+    assert any(
+        e.status == 502 and isinstance(e.response, str) and "cf-ray" in e.response_headers
+        for e in server.emulator.exchanges
+    )
+    client.post("/_emulator/faults", json={"share_5xx": 0, "share_429": 1.0})
+    response = client.get("/ws/listings")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "too_many_requests"
+
+
+def test_slow_answer_makes_the_client_time_out(start: Start, connect: Connect) -> None:
+    server = start(faults=Faults(share_slow=1.0, slow_seconds=0.3))
+    with pytest.raises(httpx.ReadTimeout):
+        connect(server, timeout=0.05).get("/ws/listings")
+
+
+def test_unexpected_error_is_500_and_the_server_goes_on(
+    start: Start, connect: Connect, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;1;100;12"])[0]
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(server.emulator, "_public", broken)
+        response = client.get(f"/ws/listings/{listing['id']}")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert client.get(f"/ws/listings/{listing['id']}").status_code == 200
+
+
+# --- in-process helpers, admin, persistence --------------------------------------------------
+
+
+def test_sale_decrements_global_stock(start: Start, connect: Connect, clock: FakeClock) -> None:
+    server = start()
+    client = connect(server)
+    create(client, clock, [f"SKU-1;{EAN};GOOD;3;100;12"])
+    server.emulator.sell(TOKEN, "sku-1", 2)
+    response = client.post("/_emulator/sell", json={"token": TOKEN, "sku": "SKU-1", "quantity": 1})
+    assert response.status_code == 200
+    assert response.json()["quantity"] == 0
+    assert detail(client, "SKU-1", "de-de")["quantity"] == 0
+    assert client.post("/_emulator/sell", json={"sku": "SKU-1"}).status_code == 409
+    admin = client.get("/_emulator/listings", params={"token": TOKEN}).json()
+    assert admin[0]["markets"]["fr-fr"]["publication_state"] == 3
+
+
+def test_exchanges_log_never_keeps_the_token(start: Start, connect: Connect) -> None:
+    server = start()
+    connect(server).get("/ws/listings", params={"page": 1})
+    exchange = server.emulator.exchanges[-1]
+    assert (exchange.method, exchange.path, exchange.query, exchange.status) == (
+        "GET", "/ws/listings", {"page": "1"}, 200,
+    )
+    assert "authorization" not in {name.lower() for name in exchange.headers}
+    assert TOKEN not in repr(exchange)
+
+
+def test_task_is_processed_after_the_real_task_delay(start: Start, connect: Connect) -> None:
+    server = start(clock=time.monotonic, task_delay=0.02)
+    client = connect(server)
+    task_id = post_batch(client, [f"SKU-1;{EAN};GOOD;1;100;12"])
+    deadline = time.monotonic() + 2
+    while client.get(f"/ws/tasks/{task_id}").json()["action_status"] != 9:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert detail(client, "SKU-1")["quantity"] == 1
+
+
+def test_state_path_keeps_listings_tasks_and_ids_across_restart(
+    start: Start, connect: Connect, clock: FakeClock, tmp_path: Path
+) -> None:
+    state = str(tmp_path / "emulator.sqlite")
+    first = start(state_path=state)
+    client = connect(first)
+    task_id = post_batch(client, [f"SKU-1;{EAN};GOOD;5;100;12", f"SKU-2;{EAN_2};FAIR;1;50;12"])
+    created = finish_task(client, clock, task_id)["result"]["listings"]
+    german = {"Accept-Language": "de-de"}
+    client.post(f"/ws/listings/{created[0]['id']}", json={"price": "120"}, headers=german)
+    pending = post_batch(client, ["SKU-1;;;9;;"])  # still waiting when the emulator stops
+    first.stop()
+
+    second = start(state_path=state)
+    client = connect(second)
+    listing = detail(client, "sku-1", "de-de")
+    assert (listing["id"], listing["listing_id"], listing["price"]) == (
+        created[0]["id"], created[0]["listing_id"], "120.00",
+    )
+    assert client.get(f"/ws/tasks/{task_id}").json()["result"]["listings"] == created
+    assert finish_task(client, clock, pending)["result"]["listings"][0]["status"] == "updated"
+    assert detail(client, "SKU-1")["quantity"] == 9
+    third = create(client, clock, [f"SKU-3;{EAN};GOOD;1;10;12"])[0]
+    assert third["listing_id"] == created[1]["listing_id"] + 1
+    assert client.post("/_emulator/reset").status_code == 200
+    assert client.get("/ws/listings").json()["count"] == 0

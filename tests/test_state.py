@@ -1,0 +1,161 @@
+"""The state database on SQLite and PostgreSQL: snapshot, failures, revisions, locks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from syncer.errors import LockHeld, StateError
+from syncer.offers import FIELDS, Offer
+from syncer.state import Ack, Failure, StateStore, StoreLease, holder_id
+
+Q = FIELDS.index("quantity")
+
+
+def published(sku: str = "A", quantity: int = 3, price: str = "10.00"):  # type: ignore[no-untyped-def]
+    return Offer(store="fr", row=2, sku=sku, product_id=None, ean="4006381333931",
+                 grade="GOOD", quantity=quantity, price=Decimal(price), currency="EUR",
+                 warranty_delay=12, comment="Très bon état").published()
+
+
+def test_ack_moves_the_snapshot_and_the_revision(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        assert state.snapshot("fr") == {} and state.revision("fr") == 0
+        state.record_acks("fr", [Ack("Sku-A", published("Sku-A"), "L1")])
+        entry = state.snapshot("fr")["sku-a"]
+        assert entry.published == published("Sku-A")
+        assert (entry.sku, entry.listing_id, entry.status) == ("Sku-A", "L1", "live")
+        assert state.revision("fr") == 1
+        assert state.snapshot("de") == {}
+
+
+def test_failure_keeps_the_last_confirmed_values(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        state.record_acks("fr", [Ack("A", published(price="10.00"), "L1")])
+        attempted = published(price="12.00")
+        state.record_failures("fr", [Failure("A", "price too high", code="400",
+                                             request_id="req-1", attempted=attempted)])
+        state.record_failures("fr", [Failure("A", "price too high", attempted=attempted)])
+        entry = state.snapshot("fr")["a"]
+        assert entry.published == published(price="10.00")
+        assert (entry.status, entry.last_error, entry.attempts) == ("failed", "price too high", 2)
+        [row] = state.failures("fr")
+        assert row["sku"] == "A" and row["attempts"] == 2
+
+
+def test_failed_create_has_no_confirmed_values_and_ack_clears_it(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        state.record_failures("fr", [Failure("NEW", "unknown product")])
+        assert state.snapshot("fr")["new"].published is None
+        state.record_acks("fr", [Ack("NEW", published("NEW"), "L2")])
+        entry = state.snapshot("fr")["new"]
+        assert entry.status == "live" and entry.attempts == 0 and entry.last_error is None
+        assert state.failures() == []
+
+
+def test_confirmed_quantity_follows_to_sibling_stores(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        state.siblings = {"fr": ("de",), "de": ("fr",)}
+        state.record_acks("de", [Ack("A", published(quantity=3), "L1")])
+        state.record_acks("fr", [Ack("A", published(quantity=1), "L1")])
+        assert state.snapshot("de")["a"].published[Q] == 1  # type: ignore[index]
+
+
+def test_bulk_acks_are_written_in_chunks(state_url: str) -> None:
+    acks = [Ack(f"S{i}", published(f"S{i}"), f"L{i}") for i in range(4500)]
+    with StateStore.open(state_url) as state:
+        state.record_acks("fr", acks)
+        assert len(state.snapshot("fr")) == 4500
+        assert state.status_counts("fr")["live"] == 4500
+
+
+def test_readonly_open_of_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "syncer.db"
+    with StateStore.open_readonly(f"sqlite:///{path}") as state:
+        assert state.snapshot("fr") == {} and state.revision("fr") == 0
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_readonly_state_refuses_writes(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    with StateStore.open_readonly(state_url) as state, pytest.raises(StateError):
+        state.record_acks("fr", [Ack("A", published(), None)])
+
+
+def test_newer_schema_stops_with_a_clear_message(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    engine = create_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_info SET value = '99' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(StateError, match="schema version 99, newer than"):
+        StateStore.open(state_url)
+
+
+def test_corrupt_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "syncer.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="state database"):
+        StateStore.open(f"sqlite:///{path}")
+
+
+def test_unexpired_lease_of_another_host_blocks(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        StoreLease(state, "fr", 600, "other-host:4242:live-run").acquire()
+        with pytest.raises(LockHeld, match="other-host:4242:live-run"), \
+                state.lock("fr", 60, "next-run"):
+            pass
+
+
+def test_lock_excludes_a_second_holder_until_released(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        with state.lock("fr", 60, "run-1"):
+            with pytest.raises(LockHeld, match="store 'fr' is locked"), \
+                    state.lock("fr", 60, "run-2"):
+                pass
+            with state.lock("de", 60, "run-3"):
+                pass  # other stores are independent
+        with state.lock("fr", 60, "run-2"):
+            pass
+
+
+def test_expired_lease_is_taken_over(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        # Never released, by a process on another host whose lease has run out.
+        StoreLease(state, "fr", -1, "other-host:4242:dead-run").acquire()
+        with state.lock("fr", 60, "next-run") as lease:
+            lease.renew()
+
+
+def _die_holding_lock(url: str) -> None:
+    state = StateStore.open(url)
+    lease = state.lock("fr", 3600, "crashing-run")
+    lease.__enter__()
+    os._exit(0)  # dies without releasing
+
+
+def test_lock_of_a_dead_process_on_this_host_does_not_block(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    child = multiprocessing.get_context("spawn").Process(target=_die_holding_lock,
+                                                         args=(state_url,))
+    child.start()
+    child.join(30)
+    with StateStore.open(state_url) as state, state.lock("fr", 60, "after-crash"):
+        pass
+
+
+def test_holder_id_names_host_and_process() -> None:
+    assert f":{os.getpid()}:r1" in holder_id("r1")
+
+
+def test_run_log_records_counts(state_url: str) -> None:
+    with StateStore.open(state_url) as state:
+        record = state.start_run("r1", "fr", "offers")
+        state.finish_run(record, "ok", {"created": 2})
+        [run] = state.runs("fr")
+        assert (run["run_id"], run["outcome"], run["counts"]) == ("r1", "ok", {"created": 2})
