@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check syncer tests bench examples
+	$(BIN)/ruff check syncer tests examples
 	$(BIN)/mypy
 
 clean:
