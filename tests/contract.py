@@ -42,7 +42,12 @@ def spec_path() -> Path:
 @functools.cache
 def spec() -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with spec_path().open(encoding="utf-8") as stream:
+    path = spec_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Back Market's OpenAPI spec is not at {path}: the contract tests need it; put the "
+            "repository beside shared/reference/ or set BACKMARKET_OPENAPI to its path")
+    with path.open(encoding="utf-8") as stream:
         document: dict[str, Any] = yaml.load(stream, Loader=loader)
     return document
 
