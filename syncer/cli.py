@@ -169,19 +169,23 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             for store_plan in the_plan.stores:
                 store_settings = settings.store(store_plan.store)
                 record = state.start_run(run_id, store_plan.store, "offers")
-                with build_client(settings, store_settings) as client:
-                    publisher = Publisher(
-                        store_settings, client, state,
-                        siblings=siblings(settings, store_settings),
-                        poll_seconds=settings.api.task_poll_seconds,
-                        task_timeout=settings.api.task_timeout_seconds,
-                        renew=leases[store_plan.store].renew, progress=advance)
-                    result = publisher.apply(store_plan)
-                    counts = {**result.counts, "requests": client.stats.requests,
-                              "retries": client.stats.retries,
-                              "rate_limited": client.stats.rate_limited,
-                              "planned": len(store_plan.changes),
-                              "rejected_rows": store_plan.rejected}
+                try:
+                    with build_client(settings, store_settings) as client:
+                        publisher = Publisher(
+                            store_settings, client, state,
+                            siblings=siblings(settings, store_settings),
+                            poll_seconds=settings.api.task_poll_seconds,
+                            task_timeout=settings.api.task_timeout_seconds,
+                            renew=leases[store_plan.store].renew, progress=advance)
+                        result = publisher.apply(store_plan)
+                        counts = {**result.counts, "requests": client.stats.requests,
+                                  "retries": client.stats.retries,
+                                  "rate_limited": client.stats.rate_limited,
+                                  "planned": len(store_plan.changes),
+                                  "rejected_rows": store_plan.rejected}
+                except BaseException as exc:
+                    state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+                    raise
                 state.finish_run(record, result.outcome, counts, result.stopped)
                 log.info("run summary", store=store_plan.store, outcome=result.outcome,
                          **counts)

@@ -59,7 +59,7 @@ class Change:
     def reason(self) -> str:
         if self.action == "zero":
             return "gone from the catalog: quantity set to 0"
-        if all(old is None for _, old, _ in self.changes):  # never confirmed: all is new
+        if any(n == "quantity" and old is None for n, old, _ in self.changes):  # never confirmed
             t = dict(zip(FIELDS, self.target, strict=True))
             parts = (f"new offer: {t['grade']}, quantity {t['quantity']}, "
                      f"{t['price']} {t['currency']}, warranty {t['warranty_delay']} months")
@@ -71,7 +71,8 @@ class Change:
         if self.action == "retry":
             prefix = f"failed last time ({self.previous_error})" if self.previous_error else \
                 "failed last time"
-            return f"{prefix}; {parts}" if parts else prefix
+            return f"{prefix}; {parts}" if self.changes else \
+                f"{prefix}; the catalog is back to the published values"
         return parts
 
 
@@ -136,13 +137,12 @@ class StoreDiff:
             return
         changes = _changes(entry.published, target)
         if entry.status == "failed":
-            action = "retry" if (changes or entry.published is None) else None
-            if action is not None:
-                self.plan.changes.append(Change(
-                    action, self.plan.store, offer.sku, target, changes, row=offer.row,
-                    listing_id=entry.listing_id, previous_error=entry.last_error))
-                return
-        elif changes:
+            # Even with nothing left to change, the failure is settled by publishing.
+            self.plan.changes.append(Change(
+                "retry", self.plan.store, offer.sku, target, changes, row=offer.row,
+                listing_id=entry.listing_id, previous_error=entry.last_error))
+            return
+        if changes:
             self.plan.changes.append(Change(
                 "update", self.plan.store, offer.sku, target, changes, row=offer.row,
                 listing_id=entry.listing_id))

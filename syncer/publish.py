@@ -109,6 +109,9 @@ class Publisher:
         except _Unavailable as exc:
             result.stopped = str(exc)
             self.log.error("run stopped", reason=str(exc))
+        except ApiError as exc:  # e.g. a lookup still failing after its retries
+            result.stopped = f"stopped on an API error: {exc.message}"
+            self.log.error("run stopped", reason=exc.message)
         return result
 
     # --- routing --------------------------------------------------------------------------

@@ -244,6 +244,20 @@ def test_second_run_of_the_same_store_is_refused_while_locked(shop: Shop) -> Non
     assert "store 'fr' is locked by another run" in result.stderr
 
 
+def test_token_reaches_no_output_log_or_state(shop: Shop) -> None:
+    shop.server.emulator.faults.reject_skus["B-2"] = "refused"
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2")])
+    outputs = [shop.run("apply", code=3), shop.run("plan", code=2),
+               shop.run("status"), shop.run("errors"), shop.run("--verbose", "check")]
+    for result in outputs:
+        assert TOKEN not in result.stdout and TOKEN not in result.stderr
+    engine = create_engine(shop.state_url)
+    with engine.connect() as conn:
+        for table in ("offer_snapshot", "run_log", "store_lock", "pending_batch"):
+            assert TOKEN not in repr(conn.execute(text(f"SELECT * FROM {table}")).all())
+    engine.dispose()
+
+
 def test_every_command_has_help() -> None:
     runner = CliRunner()
     for name, command in cli.commands.items():
@@ -281,6 +295,12 @@ def test_property_apply_then_plan_yields_no_change(tmp_path_factory: pytest.Temp
                             price_de=de, grade=grade)
                 for n, stock, fr, de, grade in version]
         catalog = shop.catalog(rows)
+        before = _state_fingerprint(shop.state_url) if (folder / "state.db").exists() else None
+        sent = len(emulator.emulator.exchanges)
+        shop.plan_json()  # plan never writes: not the state, not Back Market
+        assert len(emulator.emulator.exchanges) == sent
+        if before is not None:
+            assert _state_fingerprint(shop.state_url) == before
         shop.run("apply", "--force", code=None)
         assert shop.plan_json()["changes"] == []
         assert_emulator_matches_catalog(shop, catalog)
