@@ -255,7 +255,7 @@ def _print_results(results: list[PublishResult], fmt: str) -> None:
 @click.pass_obj
 @handle_errors
 def status(obj: Context, store: str | None, fmt: str) -> None:
-    """Per store: live, zeroed and failed offers, and the last runs."""
+    """Per store: live, zeroed, failed and pending offers, and the last runs."""
     settings = obj.settings()
     names = [store] if store else [s.name for s in settings.stores]
     report: list[dict[str, Any]] = []
@@ -265,7 +265,7 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
                 "store": name,
                 "offers": state.status_counts(name),
                 "revision": state.revision(name),
-                "batches_in_flight": len(state.pending_batches(name)),
+                "in_flight": state.offers_in_flight(name),
                 "last_runs": [
                     {"run_id": r["run_id"], "kind": r["kind"], "outcome": r["outcome"],
                      "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
@@ -279,8 +279,8 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
     for entry in report:
         o = entry["offers"]
         click.echo(f"Store {entry['store']}: {o['live']} live, {o['zeroed']} zeroed, "
-                   f"{o['failed']} failed, {o['never_confirmed']} never confirmed; "
-                   f"{entry['batches_in_flight']} batches in flight")
+                   f"{o['failed']} failed, {o['never_confirmed']} never confirmed, "
+                   f"{entry['in_flight']} pending in batches in flight")
         for run in entry["last_runs"]:
             c = run["counts"]
             click.echo(f"  {run['started_at']}  {run['kind']:<7} {run['outcome']:<8} "

@@ -409,6 +409,9 @@ class StateStore:
                                 .where(_BATCHES.c.store == store).order_by(_BATCHES.c.id))
             return [(int(i), t, json.loads(o)) for i, t, o in rows]
 
+    def offers_in_flight(self, store: str) -> int:
+        return sum(len(offers) for _, _, offers in self.pending_batches(store))
+
     def remove_batch(self, batch_id: int) -> None:
         with self._write() as conn:
             conn.execute(sa_delete(_BATCHES).where(_BATCHES.c.id == batch_id))
