@@ -171,8 +171,10 @@ class BackMarketClient:
         return self._json("GET", f"/ws/tasks/{task_id}")
 
     def wait_task(self, task_id: int, *, poll_seconds: float, timeout_seconds: float,
-                  clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
-        """Poll a task until it is done (9) or failed (8); TimeoutError past the timeout."""
+                  clock: Callable[[], float] = time.monotonic,
+                  on_poll: Callable[[], None] = lambda: None) -> dict[str, Any]:
+        """Poll a task until it is done (9) or failed (8); TimeoutError past the timeout.
+        ``on_poll`` runs between polls (the caller keeps its lock lease alive there)."""
         deadline = clock() + timeout_seconds
         while True:
             task = self.get_task(task_id)
@@ -180,6 +182,7 @@ class BackMarketClient:
                 return task
             if clock() >= deadline:
                 raise TimeoutError(f"task {task_id} not finished after {timeout_seconds:.0f} s")
+            on_poll()
             self.sleep(poll_seconds)
 
     # --- transport ------------------------------------------------------------------------

@@ -211,15 +211,20 @@ class Publisher:
         for batch_id, task_id, offers in self.state.pending_batches(self.store.name):
             if task_id is None:
                 self._settle_unknown(batch_id, offers, result)
-            elif not self._settle(batch_id, task_id, offers, result, None):
+            elif not self._settle(batch_id, task_id, offers, result, None, wait=0.0):
                 in_flight.update(offers)
         return in_flight
 
     def _settle(self, batch_id: int, task_id: int, offers: dict[str, list[Any]],
-                result: PublishResult, changes: Sequence[Change] | None) -> bool:
+                result: PublishResult, changes: Sequence[Change] | None,
+                wait: float | None = None) -> bool:
+        """Record what a batch task says. An earlier run's task is looked at once
+        (``wait=0``): if still running, its offers stay in flight for the next run."""
         try:
-            task = self.client.wait_task(task_id, poll_seconds=self.poll_seconds,
-                                         timeout_seconds=self.task_timeout, clock=self.clock)
+            task = self.client.wait_task(
+                task_id, poll_seconds=self.poll_seconds,
+                timeout_seconds=self.task_timeout if wait is None else wait, clock=self.clock,
+                on_poll=self._keep_lease)
         except TimeoutError:
             self.log.warning("task still running; it will be checked next run",
                              task_id=task_id, offers=len(offers))

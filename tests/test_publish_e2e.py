@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +23,12 @@ from sqlalchemy import create_engine, text
 from stdnum import ean as ean_check
 
 from syncer.cli import cli
+from syncer.client import BackMarketClient
 from syncer.config import BUNDLED_MAPPINGS, load_settings
 from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
 from syncer.mapping import compile_mapping, load_profile
+from syncer.planner import catalog_source, make_plan
+from syncer.publish import Publisher, PublishResult
 from syncer.state import StateStore
 from syncer.validation import Validator
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog, write_config
@@ -323,3 +327,52 @@ def _state_fingerprint(url: str) -> str:
 
 def _unused() -> tuple[object, ...]:
     return (HEADER, Faults)
+
+
+class _LoseFirstBatchAnswer(httpx.BaseTransport):
+    """Delivers every request, but loses the answer of the first batch POST: the batch
+    reached Back Market, the client cannot know."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.lost = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST" and request.url.path == "/ws/listings" and not self.lost:
+            self.lost = True
+            response.read()
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_batch_with_a_lost_answer_is_checked_on_the_listings_not_resent(shop: Shop) -> None:
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2"), catalog_row("C-3")])
+    settings = load_settings(shop.config)
+    fr = settings.store("fr")
+
+    def publish(transport: httpx.BaseTransport) -> PublishResult:
+        with httpx.Client(transport=transport) as http, \
+                StateStore.open(settings.state_database_url()) as state:
+            client = BackMarketClient(fr.base_url(), settings.token(fr), fr.locale,
+                                      settings.api.user_agent(), store="fr", http=http)
+            plan = make_plan(settings, [fr], catalog_source(settings), state)
+            return Publisher(fr, client, state, poll_seconds=0.01).apply(plan.stores[0])
+
+    first = publish(_LoseFirstBatchAnswer())
+    assert first.counts["in_flight"] == 3 and first.counts["created"] == 0
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        assert state.offers_in_flight("fr") == 3
+    shop.server.emulator.run_due_tasks()
+    posts_before = sum(1 for e in shop.server.emulator.exchanges
+                       if e.method == "POST" and e.path == "/ws/listings")
+    second = publish(httpx.HTTPTransport())
+    posts_after = sum(1 for e in shop.server.emulator.exchanges
+                      if e.method == "POST" and e.path == "/ws/listings")
+    assert posts_after == posts_before == 1  # never sent twice
+    assert second.counts["created"] == 3 and second.counts["already_published"] == 3
+    assert shop.plan_json("--store", "fr")["changes"] == []
+    assert len(shop.server.emulator.listings(TOKEN)) == 3
