@@ -25,22 +25,10 @@ from pydantic_settings import (
 )
 
 from syncer.errors import ConfigError
+from syncer.vocabulary import PLATFORM_OF, market_currency
 
 Platform = Literal["EU", "US", "AP"]
 
-LOCALES: Final[dict[str, tuple[str, ...]]] = {
-    "EU": (
-        "fr-fr", "fr-be", "es-es", "de-de", "de-at", "it-it", "en-gb",
-        "nl-nl", "pt-pt", "en-ie", "el-gr", "sk-sk", "sv-se",
-    ),
-    "US": ("en-us",),
-    "AP": ("ja-jp", "en-au"),
-}
-PLATFORM_OF: Final = {loc: plat for plat, locs in LOCALES.items() for loc in locs}
-# Markets whose currency is not their platform's default must send `currency` with a price.
-MARKET_CURRENCY: Final = {
-    "en-gb": "GBP", "sv-se": "SEK", "en-us": "USD", "ja-jp": "JPY", "en-au": "AUD",
-}
 HOSTS: Final = {
     ("EU", "production"): "https://www.backmarket.fr",
     ("EU", "preprod"): "https://preprod.backmarket.fr",
@@ -52,10 +40,6 @@ HOSTS: Final = {
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_CONFIG: Final = "syncer.toml"
 BUNDLED_MAPPINGS: Final = Path(__file__).resolve().parents[1] / "mappings"
-
-
-def market_currency(locale: str) -> str:
-    return MARKET_CURRENCY.get(locale, "EUR")
 
 
 class _Section(BaseModel):

@@ -50,6 +50,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from stdnum import ean as stdnum_ean
 
+from syncer.vocabulary import GRADE_STATE, LOCALES, SHIPPERS, market_currency
+
 __all__ = [
     "GRADES",
     "PLATFORMS",
@@ -71,59 +73,16 @@ log = logging.getLogger(__name__)
 
 # Markets (Accept-Language values) of each platform and the currency of each market.
 PLATFORMS: Final[dict[str, dict[str, str]]] = {
-    "EU": {
-        "fr-fr": "EUR",
-        "fr-be": "EUR",
-        "es-es": "EUR",
-        "de-de": "EUR",
-        "de-at": "EUR",
-        "it-it": "EUR",
-        "en-gb": "GBP",
-        "nl-nl": "EUR",
-        "pt-pt": "EUR",
-        "en-ie": "EUR",
-        "el-gr": "EUR",
-        "sk-sk": "EUR",
-        "sv-se": "SEK",
-    },
-    "US": {"en-us": "USD"},
-    "AP": {"ja-jp": "JPY", "en-au": "AUD"},
+    platform: {locale: market_currency(locale) for locale in locales}
+    for platform, locales in LOCALES.items()
 }
 # The spec: "Defaults to EUR for the EU marketplace, USD for the US one". AP has no default.
 DEFAULT_CURRENCY: Final[dict[str, str]] = {"EU": "EUR", "US": "USD"}
 
 # grade -> the deprecated integer ``state`` (ListingStateValue)
-GRADES: Final[dict[str, int]] = {
-    "PREMIUM": 9,
-    "EXCELLENT": 0,
-    "VERY_GOOD": 1,
-    "GOOD": 2,
-    "FAIR": 3,
-    "STALLONE": 4,
-}
+GRADES: Final[dict[str, int]] = GRADE_STATE
 _GRADE_OF_STATE: Final = {state: grade for grade, state in GRADES.items()}
 
-# The spec's ``Shipper`` enum (components/schemas/Shipper), spelling kept (two spaces included).
-SHIPPERS: Final[frozenset[str]] = frozenset({
-    "Allied Express", "Aramex Australia", "Australia Post", "Australia Post Express",
-    "Austrian Post", "BPost", "BRT", "Chronopost", "Chronopost Express", "ColisPrivé",
-    "Colissimo", "Correos", "Correos Express", "Couriers Please", "CTT", "Cubyn", "Cubyn Express",
-    "DB Schenker", "Deutsche Post", "DHL", "DHL DE", "DHL Express", "DHL  EXPRESS", "DHL NL",
-    "DHL Parcel Spain", "DHL SP", "DPD", "DPD Benelux", "DPD DE", "DPD FR", "DPD International",
-    "DPD UK", "DPD UK Express", "DTDC Australia", "FedEx", "FedEx - 2Days", "FedEx Express",
-    "FedEx International", "FedEx - Overnight", "Geodis",
-    "Girard Agediss - Livraison dans la pièce de votre choix sur RDV", "GLS", "GLS - DE",
-    "GLS - FR", "GLS International", "GLS - IT", "GLS-SPAIN", "GLS Spain Express", "Hermes - DE",
-    "Hermes - UK", "Japan Post", "Livraison au pied du camion",
-    "Livraison dans la pièce de votre choix", "Logoix", "MRW", "Murfy transporteur", "NACEX",
-    "ParcelForce Express", "Parcelforce (Worldwide)", "Parcelpoint Pty Ltd", "Poste Italiane",
-    "Post NL", "Private Transporter", "Royal Mail", "Royal Mail Express", "Sagawa", "Seino",
-    "Sendle", "Seur", "Socolissimo", "Star Track Express", "TIPSA", "TIPSA Express", "TNT",
-    "TNT Australia", "TNT Express", "Tourline", "UPS", "UPS 2 days", "UPS 2nd Day Air",
-    "UPS Express", "UPS express save", "UPS Ground", "UPS next day", "UPS Overnight",
-    "UPS standard", "USPS", "USPS Express", "USPS - First Class", "USPS - Priority Mail",
-    "USPS - Priority Mail Express", "VIR", "Yamato", "Zeleris", "Other",
-})
 
 USER_AGENT: Final = re.compile(r"^BM-[^-;]+-[^;]+;[^@\s]+@[^@\s]+$")
 MAX_COMMENT: Final = 500

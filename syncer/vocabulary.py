@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from typing import Final
 
+# Markets (the Accept-Language values) of each platform.
+LOCALES: Final[dict[str, tuple[str, ...]]] = {
+    "EU": (
+        "fr-fr", "fr-be", "es-es", "de-de", "de-at", "it-it", "en-gb",
+        "nl-nl", "pt-pt", "en-ie", "el-gr", "sk-sk", "sv-se",
+    ),
+    "US": ("en-us",),
+    "AP": ("ja-jp", "en-au"),
+}
+PLATFORM_OF: Final = {loc: plat for plat, locs in LOCALES.items() for loc in locs}
+# Markets whose currency is not EUR; they must send `currency` with a price.
+MARKET_CURRENCY: Final = {
+    "en-gb": "GBP", "sv-se": "SEK", "en-us": "USD", "ja-jp": "JPY", "en-au": "AUD",
+}
+
+
+def market_currency(locale: str) -> str:
+    return MARKET_CURRENCY.get(locale, "EUR")
+
+
 # AestheticGradeValue, best first, with the deprecated integer ``state`` of each grade.
 GRADES: Final = ("PREMIUM", "EXCELLENT", "VERY_GOOD", "GOOD", "FAIR", "STALLONE")
 GRADE_STATE: Final = {
