@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +24,7 @@ from syncer import __version__
 from syncer.client import BackMarketClient
 from syncer.config import Settings, StoreSettings, load_settings
 from syncer.errors import ConfigError, SafetyStop, StalePlan, SyncerError
-from syncer.limits import RateLimiter
+from syncer.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.logs import configure
 from syncer.plan import Plan
 from syncer.planner import catalog_source, make_plan, siblings
@@ -165,23 +166,27 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
         _check_zero_share(settings, the_plan, force)
         total = len(the_plan.changes)
-        with _progress(total, obj.quiet) as advance:
+        with _progress(total, obj.quiet) as advance, paced(settings, state) as limiter_for:
             for store_plan in the_plan.stores:
                 store_settings = settings.store(store_plan.store)
                 record = state.start_run(run_id, store_plan.store, "offers")
                 try:
-                    with build_client(settings, store_settings) as client:
+                    with build_client(settings, store_settings,
+                                      limiter_for(store_settings)) as client:
+                        budget = SkuBudget(state, store_settings.budget_key,
+                                           settings.limits.sku_lines_per_hour)
                         publisher = Publisher(
-                            store_settings, client, state,
+                            store_settings, client, state, budget=budget,
                             siblings=siblings(settings, store_settings),
+                            batch_rows=settings.api.batch_rows,
                             poll_seconds=settings.api.task_poll_seconds,
                             task_timeout=settings.api.task_timeout_seconds,
                             renew=leases[store_plan.store].renew, progress=advance)
                         result = publisher.apply(store_plan)
-                        counts = {**result.counts, "requests": client.stats.requests,
-                                  "retries": client.stats.retries,
-                                  "rate_limited": client.stats.rate_limited,
-                                  "planned": len(store_plan.changes),
+                        result.counts.update(requests=client.stats.requests,
+                                             retries=client.stats.retries,
+                                             rate_limited=client.stats.rate_limited)
+                        counts = {**result.counts, "planned": len(store_plan.changes),
                                   "rejected_rows": store_plan.rejected}
                 except BaseException as exc:
                     state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
@@ -211,13 +216,46 @@ def _check_zero_share(settings: Settings, the_plan: Plan, force: bool) -> None:
                 "Check the catalog (empty, truncated, wrong file?) or rerun with --force")
 
 
-def build_client(settings: Settings, store: StoreSettings) -> BackMarketClient:
+def build_limits(settings: Settings) -> ApiLimits:
     limits = settings.limits
+    return ApiLimits(RateLimiter(limits.requests_per_window, limits.window_seconds),
+                     RateLimiter(limits.catalog_requests_per_window, limits.window_seconds),
+                     limits.catalog_routes)
+
+
+def build_client(settings: Settings, store: StoreSettings,
+                 limiter: ApiLimits | None = None) -> BackMarketClient:
+    """A client for one store. Stores of one account must share one ``limiter``: Back
+    Market counts their requests together."""
     return BackMarketClient(
         store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
         store=store.name, timeout=settings.api.timeout_seconds,
         max_retries=settings.api.max_retries,
-        limiter=RateLimiter(limits.requests_per_window, limits.window_seconds))
+        rate_block_seconds=settings.limits.rate_block_seconds,
+        backoff_base=settings.api.backoff_base_seconds,
+        backoff_cap=settings.api.backoff_cap_seconds,
+        limiter=limiter or build_limits(settings))
+
+
+@contextmanager
+def paced(settings: Settings, state: StateStore) -> Iterator[Callable[[StoreSettings],
+                                                                       ApiLimits]]:
+    """One limiter per account for the whole command, starting from the pace of the
+    account's previous run (kept in the state) so that back-to-back runs do not burst."""
+    limiters: dict[str, ApiLimits] = {}
+
+    def limiter_for(store: StoreSettings) -> ApiLimits:
+        key = store.budget_key
+        if key not in limiters:
+            limiters[key] = build_limits(settings)
+            limiters[key].seed(state.load_pace(key), time.time())
+        return limiters[key]
+
+    try:
+        yield limiter_for
+    finally:
+        for key, limiter in limiters.items():
+            state.save_pace(key, limiter.history(time.time()))
 
 
 def _print_results(results: list[PublishResult], fmt: str) -> None:
@@ -236,6 +274,9 @@ def _print_results(results: list[PublishResult], fmt: str) -> None:
             line += f", {c['already_published']} already published"
         if c["in_flight"]:
             line += f", {c['in_flight']} in flight (checked next run)"
+        if c["queued"]:
+            line += f", {c['queued']} queued for the next run (hourly budget)"
+        line += f" ({c.get('requests', 0)} requests, {c.get('retries', 0)} retries)"
         click.echo(line)
         for failure in r.failures[:50]:
             rid = f" [request {failure.request_id}]" if failure.request_id else ""

@@ -24,6 +24,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
+from syncer.config import LOOPBACK_HOSTS
 from syncer.errors import (
     ApiError,
     Blocked,
@@ -34,7 +35,7 @@ from syncer.errors import (
     RetriableError,
     TokenRejected,
 )
-from syncer.limits import RateLimiter
+from syncer.limits import ApiLimits
 
 log = structlog.get_logger("syncer.client")
 
@@ -77,13 +78,18 @@ class BackMarketClient:
         http: httpx.Client | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
-        limiter: RateLimiter | None = None,
+        limiter: ApiLimits | None = None,
         rate_block_seconds: float = 10.0,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "https" and not (parts.scheme == "http"
+                                            and parts.hostname in LOOPBACK_HOSTS):
+            raise ValueError(f"refusing {parts.scheme}:// to {parts.hostname}: the token is only "
+                             "sent over https (plain http only to a loopback emulator)")
         self.base_url = base_url.rstrip("/")
         self.locale = locale
         self.store = store or locale
@@ -149,6 +155,23 @@ class BackMarketClient:
                 return None
             raise
 
+    def find_listings(self, skus: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Listings of these SKUs, keyed by case-folded SKU (missing ones absent): one lookup
+        per SKU, or one pass over every page when that takes fewer requests."""
+        wanted = {sku.casefold() for sku in skus}
+        if len(wanted) > PAGE_SIZE:
+            first = self._json("GET", "/ws/listings", params={"page": 1, "page-size": 1})
+            pages = -(-int(first.get("count", 0)) // PAGE_SIZE)
+            if pages < len(wanted):
+                return {key: listing for listing in self.iter_listings()
+                        if (key := str(listing.get("sku", "")).casefold()) in wanted}
+        found = {}
+        for sku in dict.fromkeys(skus):
+            listing = self.find_listing(sku)
+            if listing is not None:
+                found[sku.casefold()] = listing
+        return found
+
     def update_listing(self, listing_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Real-time update of the given fields. Idempotent: values are absolute."""
         return self._json("POST", f"/ws/listings/{listing_id}", json_body=dict(fields))
@@ -207,7 +230,7 @@ class BackMarketClient:
         content = None if json_body is None else json.dumps(json_body).encode("utf-8")
         while True:
             if self.limiter is not None:
-                self.limiter.acquire()
+                self.limiter.acquire(method, path)
             self.stats.requests += 1
             try:
                 response = self._http.request(method, url, params=params, content=content,

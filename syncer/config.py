@@ -64,6 +64,13 @@ class ApiSettings(_Section):
     task_poll_seconds: float = Field(15.0, gt=0)
     task_timeout_seconds: float = Field(3600.0, gt=0)
     max_retries: int = Field(5, ge=0)
+    # Rows per batch CSV (Back Market takes at most 15,000 lines, header included). Smaller
+    # batches finish sooner and put fewer offers in doubt when an answer is lost.
+    batch_rows: int = Field(14_999, ge=1, le=14_999)
+    # Retries of 5xx, timeouts and dropped connections: exponential backoff with full
+    # jitter, from backoff_base_seconds doubling up to backoff_cap_seconds.
+    backoff_base_seconds: float = Field(0.5, ge=0)
+    backoff_cap_seconds: float = Field(30.0, ge=0)
 
     def user_agent(self) -> str:
         if not re.fullmatch(r"[^@\s;]+@[^@\s;]+\.[^@\s;]+", self.contact_email):
@@ -82,6 +89,15 @@ class Limits(_Section):
     # Below Back Market's ~200 requests per 10 s, to keep a margin for other tools.
     requests_per_window: int = Field(150, gt=0)
     window_seconds: float = Field(10.0, gt=0)
+    # Back Market allows ~20 per 10 s on its catalog endpoints: the batch CSV ("catalog")
+    # ingestion and the category tree. "METHOD /path", a trailing * matches a prefix.
+    catalog_requests_per_window: int = Field(18, gt=0)
+    catalog_routes: tuple[str, ...] = ("POST /ws/listings", "GET /ws/category*")
+    # SKU lines per hour on listing updates (single = 1, batch = its rows), shared by every
+    # run and store of one account through the state database. 0: no client-side budget.
+    sku_lines_per_hour: int = Field(2000, ge=0)
+    # After a 429, Back Market blocks the client for about 10 s.
+    rate_block_seconds: float = Field(10.0, ge=0)
     lock_lease_seconds: float = Field(900.0, gt=0)
 
 
@@ -135,8 +151,14 @@ class StoreSettings(_Section):
 
     @property
     def account(self) -> str:
-        """Stores that share a listing: same platform and same Back Market host."""
+        """Stores that share listings: same platform and same Back Market host."""
         return f"{self.platform}@{self.base_url()}"
+
+    @property
+    def budget_key(self) -> str:
+        """Stores that share an hourly SKU budget: one token (named by its variable) on one
+        host. The token itself is never stored."""
+        return f"{self.base_url()}|{self.token_env}"
 
     def base_url(self) -> str:
         env = self.environment.strip()

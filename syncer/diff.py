@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from syncer.offers import FIELDS, Offer, Published, sku_key
@@ -38,10 +38,16 @@ class Change:
     row: int | None = None
     listing_id: str | None = None
     previous_error: str | None = None
+    # Queued by an earlier run that ran out of budget: first in line within its priority.
+    queued_since: str | None = None
 
     @property
     def key(self) -> str:
         return sku_key(self.sku)
+
+    @property
+    def order(self) -> tuple[int, bool, str, str]:
+        return (self.priority, self.queued_since is None, self.queued_since or "", self.key)
 
     @property
     def changed_fields(self) -> tuple[str, ...]:
@@ -66,6 +72,8 @@ class Change:
         else:
             parts = ", ".join(f"{name} {_show(old)} → {_show(new)}"
                               for name, old, new in self.changes)
+        if self.queued_since:
+            parts = f"queued since {self.queued_since}; {parts}"
         if self.action == "create":
             return parts
         if self.action == "retry":
@@ -119,9 +127,11 @@ class StoreDiff:
     """Accumulates one store's diff as offers stream past."""
 
     def __init__(self, store: str, locale: str, revision: int,
-                 snapshot: Mapping[str, SnapshotEntry]) -> None:
+                 snapshot: Mapping[str, SnapshotEntry],
+                 queued: Mapping[str, str] | None = None) -> None:
         self.plan = StorePlan(store, locale, revision)
         self.snapshot = snapshot
+        self.queued = queued or {}
         self.seen: set[str] = set()
         self.rejected_keys: set[str] = set()
 
@@ -180,15 +190,19 @@ class StoreDiff:
                 "zero", plan.store, entry.sku, tuple(target),
                 (("quantity", entry.published[QUANTITY], 0),), listing_id=entry.listing_id,
                 previous_error=entry.last_error if entry.status == "failed" else None))
-        plan.changes.sort(key=lambda c: (c.priority, c.key))
+        if self.queued:
+            plan.changes = [replace(c, queued_since=self.queued.get(c.key))
+                            if c.key in self.queued else c for c in plan.changes]
+        plan.changes.sort(key=lambda c: c.order)
         return plan
 
 
 def diff(store: str, locale: str, offers: Iterable[Offer], rejected: Iterable[str],
          snapshot: Mapping[str, SnapshotEntry], revision: int = 0,
-         listed_elsewhere: Callable[[str], bool] = lambda _key: False) -> StorePlan:
+         listed_elsewhere: Callable[[str], bool] = lambda _key: False,
+         queued: Mapping[str, str] | None = None) -> StorePlan:
     """The whole diff of one store as a single pure function."""
-    differ = StoreDiff(store, locale, revision, snapshot)
+    differ = StoreDiff(store, locale, revision, snapshot, queued)
     for offer in offers:
         differ.offer(offer)
     for key in rejected:

@@ -208,6 +208,7 @@ class Exchange:
     response_headers: dict[str, str]
     request_id: str
     dropped: str | None = None  # "before" or "after" the request was processed
+    at: float = 0.0  # the emulator's clock when the request was handled
 
 
 @dataclass
@@ -466,6 +467,8 @@ class Emulator:
         self.config = config
         self.faults = replace(config.faults, reject_skus=dict(config.faults.reject_skus))
         self.exchanges: list[Exchange] = []
+        # Refusals the client caused (rate limit, hourly SKU budget) and injected 429 faults.
+        self.stats: dict[str, int] = {"rate_limited": 0, "budget_refused": 0, "injected_429": 0}
         self._clock = config.clock
         self._lock = threading.RLock()
         self._rng = random.Random(self.faults.seed)
@@ -549,6 +552,17 @@ class Emulator:
             self._flush()
             return asdict(product)
 
+    def tasks(self, token: str) -> list[dict[str, Any]]:
+        """Every batch task of that seller, processed or not: id, status, result."""
+        with self._lock:
+            self._catch_up()
+            return [
+                {"task_id": t.task_id, "action_status": t.action_status, "rows": t.rows,
+                 "result": t.result or {}}
+                for t in sorted(self._tasks.values(), key=lambda t: t.task_id)
+                if t.token == token
+            ]
+
     def run_due_tasks(self) -> None:
         """Process the batch tasks whose delay has passed (requests do it too)."""
         with self._lock:
@@ -563,6 +577,7 @@ class Emulator:
         with self._lock:
             self._init_model()
             self.exchanges.clear()
+            self.stats = dict.fromkeys(self.stats, 0)
             self.faults = replace(
                 self.config.faults, reject_skus=dict(self.config.faults.reject_skus)
             )
@@ -641,6 +656,7 @@ class Emulator:
             if dropped == "before":
                 return None, delay, dropped
         if self._draw(self.faults.share_429):
+            self.stats["injected_429"] += 1
             reply = error_v1(429, "too_many_requests", "Too many requests (emulated fault)")
             return reply, delay, dropped
         if self._draw(self.faults.share_5xx):
@@ -704,6 +720,7 @@ class Emulator:
     def _admit(self, seller: _Seller, now: float) -> Reply | None:
         """The per-token traffic limit (Cloudflare's, per the spec's "Traffic limitation")."""
         if now < seller.blocked_until:
+            self.stats["rate_limited"] += 1
             wait = seller.blocked_until - now
             message = f"Too many requests: blocked {wait:.1f}s more"
             return error_v1(429, "too_many_requests", message)
@@ -711,6 +728,7 @@ class Emulator:
         while seller.requests and seller.requests[0] <= now - window:
             seller.requests.popleft()
         if len(seller.requests) >= self.config.requests_per_window:
+            self.stats["rate_limited"] += 1
             seller.blocked_until = now + self.config.block_seconds
             seller.requests.clear()
             return error_v1(
@@ -731,6 +749,7 @@ class Emulator:
             seller.sku_lines.popleft()
         used = sum(n for _, n in seller.sku_lines)
         if used + lines > limit:
+            self.stats["budget_refused"] += 1
             raise HttpError(
                 error_v1(
                     429,
@@ -778,6 +797,7 @@ class Emulator:
                 response_headers=dict(response.headers) if sent else {},
                 request_id=call.request_id,
                 dropped=dropped,
+                at=self._clock(),
             )
         )
         if len(self.exchanges) > EXCHANGE_LOG_SIZE:

@@ -6,6 +6,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
+
+from syncer.state import StateStore, utcnow
 
 
 class RateLimiter:
@@ -47,3 +50,93 @@ class RateLimiter:
             now = self.clock()
             self._sent.clear()
             self._sent.extend([now + seconds - self.window] * self.requests)
+
+    def history(self, wall_now: float) -> list[float]:
+        """The calls of the current window, as wall-clock times (to hand to the next run)."""
+        with self._lock:
+            now = self.clock()
+            return [wall_now - (now - t) for t in self._sent if t > now - self.window]
+
+    def seed(self, wall_times: list[float], wall_now: float) -> None:
+        """Count an earlier run's recent calls as if this limiter had made them."""
+        with self._lock:
+            now = self.clock()
+            recent = sorted(now - (wall_now - t) for t in wall_times)
+            self._sent.extend(t for t in recent if t > now - self.window)
+
+
+class ApiLimits:
+    """Back Market's traffic limits as the client keeps them: every request under the
+    general limit, and requests on catalog routes under their own, lower one too."""
+
+    def __init__(self, general: RateLimiter, catalog: RateLimiter | None = None,
+                 catalog_routes: tuple[str, ...] = ()) -> None:
+        self.general = general
+        self.catalog = catalog
+        self.catalog_routes = tuple(_route(r) for r in catalog_routes)
+
+    def is_catalog(self, method: str, path: str) -> bool:
+        for route_method, route_path, prefix in self.catalog_routes:
+            if method == route_method and (path.startswith(route_path) if prefix
+                                           else path == route_path):
+                return True
+        return False
+
+    def acquire(self, method: str, path: str) -> None:
+        if self.catalog is not None and self.is_catalog(method, path):
+            self.catalog.acquire()
+        self.general.acquire()
+
+    def block(self, seconds: float) -> None:
+        self.general.block(seconds)
+        if self.catalog is not None:
+            self.catalog.block(seconds)
+
+    @property
+    def waited(self) -> float:
+        return self.general.waited + (self.catalog.waited if self.catalog else 0.0)
+
+    def history(self, wall_now: float) -> dict[str, list[float]]:
+        return {"general": self.general.history(wall_now),
+                "catalog": self.catalog.history(wall_now) if self.catalog else []}
+
+    def seed(self, history: dict[str, list[float]], wall_now: float) -> None:
+        self.general.seed(history.get("general", []), wall_now)
+        if self.catalog is not None:
+            self.catalog.seed(history.get("catalog", []), wall_now)
+
+
+def _route(text: str) -> tuple[str, str, bool]:
+    method, _, path = text.strip().partition(" ")
+    if not path.startswith("/"):
+        raise ValueError(f"a route is 'METHOD /path' (a trailing * matches a prefix): {text!r}")
+    return method.upper(), path.rstrip("*"), path.endswith("*")
+
+
+class SkuBudget:
+    """The hourly budget of SKU lines on listing updates of one account, kept in the state
+    database so that consecutive runs, and the stores of one account, share it."""
+
+    def __init__(self, state: StateStore, account: str, lines_per_hour: int,
+                 now: Callable[[], datetime] = utcnow) -> None:
+        self.state = state
+        self.account = account
+        self.lines_per_hour = lines_per_hour
+        self.now = now
+
+    @property
+    def unlimited(self) -> bool:
+        return self.lines_per_hour <= 0
+
+    def take(self, lines: int) -> int:
+        """Lines granted, at most ``lines``; 0 when the hour's budget is used up."""
+        if self.unlimited:
+            return lines
+        return self.state.spend_budget(self.account, lines, self.lines_per_hour, self.now())
+
+    def refund(self, lines: int) -> None:
+        if not self.unlimited:
+            self.state.refund_budget(self.account, lines, self.now())
+
+    def used(self) -> int:
+        return self.state.budget_used(self.account, self.now())

@@ -97,7 +97,7 @@ class Plan:
                 target=tuple(c["target"][name] for name in FIELDS),
                 changes=tuple((name, v["old"], v["new"]) for name, v in c["fields"].items()),
                 row=c.get("row"), listing_id=c.get("listing_id"),
-                previous_error=c.get("previous_error")))
+                previous_error=c.get("previous_error"), queued_since=c.get("queued_since")))
         for n in data.get("notices", []):
             by_name[n["store"]].notices.append(Notice(n["kind"], n["store"], n["sku"],
                                                       n["message"]))
@@ -200,6 +200,7 @@ def _change_dict(change: Change) -> dict[str, Any]:
         "fields": {name: {"old": old, "new": new} for name, old, new in change.changes},
         "reason": change.reason(),
         "previous_error": change.previous_error,
+        "queued_since": change.queued_since,
         "target": dict(zip(FIELDS, change.target, strict=True)),
     }
 

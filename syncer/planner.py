@@ -42,7 +42,9 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     # Every configured store, enabled or not, counts for "still listed elsewhere".
     all_stores = list(settings.stores)
     differs = {
-        s.name: StoreDiff(s.name, s.locale, state.revision(s.name), state.snapshot(s.name))
+        s.name: StoreDiff(s.name, s.locale, state.revision(s.name), state.snapshot(s.name),
+                          {key: at.isoformat(timespec="seconds")
+                           for key, (_, _, at) in state.queued(s.name).items()})
         for s in stores
     }
     listed: dict[str, set[str]] = {s.name: set() for s in all_stores}

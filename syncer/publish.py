@@ -29,6 +29,7 @@ from syncer.errors import (
     RetriableError,
     StateError,
 )
+from syncer.limits import SkuBudget
 from syncer.offers import BATCH_ONLY_FIELDS, FIELDS, Published, ShippingOption, parse_shipping
 from syncer.state import Ack, Failure, SnapshotEntry, StateStore
 
@@ -45,7 +46,7 @@ class PublishResult:
     store: str
     counts: dict[str, int] = field(default_factory=lambda: {
         "created": 0, "updated": 0, "zeroed": 0, "retried": 0, "failed": 0,
-        "already_published": 0, "in_flight": 0})
+        "already_published": 0, "in_flight": 0, "queued": 0})
     failures: list[Failure] = field(default_factory=list)
     stopped: str | None = None
 
@@ -71,6 +72,7 @@ class Publisher:
         state: StateStore,
         *,
         siblings: Sequence[str] = (),
+        budget: SkuBudget | None = None,
         batch_rows: int = MAX_BATCH_LINES - 1,
         poll_seconds: float = 15.0,
         task_timeout: float = 3600.0,
@@ -82,6 +84,7 @@ class Publisher:
         self.client = client
         self.state = state
         self.siblings = tuple(siblings)
+        self.budget = budget
         self.batch_rows = batch_rows
         self.poll_seconds = poll_seconds
         self.task_timeout = task_timeout
@@ -99,10 +102,18 @@ class Publisher:
             in_flight = self.settle_batches(result)
             snapshot = self.state.snapshot(self.store.name)
             singles, batch = self._route(plan.changes, snapshot, in_flight, result)
+            deferred: list[Change] = []
             for change, fields in singles:
-                self._send_single(change, fields, snapshot, batch, result)
-            for start in range(0, len(batch), self.batch_rows):
-                self._send_batch(batch[start:start + self.batch_rows], result)
+                if deferred or not self._send_single(change, fields, snapshot, batch, result):
+                    deferred.append(change)
+            if deferred:
+                deferred += batch
+            elif batch:
+                granted = self._take(len(batch))
+                deferred, batch = batch[granted:], batch[:granted]
+                for start in range(0, len(batch), self.batch_rows):
+                    self._send_batch(batch[start:start + self.batch_rows], result)
+            self._defer(deferred, result)
         except FatalApiError as exc:
             result.stopped = exc.message
             self.log.error("run stopped", reason=exc.message, cf_ray=getattr(exc, "cf_ray", None))
@@ -120,7 +131,7 @@ class Publisher:
                ) -> tuple[list[tuple[Change, tuple[str, ...]]], list[Change]]:
         singles: list[tuple[Change, tuple[str, ...]]] = []
         batch: list[Change] = []
-        for change in sorted(changes, key=lambda c: (c.priority, c.key)):
+        for change in sorted(changes, key=lambda c: c.order):
             if change.key in in_flight:
                 result.counts["in_flight"] += 1
                 continue
@@ -146,10 +157,12 @@ class Publisher:
     # --- single-listing updates -----------------------------------------------------------
     def _send_single(self, change: Change, fields: tuple[str, ...],
                      snapshot: dict[str, SnapshotEntry], batch: list[Change],
-                     result: PublishResult) -> None:
+                     result: PublishResult) -> bool:
+        """One real-time update. False when the hourly budget has no line left for it."""
         self._keep_lease()
         entry = snapshot.get(change.key)
         listing_id = (entry.listing_id if entry else None) or change.listing_id
+        taken = 0
         try:
             if listing_id is None:
                 found = self.client.find_listing(change.sku)
@@ -162,21 +175,28 @@ class Publisher:
                     self._ack(change, None, result)
                 else:
                     batch.append(change)  # the listing is gone: create it again
-                return
+                return True
             body = single_update_body(fields, change.target, entry.published if entry else None,
                                       self.store.currency or "EUR")
+            taken = self._take(1)
+            if not taken:
+                return False
             answer = self.client.update_listing(listing_id, body)
         except OfferError as exc:
-            if exc.status == 404 and change.action != "zero":
-                batch.append(change)
-                return
+            if exc.status == 404:
+                self._refund(taken)  # no listing, no line spent
+                if change.action != "zero":
+                    batch.append(change)
+                    return True
             self._fail(change, exc, result)
-            return
+            return True
         except RetriableError as exc:
+            self._refund(taken)
             self._unavailable_once(change, exc, result)
-            return
+            return True
         self._unavailable = 0
         self._ack(change, str(answer.get("id") or listing_id), result)
+        return True
 
     # --- batches --------------------------------------------------------------------------
     def _send_batch(self, changes: Sequence[Change], result: PublishResult) -> None:
@@ -194,11 +214,14 @@ class Publisher:
             return
         except OfferError as exc:
             self.state.remove_batch(batch_id)
+            self._refund(len(changes))  # the whole batch was refused
             for change in changes:
                 self._fail(change, exc, result)
             return
         except RetriableError as exc:
             self.state.remove_batch(batch_id)  # refused before processing: nothing landed
+            self._refund(len(changes))
+            self._defer(list(changes), result, f"Back Market refused the batch ({exc.message})")
             self._unavailable_once(None, exc, result)
             return
         self.state.set_batch_task(batch_id, task_id)
@@ -208,11 +231,14 @@ class Publisher:
     def settle_batches(self, result: PublishResult) -> set[str]:
         """Resolve batches an earlier run left in flight. Returns SKU keys still in flight."""
         in_flight: set[str] = set()
+        unknown: list[tuple[int, dict[str, list[Any]]]] = []
         for batch_id, task_id, offers in self.state.pending_batches(self.store.name):
             if task_id is None:
-                self._settle_unknown(batch_id, offers, result)
+                unknown.append((batch_id, offers))
             elif not self._settle(batch_id, task_id, offers, result, None, wait=0.0):
                 in_flight.update(offers)
+        if unknown:
+            self._settle_unknown(unknown, result)
         return in_flight
 
     def _settle(self, batch_id: int, task_id: int, offers: dict[str, list[Any]],
@@ -234,7 +260,7 @@ class Publisher:
             # The task is unknown to Back Market: nothing can be learnt from it.
             self.log.warning("task not found; its offers will be checked on the listings",
                              task_id=task_id, error=exc.message)
-            self._settle_unknown(batch_id, offers, result)
+            self._settle_unknown([(batch_id, offers)], result)
             return True
         by_key = {c.key: c for c in changes} if changes else {}
         if task.get("action_status") != 9:
@@ -247,23 +273,26 @@ class Publisher:
             self.state.remove_batch(batch_id)
             return True
         outcomes = task_outcomes(task)
+        # What the task does not say (an unreported SKU, a success without its listing id)
+        # is read from the listings.
+        unclear = [sku for key, (sku, *_) in offers.items()
+                   if key not in outcomes or (outcomes[key].ok and not outcomes[key].listing_id)]
+        listings = self.client.find_listings(unclear) if unclear else {}
         acks: list[Ack] = []
         failures = []
         for key, (sku, *target) in offers.items():
             outcome = outcomes.get(key)
             published = tuple(target)
+            listing = listings.get(key)
             if outcome is None:
-                listing = self.client.find_listing(sku)
                 if listing is not None and listing_matches(listing, published, self.store):
                     acks.append(Ack(sku, published, str(listing["id"])))
                 else:
                     failures.append(Failure(sku, f"not reported by batch task {task_id} and "
                                                  "not found as sent", attempted=published))
             elif outcome.ok:
-                listing_id = outcome.listing_id
-                if listing_id is None:
-                    listing = self.client.find_listing(sku)
-                    listing_id = None if listing is None else str(listing["id"])
+                listing_id = outcome.listing_id or (None if listing is None
+                                                    else str(listing["id"]))
                 acks.append(Ack(sku, published, listing_id))
             else:
                 failures.append(Failure(sku, outcome.message or "rejected",
@@ -286,21 +315,46 @@ class Publisher:
                       failed=len(failures))
         return True
 
-    def _settle_unknown(self, batch_id: int, offers: dict[str, list[Any]],
+    def _settle_unknown(self, batches: Sequence[tuple[int, dict[str, list[Any]]]],
                         result: PublishResult) -> None:
-        """A batch whose POST got no answer: what the listings show decides, offer by offer.
-        Offers not found as sent are dropped from the batch; the plan sends them again."""
-        acks = []
-        for sku, *target in offers.values():
-            listing = self.client.find_listing(sku)
-            published = tuple(target)
-            if listing is not None and listing_matches(listing, published, self.store):
-                acks.append(Ack(sku, published, str(listing["id"])))
-        self.state.record_acks(self.store.name, acks)
-        self.state.remove_batch(batch_id)
-        result.counts["created"] += len(acks)
-        self.log.info("unknown batch checked on the listings", found=len(acks),
-                      not_found=len(offers) - len(acks))
+        """Batches whose POST got no answer: what the listings show decides, offer by offer
+        (all of them looked up together). Offers not found as sent are dropped from their
+        batch; the plan sends them again."""
+        listings = self.client.find_listings(
+            [sku for _, offers in batches for sku, *_ in offers.values()])
+        for batch_id, offers in batches:
+            acks = []
+            for key, (sku, *target) in offers.items():
+                listing = listings.get(key)
+                published = tuple(target)
+                if listing is not None and listing_matches(listing, published, self.store):
+                    acks.append(Ack(sku, published, str(listing["id"])))
+            self.state.record_acks(self.store.name, acks)
+            self.state.remove_batch(batch_id)
+            result.counts["created"] += len(acks)
+            self.log.info("unknown batch checked on the listings", found=len(acks),
+                          not_found=len(offers) - len(acks))
+
+    # --- the hourly budget and the queue -------------------------------------------------
+    def _take(self, lines: int) -> int:
+        return lines if self.budget is None else self.budget.take(lines)
+
+    def _refund(self, lines: int) -> None:
+        if self.budget is not None and lines:
+            self.budget.refund(lines)
+
+    def _defer(self, changes: Sequence[Change], result: PublishResult,
+               reason: str | None = None) -> None:
+        """Work that does not fit this run: queued with its reason, first in line next run."""
+        if not changes:
+            return
+        if reason is None:
+            limit = self.budget.lines_per_hour if self.budget else 0
+            reason = f"the hourly budget of {limit} SKU lines is used up"
+        self.state.enqueue(self.store.name, [(c.sku, reason) for c in changes])
+        result.counts["queued"] += len(changes)
+        self.progress(len(changes))
+        self.log.info("queued for the next run", offers=len(changes), reason=reason)
 
     # --- outcomes -------------------------------------------------------------------------
     def _ack(self, change: Change, listing_id: str | None, result: PublishResult) -> None:

@@ -18,7 +18,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, Text, and_, case, create_engine, event, func, inspect, select
+from sqlalchemy import (
+    Engine,
+    Text,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,6 +125,37 @@ class PendingBatch(SQLModel, table=True):
     offers: str = Field(sa_column=Column(Text))
 
 
+class BudgetSpend(SQLModel, table=True):
+    """SKU lines sent on listing updates, per account: the hourly budget is a sliding sum."""
+
+    __tablename__ = "budget_ledger"
+    id: int | None = Field(default=None, primary_key=True)
+    account: str = Field(index=True, max_length=300)
+    spent_at: datetime = Field(index=True)
+    lines: int
+
+
+class QueuedOffer(SQLModel, table=True):
+    """A change that did not fit this run (the hourly budget): it goes first next run."""
+
+    __tablename__ = "offer_queue"
+    store: str = Field(primary_key=True, max_length=64)
+    sku_key: str = Field(primary_key=True, max_length=128)
+    sku: str = Field(max_length=128)
+    reason: str = Field(sa_column=Column(Text))
+    queued_at: datetime
+
+
+class RequestPace(SQLModel, table=True):
+    """When an account's last requests were sent (wall clock), so that the next run starts
+    within Back Market's per-10-seconds limit instead of bursting over it."""
+
+    __tablename__ = "request_pace"
+    account: str = Field(primary_key=True, max_length=300)
+    sent: str = Field(sa_column=Column(Text))  # JSON list of epoch seconds
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class SchemaInfo(SQLModel, table=True):
     __tablename__ = "schema_info"
     key: str = Field(primary_key=True, max_length=64)
@@ -126,6 +168,10 @@ _RUNS = RunRecord.__table__  # type: ignore[attr-defined]
 _LOCKS = StoreLock.__table__  # type: ignore[attr-defined]
 _BATCHES = PendingBatch.__table__  # type: ignore[attr-defined]
 _SCHEMA = SchemaInfo.__table__  # type: ignore[attr-defined]
+_LEDGER = BudgetSpend.__table__  # type: ignore[attr-defined]
+_QUEUE = QueuedOffer.__table__  # type: ignore[attr-defined]
+_PACE = RequestPace.__table__  # type: ignore[attr-defined]
+_TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _SCHEMA)
 _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
 
 
@@ -220,8 +266,7 @@ class StateStore:
         assert self.engine is not None
         self._check_schema()
         try:
-            SQLModel.metadata.create_all(self.engine, tables=[
-                _SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _SCHEMA])
+            SQLModel.metadata.create_all(self.engine, tables=list(_TABLES))
             with self.engine.begin() as conn:
                 found = conn.execute(select(_SCHEMA.c.value).where(
                     _SCHEMA.c.key == "schema_version")).scalar()
@@ -322,6 +367,7 @@ class StateStore:
             update = [c for c in rows[0] if c not in ("store", "sku_key")]
             with self._write() as conn:
                 _upsert(conn, _SNAPSHOT, rows, ("store", "sku_key"), update)
+                self._unqueue(conn, store, [ack.sku.casefold() for ack in chunk])
                 self._bump(conn, store, now)
         self._note_global_quantity(store, acks)
 
@@ -378,6 +424,7 @@ class StateStore:
                 if not done:
                     conn.execute(_SNAPSHOT.insert().values(
                         store=store, sku_key=key, sku=failure.sku, attempts=1, **values))
+            self._unqueue(conn, store, [f.sku.casefold() for f in failures])
             self._bump(conn, store, now)
 
     def _bump(self, conn: Any, store: str, now: datetime) -> None:
@@ -388,6 +435,86 @@ class StateStore:
         if not done:
             _upsert(conn, _REVISION, [{"store": store, "revision": 1, "updated_at": now}],
                     ("store",), ["revision", "updated_at"])
+
+    # -- the queue of work that did not fit a run --
+    def queued(self, store: str) -> dict[str, tuple[str, str, datetime]]:
+        """sku_key -> (sku, reason, queued_at) of the store's queued offers."""
+        if self.empty:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(select(_QUEUE.c.sku_key, _QUEUE.c.sku, _QUEUE.c.reason,
+                                       _QUEUE.c.queued_at).where(_QUEUE.c.store == store))
+            return {key: (sku, reason, _aware(at)) for key, sku, reason, at in rows}
+
+    def enqueue(self, store: str, offers: Sequence[tuple[str, str]]) -> None:
+        """Queue (sku, reason) pairs; an offer already queued keeps its place in line."""
+        if not offers:
+            return
+        now = utcnow()
+        rows = [{"store": store, "sku_key": sku.casefold(), "sku": sku, "reason": reason,
+                 "queued_at": now} for sku, reason in offers]
+        with self._write() as conn:
+            for start in range(0, len(rows), _BULK):
+                _upsert(conn, _QUEUE, rows[start:start + _BULK], ("store", "sku_key"),
+                        ["reason"])
+
+    def _unqueue(self, conn: Any, store: str, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), _BULK):
+            conn.execute(sa_delete(_QUEUE).where(
+                _QUEUE.c.store == store, _QUEUE.c.sku_key.in_(keys[start:start + _BULK])))
+
+    # -- the hourly SKU budget --
+    def budget_used(self, account: str, now: datetime | None = None) -> int:
+        if self.empty:
+            return 0
+        since = (now or utcnow()) - timedelta(hours=1)
+        with self._read() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(_LEDGER.c.lines), 0)).where(
+                _LEDGER.c.account == account, _LEDGER.c.spent_at > since)).scalar() or 0)
+
+    def spend_budget(self, account: str, lines: int, limit: int,
+                     now: datetime | None = None) -> int:
+        """Take up to ``lines`` from the account's hourly budget; returns what was granted.
+        Check and spend are one transaction (PostgreSQL: under an advisory lock), so runs of
+        several stores of one account never overspend together."""
+        now = now or utcnow()
+        since = now - timedelta(hours=1)
+        with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:account))"),
+                             {"account": account})
+            used = int(conn.execute(select(func.coalesce(func.sum(_LEDGER.c.lines), 0)).where(
+                _LEDGER.c.account == account, _LEDGER.c.spent_at > since)).scalar() or 0)
+            granted = max(0, min(lines, limit - used))
+            if granted:
+                conn.execute(_LEDGER.insert().values(account=account, spent_at=now,
+                                                     lines=granted))
+            conn.execute(sa_delete(_LEDGER).where(
+                _LEDGER.c.account == account, _LEDGER.c.spent_at < now - timedelta(hours=2)))
+        return granted
+
+    def refund_budget(self, account: str, lines: int, now: datetime | None = None) -> None:
+        """Give back lines taken for requests that Back Market refused before processing."""
+        if lines > 0:
+            with self._write() as conn:
+                conn.execute(_LEDGER.insert().values(account=account,
+                                                     spent_at=now or utcnow(), lines=-lines))
+
+    # -- request pace --
+    def load_pace(self, account: str) -> dict[str, list[float]]:
+        if self.empty:
+            return {}
+        with self._read() as conn:
+            found = conn.execute(select(_PACE.c.sent).where(_PACE.c.account == account)).scalar()
+        if not found:
+            return {}
+        return {name: [float(t) for t in times] for name, times in json.loads(found).items()}
+
+    def save_pace(self, account: str, sent: dict[str, list[float]]) -> None:
+        with self._write() as conn:
+            _upsert(conn, _PACE, [{"account": account, "sent": json.dumps(sent),
+                                   "updated_at": utcnow()}], ("account",),
+                    ["sent", "updated_at"])
 
     # -- batches in flight --
     def add_pending_batch(self, store: str, offers: dict[str, list[Any]]) -> int:
@@ -577,6 +704,10 @@ def _is_zombie(pid: int) -> bool:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
 
 def _sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:///") or ":memory:" in url:

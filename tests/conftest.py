@@ -95,7 +95,7 @@ def write_catalog(path: Path, rows: list[str], header: str = HEADER) -> Path:
 
 
 def write_config(folder: Path, *, state_url: str, environment: str = "production",
-                 catalog: str = "catalog.csv", extra: str = "",
+                 catalog: str = "catalog.csv", extra: str = "", api_extra: str = "",
                  stores: tuple[tuple[str, str], ...] = (("fr", "fr-fr"), ("de", "de-de")),
                  ) -> Path:
     store_tables = "\n".join(
@@ -119,7 +119,7 @@ def write_config(folder: Path, *, state_url: str, environment: str = "production
         integration = "suite"
         contact_email = "tests@example.com"
         task_poll_seconds = 0.02
-        """) + store_tables, encoding="utf-8")
+        """) + api_extra + "\n" + store_tables, encoding="utf-8")
     return config
 
 

@@ -12,6 +12,12 @@ answers any endpoint may give, and they are accepted for every operation:
 - 429 when rate limited, and 5xx: checked against the operation's schema when it documents
   one (``RateLimited``), accepted as they come otherwise.
 Any other status an operation does not document fails the check.
+
+``nullable: true`` is read as the spec's authors use it: null is accepted wherever a schema
+says so, also beside ``enum`` (the nullable ``Shipper``) or ``anyOf`` (the nullable shipping
+price), as OpenAPI 3.0.0-3.0.2 tools did. OpenAPI 3.0.3 narrowed ``nullable`` to schemas with
+a ``type``, which would leave the spec's "nullable" shipper and shipping price unable to be
+null, the only way the single-listing update has to remove a shipping option.
 """
 
 from __future__ import annotations
@@ -49,7 +55,25 @@ def spec() -> dict[str, Any]:
             "repository beside shared/reference/ or set BACKMARKET_OPENAPI to its path")
     with path.open(encoding="utf-8") as stream:
         document: dict[str, Any] = yaml.load(stream, Loader=loader)
+    _honour_nullable(document)
     return document
+
+
+def _honour_nullable(node: Any) -> None:
+    """Let null through schemas marked nullable whose enum or anyOf would refuse it."""
+    if isinstance(node, dict):
+        if node.get("nullable") is True:
+            if isinstance(node.get("enum"), list) and None not in node["enum"]:
+                node["enum"] = [*node["enum"], None]
+            for keyword in ("anyOf", "oneOf"):
+                if isinstance(node.get(keyword), list) and "type" not in node:
+                    node[keyword] = [*node[keyword],
+                                     {"type": "string", "nullable": True, "enum": [None]}]
+        for value in node.values():
+            _honour_nullable(value)
+    elif isinstance(node, list):
+        for item in node:
+            _honour_nullable(item)
 
 
 @functools.cache

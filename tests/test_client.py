@@ -20,6 +20,7 @@ from syncer.errors import (
     TokenRejected,
 )
 from syncer.limits import RateLimiter
+from tests.contract import check_request
 
 TOKEN = "s3cr3t-token-value"
 UA = "BM-Tests-suite;tests@example.com"
@@ -28,8 +29,15 @@ UA = "BM-Tests-suite;tests@example.com"
 def client(handler: Callable[[httpx.Request], httpx.Response], **kwargs: object
            ) -> tuple[BackMarketClient, list[float]]:
     slept: list[float] = []
+
+    def checked(request: httpx.Request) -> httpx.Response:
+        # Whatever the client sends must be what Back Market's spec accepts.
+        check_request(request.method, request.url.path,
+                      json.loads(request.content) if request.content else None)
+        return handler(request)
+
     c = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "de-de", UA,
-                         store="de", http=httpx.Client(transport=httpx.MockTransport(handler)),
+                         store="de", http=httpx.Client(transport=httpx.MockTransport(checked)),
                          sleep=slept.append, **kwargs)  # type: ignore[arg-type]
     return c, slept
 

@@ -8,15 +8,13 @@ stop; failed offers are retried.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
@@ -24,15 +22,21 @@ from stdnum import ean as ean_check
 
 from syncer.cli import cli
 from syncer.client import BackMarketClient
-from syncer.config import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
-from syncer.mapping import compile_mapping, load_profile
+from syncer.config import load_settings
+from syncer.emulator import EmulatorConfig, EmulatorServer
 from syncer.planner import catalog_source, make_plan
 from syncer.publish import Publisher, PublishResult
 from syncer.state import StateStore
-from syncer.validation import Validator
-from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog, write_config
+from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.contract import check_exchange
+from tests.helpers import Shop, assert_emulator_matches_catalog, state_fingerprint
+
+
+@pytest.fixture
+def shop(tmp_path: Path, emulator: EmulatorServer, state_url: str,
+         monkeypatch: pytest.MonkeyPatch) -> Shop:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    return Shop(tmp_path, emulator, state_url)
 
 
 @pytest.fixture
@@ -43,63 +47,6 @@ def emulator() -> Iterator[EmulatorServer]:
         # Every request the client sent, and every answer, against Back Market's spec.
         for exchange in server.emulator.exchanges:
             check_exchange(exchange)
-
-
-@pytest.fixture
-def shop(tmp_path: Path, emulator: EmulatorServer, state_url: str,
-         monkeypatch: pytest.MonkeyPatch) -> Shop:
-    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
-    return Shop(tmp_path, emulator, state_url)
-
-
-class Shop:
-    """A seller's folder: catalog, config, state; runs the CLI in-process."""
-
-    def __init__(self, folder: Path, server: EmulatorServer, state_url: str) -> None:
-        self.folder = folder
-        self.server = server
-        self.state_url = state_url
-        self.config = write_config(folder, state_url=state_url, environment=server.base_url)
-
-    def catalog(self, rows: list[str], name: str = "catalog.csv") -> Path:
-        return write_catalog(self.folder / name, rows)
-
-    def run(self, *args: str, code: int | None = 0) -> Result:
-        result = CliRunner().invoke(cli, ["--config", str(self.config), "--log-format", "json",
-                                          *args])
-        if code is not None:
-            assert result.exit_code == code, (result.output, result.stderr, result.exception)
-        return result
-
-    def plan_json(self, *args: str) -> dict:  # type: ignore[type-arg]
-        result = self.run("plan", "--format", "json", *args, code=None)
-        assert result.exit_code in (0, 2), result.stderr
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-    def live(self, sku: str, locale: str) -> dict | None:  # type: ignore[type-arg]
-        return self.server.emulator.listing(TOKEN, sku, locale)
-
-
-def assert_emulator_matches_catalog(shop: Shop, catalog: Path) -> int:
-    """Every valid offer of the catalog is live on the emulator with the catalog's values."""
-    settings = load_settings(shop.config)
-    profile = load_profile(BUNDLED_MAPPINGS / "default.toml")
-    header = catalog.read_text(encoding="utf-8").splitlines()[0].split(";")
-    validator = Validator(compile_mapping(profile, header, settings.stores))
-    locales = {s.name: s.locale for s in settings.stores}
-    checked = 0
-    for number, line in enumerate(catalog.read_text(encoding="utf-8").splitlines()[1:], 2):
-        for offer in validator.validate(number, line.split(";")).offers:
-            listing = shop.live(offer.sku, locales[offer.store])
-            assert listing is not None, f"{offer.sku} missing in {offer.store}"
-            assert listing["quantity"] == offer.quantity, offer.sku
-            assert Decimal(listing["price"]) == offer.price, (offer.sku, offer.store)
-            assert listing["currency"] == offer.currency
-            assert listing["warranty_delay"] == offer.warranty_delay
-            assert (listing["comment"] or None) == offer.comment
-            assert listing["grade"] == offer.grade
-            checked += 1
-    return checked
 
 
 def test_published_listings_equal_the_catalogs_valid_offers_per_country(shop: Shop) -> None:
@@ -144,11 +91,11 @@ def test_plan_writes_nothing(shop: Shop) -> None:
     shop.catalog([catalog_row("A-1"), catalog_row("B-2")])
     shop.run("apply")
     shop.catalog([catalog_row("A-1", stock="1")])
-    before = _state_fingerprint(shop.state_url)
+    before = state_fingerprint(shop.state_url)
     requests_before = len(shop.server.emulator.exchanges)
     shop.run("plan", code=2)
     shop.run("plan", "--format", "markdown", "--store", "de", code=2)
-    assert _state_fingerprint(shop.state_url) == before
+    assert state_fingerprint(shop.state_url) == before
     assert len(shop.server.emulator.exchanges) == requests_before
 
 
@@ -299,34 +246,17 @@ def test_property_apply_then_plan_yields_no_change(tmp_path_factory: pytest.Temp
                             price_de=de, grade=grade)
                 for n, stock, fr, de, grade in version]
         catalog = shop.catalog(rows)
-        before = _state_fingerprint(shop.state_url) if (folder / "state.db").exists() else None
+        before = state_fingerprint(shop.state_url) if (folder / "state.db").exists() else None
         sent = len(emulator.emulator.exchanges)
         shop.plan_json()  # plan never writes: not the state, not Back Market
         assert len(emulator.emulator.exchanges) == sent
         if before is not None:
-            assert _state_fingerprint(shop.state_url) == before
+            assert state_fingerprint(shop.state_url) == before
         shop.run("apply", "--force", code=None)
         assert shop.plan_json()["changes"] == []
         assert_emulator_matches_catalog(shop, catalog)
 
 
-def _state_fingerprint(url: str) -> str:
-    """Every row of every table, hashed: any write shows."""
-    engine = create_engine(url)
-    digest = hashlib.sha256()
-    with engine.connect() as conn:
-        for table in ("offer_snapshot", "store_revision", "run_log", "store_lock",
-                      "pending_batch", "schema_info"):
-            for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2")):
-                digest.update(repr(tuple(row)).encode())
-    engine.dispose()
-    if url.startswith("sqlite:///"):
-        digest.update(Path(url[len("sqlite:///"):]).read_bytes())
-    return digest.hexdigest()
-
-
-def _unused() -> tuple[object, ...]:
-    return (HEADER, Faults)
 
 
 class _LoseFirstBatchAnswer(httpx.BaseTransport):
@@ -376,3 +306,32 @@ def test_batch_with_a_lost_answer_is_checked_on_the_listings_not_resent(shop: Sh
     assert second.counts["created"] == 3 and second.counts["already_published"] == 3
     assert shop.plan_json("--store", "fr")["changes"] == []
     assert len(shop.server.emulator.listings(TOKEN)) == 3
+
+
+def test_shipping_options_are_published_changed_and_removed(shop: Shop) -> None:
+    header = HEADER + ";shipper_1;shipping_price_1_fr;shipping_price_1_de;shipping_delay_1"
+    rows = [catalog_row(f"SH-{i}") + ";La Poste;0,00;4,90;48" for i in range(5)]
+    write_catalog(shop.folder / "catalog.csv", rows, header)
+    shop.run("apply")
+    fr = shop.live("SH-0", "fr-fr")
+    de = shop.live("SH-0", "de-de")
+    assert fr is not None and de is not None
+    assert [(s["shipper"], s["shipping_price"], s["shipping_delay"]) for s in fr["shippings"]
+            if s["country_code"] == "fr-fr"] == [("Colissimo", "0.00", 48)]
+    assert [s["shipping_price"] for s in de["shippings"] if s["country_code"] == "de-de"] == \
+        ["4.90"]
+    rows[0] = catalog_row("SH-0") + ";DHL;9,90;9,90;24"
+    rows[1] = catalog_row("SH-1") + ";;;;"
+    write_catalog(shop.folder / "catalog.csv", rows, header)
+    plan = shop.plan_json()
+    assert {(c["store"], c["sku"]) for c in plan["changes"]} == {
+        ("fr", "SH-0"), ("de", "SH-0"), ("fr", "SH-1"), ("de", "SH-1")}
+    shop.run("apply")
+    fr = shop.live("SH-0", "fr-fr")
+    assert fr is not None
+    assert [(s["shipper"], s["shipping_price"]) for s in fr["shippings"]
+            if s["country_code"] == "fr-fr"] == [("DHL Express", "9.90")]
+    gone = shop.live("SH-1", "fr-fr")
+    assert gone is not None
+    assert [s for s in gone["shippings"] if s["country_code"] == "fr-fr"] == []
+    assert shop.plan_json()["changes"] == []

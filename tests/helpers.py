@@ -1,0 +1,85 @@
+"""Test helpers shared by the end-to-end tests: a seller's folder driven through the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+
+from syncer.cli import cli
+from syncer.config import BUNDLED_MAPPINGS, load_settings
+from syncer.emulator import EmulatorServer
+from syncer.mapping import compile_mapping, load_profile
+from syncer.validation import Validator
+from tests.conftest import TOKEN, write_catalog, write_config
+
+
+class Shop:
+    """A seller's folder: catalog, config, state; runs the CLI in-process."""
+
+    def __init__(self, folder: Path, server: EmulatorServer, state_url: str,
+                 **config: str) -> None:
+        self.folder = folder
+        self.server = server
+        self.state_url = state_url
+        self.config = write_config(folder, state_url=state_url, environment=server.base_url,
+                                   **config)  # type: ignore[arg-type]
+
+    def catalog(self, rows: list[str], name: str = "catalog.csv") -> Path:
+        return write_catalog(self.folder / name, rows)
+
+    def run(self, *args: str, code: int | None = 0) -> Result:
+        result = CliRunner().invoke(cli, ["--config", str(self.config), "--log-format", "json",
+                                          *args])
+        if code is not None:
+            assert result.exit_code == code, (result.output, result.stderr, result.exception)
+        return result
+
+    def plan_json(self, *args: str) -> dict:  # type: ignore[type-arg]
+        result = self.run("plan", "--format", "json", *args, code=None)
+        assert result.exit_code in (0, 2), result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    def live(self, sku: str, locale: str) -> dict | None:  # type: ignore[type-arg]
+        return self.server.emulator.listing(TOKEN, sku, locale)
+
+
+def assert_emulator_matches_catalog(shop: Shop, catalog: Path) -> int:
+    """Every valid offer of the catalog is live on the emulator with the catalog's values."""
+    settings = load_settings(shop.config)
+    profile = load_profile(BUNDLED_MAPPINGS / "default.toml")
+    header = catalog.read_text(encoding="utf-8").splitlines()[0].split(";")
+    validator = Validator(compile_mapping(profile, header, settings.stores))
+    locales = {s.name: s.locale for s in settings.stores}
+    checked = 0
+    for number, line in enumerate(catalog.read_text(encoding="utf-8").splitlines()[1:], 2):
+        for offer in validator.validate(number, line.split(";")).offers:
+            listing = shop.live(offer.sku, locales[offer.store])
+            assert listing is not None, f"{offer.sku} missing in {offer.store}"
+            assert listing["quantity"] == offer.quantity, offer.sku
+            assert Decimal(listing["price"]) == offer.price, (offer.sku, offer.store)
+            assert listing["currency"] == offer.currency
+            assert listing["warranty_delay"] == offer.warranty_delay
+            assert (listing["comment"] or None) == offer.comment
+            assert listing["grade"] == offer.grade
+            checked += 1
+    return checked
+
+
+def state_fingerprint(url: str) -> str:
+    """Every row of every table, hashed: any write shows."""
+    engine = create_engine(url)
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for table in ("offer_snapshot", "store_revision", "run_log", "store_lock",
+                      "pending_batch", "schema_info"):
+            for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2")):
+                digest.update(repr(tuple(row)).encode())
+    engine.dispose()
+    if url.startswith("sqlite:///"):
+        digest.update(Path(url[len("sqlite:///"):]).read_bytes())
+    return digest.hexdigest()

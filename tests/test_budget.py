@@ -1,0 +1,163 @@
+"""Back Market's limits as the client keeps them: request rate per route, and the hourly
+SKU-line budget shared by consecutive runs through the state, with a queue for what does not
+fit (zeros and stock first, then what waited longest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncer.client import BackMarketClient
+from syncer.config import Settings, load_settings
+from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.limits import ApiLimits, RateLimiter, SkuBudget
+from syncer.planner import catalog_source, make_plan, siblings
+from syncer.publish import Publisher, PublishResult
+from syncer.state import StateStore
+from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
+from tests.contract import check_exchange
+
+
+class Clock:
+    """One fake time for the emulator (monotonic seconds) and the budget (UTC datetimes)."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+        self.start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
+def test_catalog_routes_get_their_own_lower_limit() -> None:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    limits = ApiLimits(RateLimiter(100, 10, lambda: clock[0], sleep),
+                       RateLimiter(2, 10, lambda: clock[0], sleep),
+                       ("POST /ws/listings", "GET /ws/category*"))
+    assert limits.is_catalog("POST", "/ws/listings")
+    assert limits.is_catalog("GET", "/ws/category/tree/12")
+    assert not limits.is_catalog("POST", "/ws/listings/abc")
+    assert not limits.is_catalog("GET", "/ws/listings")
+    for _ in range(5):
+        limits.acquire("POST", "/ws/listings/abc")
+    assert clock[0] == 0.0
+    for _ in range(3):
+        limits.acquire("POST", "/ws/listings")
+    assert clock[0] == 10.0
+
+
+def test_budget_is_shared_by_runs_and_stores_of_one_account(state_url: str) -> None:
+    clock = Clock()
+    with StateStore.open(state_url) as state:
+        first = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
+        assert first.take(7) == 7
+    with StateStore.open(state_url) as state:  # a later run, another store, same account
+        second = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
+        assert second.take(7) == 3
+        assert second.take(1) == 0
+        assert SkuBudget(state, "us|TOKEN_US", 10, clock.now).take(4) == 4
+        second.refund(2)
+        assert second.take(5) == 2
+        clock.advance(3601)
+        assert second.take(5) == 5 and second.used() == 5
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def server(clock: Clock) -> Iterator[EmulatorServer]:
+    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.0, sku_lines_per_hour=10,
+                            clock=clock)
+    with EmulatorServer(config) as running:
+        yield running
+        for exchange in running.emulator.exchanges:
+            check_exchange(exchange)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
+             monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    write_config(tmp_path, state_url=state_url, environment=server.base_url,
+                 stores=(("fr", "fr-fr"),))
+    return load_settings(tmp_path / "syncer.toml")
+
+
+def publish(settings: Settings, clock: Clock, rows: list[str]) -> PublishResult:
+    write_catalog(settings.catalog_path(), rows)
+    fr = settings.store("fr")
+    with StateStore.open(settings.state_database_url()) as state, \
+            httpx.Client() as http:
+        plan = make_plan(settings, [fr], catalog_source(settings), state)
+        client = BackMarketClient(fr.base_url(), settings.token(fr), fr.locale,
+                                  settings.api.user_agent(), store="fr", http=http)
+        budget = SkuBudget(state, fr.budget_key, 10, clock.now)
+        return Publisher(fr, client, state, budget=budget, siblings=siblings(settings, fr),
+                         poll_seconds=0.0).apply(plan.stores[0])
+
+
+def test_work_beyond_the_hourly_budget_is_queued_and_goes_first_next_run(
+        settings: Settings, server: EmulatorServer, clock: Clock) -> None:
+    skus = [f"S-{i:02d}" for i in range(12)]
+    first = publish(settings, clock, [catalog_row(s) for s in skus])
+    assert (first.counts["created"], first.counts["queued"]) == (10, 2)
+    assert len(server.emulator.listings(TOKEN)) == 10
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        queued = state.queued("fr")
+    assert sorted(sku for sku, _, _ in queued.values()) == ["S-10", "S-11"]
+    assert all("hourly budget of 10 SKU lines is used up" in r for _, r, _ in queued.values())
+
+    # Same hour: a zero, a stock change and a price change arrive; nothing fits.
+    clock.advance(60)
+    rows = [catalog_row(s) for s in skus[1:]]
+    rows[0] = catalog_row("S-01", stock="1")
+    rows[1] = catalog_row("S-02", price_fr="150.00")
+    second = publish(settings, clock, rows)
+    assert second.counts["queued"] == 5 and second.counts["created"] == 0
+
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        plan = make_plan(settings, [settings.store("fr")], catalog_source(settings), state)
+    order = [(c.action, c.sku) for c in plan.stores[0].changes]
+    assert order == [("zero", "S-00"), ("update", "S-01"), ("update", "S-02"),
+                     ("create", "S-10"), ("create", "S-11")]
+    assert plan.stores[0].changes[-1].queued_since is not None
+    assert "queued since" in plan.stores[0].changes[-1].reason()
+
+    clock.advance(3600)  # a new hour: the queue goes out, zeros and stock first
+    sent_before = len(server.emulator.exchanges)
+    third = publish(settings, clock, rows)
+    assert third.counts["queued"] == 0
+    assert (third.counts["zeroed"], third.counts["updated"], third.counts["created"]) == (1, 2, 2)
+    posts = [(e.path, e.request) for e in server.emulator.exchanges[sent_before:]
+             if e.method == "POST"]
+    assert posts[0][1] == {"quantity": 0}
+    assert posts[1][1] == {"quantity": 1}
+    assert posts[2][1] == {"price": "150.00", "currency": "EUR"}
+    assert posts[3][0] == "/ws/listings"
+    assert server.emulator.stats["budget_refused"] == 0  # the client never overspent
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        assert state.queued("fr") == {}
+
+
+def test_client_refuses_plain_http_to_a_remote_host() -> None:
+    from pydantic import SecretStr
+
+    with pytest.raises(ValueError, match="only sent over https"):
+        BackMarketClient("http://www.backmarket.fr", SecretStr("t"), "fr-fr", "BM-a-b;c@d.e")
