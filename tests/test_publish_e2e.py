@@ -9,6 +9,9 @@ stop; failed offers are retried.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from stdnum import ean as ean_check
 
@@ -335,3 +339,23 @@ def test_shipping_options_are_published_changed_and_removed(shop: Shop) -> None:
     assert gone is not None
     assert [s for s in gone["shippings"] if s["country_code"] == "fr-fr"] == []
     assert shop.plan_json()["changes"] == []
+
+
+def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncer", "emulator", "--port", "0", "--token", TOKEN,
+         "--state", str(tmp_path / "emulator.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert line.startswith("Back Market emulator listening on http://127.0.0.1:"), line
+        with BackMarketClient(url, SecretStr(TOKEN), "fr-fr", "BM-Tests-suite;t@example.com"
+                              ) as client:
+            assert client.check() == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
