@@ -8,7 +8,9 @@ to send, 3 ``apply`` finished but some offers were rejected by Back Market.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,14 +23,22 @@ import click
 import structlog
 
 from syncer import __version__
-from syncer.client import BackMarketClient
 from syncer.config import Settings, StoreSettings, load_settings
-from syncer.errors import ConfigError, SafetyStop, StalePlan, SyncerError
-from syncer.limits import ApiLimits, RateLimiter, SkuBudget
+from syncer.errors import ConfigError, StalePlan, SyncerError
+from syncer.jobs import (
+    JobContext,
+    build_client,
+    check_zero_share,
+    paced,
+    publish_store,
+    reconcile_store,
+)
 from syncer.logs import configure
 from syncer.plan import Plan
 from syncer.planner import catalog_source, make_plan, siblings
-from syncer.publish import Publisher, PublishResult
+from syncer.products import ProductPlan, plan_products
+from syncer.publish import PublishResult
+from syncer.schedule import StoreRun, job_states, next_due_lines, run_due
 from syncer.state import StateStore
 
 EXIT_ERROR = 1
@@ -96,18 +106,25 @@ def cli(ctx: click.Context, config: Path | None, log_format: str, quiet: bool,
               help="Write the plan to this file instead of stdout (JSON can be applied later).")
 @click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
               help="Catalog file to use instead of the configured one.")
+@click.option("--kind", type=click.Choice(["offers", "products"]), default="offers",
+              show_default=True,
+              help="Offers to publish, or products to propose to Back Market.")
 @click.pass_obj
 @handle_errors
 def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
-         catalog: Path | None) -> None:
+         catalog: Path | None, kind: str) -> None:
     """Show what would be sent to Back Market, and why. Writes nothing anywhere.
 
     Exit code 0 when there is nothing to send, 2 when there are changes, 1 on error.
     """
     settings = obj.settings()
     stores = settings.selected_stores(store)
+    result: Plan | ProductPlan
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        result = make_plan(settings, stores, catalog_source(settings, catalog), state)
+        if kind == "products":
+            result = plan_products(settings, stores, catalog_source(settings, catalog), state)
+        else:
+            result = make_plan(settings, stores, catalog_source(settings, catalog), state)
     text = result.render(fmt)
     if out is not None:
         _write(out, text)
@@ -147,10 +164,10 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
         stores = [settings.store(s.store) for s in saved.stores]
     else:
         stores = settings.selected_stores(store)
-    run_id = uuid.uuid4().hex[:12]
-    structlog.contextvars.bind_contextvars(run_id=run_id)
+    run_id = _run_id()
     results: list[PublishResult] = []
-    with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks:
+    with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
+            paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         leases = {s.name: locks.enter_context(
             state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
@@ -164,127 +181,218 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             the_plan = saved
         else:
             the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
-        _check_zero_share(settings, the_plan, force)
-        total = len(the_plan.changes)
-        with _progress(total, obj.quiet) as advance, paced(settings, state) as limiter_for:
+        check_zero_share(settings, the_plan, force)
+        with _progress(len(the_plan.changes), obj.quiet) as advance:
+            ctx = JobContext(settings, state, run_id, limiter_for, leases, advance, stop)
             for store_plan in the_plan.stores:
-                store_settings = settings.store(store_plan.store)
-                record = state.start_run(run_id, store_plan.store, "offers")
-                try:
-                    with build_client(settings, store_settings,
-                                      limiter_for(store_settings)) as client:
-                        budget = SkuBudget(state, store_settings.budget_key,
-                                           settings.limits.sku_lines_per_hour)
-                        publisher = Publisher(
-                            store_settings, client, state, budget=budget,
-                            siblings=siblings(settings, store_settings),
-                            batch_rows=settings.api.batch_rows,
-                            poll_seconds=settings.api.task_poll_seconds,
-                            task_timeout=settings.api.task_timeout_seconds,
-                            renew=leases[store_plan.store].renew, progress=advance)
-                        result = publisher.apply(store_plan)
-                        result.counts.update(requests=client.stats.requests,
-                                             retries=client.stats.retries,
-                                             rate_limited=client.stats.rate_limited)
-                        counts = {**result.counts, "planned": len(store_plan.changes),
-                                  "rejected_rows": store_plan.rejected}
-                except BaseException as exc:
-                    state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
-                    raise
-                state.finish_run(record, result.outcome, counts, result.stopped)
-                log.info("run summary", store=store_plan.store, outcome=result.outcome,
-                         **counts)
-                results.append(result)
+                results.append(publish_store(ctx, store_plan))
+                if stop():
+                    break
     _print_results(results, fmt)
-    if any(r.stopped for r in results):
-        sys.exit(EXIT_ERROR)
+    sys.exit(_exit_code(results))
+
+
+def _exit_code(results: list[PublishResult]) -> int:
+    if any(r.stopped and not r.interrupted for r in results):
+        return EXIT_ERROR
     if any(r.counts["failed"] for r in results):
-        sys.exit(EXIT_PARTIAL)
+        return EXIT_PARTIAL
+    return 0
 
 
-def _check_zero_share(settings: Settings, the_plan: Plan, force: bool) -> None:
-    """Invariant 5: an empty or truncated catalog must not take the shop offline."""
-    for store_plan in the_plan.stores:
-        store = settings.store(store_plan.store)
-        limit = store.max_zero_share if store.max_zero_share is not None else \
-            settings.limits.max_zero_share
-        zeros = store_plan.count("zero")
-        if zeros and store_plan.zero_share() > limit and not force:
-            raise SafetyStop(
-                f"store {store.name}: the plan would zero {zeros} of {store_plan.live} live "
-                f"offers ({store_plan.zero_share():.0%}, limit {limit:.0%}); nothing was sent. "
-                "Check the catalog (empty, truncated, wrong file?) or rerun with --force")
-
-
-def build_limits(settings: Settings) -> ApiLimits:
-    limits = settings.limits
-    return ApiLimits(RateLimiter(limits.requests_per_window, limits.window_seconds),
-                     RateLimiter(limits.catalog_requests_per_window, limits.window_seconds),
-                     limits.catalog_routes)
-
-
-def build_client(settings: Settings, store: StoreSettings,
-                 limiter: ApiLimits | None = None) -> BackMarketClient:
-    """A client for one store. Stores of one account must share one ``limiter``: Back
-    Market counts their requests together."""
-    return BackMarketClient(
-        store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
-        store=store.name, timeout=settings.api.timeout_seconds,
-        max_retries=settings.api.max_retries,
-        rate_block_seconds=settings.limits.rate_block_seconds,
-        backoff_base=settings.api.backoff_base_seconds,
-        backoff_cap=settings.api.backoff_cap_seconds,
-        limiter=limiter or build_limits(settings))
+def _run_id() -> str:
+    run_id = uuid.uuid4().hex[:12]
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    return run_id
 
 
 @contextmanager
-def paced(settings: Settings, state: StateStore) -> Iterator[Callable[[StoreSettings],
-                                                                       ApiLimits]]:
-    """One limiter per account for the whole command, starting from the pace of the
-    account's previous run (kept in the state) so that back-to-back runs do not burst."""
-    limiters: dict[str, ApiLimits] = {}
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGTERM or Ctrl-C ask the run to stop: the request in flight finishes and is
+    recorded, nothing more is sent, and the command exits cleanly."""
+    stopping = threading.Event()
+    previous: dict[int, Any] = {}
 
-    def limiter_for(store: StoreSettings) -> ApiLimits:
-        key = store.budget_key
-        if key not in limiters:
-            limiters[key] = build_limits(settings)
-            limiters[key].seed(state.load_pace(key), time.time())
-        return limiters[key]
+    def handler(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        stopping.set()
+        log.warning("stop requested: finishing the request in flight",
+                    signal=signal.Signals(signum).name)
 
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handler)
     try:
-        yield limiter_for
+        yield stopping.is_set
     finally:
-        for key, limiter in limiters.items():
-            state.save_pace(key, limiter.history(time.time()))
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def _print_results(results: list[PublishResult], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps([
-            {"store": r.store, "outcome": r.outcome, "counts": r.counts, "stopped": r.stopped,
-             "failures": [{"sku": f.sku, "error": f.message, "code": f.code,
-                           "request_id": f.request_id} for f in r.failures]}
-            for r in results], indent=2))
+        click.echo(json.dumps([_result_dict(r) for r in results], indent=2))
         return
     for r in results:
-        c = r.counts
-        line = (f"Store {r.store}: {c['created']} created, {c['updated']} updated, "
-                f"{c['zeroed']} zeroed, {c['retried']} retried, {c['failed']} failed")
-        if c["already_published"]:
-            line += f", {c['already_published']} already published"
-        if c["in_flight"]:
-            line += f", {c['in_flight']} in flight (checked next run)"
-        if c["queued"]:
-            line += f", {c['queued']} queued for the next run (hourly budget)"
-        line += f" ({c.get('requests', 0)} requests, {c.get('retries', 0)} retries)"
-        click.echo(line)
-        for failure in r.failures[:50]:
-            rid = f" [request {failure.request_id}]" if failure.request_id else ""
-            click.echo(f"  FAILED {failure.sku}: {failure.message}{rid}")
-        if len(r.failures) > 50:
-            click.echo(f"  ... and {len(r.failures) - 50} more (see `syncer errors`)")
-        if r.stopped:
-            click.echo(f"  STOPPED: {r.stopped}")
+        click.echo(_result_line(r))
+
+
+def _result_dict(r: PublishResult) -> dict[str, Any]:
+    return {"store": r.store, "outcome": r.outcome, "counts": r.counts, "stopped": r.stopped,
+            "failures": [{"sku": f.sku, "error": f.message, "code": f.code,
+                          "request_id": f.request_id} for f in r.failures]}
+
+
+def _result_line(r: PublishResult, prefix: str = "") -> str:
+    c = r.counts
+    line = (f"{prefix}Store {r.store}: {c['created']} created, {c['updated']} updated, "
+            f"{c['zeroed']} zeroed, {c['retried']} retried, {c['failed']} failed")
+    if c["already_published"]:
+        line += f", {c['already_published']} already published"
+    if c["in_flight"]:
+        line += f", {c['in_flight']} in flight (checked next run)"
+    if c["queued"]:
+        line += f", {c['queued']} queued for the next run (hourly budget)"
+    line += f" ({c.get('requests', 0)} requests, {c.get('retries', 0)} retries)"
+    lines = [line]
+    for failure in r.failures[:50]:
+        rid = f" [request {failure.request_id}]" if failure.request_id else ""
+        lines.append(f"  FAILED {failure.sku}: {failure.message}{rid}")
+    if len(r.failures) > 50:
+        lines.append(f"  ... and {len(r.failures) - 50} more (see `syncer errors`)")
+    if r.stopped:
+        lines.append(f"  {'INTERRUPTED' if r.interrupted else 'STOPPED'}: {r.stopped}")
+    return "\n".join(lines)
+
+
+# --- run, daemon, reconcile --------------------------------------------------------------------
+
+@cli.command()
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
+              help="Catalog file to use instead of the configured one.")
+@click.option("--force", is_flag=True,
+              help="Publish even if a plan zeroes more live offers than allowed.")
+@click.pass_obj
+@handle_errors
+def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> None:
+    """Do whatever is due for each store, and nothing else: reconciliation, products,
+    offers (every 2 h by default) and the stock lane (every 15 min). With nothing due, say
+    when each job is next due. Meant for cron, systemd timers, Kubernetes CronJobs.
+
+    Exit code 0 when all went well (or nothing was due), 3 when Back Market rejected some
+    offers, 1 on error.
+    """
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for, stop_on_signals() as stop:
+        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
+        code = _run_once(ctx, stores, catalog, force)
+    sys.exit(code)
+
+
+def _run_once(ctx: JobContext, stores: list[StoreSettings], catalog: Path | None,
+              force: bool) -> int:
+    runs = run_due(ctx, stores, catalog, force)
+    for store_run in runs:
+        _print_store_run(store_run)
+    if not runs:
+        click.echo("Nothing due. Next:")
+        for line in next_due_lines(ctx, stores, ctx.now()):
+            click.echo(f"  {line}")
+    results = [r for store_run in runs for _, r in store_run.publications]
+    code = _exit_code(results)
+    if any(store_run.skipped for store_run in runs) and code == 0:
+        code = EXIT_ERROR
+    return code
+
+
+def _print_store_run(store_run: StoreRun) -> None:
+    if store_run.skipped:
+        click.echo(f"Store {store_run.store}: skipped: {store_run.skipped}")
+        return
+    if store_run.reconciliation is not None:
+        click.echo(store_run.reconciliation.to_text(limit=50), nl=False)
+    if store_run.products is not None:
+        click.echo(f"Store {store_run.store} products: "
+                   + ", ".join(f"{v} {k}" for k, v in store_run.products.items()))
+    for kind, result in store_run.publications:
+        click.echo(_result_line(result, prefix="[stock lane] " if kind == "stock" else ""))
+
+
+@cli.command()
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
+              help="Catalog file to use instead of the configured one.")
+@click.option("--max-sleep", type=float, default=60.0, show_default=True,
+              help="Longest wait between two looks at what is due (seconds).")
+@click.pass_obj
+@handle_errors
+def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: float) -> None:
+    """Run `syncer run` in a loop in the foreground, for hosts without a scheduler.
+
+    On SIGTERM or Ctrl-C it finishes the request in flight, records it, and exits cleanly.
+    """
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    click.echo(f"syncer daemon: {', '.join(s.name for s in stores)}; Ctrl-C or SIGTERM "
+               "stops it", err=True)
+    with StateStore.open(settings.state_database_url()) as state, \
+            stop_on_signals() as stop:
+        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        while not stop():
+            with paced(settings, state) as limiter_for:
+                ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
+                for store_run in run_due(ctx, stores, catalog):
+                    _print_store_run(store_run)
+            now = ctx.now()
+            soonest = min((j.next_at for s in stores for j in job_states(ctx, s, now)
+                           if j.next_at is not None), default=None)
+            wait = max_sleep if soonest is None else \
+                min(max_sleep, max(1.0, (soonest - now).total_seconds()))
+            deadline = time.monotonic() + wait
+            while not stop() and time.monotonic() < deadline:
+                time.sleep(min(0.5, deadline - time.monotonic()))
+    click.echo("syncer daemon: stopped", err=True)
+
+
+@cli.command(name="reconcile")
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
+              help="Catalog file to use instead of the configured one.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.pass_obj
+@handle_errors
+def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
+                      fmt: str) -> None:
+    """Compare every live listing with the snapshot: stock lowered by orders, prices or
+    comments changed in the back office, listings missing, listings unknown to the snapshot
+    (adopted when the catalog has their SKU). Drifted offers are sent again by the next
+    offer run. Exit code 0 when nothing drifted, 2 when drift was found, 1 on error.
+    """
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    reports = []
+    with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
+            paced(settings, state) as limiter_for:
+        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        run_id = _run_id()
+        leases = {s.name: locks.enter_context(
+            state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
+        ctx = JobContext(settings, state, run_id, limiter_for, leases)
+        for store_settings in stores:
+            reports.append(reconcile_store(ctx, store_settings,
+                                           catalog_source(settings, catalog)))
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            click.echo(report.to_text(), nl=False)
+    sys.exit(EXIT_CHANGES if any(r.has_drift for r in reports) else 0)
 
 
 # --- status and errors ------------------------------------------------------------------------
@@ -338,16 +446,23 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
 @click.pass_obj
 @handle_errors
 def errors(obj: Context, store: str | None, fmt: str) -> None:
-    """Offers Back Market rejected last time, with its message and request id."""
+    """Offers Back Market rejected last time, with its message and request id, and product
+    proposals it rejected, with its reason."""
     settings = obj.settings()
     with StateStore.open_readonly(settings.state_database_url()) as state:
         rows = state.failures(store)
+        products = state.rejected_products(store)
     if fmt == "json":
-        click.echo(json.dumps([{**r, "updated_at": _iso(r["updated_at"]),
-                                "confirmed_at": _iso(r["confirmed_at"])} for r in rows],
-                              indent=2))
+        click.echo(json.dumps({
+            "offers": [{**r, "updated_at": _iso(r["updated_at"]),
+                        "confirmed_at": _iso(r["confirmed_at"])} for r in rows],
+            "products": [{**p, "updated_at": _iso(p["updated_at"])} for p in products],
+        }, indent=2))
         return
-    if not rows:
+    for p in products:
+        click.echo(f"{p['store']}  product EAN {p['ean']} (SKU {p['sku']}) rejected: "
+                   f"{p['reason']}; not sent again until its content changes")
+    if not rows and not products:
         click.echo("No failed offers.")
         return
     for r in rows:
@@ -436,6 +551,219 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
     serve(config, host, port)
 
 
+# --- orders -----------------------------------------------------------------------------------
+
+@cli.group(name="orders")
+def orders_group() -> None:
+    """Orders: pull paid orders, accept or cancel their lines, ship them with tracking.
+
+    \b
+      syncer orders pull               new and changed orders into the state, and an export
+      syncer orders accept             accept paid lines by policy; --cancel FILE cancels
+      syncer orders ship --from FILE   carrier, tracking and IMEI of each order, sent once
+    """
+
+
+@orders_group.command(name="pull")
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--all-countries", is_flag=True,
+              help="Pull every country's orders of the account, whatever the store's "
+                   "order_pull_scope says.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of the summary on stdout.")
+@click.pass_obj
+@handle_errors
+def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) -> None:
+    """Fetch new and changed orders, store them in the state and export them.
+
+    Reads the orders modified since the store's last pull minus `orders.overlap_minutes`
+    (so none is missed), page by page: the store's own country, or every country when its
+    scope is "all". New and changed orders go to the state database and to one CSV and one
+    JSON lines file per run in `orders.export_dir` (default: orders/ beside the state).
+    Exit code 0, or 1 on error.
+    """
+    from syncer import orders as steps
+
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    run_id = uuid.uuid4().hex[:12]
+    results: list[steps.PullResult] = []
+    with _orders_session(settings, stores, run_id) as (state, client_for):
+        for s in stores:
+            scope = steps.pull_scope(settings, s, all_countries)
+            record = state.start_run(run_id, s.name, "orders-pull")
+            try:
+                results.append(steps.pull(settings, s, client_for(s), state, scope=scope))
+            except BaseException as exc:
+                state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+                raise
+            state.finish_run(record, "ok", results[-1].counts())
+        # Exported before stored: a crash in between exports an order twice, never zero times.
+        files = steps.export(results, _orders_export_dir(settings), run_id)
+        for result in results:
+            steps.save_pull(state, result)
+            log.info("orders pull summary", store=result.store, scope=result.scope,
+                     **result.counts())
+    if fmt == "json":
+        click.echo(json.dumps({
+            "stores": [{"store": r.store, "scope": r.scope, "since": _iso(r.since),
+                        "counts": r.counts()} for r in results],
+            "files": [str(f) for f in files]}, indent=2))
+        return
+    for r in results:
+        where = "own country" if r.scope == "store" else "all countries"
+        click.echo(f"Store {r.store} ({where}): {r.fetched} orders since {_iso(r.since)}: "
+                   f"{r.new} new, {r.changed} changed, {r.unchanged} unchanged "
+                   f"({r.lines} lines stored)")
+    click.echo("Exported: " + ", ".join(str(f) for f in files) if files
+               else "Nothing new to export.")
+
+
+@orders_group.command(name="accept")
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--accept", "accept_file", type=click.Path(path_type=Path, dir_okay=False,
+                                                         exists=True),
+              help="CSV (order_id,sku) of lines to accept, whatever the policy.")
+@click.option("--cancel", "cancel_file", type=click.Path(path_type=Path, dir_okay=False,
+                                                         exists=True),
+              help="CSV (order_id,sku) of paid lines to cancel (new_state 4).")
+@click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
+              help="Catalog file to read the stock from instead of the configured one.")
+@click.option("--dry-run", is_flag=True, help="Say what would be accepted, held or "
+                                              "cancelled; send and record nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of the report on stdout.")
+@click.pass_obj
+@handle_errors
+def orders_accept(obj: Context, store: str | None, accept_file: Path | None,
+                  cancel_file: Path | None, catalog: Path | None, dry_run: bool,
+                  fmt: str) -> None:
+    """Accept the paid lines of pulled orders, and cancel the lines the seller lists.
+
+    `orders.accept_policy` decides: "stock" accepts a line when the catalog's stock of its
+    SKU covers it (after lines accepted and not shipped yet), else leaves it for the seller
+    and says why; "all" accepts every paid line; "manual" only those of --accept FILE.
+    Lines already accepted are skipped. Exit code 0, 3 when some lines or rows failed (the
+    others went on), 1 on error.
+    """
+    from syncer import orders as steps
+
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    run_id = uuid.uuid4().hex[:12]
+    with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
+        report = _orders_step(state, stores, run_id, "orders-accept", dry_run, lambda: (
+            steps.accept(settings, stores, state, client_for, accept_file=accept_file,
+                         cancel_file=cancel_file, catalog=catalog, dry_run=dry_run)))
+    _print_order_report(report, fmt)
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+@orders_group.command(name="ship")
+@click.option("--from", "from_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Shipments CSV: order_id, carrier, tracking_number, tracking_url, imei, "
+                   "serial_number (';' or ',' separated).")
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--dry-run", is_flag=True, help="Check every row and say what would be sent; "
+                                              "send and record nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of the report on stdout.")
+@click.pass_obj
+@handle_errors
+def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
+                fmt: str) -> None:
+    """Ship orders: carrier, tracking number and the device's IMEI or serial number.
+
+    Each row is checked before anything is sent for it: a known order with all its paid
+    lines decided, a tracking number, a carrier mapped to a Back Market shipper by the
+    carrier table (or its fallback), an IMEI with a valid check digit, and an IMEI or serial
+    number only for an order of one line of quantity 1. A bad row is reported with its row
+    number and field; the others go on. A confirmed shipment is never sent again.
+    Exit code 0, 3 when some rows failed, 1 on error.
+    """
+    from syncer import orders as steps
+    from syncer.mapping import load_profile
+
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    profile = load_profile(settings.mapping_path())
+    run_id = uuid.uuid4().hex[:12]
+    with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
+        report = _orders_step(state, stores, run_id, "orders-ship", dry_run, lambda: (
+            steps.ship(settings, stores, state, client_for, profile, from_file,
+                       dry_run=dry_run)))
+    _print_order_report(report, fmt)
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+@contextmanager
+def _orders_session(settings: Settings, stores: list[StoreSettings], run_id: str, *,
+                    locked: bool = True
+                    ) -> Iterator[tuple[StateStore, Callable[[StoreSettings], Any]]]:
+    """The state (with each store's orders lock) and a client per store, made when first
+    needed, sharing one paced limiter per account."""
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    with StateStore.open(settings.state_database_url()) as state, ExitStack() as stack:
+        if locked:
+            for s in stores:
+                stack.enter_context(state.lock(f"orders:{s.name}",
+                                               settings.limits.lock_lease_seconds, run_id))
+        with paced(settings, state) as limiter_for:
+            clients: dict[str, Any] = {}
+
+            def client_for(s: StoreSettings) -> Any:
+                if s.name not in clients:
+                    clients[s.name] = stack.enter_context(
+                        build_client(settings, s, limiter_for(s)))
+                return clients[s.name]
+
+            yield state, client_for
+
+
+def _orders_step(state: StateStore, stores: list[StoreSettings], run_id: str, kind: str,
+                 dry_run: bool, step: Callable[[], Any]) -> Any:
+    """Run an accept or ship step, recorded in the run log per store (rows that match no
+    store's order are counted as `unmatched` in the first store's record)."""
+    if dry_run:
+        return step()
+    records = {s.name: state.start_run(run_id, s.name, kind) for s in stores}
+    try:
+        report = step()
+    except BaseException as exc:
+        for record in records.values():
+            state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+        raise
+    unmatched = sum(1 for o in report.outcomes if o.store is None)
+    for i, (name, record) in enumerate(records.items()):
+        counts = report.counts(name)
+        if i == 0 and unmatched:
+            counts["unmatched"] = unmatched
+        failed = counts.get("failed", 0) + counts.get("unmatched", 0)
+        state.finish_run(record, "partial" if failed else "ok", counts)
+        log.info("orders summary", store=name, kind=kind, **counts)
+    return report
+
+
+def _print_order_report(report: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps({"counts": report.counts(),
+                               "outcomes": [o.to_dict() for o in report.outcomes]}, indent=2))
+        return
+    for outcome in report.outcomes:
+        click.echo(outcome.describe())
+    counts = report.counts()
+    click.echo("Total: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                            or "nothing to do"))
+
+
+def _orders_export_dir(settings: Settings) -> Path:
+    folder = settings.orders.export_dir
+    return settings.state_dir() / "orders" if folder is None else settings.resolve(folder)
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 def _load_plan(path: Path) -> Plan:
@@ -454,7 +782,7 @@ def _write(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _brief(result: Plan) -> str:
+def _brief(result: Plan | ProductPlan) -> str:
     s = result.summary()
     return ", ".join(f"{s[k]} {k}" for k in s)
 

@@ -143,6 +143,19 @@ class BackMarketClient:
                 return
             page = _next_page(following, page)
 
+    def category_tree(self) -> list[dict[str, Any]]:
+        """Back Market's category tree: leaf categories and the attributes a product of
+        each must give."""
+        response = self._send("GET", "/ws/category/tree", params=None, json_body=None,
+                              idempotent=True)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError("GET /ws/category/tree: answer is not JSON") from None
+        if not isinstance(body, list):
+            raise ApiError(f"GET /ws/category/tree: unexpected answer {str(body)[:200]!r}")
+        return body
+
     def get_listing(self, listing_id: str) -> dict[str, Any]:
         return self._json("GET", f"/ws/listings/{listing_id}")
 
@@ -207,6 +220,56 @@ class BackMarketClient:
                 raise TimeoutError(f"task {task_id} not finished after {timeout_seconds:.0f} s")
             on_poll()
             self.sleep(poll_seconds)
+
+    # --- orders ---------------------------------------------------------------------------
+    def iter_orders(self, **filters: str | int) -> Iterator[dict[str, Any]]:
+        """Orders matching the filters (``state``, ``country_code``, ``date_creation``,
+        ``date_modification``), page by page, following ``next`` until null. Back Market
+        never lists orders in state 0 (payment check) or 8 (not paid)."""
+        page = 1
+        while True:
+            body = self._json("GET", "/ws/orders",
+                              params={**filters, "page": page, "page-size": PAGE_SIZE})
+            yield from body.get("results", [])
+            following = body.get("next")
+            if not following:
+                return
+            page = _next_page(following, page)
+
+    def get_order(self, order_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/ws/orders/{int(order_id)}")
+
+    def update_order(self, order_id: int, body: Mapping[str, Any], *,
+                     applied: Callable[[dict[str, Any]], bool] | None = None
+                     ) -> dict[str, Any]:
+        """POST an ``UpdateOrder`` (a state change); returns the order as Back Market shows
+        it after. 429s and connections refused are retried (nothing was applied); when the
+        answer is lost or a 5xx leaves the outcome unknown, the order is read back and the
+        request is re-sent only if ``applied(order)`` says it did not land: accepting or
+        shipping twice is refused by Back Market as an illegal transition. Without
+        ``applied``, ``OutcomeUnknown`` is raised."""
+        # The spec's UpdateOrder requires `id` and asks for `order_id` equal to the URL's.
+        payload = {"order_id": int(order_id), "id": int(order_id), **body}
+        attempt = 0
+        while True:
+            try:
+                return self._json("POST", f"/ws/orders/{int(order_id)}", json_body=payload,
+                                  idempotent=False)
+            except OutcomeUnknown as exc:
+                if applied is None or attempt >= self.max_retries:
+                    raise
+                attempt += 1
+                self.stats.retries += 1
+                wait = self.rng.uniform(0, min(self.backoff_cap,
+                                               self.backoff_base * 2 ** attempt))
+                log.info("order update outcome unknown; reading the order back",
+                         store=self.store, order_id=order_id, error=exc.message,
+                         wait=round(wait, 2))
+                if wait:
+                    self.sleep(wait)
+                order = self.get_order(order_id)
+                if applied(order):
+                    return order
 
     # --- transport ------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,

@@ -101,6 +101,35 @@ class Limits(_Section):
     lock_lease_seconds: float = Field(900.0, gt=0)
 
 
+class OrderSettings(_Section):
+    """``[orders]``: how orders are pulled, accepted and shipped (``syncer orders ...``)."""
+
+    # "store": each store pulls its own country's orders; "all": every country of the
+    # account. A store may choose for itself with its own order_pull_scope.
+    pull_scope: Literal["store", "all"] = "store"
+    # Paid lines accepted by `syncer orders accept`: "stock" when the catalog's stock of the
+    # SKU covers the quantity, "all", or "manual" (only those listed with --accept FILE).
+    accept_policy: Literal["stock", "all", "manual"] = "stock"
+    # Each pull reads orders modified since the last one minus this overlap, so that none
+    # is missed between two pulls (re-read orders are recognised, not exported twice).
+    overlap_minutes: int = Field(60, ge=0)
+    # How far back the very first pull of a store reads.
+    first_pull_days: int = Field(30, ge=1)
+    # CSV and JSON lines exports of each pull; default: orders/ beside the state.
+    export_dir: Path | None = None
+    # Replaces the carrier table's fallback shipper; "" ships nothing for unknown carriers.
+    carrier_fallback: str | None = None
+
+    @model_validator(mode="after")
+    def _check_fallback(self) -> OrderSettings:
+        from syncer.vocabulary import SHIPPERS
+
+        if self.carrier_fallback and self.carrier_fallback not in SHIPPERS:
+            raise ValueError(f"orders.carrier_fallback {self.carrier_fallback!r} is not a Back "
+                             "Market shipper value")
+        return self
+
+
 class StoreSettings(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     locale: str
@@ -114,6 +143,21 @@ class StoreSettings(_Section):
     send_deee: bool = False
     max_zero_share: float | None = Field(None, ge=0, le=1)
     enabled: bool = True
+    # Orders this store pulls: its own country ("store") or all ("all"); None: [orders].
+    order_pull_scope: Literal["store", "all"] | None = None
+    # What `syncer run` / `syncer daemon` do for this store, and how often (minutes).
+    # Offers and products are enabled independently, as the seller tools do.
+    publish_offers: bool = True
+    offers_every_minutes: float = Field(120, gt=0)
+    publish_products: bool = False
+    products_every_minutes: float = Field(1440, gt=0)
+    reconcile: bool = True
+    reconcile_every_minutes: float = Field(1440, gt=0)
+    # The stock lane: quantity changes and zeros only, often, so that a sold-out item goes
+    # offline long before the next full offer run; within a share of the hourly budget.
+    stock_lane: bool = True
+    stock_every_minutes: float = Field(15, gt=0)
+    stock_budget_share: float = Field(0.5, gt=0, le=1)
 
     @model_validator(mode="after")
     def _derive(self) -> StoreSettings:
@@ -188,6 +232,7 @@ class Settings(BaseSettings):
     state_url: str = "sqlite:///state/syncer.db"
     api: ApiSettings = ApiSettings()
     limits: Limits = Limits()
+    orders: OrderSettings = OrderSettings()
     stores: list[StoreSettings] = Field(default_factory=list)
 
     # Where relative paths resolve: the directory of the TOML file (not part of the file).

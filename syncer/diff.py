@@ -88,7 +88,7 @@ class Change:
 class Notice:
     """Something the seller should know that is deliberately not sent."""
 
-    kind: str  # "kept-rejected" | "dropped-from-store"
+    kind: str  # "kept-rejected" | "dropped-from-store" | "held-product"
     store: str
     sku: str
     message: str
@@ -159,6 +159,13 @@ class StoreDiff:
             return
         self.plan.unchanged += 1
 
+    def held(self, offer: Offer, reason: str) -> None:
+        """An offer that cannot be published yet (its product proposal was rejected): it is
+        reported, counted as rejected, and never taken for "gone from the catalog"."""
+        self.seen.add(offer.sku_key)
+        self.plan.rejected += 1
+        self.plan.notices.append(Notice("held-product", self.plan.store, offer.sku, reason))
+
     def rejected(self, key: str | None) -> None:
         self.plan.rejected += 1
         if key is not None:
@@ -226,3 +233,29 @@ def _show(value: str | int | None) -> str:
     text = str(value)
     return repr(text[:40] + "…") if len(text) > 40 else repr(text) if isinstance(value, str) \
         else text
+
+
+def stock_only(plan: StorePlan, snapshot: Mapping[str, SnapshotEntry]) -> StorePlan:
+    """The stock lane's share of a plan: zeros, and the quantity of offers whose quantity
+    changed, nothing else (prices, comments and new listings wait for the full offer run).
+    Each target is the confirmed offer with only its quantity changed, so that what the lane
+    confirms is exactly what it sent."""
+    lane = StorePlan(plan.store, plan.locale, plan.revision, unchanged=plan.unchanged,
+                     rejected=plan.rejected, live=plan.live, notices=list(plan.notices))
+    for change in plan.changes:
+        if change.action == "zero":
+            lane.changes.append(change)
+            continue
+        entry = snapshot.get(change.key)
+        if change.action == "create" or entry is None or entry.published is None:
+            continue
+        new_quantity = change.target[QUANTITY]
+        if entry.published[QUANTITY] == new_quantity:
+            continue
+        target = list(entry.published)
+        target[QUANTITY] = new_quantity
+        lane.changes.append(replace(
+            change, action="update", target=tuple(target),
+            changes=(("quantity", entry.published[QUANTITY], new_quantity),),
+            previous_error=None))
+    return lane

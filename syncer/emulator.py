@@ -103,7 +103,48 @@ SINGLE_UPDATE_FIELDS: Final[frozenset[str]] = frozenset(
 # Batch CSV columns the emulator understands; any other column (product-creation columns of
 # the back-office template: title, brand, image1...) is ignored, as the real endpoint does for
 # products it already knows.
-BATCH_COLUMNS: Final[frozenset[str]] = SINGLE_UPDATE_FIELDS | {
+# A small category tree, in the spec's `CategoryTree` shape: the leaves' marketplace ids are
+# what a product proposal's `category_id` names, their attributes what it must provide.
+CATEGORY_TREE: Final[list[dict[str, Any]]] = [
+    {"category_id": 1, "category_name": "Smartphones & tablets", "marketplace_category_id": -1,
+     "is_leaf": False, "attributes": [], "childrens": [
+         {"category_id": 2, "category_name": "Smartphones", "marketplace_category_id": 2,
+          "is_leaf": True, "childrens": [], "attributes": [
+              {"field": "color", "field_name": "Color", "type": 2, "allowed_values": "",
+               "required": True},
+              {"field": "storage", "field_name": "Storage", "type": 3,
+               "allowed_values": "32 GB,64 GB,128 GB,256 GB,512 GB,1 TB", "required": True},
+              {"field": "network", "field_name": "Network", "type": 3,
+               "allowed_values": "Unlocked,Locked", "required": False}]},
+         {"category_id": 3, "category_name": "Tablets", "marketplace_category_id": 3,
+          "is_leaf": True, "childrens": [], "attributes": [
+              {"field": "color", "field_name": "Color", "type": 2, "allowed_values": "",
+               "required": True}]}]},
+    {"category_id": 4, "category_name": "Computers", "marketplace_category_id": -4,
+     "is_leaf": False, "attributes": [], "childrens": [
+         {"category_id": 5, "category_name": "Laptops", "marketplace_category_id": 5,
+          "is_leaf": True, "childrens": [], "attributes": [
+              {"field": "processor", "field_name": "Processor", "type": 2,
+               "allowed_values": "", "required": True},
+              {"field": "ram", "field_name": "RAM", "type": 1, "allowed_values": "",
+               "required": False}]}]},
+]
+
+
+def _leaves(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for node in nodes:
+        if node["is_leaf"]:
+            yield node
+        yield from _leaves(node["childrens"])
+
+
+CATEGORY_LEAVES: Final = {leaf["marketplace_category_id"]: leaf
+                          for leaf in _leaves(CATEGORY_TREE)}
+PRODUCT_COLUMNS: Final[frozenset[str]] = frozenset(
+    {"title", "description", "brand", "price_new", "weight", "category_id", "width", "height",
+     "depth"} | {f"image{n}" for n in range(1, 7)}
+    | {a["field"] for leaf in CATEGORY_LEAVES.values() for a in leaf["attributes"]})
+BATCH_COLUMNS: Final[frozenset[str]] = SINGLE_UPDATE_FIELDS | PRODUCT_COLUMNS | {
     "sku",
     "product_id",
     "backmarket_id",
@@ -159,6 +200,8 @@ class Faults:
     share_reject: float = 0.0  # share of per-SKU rejections (batch rows and single updates)
     # SKU (case-insensitive) -> error message: always rejected
     reject_skus: dict[str, str] = field(default_factory=dict)
+    # EAN -> reason: a product proposal for it is rejected by Back Market's review
+    reject_eans: dict[str, str] = field(default_factory=dict)
     waf_block: bool = False  # every request gets a Cloudflare-like 403 HTML page with cf-ray
     seed: int | None = None
 
@@ -179,6 +222,9 @@ class EmulatorConfig:
     warranty_min: int = 6  # the spec says 12 months, the marketplace guides say 6
     # Any well-formed EAN (valid check digit) or product UUID names a known product.
     auto_products: bool = True
+    # Product proposals (a batch row with an unknown EAN and product columns, when
+    # auto_products is off) stay pending this long before Back Market's team validates them.
+    review_delay: float = 1.0
     faults: Faults = field(default_factory=Faults)
     state_path: str | None = None  # SQLite file keeping the model across restarts
     # Injectable for tests: rate window, hourly budget and task delay all read this clock.
@@ -329,6 +375,11 @@ class _Product:
     backmarket_id: int
     title: str
     ean: str | None = None
+    # "validated", or "pending" while a proposal waits for Back Market's review.
+    status: str = "validated"
+    proposed_at: float | None = None
+    proposer: str | None = None  # the seller's token, the only one who may update it
+    content: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -381,6 +432,9 @@ class _Changes:
     market: dict[str, Any] = field(default_factory=dict)
     shippings: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # None deletes
     errors: list[tuple[str | None, str]] = field(default_factory=list)
+    proposed: _Product | None = None  # a product this row proposed or updated
+    proposed_new: bool = False
+    proposal_refused: bool = False  # the row proposed a product, and it was refused
 
     def error(self, name: str | None, message: str) -> None:
         self.errors.append((name, message))
@@ -465,7 +519,8 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.faults = replace(config.faults, reject_skus=dict(config.faults.reject_skus))
+        self.faults = replace(config.faults, reject_skus=dict(config.faults.reject_skus),
+                              reject_eans=dict(config.faults.reject_eans))
         self.exchanges: list[Exchange] = []
         # Refusals the client caused (rate limit, hourly SKU budget) and injected 429 faults.
         self.stats: dict[str, int] = {"rate_limited": 0, "budget_refused": 0, "injected_429": 0}
@@ -477,6 +532,8 @@ class Emulator:
         self._store = _Store(config.state_path) if config.state_path else None
         self._init_model()
         self._install_routes()
+        self.add_route("GET", r"/ws/category/tree", self._category_tree)
+        self.add_route("GET", r"/ws/category/tree/(?P<category>-?\d+)", self._category_branch)
         if self._store is not None:
             self._load()
 
@@ -563,6 +620,56 @@ class Emulator:
                 if t.token == token
             ]
 
+    # -- orders (syncer.emulator_orders; kept in memory only, never in the --state file) --
+
+    def create_order(
+        self,
+        token: str,
+        lines: list[dict[str, Any]],
+        *,
+        country: str | None = None,
+        state: int = 1,
+        customer: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Place an order of ``lines`` ({sku, quantity, price?}) on the seller's listings, as
+        ``GET /ws/orders/{id}`` shows it. A paid order (state 1) takes its stock as a sale."""
+        from syncer.emulator_orders import order_book
+
+        with self._lock:
+            return order_book(self).create(token, lines, country=country, state=state,
+                                           customer=customer)
+
+    def settle_order(self, token: str, order_id: int, paid: bool = True) -> dict[str, Any]:
+        """The payment of an order in state 0 or 10 succeeds (state 1) or fails (8)."""
+        from syncer.emulator_orders import order_book
+
+        with self._lock:
+            return order_book(self).settle(token, order_id, paid)
+
+    def order(self, token: str, order_id: int) -> dict[str, Any] | None:
+        """The seller's order as ``GET /ws/orders/{id}`` shows it, or None."""
+        from syncer.emulator_orders import order_book
+
+        with self._lock:
+            return order_book(self).order(token, order_id)
+
+    def orders(self, token: str) -> list[dict[str, Any]]:
+        """Every order of that seller, whatever its state, by order id."""
+        from syncer.emulator_orders import order_book
+
+        with self._lock:
+            return order_book(self).orders(token)
+
+    def _install_order_routes(self) -> None:
+        from syncer.emulator_orders import install_order_routes
+
+        install_order_routes(self)
+
+    def _clear_orders(self) -> None:
+        from syncer.emulator_orders import order_book
+
+        order_book(self).clear()
+
     def run_due_tasks(self) -> None:
         """Process the batch tasks whose delay has passed (requests do it too)."""
         with self._lock:
@@ -579,11 +686,13 @@ class Emulator:
             self.exchanges.clear()
             self.stats = dict.fromkeys(self.stats, 0)
             self.faults = replace(
-                self.config.faults, reject_skus=dict(self.config.faults.reject_skus)
+                self.config.faults, reject_skus=dict(self.config.faults.reject_skus),
+                reject_eans=dict(self.config.faults.reject_eans),
             )
             self._rng = random.Random(self.faults.seed)
             if self._store is not None:
                 self._store.clear()
+            self._clear_orders()
 
     def close(self) -> None:
         with self._lock:
@@ -819,6 +928,7 @@ class Emulator:
         self.add_route("POST", r"/_emulator/sell", self._admin_sell, admin=True)
         self.add_route("POST", r"/_emulator/products", self._admin_add_product, admin=True)
         self.add_route("POST", r"/_emulator/reset", self._admin_reset, admin=True)
+        self._install_order_routes()
 
     def _get_listings(self, call: Call) -> Reply:
         seller = self._seller(call.token)
@@ -1018,7 +1128,7 @@ class Emulator:
         if unknown:
             raise call.bad_request(f"unknown fault(s): {', '.join(unknown)}")
         for name, value in body.items():
-            if name == "reject_skus":
+            if name in ("reject_skus", "reject_eans"):
                 if not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
@@ -1109,6 +1219,13 @@ class Emulator:
         self._dirty_products.add(product_id)
         return product
 
+    def _forget_product(self, product: _Product) -> None:
+        self._products.pop(product.product_id, None)
+        self._product_by_number.pop(product.backmarket_id, None)
+        if product.ean:
+            self._product_by_ean.pop(product.ean, None)
+        self._dirty_products.add(product.product_id)
+
     def _index_product(self, product: _Product) -> None:
         self._products[product.product_id] = product
         self._product_by_number[product.backmarket_id] = product.product_id
@@ -1119,6 +1236,9 @@ class Emulator:
         market = listing.markets.get(locale)
         if market is None or market.price is None:
             return 0  # missing price
+        product = self._products.get(listing.product_id)
+        if product is not None and product.status == "pending":
+            return 1  # pending validation of its product
         return 2 if listing.quantity > 0 else 3
 
     def _public(self, listing: _Listing, locale: str) -> dict[str, Any]:
@@ -1358,17 +1478,121 @@ class Emulator:
             code = _normal_ean(code)
             known = self._product_by_ean.get(code)
             if known is not None:
+                self._update_proposal(self._products[known], cells, changes)
                 return self._products[known]
             if auto:
                 return self._new_product(product_id_for_ean(code), code)
+            if any(name in cells for name in PRODUCT_COLUMNS):
+                return self._propose(code, cells, changes)
             changes.error(
-                "ean", f"no product with ean {code} (proposing new products is not emulated)"
-            )
+                "ean", f"no product with ean {code}: add the product columns (title, "
+                       "category_id, ...) to propose it")
         return None
+
+    # -- product proposals ------------------------------------------------------------------
+
+    def _check_proposal(self, ean: str, cells: Mapping[str, str], changes: _Changes) -> bool:
+        """Back Market's checks of a product proposal: mandatory fields, a leaf category and
+        its mandatory attributes, allowed values; then its review (``reject_eans``)."""
+        before = len(changes.errors)
+        for name in ("title", "description", "brand", "price_new", "weight", "category_id",
+                     "image1"):
+            if not cells.get(name):
+                changes.error(name, f"{name} is required to propose a product")
+        if len(cells.get("title", "")) > 200:
+            changes.error("title", "title is longer than 200 characters")
+        if len(cells.get("brand", "")) > 100:
+            changes.error("brand", "brand is longer than 100 characters")
+        if cells.get("price_new"):
+            _money(cells["price_new"], "price_new", changes, positive=True)
+        if cells.get("weight"):
+            _integer(cells["weight"], "weight", changes, minimum=2)
+        for number in range(1, 7):
+            image = cells.get(f"image{number}", "")
+            if image and not re.match(r"https?://", image):
+                changes.error(f"image{number}", f"image{number} must be an http(s) URL")
+        leaf = None
+        if cells.get("category_id"):
+            category = _integer(cells["category_id"], "category_id", changes, minimum=-MAX_INT)
+            leaf = CATEGORY_LEAVES.get(category) if category is not None else None
+            if category is not None and leaf is None:
+                changes.error("category_id", f"category {category} is not a leaf category "
+                                             "(see GET /ws/category/tree)")
+        category_name = leaf["category_name"] if leaf else ""
+        for attribute in leaf["attributes"] if leaf else []:
+            value = cells.get(attribute["field"], "")
+            allowed = [v.strip() for v in attribute["allowed_values"].split(",") if v.strip()]
+            if attribute["required"] and not value:
+                changes.error(attribute["field"], f"{attribute['field_name']} "
+                              f"({attribute['field']}) is required in {category_name}")
+            elif value and allowed and value not in allowed:
+                changes.error(attribute["field"], f"{attribute['field']} must be one of "
+                                                  f"{', '.join(allowed)}, got {value!r}")
+        reason = self.faults.reject_eans.get(ean)
+        if reason and len(changes.errors) == before:
+            changes.error(None, f"product proposal rejected by Back Market: {reason}")
+        return len(changes.errors) == before
+
+    def _propose(self, ean: str, cells: Mapping[str, str], changes: _Changes) -> _Product | None:
+        if not self._check_proposal(ean, cells, changes):
+            changes.proposal_refused = True
+            return None
+        product = self._new_product(product_id_for_ean(ean), ean)
+        product.status = "pending"
+        product.proposed_at = self._clock()
+        product.content = {k: v for k, v in cells.items() if k in PRODUCT_COLUMNS}
+        product.title = cells.get("title") or product.title
+        changes.proposed = product
+        changes.proposed_new = True
+        return product
+
+    def _update_proposal(self, product: _Product, cells: Mapping[str, str],
+                         changes: _Changes) -> None:
+        """A pending proposal may be updated by its proposer; a validated product is not
+        changed, and no error says so (as Back Market documents)."""
+        if product.status != "pending" or not any(n in cells for n in PRODUCT_COLUMNS):
+            return
+        if self._check_proposal(product.ean or "", cells, changes):
+            product.content = {k: v for k, v in cells.items() if k in PRODUCT_COLUMNS}
+            product.title = cells.get("title") or product.title
+            self._dirty_products.add(product.product_id)
+        changes.proposed = product
+
+    def _review(self, now: float) -> None:
+        """Back Market's team validates pending proposals once ``review_delay`` has passed."""
+        for product in self._products.values():
+            if product.status == "pending" and product.proposed_at is not None \
+                    and now >= product.proposed_at + self.config.review_delay:
+                product.status = "validated"
+                self._dirty_products.add(product.product_id)
+
+    def _category_tree(self, call: Call) -> Reply:
+        return Reply(200, CATEGORY_TREE)
+
+    def _category_branch(self, call: Call) -> Reply:
+        wanted = int(call.params["category"])
+
+        def find(nodes: list[dict[str, Any]]) -> dict[str, Any] | None:
+            for node in nodes:
+                if node["category_id"] == wanted:
+                    return node
+                found = find(node["childrens"])
+                if found is not None:
+                    return found
+            return None
+
+        node = find(CATEGORY_TREE)
+        if node is None:
+            raise HttpError(error_v1(404, "not_found", f"category {wanted} not found"))
+        return Reply(200, node)
 
     # -- batch tasks ------------------------------------------------------------------------
 
     def _run_due_tasks(self, now: float) -> None:
+        self._review(now)
+        self._run_tasks(now)
+
+    def _run_tasks(self, now: float) -> None:
         while self._pending:
             task = self._tasks[self._pending[0]]
             if now - task.created_at < self.config.task_delay:
@@ -1407,7 +1631,11 @@ class Emulator:
 
         def fail(errors: list[tuple[str | None, str]]) -> dict[str, Any]:
             entry["errors"] = [{"field": name, "message": message} for name, message in errors]
+            if changes is not None and changes.proposed_new and changes.proposed is not None:
+                self._forget_product(changes.proposed)  # the row failed: nothing proposed
             return entry
+
+        changes: _Changes | None = None
 
         if problem:
             return fail([(None, problem)])
@@ -1431,9 +1659,11 @@ class Emulator:
             self._apply(existing, task.locale, changes)
             self._touch(task.token, existing)
             entry["status"] = "updated"
+            _note_product(entry, changes)
             return entry
         product_fields = ("product_id", "backmarket_id", "ean")
-        if product is None and not any(name in product_fields for name, _ in changes.errors):
+        if product is None and not changes.proposal_refused \
+                and not any(name in product_fields for name, _ in changes.errors):
             changes.error("product_id", "product_id or ean is required to create a listing")
         if changes.grade is None and "grade" not in cells and "state" not in cells:
             changes.error("grade", "grade is required to create a listing")
@@ -1458,6 +1688,9 @@ class Emulator:
         seller.add(listing)
         self._touch(task.token, listing)
         entry.update(status="created", id=listing.id, listing_id=listing.listing_id)
+        _note_product(entry, changes)
+        if changes.proposed is not None:
+            changes.proposed.proposer = task.token
         return entry
 
     # -- persistence ------------------------------------------------------------------------
@@ -1564,6 +1797,14 @@ def _money(value: object, name: str, changes: _Changes, *, positive: bool) -> st
         changes.error(name, f"{name} has more than 2 decimals: {value!r}")
         return None
     return f"{amount.quantize(CENT):f}"
+
+
+def _note_product(entry: dict[str, Any], changes: _Changes) -> None:
+    """A row that proposed (or updated a proposal for) a product says what became of it."""
+    product = changes.proposed
+    if product is not None:
+        entry["product"] = {"ean": product.ean, "product_id": product.product_id,
+                            "status": product.status}
 
 
 def _valid_ean(code: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +27,12 @@ STORE_FIELDS: Final = (
     "price", "currency", "warranty", "comment", "min_price", "max_price",
 )
 SHIPPING_FIELDS: Final = ("shipper", "price", "delay")
+# Product content, for proposing products Back Market does not know yet. Title, description
+# and price_new are per country: use {country}/{locale} in their column names.
+PRODUCT_FIELDS: Final = (
+    "title", "description", "brand", "price_new", "weight", "category_id",
+    "image1", "image2", "image3", "image4", "image5", "image6", "width", "height", "depth",
+)
 REQUIRED: Final = frozenset({"sku", "grade", "stock", "price"})
 MAX_SHIPPING_OPTIONS: Final = 3
 
@@ -91,6 +97,9 @@ class Profile:
     grades: dict[str, str]      # normalised vocabulary -> Back Market grade
     carriers: dict[str, str]    # normalised carrier name -> Back Market shipper
     carrier_fallback: str | None
+    product: dict[str, Source] = field(default_factory=dict)
+    # Back Market category attribute (its `field`) -> where its value comes from.
+    attributes: dict[str, Source] = field(default_factory=dict)
 
     def grade(self, text: str) -> str | None:
         return self.grades.get(normalise(text))
@@ -136,12 +145,20 @@ def load_profile(path: Path) -> Profile:
     if "price" not in per_store:
         raise ConfigError(f"{path}: [offer.per_store] must map price")
 
+    product_table = dict(data.get("product", {}))
+    attribute_table = product_table.pop("attributes", {})
+    product = _sources(product_table, PRODUCT_FIELDS, f"{path} [product]")
+    if not isinstance(attribute_table, dict):
+        raise ConfigError(f"{path}: [product.attributes] must be a table")
+    attributes = {str(name): Source.parse(spec, f"{path} [product.attributes] {name}")
+                  for name, spec in attribute_table.items()}
+
     grades = _grades(path.parent, meta.get("grades"))
     carriers, fallback = _carriers(path.parent, meta.get("carriers"))
     return Profile(
         name=str(meta.get("name", path.stem)), path=path, offer=offer, per_store=per_store,
         shipping=shipping, store_overrides=overrides, grades=grades, carriers=carriers,
-        carrier_fallback=fallback,
+        carrier_fallback=fallback, product=product, attributes=attributes,
     )
 
 
@@ -223,6 +240,8 @@ class StoreMapping:
     store: StoreSettings
     fields: dict[str, Getter]
     shipping: tuple[dict[str, Getter], ...]
+    product: dict[str, Getter] = field(default_factory=dict)
+    attributes: dict[str, Getter] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -283,12 +302,16 @@ def compile_mapping(
              for name, source in option.items()}
             for option in profile.shipping
         )
-        compiled_stores.append(StoreMapping(store, fields, shipping))
+        product = {name: getter(f"product {name} ({store.name})", source.for_store(store),
+                                False)
+                   for name, source in profile.product.items()}
+        attributes = {name: getter(f"attribute {name} ({store.name})",
+                                   source.for_store(store), False)
+                      for name, source in profile.attributes.items()}
+        compiled_stores.append(StoreMapping(store, fields, shipping, product, attributes))
     unknown_overrides = set(profile.store_overrides) - {s.name for s in stores}
     notes.extend(f"profile overrides store {name!r}, which is not configured"
                  for name in sorted(unknown_overrides))
     return CompiledMapping(profile, tuple(header), offer, tuple(compiled_stores), tuple(notes))
 
 
-def describe(mapping: Mapping[str, Getter]) -> dict[str, str | None]:
-    return {name: g.column for name, g in mapping.items()}

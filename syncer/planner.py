@@ -16,7 +16,9 @@ from syncer.catalog import CatalogSource, CsvCatalog
 from syncer.config import Settings, StoreSettings
 from syncer.diff import StoreDiff
 from syncer.mapping import compile_mapping, load_profile
+from syncer.offers import Offer
 from syncer.plan import Plan
+from syncer.products import held_eans
 from syncer.state import StateStore
 from syncer.validation import Validator
 
@@ -47,6 +49,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                            for key, (_, _, at) in state.queued(s.name).items()})
         for s in stores
     }
+    # Offers whose product proposal Back Market rejected wait for new product content.
+    held = {s.name: held_eans(state, s.name) for s in stores}
     listed: dict[str, set[str]] = {s.name: set() for s in all_stores}
     rejections = []
     rows = 0
@@ -64,7 +68,14 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                     listed[name].add(key)
             for offer in result.offers:
                 differ = differs.get(offer.store)
-                if differ is not None:
+                if differ is None:
+                    continue
+                reason = held[offer.store].get(offer.ean or "") \
+                    if offer.product_id is None else None
+                entry = differ.snapshot.get(offer.sku_key)
+                if reason and (entry is None or entry.published is None):
+                    differ.held(offer, reason)
+                else:
                     differ.offer(offer)
             for name in result.rejected_stores:
                 differ = differs.get(name)
@@ -83,3 +94,18 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
              rejections=len(rejections))
     return Plan(stores=plans, rejections=rejections, notes=list(mapping.notes),
                 catalog=description, mapping=str(profile.name))
+
+
+def catalog_offers(settings: Settings, store: StoreSettings, catalog: CatalogSource
+                   ) -> dict[str, Offer]:
+    """The store's valid offers by SKU key (validated against every store, as planning does,
+    so that duplicates and row numbers agree with the plan)."""
+    profile = load_profile(settings.mapping_path())
+    offers: dict[str, Offer] = {}
+    with catalog.open() as stream:
+        validator = Validator(compile_mapping(profile, stream.header, list(settings.stores)))
+        for row, values in stream.rows:
+            for offer in validator.validate(row, values).offers:
+                if offer.store == store.name:
+                    offers[offer.sku_key] = offer
+    return offers

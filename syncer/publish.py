@@ -11,7 +11,7 @@ batch left in flight by an interrupted run turned out to do, is not sent again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -50,8 +50,12 @@ class PublishResult:
     failures: list[Failure] = field(default_factory=list)
     stopped: str | None = None
 
+    interrupted: bool = False
+
     @property
     def outcome(self) -> str:
+        if self.interrupted:
+            return "interrupted"
         if self.stopped:
             return "stopped"
         return "partial" if self.counts["failed"] else "ok"
@@ -78,7 +82,10 @@ class Publisher:
         task_timeout: float = 3600.0,
         renew: Callable[[], None] = lambda: None,
         progress: Callable[[int], None] = lambda _n: None,
+        stop: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        extra_columns: Mapping[str, Mapping[str, str]] | None = None,
+        on_task: Callable[[dict[str, Any]], None] = lambda _task: None,
     ) -> None:
         self.store = store
         self.client = client
@@ -90,30 +97,65 @@ class Publisher:
         self.task_timeout = task_timeout
         self.renew = renew
         self.progress = progress
+        self.stop = stop
         self.clock = clock
+        # Columns added to the batch rows of some SKUs (key -> column -> value): the product
+        # content of a proposal. ``on_task`` sees every finished task (its per-row results).
+        self.extra_columns = extra_columns or {}
+        self.on_task = on_task
         self.log = log.bind(store=store.name)
         self._last_renew = clock()
         self._unavailable = 0
 
     # --- entry point ----------------------------------------------------------------------
     def apply(self, plan: StorePlan) -> PublishResult:
-        result = PublishResult(self.store.name)
-        try:
+        """Publish a plan: each change by the cheapest route that can carry it."""
+        def body(result: PublishResult) -> None:
             in_flight = self.settle_batches(result)
             snapshot = self.state.snapshot(self.store.name)
             singles, batch = self._route(plan.changes, snapshot, in_flight, result)
             deferred: list[Change] = []
             for change, fields in singles:
+                self._check_stop()
                 if deferred or not self._send_single(change, fields, snapshot, batch, result):
                     deferred.append(change)
             if deferred:
-                deferred += batch
-            elif batch:
-                granted = self._take(len(batch))
-                deferred, batch = batch[granted:], batch[:granted]
-                for start in range(0, len(batch), self.batch_rows):
-                    self._send_batch(batch[start:start + self.batch_rows], result)
-            self._defer(deferred, result)
+                self._defer(deferred + batch, result)
+            else:
+                self._send_batches(batch, result)
+
+        return self._run(body)
+
+    def publish_batch(self, changes: Sequence[Change]) -> PublishResult:
+        """Send these changes through the batch endpoint as they are, whatever the snapshot
+        says (a product proposal, or its update, travels with its offer's row)."""
+        def body(result: PublishResult) -> None:
+            in_flight = self.settle_batches(result)
+            result.counts["in_flight"] += sum(1 for c in changes if c.key in in_flight)
+            self._send_batches([c for c in changes if c.key not in in_flight], result)
+
+        return self._run(body)
+
+    def _send_batches(self, batch: Sequence[Change], result: PublishResult) -> None:
+        granted = self._take(len(batch))
+        send, deferred = batch[:granted], list(batch[granted:])
+        for start in range(0, len(send), self.batch_rows):
+            if self.stop():
+                self._refund(len(send) - start)  # taken for batches not sent
+                self._defer(deferred, result)
+                raise _Interrupted
+            self._send_batch(send[start:start + self.batch_rows], result)
+        self._defer(deferred, result)
+
+    def _run(self, body: Callable[[PublishResult], None]) -> PublishResult:
+        """Run a publication; what stops it is recorded in the result, never lost."""
+        result = PublishResult(self.store.name)
+        try:
+            body(result)
+        except _Interrupted:
+            result.interrupted = True
+            result.stopped = "interrupted: finished the request in flight and stopped"
+            self.log.warning("run interrupted", **{k: v for k, v in result.counts.items() if v})
         except FatalApiError as exc:
             result.stopped = exc.message
             self.log.error("run stopped", reason=exc.message, cf_ray=getattr(exc, "cf_ray", None))
@@ -201,7 +243,8 @@ class Publisher:
     # --- batches --------------------------------------------------------------------------
     def _send_batch(self, changes: Sequence[Change], result: PublishResult) -> None:
         self._keep_lease()
-        columns, rows = batch_rows(changes, send_deee=self.store.send_deee)
+        columns, rows = batch_rows(changes, send_deee=self.store.send_deee,
+                                   extra=self.extra_columns)
         offers = {c.key: [c.sku, *c.target] for c in changes}
         batch_id = self.state.add_pending_batch(self.store.name, offers)
         try:
@@ -263,6 +306,7 @@ class Publisher:
             self._settle_unknown([(batch_id, offers)], result)
             return True
         by_key = {c.key: c for c in changes} if changes else {}
+        self.on_task(task)
         if task.get("action_status") != 9:
             reason = task.get("last_action_error") or f"task {task_id} failed"
             failures = [Failure(v[0], f"batch task {task_id} failed: {reason}",
@@ -335,6 +379,11 @@ class Publisher:
             self.log.info("unknown batch checked on the listings", found=len(acks),
                           not_found=len(offers) - len(acks))
 
+    def _check_stop(self) -> None:
+        """Between requests: a signal asked the run to stop; what is unsent stays planned."""
+        if self.stop():
+            raise _Interrupted
+
     # --- the hourly budget and the queue -------------------------------------------------
     def _take(self, lines: int) -> int:
         return lines if self.budget is None else self.budget.take(lines)
@@ -395,6 +444,10 @@ class _Unavailable(Exception):
     pass
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def _changed(confirmed: Published, target: Published) -> tuple[str, ...]:
     return tuple(name for name, a, b in zip(FIELDS, confirmed, target, strict=True) if a != b)
 
@@ -442,12 +495,16 @@ BATCH_COLUMNS: Final = (
 )
 
 
-def batch_rows(changes: Sequence[Change], *, send_deee: bool
+def batch_rows(changes: Sequence[Change], *, send_deee: bool,
+               extra: Mapping[str, Mapping[str, str]] | None = None
                ) -> tuple[list[str], list[dict[str, str]]]:
-    """Rows of the batch CSV, every field of the target given (values are absolute)."""
+    """Rows of the batch CSV, every field of the target given (values are absolute), plus
+    the ``extra`` columns of some SKUs (a product proposal's content)."""
     columns = list(BATCH_COLUMNS)
     if send_deee:
         columns.append("deee")
+    extra = extra or {}
+    extra_columns: dict[str, None] = {}
     shipping_slots = 0
     rows = []
     for change in changes:
@@ -462,9 +519,13 @@ def batch_rows(changes: Sequence[Change], *, send_deee: bool
             row[f"shipper_{number}"] = option.shipper
             row[f"shipping_price_{number}"] = f"{option.price:.2f}"
             row[f"shipping_delay_{number}"] = str(option.delay_hours)
+        for name, value in extra.get(change.key, {}).items():
+            extra_columns[name] = None
+            row[name] = value
         rows.append(row)
     for number in range(1, shipping_slots + 1):
         columns += [f"shipper_{number}", f"shipping_price_{number}", f"shipping_delay_{number}"]
+    columns += [name for name in extra_columns if name not in columns]
     return columns, rows
 
 

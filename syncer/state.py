@@ -41,6 +41,9 @@ from syncer.errors import LockHeld, StateError
 from syncer.offers import FIELDS, Published, content_hash
 
 SCHEMA_VERSION: Final = 1
+# A run that did its work counts for scheduling, even if Back Market refused some offers
+# (those are retried by the next run anyway). "stopped", "failed", "interrupted" do not.
+SUCCESSFUL_OUTCOMES: Final = ("ok", "partial")
 _BULK: Final = 2000
 
 
@@ -146,6 +149,30 @@ class QueuedOffer(SQLModel, table=True):
     queued_at: datetime
 
 
+class ProductProposal(SQLModel, table=True):
+    """A product proposed to Back Market, per store (its country's content) and EAN."""
+
+    __tablename__ = "product_proposal"
+    store: str = Field(primary_key=True, max_length=64)
+    ean: str = Field(primary_key=True, max_length=16)
+    sku: str = Field(max_length=128)
+    content_hash: str = Field(max_length=16)
+    # "proposed" (waiting for review), "live" (validated) or "rejected".
+    status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    product_id: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CategoryCache(SQLModel, table=True):
+    """Back Market's category tree as last read, so that plans can check attributes."""
+
+    __tablename__ = "category_cache"
+    account: str = Field(primary_key=True, max_length=300)
+    tree: str = Field(sa_column=Column(Text))
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+
 class RequestPace(SQLModel, table=True):
     """When an account's last requests were sent (wall clock), so that the next run starts
     within Back Market's per-10-seconds limit instead of bursting over it."""
@@ -154,6 +181,95 @@ class RequestPace(SQLModel, table=True):
     account: str = Field(primary_key=True, max_length=300)
     sent: str = Field(sa_column=Column(Text))  # JSON list of epoch seconds
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderRecord(SQLModel, table=True):
+    """An order as Back Market last showed it (a pull, or the answer to a change), per
+    account (order ids are Back Market's, unique on one platform)."""
+
+    __tablename__ = "order_record"
+    account: str = Field(primary_key=True, max_length=300)
+    order_id: int = Field(primary_key=True)
+    store: str = Field(index=True, max_length=64)  # the store that first pulled it
+    country_code: str = Field(max_length=8)
+    state: int
+    currency: str | None = Field(default=None, max_length=3)
+    price: str | None = Field(default=None, max_length=24)
+    shipping_price: str | None = Field(default=None, max_length=24)
+    date_creation: datetime | None = None
+    date_modification: datetime | None = None
+    date_payment: datetime | None = None
+    date_shipping: datetime | None = None
+    tracking_number: str | None = Field(default=None, max_length=200)
+    tracking_url: str | None = Field(default=None, sa_column=Column(Text))
+    shipper: str | None = Field(default=None, max_length=200)
+    content_hash: str = Field(max_length=16)  # of the order's canonical JSON
+    data: str = Field(sa_column=Column(Text))  # the order's JSON as Back Market sent it
+    pulled_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderLineRecord(SQLModel, table=True):
+    __tablename__ = "order_line"
+    account: str = Field(primary_key=True, max_length=300)
+    orderline_id: int = Field(primary_key=True)
+    order_id: int = Field(index=True)
+    sku: str = Field(max_length=128)
+    quantity: int
+    price: str | None = Field(default=None, max_length=24)  # unit price
+    shipping_price: str | None = Field(default=None, max_length=24)
+    currency: str | None = Field(default=None, max_length=3)
+    state: int
+    product: str | None = Field(default=None, sa_column=Column(Text))
+    imei: str | None = Field(default=None, max_length=15)
+    serial_number: str | None = Field(default=None, max_length=50)
+
+
+class OrderLineAction(SQLModel, table=True):
+    """What the syncer did or decided about a paid line: accepted, cancelled, or held for
+    the seller (with the reason), and whether Back Market confirmed it."""
+
+    __tablename__ = "order_line_action"
+    account: str = Field(primary_key=True, max_length=300)
+    orderline_id: int = Field(primary_key=True)
+    order_id: int = Field(index=True)
+    sku: str = Field(max_length=128)
+    action: str = Field(max_length=16)  # "accept", "cancel" or "hold"
+    status: str = Field(max_length=16)  # "confirmed", "failed" or "held"
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = Field(default=None, max_length=128)
+    attempts: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderShipment(SQLModel, table=True):
+    """A shipment sent for an order. Once ``confirmed`` it is never sent again."""
+
+    __tablename__ = "order_shipment"
+    account: str = Field(primary_key=True, max_length=300)
+    order_id: int = Field(primary_key=True)
+    store: str = Field(max_length=64)
+    carrier: str = Field(max_length=200)  # the seller's name for it
+    shipper: str | None = Field(default=None, max_length=200)  # Back Market's value
+    tracking_number: str = Field(max_length=200)
+    tracking_url: str | None = Field(default=None, sa_column=Column(Text))
+    imei: str | None = Field(default=None, max_length=15)
+    serial_number: str | None = Field(default=None, max_length=50)
+    status: str = Field(max_length=16)  # "confirmed" or "failed"
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = Field(default=None, max_length=128)
+    attempts: int = 0
+    confirmed_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderPull(SQLModel, table=True):
+    """Per store and scope: the latest ``date_modification`` a successful pull has seen."""
+
+    __tablename__ = "order_pull"
+    store: str = Field(primary_key=True, max_length=64)
+    scope: str = Field(primary_key=True, max_length=8)  # "store" or "all"
+    watermark: datetime | None = None
+    pulled_at: datetime = Field(default_factory=utcnow)
 
 
 class SchemaInfo(SQLModel, table=True):
@@ -171,7 +287,16 @@ _SCHEMA = SchemaInfo.__table__  # type: ignore[attr-defined]
 _LEDGER = BudgetSpend.__table__  # type: ignore[attr-defined]
 _QUEUE = QueuedOffer.__table__  # type: ignore[attr-defined]
 _PACE = RequestPace.__table__  # type: ignore[attr-defined]
-_TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _SCHEMA)
+_PROPOSALS = ProductProposal.__table__  # type: ignore[attr-defined]
+_CATEGORIES = CategoryCache.__table__  # type: ignore[attr-defined]
+_ORDERS = OrderRecord.__table__  # type: ignore[attr-defined]
+_ORDER_LINES = OrderLineRecord.__table__  # type: ignore[attr-defined]
+_LINE_ACTIONS = OrderLineAction.__table__  # type: ignore[attr-defined]
+_SHIPMENTS = OrderShipment.__table__  # type: ignore[attr-defined]
+_ORDER_PULLS = OrderPull.__table__  # type: ignore[attr-defined]
+_TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _PROPOSALS,
+           _CATEGORIES, _ORDERS, _ORDER_LINES, _LINE_ACTIONS, _SHIPMENTS, _ORDER_PULLS,
+           _SCHEMA)
 _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
 
 
@@ -371,6 +496,38 @@ class StateStore:
                 self._bump(conn, store, now)
         self._note_global_quantity(store, acks)
 
+    def record_observed(self, store: str, observed: Sequence[Ack]) -> None:
+        """What reconciliation read on Back Market becomes the snapshot's confirmed values
+        (a failure still waiting to be retried stays recorded beside them)."""
+        now = utcnow()
+        for start in range(0, len(observed), _BULK):
+            chunk = observed[start:start + _BULK]
+            rows = [
+                {"store": store, "sku_key": ack.sku.casefold(), "sku": ack.sku,
+                 "listing_id": ack.listing_id, **dict(zip(FIELDS, ack.published, strict=True)),
+                 "content_hash": content_hash(ack.published), "confirmed_at": now,
+                 "status": "live", "attempts": 0, "updated_at": now}
+                for ack in chunk
+            ]
+            update = ["sku", "listing_id", *FIELDS, "content_hash", "confirmed_at",
+                      "updated_at"]
+            with self._write() as conn:
+                _upsert(conn, _SNAPSHOT, rows, ("store", "sku_key"), update)
+                self._bump(conn, store, now)
+        self._note_global_quantity(store, observed)
+
+    def forget(self, store: str, skus: Sequence[str]) -> None:
+        """Offers Back Market no longer has: the next plan creates them again if needed."""
+        if not skus:
+            return
+        keys = [sku.casefold() for sku in skus]
+        with self._write() as conn:
+            for start in range(0, len(keys), _BULK):
+                conn.execute(sa_delete(_SNAPSHOT).where(
+                    _SNAPSHOT.c.store == store,
+                    _SNAPSHOT.c.sku_key.in_(keys[start:start + _BULK])))
+            self._bump(conn, store, utcnow())
+
     def _note_global_quantity(self, store: str, acks: Sequence[Ack]) -> None:
         """Quantity is global on Back Market: once confirmed through one store it is what
         every store of the listing shows. Other stores' confirmed rows of the SKU follow, so
@@ -500,6 +657,50 @@ class StateStore:
                 conn.execute(_LEDGER.insert().values(account=account,
                                                      spent_at=now or utcnow(), lines=-lines))
 
+    # -- products --
+    def proposals(self, store: str) -> dict[str, dict[str, Any]]:
+        """EAN -> the store's proposal record (sku, content_hash, status, reason...)."""
+        if self.empty:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(select(_PROPOSALS).where(_PROPOSALS.c.store == store))
+            return {row.ean: row._asdict() for row in rows}
+
+    def record_proposals(self, store: str, records: Sequence[dict[str, Any]]) -> None:
+        """Upsert proposal records: ean, sku, content_hash, status, reason, product_id."""
+        if not records:
+            return
+        now = utcnow()
+        rows = [{"store": store, "reason": None, "product_id": None, **r, "updated_at": now}
+                for r in records]
+        with self._write() as conn:
+            _upsert(conn, _PROPOSALS, rows, ("store", "ean"),
+                    ["sku", "content_hash", "status", "reason", "product_id", "updated_at"])
+
+    def rejected_products(self, store: str | None = None) -> list[dict[str, Any]]:
+        if self.empty:
+            return []
+        query = select(_PROPOSALS).where(_PROPOSALS.c.status == "rejected").order_by(
+            _PROPOSALS.c.store, _PROPOSALS.c.ean)
+        if store is not None:
+            query = query.where(_PROPOSALS.c.store == store)
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]
+
+    def category_tree(self, account: str) -> list[dict[str, Any]] | None:
+        if self.empty:
+            return None
+        with self._read() as conn:
+            found = conn.execute(select(_CATEGORIES.c.tree).where(
+                _CATEGORIES.c.account == account)).scalar()
+        return None if found is None else list(json.loads(found))
+
+    def save_category_tree(self, account: str, tree: list[dict[str, Any]]) -> None:
+        with self._write() as conn:
+            _upsert(conn, _CATEGORIES, [{"account": account, "tree": json.dumps(tree),
+                                         "fetched_at": utcnow()}], ("account",),
+                    ["tree", "fetched_at"])
+
     # -- request pace --
     def load_pace(self, account: str) -> dict[str, list[float]]:
         if self.empty:
@@ -515,6 +716,137 @@ class StateStore:
             _upsert(conn, _PACE, [{"account": account, "sent": json.dumps(sent),
                                    "updated_at": utcnow()}], ("account",),
                     ["sent", "updated_at"])
+
+    # -- orders --
+    def save_orders(self, orders: Sequence[dict[str, Any]],
+                    lines: Sequence[dict[str, Any]]) -> None:
+        """Upsert orders and their lines as Back Market last showed them, in one
+        transaction. An order keeps the store that first pulled it. Rows of one call must
+        all have the same columns."""
+        if not orders and not lines:
+            return
+        with self._write() as conn:
+            for table, rows, keys, fixed in (
+                (_ORDERS, orders, ("account", "order_id"), ("store",)),
+                (_ORDER_LINES, lines, ("account", "orderline_id"), ()),
+            ):
+                for start in range(0, len(rows), _BULK):
+                    chunk = list(rows[start:start + _BULK])
+                    update = [c for c in chunk[0] if c not in (*keys, *fixed)]
+                    _upsert(conn, table, chunk, keys, update)
+
+    def order_hashes(self, account: str, order_ids: Sequence[int]) -> dict[int, str]:
+        """order_id -> content hash of the orders already in the state."""
+        if self.empty or not order_ids:
+            return {}
+        found: dict[int, str] = {}
+        with self._read() as conn:
+            for start in range(0, len(order_ids), _BULK):
+                rows = conn.execute(select(_ORDERS.c.order_id, _ORDERS.c.content_hash).where(
+                    _ORDERS.c.account == account,
+                    _ORDERS.c.order_id.in_(order_ids[start:start + _BULK])))
+                found.update({int(i): h for i, h in rows})
+        return found
+
+    def find_order(self, account: str, order_id: int) -> dict[str, Any] | None:
+        """The order's row with its ``lines`` (by orderline id), or None."""
+        orders = self._orders_where(and_(_ORDERS.c.account == account,
+                                         _ORDERS.c.order_id == order_id))
+        return orders[0] if orders else None
+
+    def orders_in_state(self, stores: Sequence[str], state: int) -> list[dict[str, Any]]:
+        """Orders first pulled by these stores and in this order state, with their lines,
+        oldest payment first."""
+        if not stores:
+            return []
+        return self._orders_where(and_(_ORDERS.c.store.in_(list(stores)),
+                                       _ORDERS.c.state == state))
+
+    @staticmethod
+    def _aware_row(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: _aware(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+    def _orders_where(self, condition: Any) -> list[dict[str, Any]]:
+        if self.empty:
+            return []
+        with self._read() as conn:
+            orders = [
+                self._aware_row(row._asdict()) for row in conn.execute(
+                    select(_ORDERS).where(condition).order_by(
+                        _ORDERS.c.date_payment, _ORDERS.c.order_id))
+            ]
+            for order in orders:
+                lines = conn.execute(select(_ORDER_LINES).where(
+                    _ORDER_LINES.c.account == order["account"],
+                    _ORDER_LINES.c.order_id == order["order_id"],
+                ).order_by(_ORDER_LINES.c.orderline_id))
+                order["lines"] = {int(line.orderline_id): line._asdict() for line in lines}
+        return orders
+
+    def line_actions(self, account: str, order_id: int) -> dict[int, dict[str, Any]]:
+        """orderline_id -> the last action recorded on each line of the order."""
+        if self.empty:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(select(_LINE_ACTIONS).where(
+                _LINE_ACTIONS.c.account == account, _LINE_ACTIONS.c.order_id == order_id))
+            return {int(r.orderline_id): self._aware_row(r._asdict()) for r in rows}
+
+    def record_line_action(self, account: str, orderline_id: int, order_id: int, sku: str,
+                           action: str, status: str, reason: str | None = None,
+                           request_id: str | None = None) -> None:
+        """What was done or decided about a line; failed attempts are counted."""
+        with self._write() as conn:
+            before = conn.execute(select(_LINE_ACTIONS.c.attempts, _LINE_ACTIONS.c.status).where(
+                _LINE_ACTIONS.c.account == account,
+                _LINE_ACTIONS.c.orderline_id == orderline_id)).first()
+            attempts = 0
+            if status == "failed":
+                attempts = 1 + (before.attempts if before and before.status == "failed" else 0)
+            row = {"account": account, "orderline_id": orderline_id, "order_id": order_id,
+                   "sku": sku, "action": action, "status": status, "reason": reason,
+                   "request_id": request_id, "attempts": attempts, "updated_at": utcnow()}
+            _upsert(conn, _LINE_ACTIONS, [row], ("account", "orderline_id"),
+                    [c for c in row if c not in ("account", "orderline_id")])
+
+    def shipment(self, account: str, order_id: int) -> dict[str, Any] | None:
+        if self.empty:
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(_SHIPMENTS).where(
+                _SHIPMENTS.c.account == account, _SHIPMENTS.c.order_id == order_id)).first()
+        return None if row is None else self._aware_row(row._asdict())
+
+    def record_shipment(self, shipment: dict[str, Any]) -> None:
+        """A shipment's outcome (``status`` "confirmed" or "failed"). A confirmed shipment
+        is final: it is never overwritten by a later failure."""
+        with self._write() as conn:
+            before = conn.execute(select(_SHIPMENTS.c.status, _SHIPMENTS.c.attempts).where(
+                _SHIPMENTS.c.account == shipment["account"],
+                _SHIPMENTS.c.order_id == shipment["order_id"])).first()
+            if before is not None and before.status == "confirmed":
+                return
+            now = utcnow()
+            confirmed = shipment["status"] == "confirmed"
+            row = {**shipment, "updated_at": now,
+                   "confirmed_at": now if confirmed else None,
+                   "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
+            _upsert(conn, _SHIPMENTS, [row], ("account", "order_id"),
+                    [c for c in row if c not in ("account", "order_id")])
+
+    def order_watermark(self, store: str, scope: str) -> datetime | None:
+        """The latest ``date_modification`` the store's last successful pull saw."""
+        if self.empty:
+            return None
+        with self._read() as conn:
+            found = conn.execute(select(_ORDER_PULLS.c.watermark).where(
+                _ORDER_PULLS.c.store == store, _ORDER_PULLS.c.scope == scope)).scalar()
+        return None if found is None else _aware(found)
+
+    def set_order_watermark(self, store: str, scope: str, watermark: datetime | None) -> None:
+        row = {"store": store, "scope": scope, "watermark": watermark, "pulled_at": utcnow()}
+        with self._write() as conn:
+            _upsert(conn, _ORDER_PULLS, [row], ("store", "scope"), ["watermark", "pulled_at"])
 
     # -- batches in flight --
     def add_pending_batch(self, store: str, offers: dict[str, list[Any]]) -> int:
@@ -554,19 +886,30 @@ class StateStore:
             lease.release()
 
     # -- run log --
-    def start_run(self, run_id: str, store: str, kind: str) -> int:
+    def start_run(self, run_id: str, store: str, kind: str,
+                  at: datetime | None = None) -> int:
         with self._write() as conn:
             result = conn.execute(_RUNS.insert().values(
-                run_id=run_id, store=store, kind=kind, started_at=utcnow(), outcome="running",
-                counts="{}"))
+                run_id=run_id, store=store, kind=kind, started_at=at or utcnow(),
+                outcome="running", counts="{}"))
             return int(result.inserted_primary_key[0])
 
     def finish_run(self, record_id: int, outcome: str, counts: dict[str, int],
-                   message: str | None = None) -> None:
+                   message: str | None = None, at: datetime | None = None) -> None:
         with self._write() as conn:
             conn.execute(sa_update(_RUNS).where(_RUNS.c.id == record_id).values(
-                finished_at=utcnow(), outcome=outcome, counts=json.dumps(counts, sort_keys=True),
-                message=message))
+                finished_at=at or utcnow(), outcome=outcome,
+                counts=json.dumps(counts, sort_keys=True), message=message))
+
+    def last_success(self, store: str, kinds: Sequence[str]) -> datetime | None:
+        """When the last run of one of these kinds that completed its work started."""
+        if self.empty:
+            return None
+        with self._read() as conn:
+            found = conn.execute(select(func.max(_RUNS.c.started_at)).where(
+                _RUNS.c.store == store, _RUNS.c.kind.in_(list(kinds)),
+                _RUNS.c.outcome.in_(SUCCESSFUL_OUTCOMES))).scalar()
+        return None if found is None else _aware(found)
 
     def runs(self, store: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         if self.empty:

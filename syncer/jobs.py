@@ -1,0 +1,195 @@
+"""The jobs a run does for a store, shared by `apply`, `run`, `daemon` and `reconcile`.
+
+- offers:    publish the store's plan (zeros, stock, other changes, new listings);
+- stock:     the stock lane: only quantity changes and zeros, within a share of the budget;
+- reconcile: compare what Back Market shows with the snapshot (see ``syncer.reconcile``);
+- products:  propose new products (see ``syncer.products``).
+
+The caller opens the state and holds the store's lock; each job records one run in the run
+log, whatever happens to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from syncer.catalog import CatalogSource
+from syncer.client import BackMarketClient
+from syncer.config import Settings, StoreSettings
+from syncer.diff import StorePlan, stock_only
+from syncer.errors import SafetyStop
+from syncer.limits import ApiLimits, RateLimiter, SkuBudget
+from syncer.plan import Plan
+from syncer.planner import catalog_offers, siblings
+from syncer.publish import Publisher, PublishResult
+from syncer.reconcile import Reconciliation, reconcile
+from syncer.state import Ack, StateStore, StoreLease, utcnow
+
+log = structlog.get_logger("syncer.jobs")
+
+
+def build_limits(settings: Settings) -> ApiLimits:
+    limits = settings.limits
+    return ApiLimits(RateLimiter(limits.requests_per_window, limits.window_seconds),
+                     RateLimiter(limits.catalog_requests_per_window, limits.window_seconds),
+                     limits.catalog_routes)
+
+
+def build_client(settings: Settings, store: StoreSettings,
+                 limiter: ApiLimits | None = None) -> BackMarketClient:
+    """A client for one store. Stores of one account must share one ``limiter``: Back
+    Market counts their requests together."""
+    return BackMarketClient(
+        store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
+        store=store.name, timeout=settings.api.timeout_seconds,
+        max_retries=settings.api.max_retries,
+        rate_block_seconds=settings.limits.rate_block_seconds,
+        backoff_base=settings.api.backoff_base_seconds,
+        backoff_cap=settings.api.backoff_cap_seconds,
+        limiter=limiter or build_limits(settings))
+
+
+@contextmanager
+def paced(settings: Settings, state: StateStore
+          ) -> Iterator[Callable[[StoreSettings], ApiLimits]]:
+    """One limiter per account for a whole command, starting from the pace of the account's
+    previous run (kept in the state) so that back-to-back runs do not burst."""
+    limiters: dict[str, ApiLimits] = {}
+
+    def limiter_for(store: StoreSettings) -> ApiLimits:
+        key = store.budget_key
+        if key not in limiters:
+            limiters[key] = build_limits(settings)
+            limiters[key].seed(state.load_pace(key), time.time())
+        return limiters[key]
+
+    try:
+        yield limiter_for
+    finally:
+        for key, limiter in limiters.items():
+            state.save_pace(key, limiter.history(time.time()))
+
+
+def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
+    """Invariant 5: an empty or truncated catalog must not take the shop offline."""
+    for store_plan in plan.stores:
+        store = settings.store(store_plan.store)
+        limit = store.max_zero_share if store.max_zero_share is not None else \
+            settings.limits.max_zero_share
+        zeros = store_plan.count("zero")
+        if zeros and store_plan.zero_share() > limit and not force:
+            raise SafetyStop(
+                f"store {store.name}: the plan would zero {zeros} of {store_plan.live} live "
+                f"offers ({store_plan.zero_share():.0%}, limit {limit:.0%}); nothing was sent. "
+                "Check the catalog (empty, truncated, wrong file?) or rerun with --force")
+
+
+class LaneBudget(SkuBudget):
+    """A lane's share of an account's hourly budget: lines come from both the lane's cap
+    and the account's budget, so the lane never starves the full offer runs."""
+
+    def __init__(self, main: SkuBudget, share: float) -> None:
+        super().__init__(main.state, main.account + "|stock-lane",
+                         max(1, int(main.lines_per_hour * share)) if not main.unlimited else 0,
+                         main.now)
+        self.main = main
+
+    def take(self, lines: int) -> int:
+        granted = super().take(lines)
+        from_main = self.main.take(granted) if granted else 0
+        if from_main < granted:
+            super().refund(granted - from_main)
+        return from_main
+
+    def refund(self, lines: int) -> None:
+        super().refund(lines)
+        self.main.refund(lines)
+
+
+@dataclass
+class JobContext:
+    """What every job of one command shares."""
+
+    settings: Settings
+    state: StateStore
+    run_id: str
+    limiter_for: Callable[[StoreSettings], ApiLimits]
+    leases: dict[str, StoreLease] = field(default_factory=dict)
+    progress: Callable[[int], None] = lambda _n: None
+    stop: Callable[[], bool] = lambda: False
+    now: Callable[[], datetime] = utcnow
+
+
+def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClient, *,
+                  lane: bool = False, extra_columns: Mapping[str, Mapping[str, str]] | None = None,
+                  on_task: Callable[[dict[str, Any]], None] = lambda _task: None) -> Publisher:
+    """A publisher for one store, with its account's hourly budget (or the stock lane's share
+    of it), its lock lease, and the command's progress display and stop signal."""
+    settings = ctx.settings
+    budget = SkuBudget(ctx.state, store.budget_key, settings.limits.sku_lines_per_hour,
+                       ctx.now)
+    if lane:
+        budget = LaneBudget(budget, store.stock_budget_share)
+    lease = ctx.leases.get(store.name)
+    return Publisher(
+        store, client, ctx.state, budget=budget, siblings=siblings(settings, store),
+        batch_rows=settings.api.batch_rows, poll_seconds=settings.api.task_poll_seconds,
+        task_timeout=settings.api.task_timeout_seconds,
+        renew=lease.renew if lease else (lambda: None), progress=ctx.progress, stop=ctx.stop,
+        extra_columns=extra_columns, on_task=on_task)
+
+
+def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers"
+                  ) -> PublishResult:
+    """Publish one store's plan as one recorded run of ``kind`` ("offers" or "stock")."""
+    settings, state = ctx.settings, ctx.state
+    store = settings.store(store_plan.store)
+    if kind == "stock":
+        store_plan = stock_only(store_plan, state.snapshot(store.name))
+    record = state.start_run(ctx.run_id, store.name, kind, at=ctx.now())
+    try:
+        with build_client(settings, store, ctx.limiter_for(store)) as client:
+            publisher = publisher_for(ctx, store, client, lane=kind == "stock")
+            result = publisher.apply(store_plan)
+            result.counts.update(requests=client.stats.requests, retries=client.stats.retries,
+                                 rate_limited=client.stats.rate_limited)
+            counts = {**result.counts, "planned": len(store_plan.changes),
+                      "rejected_rows": store_plan.rejected}
+    except BaseException as exc:
+        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        raise
+    state.finish_run(record, result.outcome, counts, result.stopped, at=ctx.now())
+    log.info("run summary", store=store.name, kind=kind, outcome=result.outcome, **counts)
+    return result
+
+
+def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSource
+                    ) -> Reconciliation:
+    """Read every live listing of the store's country and bring the snapshot in line with
+    what Back Market shows (see ``syncer.reconcile``), as one recorded run."""
+    state = ctx.state
+    record = state.start_run(ctx.run_id, store.name, "reconcile", at=ctx.now())
+    try:
+        offers = catalog_offers(ctx.settings, store, catalog)
+        snapshot = state.snapshot(store.name)
+        with build_client(ctx.settings, store, ctx.limiter_for(store)) as client:
+            result = reconcile(store.name, store.locale, client.iter_listings(), snapshot,
+                               offers)
+            requests = client.stats.requests
+        state.record_observed(store.name, [Ack(sku, live, listing_id)
+                                           for sku, live, listing_id in result.observed])
+        state.forget(store.name, result.missing)
+    except BaseException as exc:
+        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        raise
+    counts = {**result.summary(), "requests": requests}
+    state.finish_run(record, "ok", counts, at=ctx.now())
+    log.info("run summary", store=store.name, kind="reconcile", outcome="ok", **counts)
+    return result

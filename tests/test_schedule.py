@@ -1,0 +1,246 @@
+"""Cadence: `run` does what is due and nothing else, on a clock the tests drive (no sleeping);
+the stock lane sends stock only; a killed run does not block the next; SIGTERM stops the
+daemon cleanly after the request in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from syncer.config import Settings, load_settings
+from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
+from syncer.jobs import JobContext, paced
+from syncer.planner import siblings
+from syncer.schedule import job_states, next_due_lines, run_due
+from syncer.state import StateStore
+from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
+from tests.contract import check_exchange
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), task_delay=0.0,
+                                       sku_lines_per_hour=0)) as running:
+        yield running
+        for exchange in running.emulator.exchanges:
+            check_exchange(exchange)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
+             monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    write_config(tmp_path, state_url=state_url, environment=server.base_url,
+                 stores=(("fr", "fr-fr"),))
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(f"R-{i}") for i in range(6)])
+    return load_settings(tmp_path / "syncer.toml")
+
+
+def run(settings: Settings, clock: Clock) -> list[tuple[str, list[str]]]:
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        ctx = JobContext(settings, state, "test-run", limiter_for, now=clock)
+        return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
+
+
+def runs_of(settings: Settings) -> list[str]:
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        return [r["kind"] for r in reversed(state.runs(limit=100))]
+
+
+def test_run_does_only_what_is_due_and_a_disabled_kind_never_runs(settings: Settings) -> None:
+    clock = Clock()
+    assert run(settings, clock) == [("fr", ["reconcile", "offers"])]
+    assert run(settings, clock) == []  # twice in a row: nothing the second time
+    clock.advance(minutes=14)
+    assert run(settings, clock) == []
+    clock.advance(minutes=2)
+    assert run(settings, clock) == [("fr", ["stock"])]
+    clock.advance(minutes=110)  # 2 h 06 after the offer run
+    assert run(settings, clock) == [("fr", ["offers"])]
+    assert run(settings, clock) == []
+    clock.advance(hours=22)
+    assert run(settings, clock) == [("fr", ["reconcile", "offers"])]
+    assert "products" not in runs_of(settings)  # publish_products is off by default
+
+
+def test_nothing_due_says_when_each_job_is_next_due(settings: Settings) -> None:
+    clock = Clock()
+    run(settings, clock)
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        ctx = JobContext(settings, state, "r", limiter_for, now=clock)
+        (line,) = next_due_lines(ctx, settings.stores, clock())
+        states = {j.kind: j for j in job_states(ctx, settings.stores[0], clock())}
+    assert line.startswith("fr: reconcile 2026-11-24T06:00")
+    assert "offers 2026-11-23T08:00+00:00 (in 2h00)" in line
+    assert "stock 2026-11-23T06:15+00:00 (in 15 min)" in line
+    assert "products disabled" in line
+    assert not states["products"].enabled
+
+
+def test_intervals_and_switches_are_per_store_and_per_kind(tmp_path: Path, server: EmulatorServer,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=f"sqlite:///{tmp_path / 's.db'}",
+                          environment=server.base_url, stores=(("fr", "fr-fr"),))
+    config.write_text(config.read_text() + "reconcile = false\noffers_every_minutes = 30\n"
+                      "stock_lane = false\n")
+    write_catalog(tmp_path / "catalog.csv", [catalog_row("A")])
+    settings = load_settings(config)
+    clock = Clock()
+    assert run(settings, clock) == [("fr", ["offers"])]
+    clock.advance(minutes=29)
+    assert run(settings, clock) == []
+    clock.advance(minutes=2)
+    assert run(settings, clock) == [("fr", ["offers"])]
+    assert set(runs_of(settings)) == {"offers"}
+
+
+def test_stock_lane_sends_quantities_and_zeros_only(settings: Settings,
+                                                    server: EmulatorServer) -> None:
+    clock = Clock()
+    run(settings, clock)
+    rows = [catalog_row(f"R-{i}") for i in range(1, 6)]  # R-0 is gone: zero
+    rows[0] = catalog_row("R-1", stock="1", price_fr="150.00")  # stock and price change
+    rows[1] = catalog_row("R-2", price_fr="10.00")  # price only
+    write_catalog(settings.catalog_path(), rows)
+    clock.advance(minutes=16)
+    assert run(settings, clock) == [("fr", ["stock"])]
+    live = {sku: server.emulator.listing(TOKEN, sku, "fr-fr") for sku in ("R-0", "R-1", "R-2")}
+    assert live["R-0"]["quantity"] == 0  # type: ignore[index]
+    assert live["R-1"]["quantity"] == 1  # type: ignore[index]
+    assert Decimal(live["R-1"]["price"]) == Decimal("199.90")  # type: ignore[index]
+    assert Decimal(live["R-2"]["price"]) == Decimal("199.90")  # type: ignore[index]
+    clock.advance(hours=2)
+    assert run(settings, clock) == [("fr", ["offers"])]
+    assert Decimal(server.emulator.listing(TOKEN, "R-1", "fr-fr")["price"]) == 150  # type: ignore[index]
+    assert Decimal(server.emulator.listing(TOKEN, "R-2", "fr-fr")["price"]) == 10  # type: ignore[index]
+
+
+def test_run_command_with_nothing_due_exits_0_and_prints_next_due(
+        settings: Settings, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from syncer.cli import cli
+
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--config", str(tmp_path / "syncer.toml"), "run"])
+    assert first.exit_code == 0, first.output
+    assert "Store fr: 6 created" in first.stdout
+    second = runner.invoke(cli, ["--config", str(tmp_path / "syncer.toml"), "run"])
+    assert second.exit_code == 0
+    assert second.stdout.startswith("Nothing due. Next:\n  fr: reconcile ")
+
+
+# --- processes: a killed run, a stopped daemon ---------------------------------------------------
+
+def _spawn(args: list[str], config: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "SYNCER_TEST_TOKEN": TOKEN}
+    return subprocess.Popen([sys.executable, "-m", "syncer", "--config", str(config),
+                             "--log-format", "json", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_lock(settings: Settings, store: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with StateStore.open(settings.state_database_url()) as state:
+            if any(r["outcome"] == "running" for r in state.runs(store)):
+                return
+        time.sleep(0.05)
+    pytest.fail("the run never started")
+
+
+@pytest.fixture
+def slow() -> Iterator[EmulatorServer]:
+    faults = Faults(share_slow=1.0, slow_seconds=0.3)
+    with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), task_delay=0.0, sku_lines_per_hour=0,
+                                       faults=faults)) as running:
+        yield running
+
+
+def _slow_shop(tmp_path: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+               ) -> Settings:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=f"sqlite:///{tmp_path / 'state.db'}",
+                          environment=server.base_url, stores=(("fr", "fr-fr"),),
+                          extra="[limits]\nlock_lease_seconds = 3600\n")
+    # Offers only, due again at once after the first publication.
+    config.write_text(config.read_text() + "reconcile = false\noffers_every_minutes = 0.01\n")
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(f"K-{i}") for i in range(20)])
+    settings = load_settings(config)
+    server.emulator.faults.share_slow = 0.0
+    done = _spawn(["apply"], config)
+    assert done.wait(60) == 0, done.communicate()
+    done.communicate()
+    server.emulator.faults.share_slow = 1.0
+    write_catalog(tmp_path / "catalog.csv",
+                  [catalog_row(f"K-{i}", price_fr="150.00") for i in range(20)])
+    return settings
+
+
+def test_killed_run_does_not_block_the_next(tmp_path: Path, slow: EmulatorServer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _slow_shop(tmp_path, slow, monkeypatch)
+    victim = _spawn(["apply"], tmp_path / "syncer.toml")
+    _wait_for_lock(settings, "fr")
+    time.sleep(0.5)  # a few updates in flight
+    victim.kill()  # SIGKILL: no cleanup, the lock row stays (lease of an hour)
+    victim.communicate()
+    slow.emulator.faults.share_slow = 0.0
+    after = _spawn(["apply"], tmp_path / "syncer.toml")
+    out, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
+    assert "Store fr:" in out
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        assert all(Decimal(str(e.published[4])) == 150 for e in state.snapshot("fr").values()
+                   if e.published)
+
+
+def test_daemon_stops_cleanly_on_sigterm_after_the_request_in_flight(
+        tmp_path: Path, slow: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _slow_shop(tmp_path, slow, monkeypatch)
+    daemon = _spawn(["daemon"], tmp_path / "syncer.toml")
+    _wait_for_lock(settings, "fr")
+    time.sleep(0.8)
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=20)
+    assert daemon.returncode == 0, err
+    assert "syncer daemon: stopped" in err
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        last = state.runs("fr", limit=1)[0]
+        confirmed = sum(1 for e in state.snapshot("fr").values()
+                        if e.published and Decimal(str(e.published[4])) == 150)
+    assert last["outcome"] == "interrupted"
+    assert 0 < confirmed < 20  # some sent and recorded, the rest left for the next run
+    sent = sum(1 for e in slow.emulator.exchanges if e.method == "POST" and e.status == 200
+               and e.request == {"price": "150.00", "currency": "EUR"})
+    assert sent == confirmed  # every update Back Market applied was recorded
+    slow.emulator.faults.share_slow = 0.0
+    rest = _spawn(["apply"], tmp_path / "syncer.toml")
+    out, err = rest.communicate(timeout=60)
+    assert rest.returncode == 0, err
+    assert f"{20 - confirmed} updated" in out
