@@ -44,14 +44,16 @@ CASE = textwrap.dedent("""
         from syncer.config import load_settings
         from syncer.planner import catalog_source, make_plan, siblings
         from syncer.state import Ack, StateStore
-        from syncer.offers import Published
+        from itertools import islice
         settings = load_settings(config)
         with StateStore.open(settings.state_database_url()) as state:
             plan = make_plan(settings, settings.stores, catalog_source(settings), state)
             for store in plan.stores:
-                state.record_acks(store.store, [Ack(c.sku, c.target, f"id-{c.sku}")
-                                                for c in store.changes])
-        result = {"offers": len(plan.changes)}
+                changes = iter(store.changes)
+                while chunk := list(islice(changes, 20_000)):
+                    state.record_acks(store.store, [
+                        Ack(c.sku, c.target, f"id-{c.sku}", c.source_hash) for c in chunk])
+        result = {"offers": plan.change_count()}
     else:
         from pathlib import Path
         from syncer.config import load_settings
@@ -61,7 +63,7 @@ CASE = textwrap.dedent("""
         with StateStore.open_readonly(settings.state_database_url()) as state:
             plan = make_plan(settings, settings.stores, catalog_source(settings, Path(catalog)),
                              state)
-        result = {"changes": len(plan.changes), "unchanged": plan.summary()["unchanged"]}
+        result = {"changes": plan.change_count(), "unchanged": plan.summary()["unchanged"]}
     result["seconds"] = time.perf_counter() - started
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))

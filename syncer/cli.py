@@ -182,7 +182,7 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
         else:
             the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
         check_zero_share(settings, the_plan, force)
-        with _progress(len(the_plan.changes), obj.quiet) as advance:
+        with _progress(the_plan.change_count(), obj.quiet) as advance:
             ctx = JobContext(settings, state, run_id, limiter_for, leases, advance, stop)
             for store_plan in the_plan.stores:
                 results.append(publish_store(ctx, store_plan))

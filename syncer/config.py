@@ -53,6 +53,33 @@ class CatalogSettings(_Section):
     encoding: str = "utf-8"
     legacy_encoding: str | None = None
     delimiter: Literal[";", ",", "\t", "|"] | None = None  # None: detected from the header line
+    # Or a database (syncer/sources.py): a SQLAlchemy URL and a table/view or a query. The
+    # URL may hold a password: a secret, never shown (set it with SYNCER_CATALOG__URL).
+    url: SecretStr | None = None
+    table: str | None = None
+    query: str | None = None
+    batch_size: int = Field(2000, ge=1, le=100_000)  # rows per fetch from the server
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CatalogSettings:
+        from sqlalchemy.engine import make_url
+
+        database = self.url is not None or self.table is not None or self.query is not None
+        if self.path is not None and database:
+            raise ValueError("give either path (a CSV file) or url with table or query (a "
+                             "database), not both")
+        if database and self.url is None:
+            raise ValueError("table and query read from a database: set url too")
+        if self.url is not None:
+            if (self.table is None) == (self.query is None):
+                raise ValueError("with url, set exactly one of table (a table or view) or "
+                                 "query (a SELECT)")
+            try:
+                make_url(self.url.get_secret_value().strip())
+            except Exception:  # the message would quote the URL, password included
+                raise ValueError("url is not a database URL such as "
+                                 "postgresql://user:password@host/database") from None
+        return self
 
 
 class ApiSettings(_Section):

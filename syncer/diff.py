@@ -1,8 +1,11 @@
 """Diff: (valid offers, rejected SKUs, snapshot) -> what one store must send, and why.
 
-Pure: no I/O. ``StoreDiff`` consumes offers one at a time (a million offers need not sit in
-memory) and ``finish`` settles the SKUs the catalog no longer has. ``diff`` wraps it as the
-single pure function the design describes.
+Pure: no I/O of its own. ``StoreDiff`` consumes offers one at a time and ``finish`` settles
+the SKUs the catalog no longer has; ``diff`` wraps it as the single pure function the design
+describes. The snapshot is read through ``SnapshotSource``: a compact index of every SKU (with
+the hash of the catalog row each confirmed offer came from), and whole entries fetched in
+batches only for the offers that may have changed. The changes go to a ``ChangeLog``, which
+moves to a temporary file past a threshold: memory stays bounded whatever the catalog size.
 
 Rules:
 - not in the snapshot -> ``create``; confirmed with other values -> ``update`` (each changed
@@ -15,63 +18,87 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Final
+import marshal
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import BinaryIO, Final, NamedTuple, Protocol
 
 from syncer.offers import FIELDS, Offer, Published, sku_key
 from syncer.state import SnapshotEntry
 
 QUANTITY: Final = FIELDS.index("quantity")
 ACTIONS: Final = ("zero", "update", "retry", "create")
+FieldChanges = tuple[tuple[str, str | int | None, str | int | None], ...]
+# Snapshot entries are fetched for this many offers at a time.
+LOOKUP_BATCH: Final = 2000
+# In a snapshot index: the SKU has an entry but no confirmed offer (a failed creation).
+UNCONFIRMED: Final = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One offer to send: the action, the target published fields, and what changes."""
+class Change(NamedTuple):
+    """One offer to send: the action, the target published fields, and what changes.
+
+    ``changes`` is None for a new offer (every field is new: computed when asked for, as a
+    million creates need not carry it). ``source_hash`` identifies the catalog row the target
+    came from; recorded with the acknowledgement, it lets the next plan skip validating a row
+    that has not changed."""
 
     action: str
     store: str
     sku: str
     target: Published
-    changes: tuple[tuple[str, str | int | None, str | int | None], ...]
+    changes: FieldChanges | None
     row: int | None = None
     listing_id: str | None = None
     previous_error: str | None = None
     # Queued by an earlier run that ran out of budget: first in line within its priority.
     queued_since: str | None = None
+    source_hash: int | None = None
 
     @property
     def key(self) -> str:
         return sku_key(self.sku)
 
     @property
-    def order(self) -> tuple[int, bool, str, str]:
-        return (self.priority, self.queued_since is None, self.queued_since or "", self.key)
+    def field_changes(self) -> FieldChanges:
+        return _changes(None, self.target) if self.changes is None else self.changes
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Sending order: priority, then queued ones (oldest first); ties keep the order in
+        which changes were planned (the catalog's)."""
+        return (self.priority, int(self.queued_since is None), self.queued_since or "")
 
     @property
     def changed_fields(self) -> tuple[str, ...]:
-        return tuple(name for name, _, _ in self.changes)
+        return tuple(name for name, _, _ in self.field_changes)
 
     @property
     def priority(self) -> int:
         """Zeros first, then stock changes, then the rest (invariant 8)."""
         if self.action == "zero":
             return 0
-        if "quantity" in self.changed_fields and self.action != "create":
+        if self.action == "create" or self.changes is None:
+            return 3
+        if any(name == "quantity" for name, _, _ in self.changes):
             return 1
-        return 2 if self.action in ("update", "retry") else 3
+        return 2
 
     def reason(self) -> str:
         if self.action == "zero":
             return "gone from the catalog: quantity set to 0"
-        if any(n == "quantity" and old is None for n, old, _ in self.changes):  # never confirmed
+        changes = self.field_changes
+        if self.changes is None or any(n == "quantity" and old is None
+                                       for n, old, _ in changes):  # never confirmed
             t = dict(zip(FIELDS, self.target, strict=True))
             parts = (f"new offer: {t['grade']}, quantity {t['quantity']}, "
                      f"{t['price']} {t['currency']}, warranty {t['warranty_delay']} months")
         else:
             parts = ", ".join(f"{name} {_show(old)} → {_show(new)}"
-                              for name, old, new in self.changes)
+                              for name, old, new in changes)
         if self.queued_since:
             parts = f"queued since {self.queued_since}; {parts}"
         if self.action == "create":
@@ -79,9 +106,114 @@ class Change:
         if self.action == "retry":
             prefix = f"failed last time ({self.previous_error})" if self.previous_error else \
                 "failed last time"
-            return f"{prefix}; {parts}" if self.changes else \
+            return f"{prefix}; {parts}" if changes else \
                 f"{prefix}; the catalog is back to the published values"
         return parts
+
+
+class ChangeLog:
+    """A store's changes, iterated in sending order: by priority, queued ones first (oldest
+    first), then in the order they were planned (catalog order). Kept in memory up to
+    ``spill_at`` changes; beyond, appended to one temporary file per sending class, so that
+    memory stays bounded whatever the catalog size."""
+
+    CLASSES: Final = 8  # priority 0-3, queued or not
+
+    def __init__(self, changes: Iterable[Change] = (), spill_at: int = 50_000) -> None:
+        self.spill_at = spill_at
+        self._memory: list[Change] = []
+        self._sorted = True
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._files: dict[int, BinaryIO] = {}
+        self.counts = dict.fromkeys(ACTIONS, 0)
+        self._length = 0
+        self.extend(changes)
+
+    def append(self, change: Change) -> None:
+        self._memory.append(change)
+        self._sorted = False
+        self.counts[change.action] += 1
+        self._length += 1
+        if len(self._memory) > (10_000 if self._folder is not None else self.spill_at):
+            self._spill()
+
+    def extend(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            self.append(change)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bool__(self) -> bool:
+        return self._length > 0
+
+    def __iter__(self) -> Iterator[Change]:
+        if self._folder is None:
+            if not self._sorted:
+                self._memory.sort(key=_order)  # stable: planned order within a class
+                self._sorted = True
+            return iter(list(self._memory))
+        self._spill()
+        return self._read()
+
+    def _read(self) -> Iterator[Change]:
+        for number in range(self.CLASSES):
+            handle = self._files.get(number)
+            if handle is None:
+                continue
+            handle.flush()
+            with open(handle.name, "rb") as source:
+                while True:
+                    try:
+                        yield Change(*marshal.load(source))
+                    except EOFError:
+                        break
+
+    def __getitem__(self, index: slice) -> list[Change]:
+        if not isinstance(index, slice) or index.step not in (None, 1) or \
+                (index.start or 0) < 0 or (index.stop is not None and index.stop < 0):
+            raise TypeError("a change log is read in order, by forward slices")
+        return list(islice(iter(self), index.start or 0, index.stop))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChangeLog | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def count(self, action: str) -> int:
+        return self.counts[action]
+
+    def _spill(self) -> None:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="syncer-plan-")
+        self._memory.sort(key=_order)
+        for change in self._memory:
+            priority, unqueued, _ = change.order
+            number = priority * 2 + unqueued
+            handle = self._files.get(number)
+            if handle is None:
+                handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
+                    os.path.join(self._folder.name, f"class-{number}"), "ab")
+            marshal.dump(tuple(change), handle)
+        self._memory = []
+        self._sorted = True
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files = {}
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _order(change: Change) -> tuple[int, int, str]:
+    return change.order
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +233,22 @@ class StorePlan:
     store: str
     locale: str
     revision: int
-    changes: list[Change] = field(default_factory=list)
+    changes: ChangeLog = field(default_factory=ChangeLog)
     notices: list[Notice] = field(default_factory=list)
     unchanged: int = 0
     rejected: int = 0
     live: int = 0  # offers live before this plan (for the zero safety share)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.changes, ChangeLog):
+            self.changes = ChangeLog(self.changes)
+
     def count(self, action: str) -> int:
-        return sum(1 for c in self.changes if c.action == action)
+        return self.changes.count(action)
 
     def summary(self) -> dict[str, int]:
-        counts = {action: 0 for action in ("create", "update", "zero", "retry")}
-        for change in self.changes:
-            counts[change.action] += 1
+        counts = {action: self.changes.count(action)
+                  for action in ("create", "update", "zero", "retry")}
         counts["unchanged"] = self.unchanged
         counts["rejected"] = self.rejected
         return counts
@@ -123,41 +258,107 @@ class StorePlan:
         return zeros / self.live if self.live else (1.0 if zeros else 0.0)
 
 
+class SnapshotSource(Protocol):
+    """What the diff reads of a store's snapshot."""
+
+    def index(self) -> Mapping[str, int | None]:
+        """Every SKU key of the snapshot -> the source hash of its confirmed, live offer;
+        None when it failed or has no source hash; ``UNCONFIRMED`` when nothing of it was
+        ever confirmed."""
+        ...
+
+    def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
+        """Whole entries of these keys (those the snapshot has)."""
+        ...
+
+    def live_count(self) -> int:
+        """Offers confirmed with stock."""
+        ...
+
+
+class SnapshotMap:
+    """A snapshot held in a mapping (tests, small stores)."""
+
+    def __init__(self, entries: Mapping[str, SnapshotEntry]) -> None:
+        self._entries = entries
+
+    def index(self) -> dict[str, int | None]:
+        return {key: UNCONFIRMED if entry.published is None else
+                entry.source_hash if entry.status == "live" else None
+                for key, entry in self._entries.items()}
+
+    def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
+        return {key: self._entries[key] for key in keys if key in self._entries}
+
+    def live_count(self) -> int:
+        return sum(1 for entry in self._entries.values() if entry.live)
+
+
+def as_source(snapshot: Mapping[str, SnapshotEntry] | SnapshotSource) -> SnapshotSource:
+    if isinstance(snapshot, Mapping):
+        return SnapshotMap(snapshot)
+    return snapshot
+
+
 class StoreDiff:
     """Accumulates one store's diff as offers stream past."""
 
     def __init__(self, store: str, locale: str, revision: int,
-                 snapshot: Mapping[str, SnapshotEntry],
-                 queued: Mapping[str, str] | None = None) -> None:
-        self.plan = StorePlan(store, locale, revision)
-        self.snapshot = snapshot
+                 snapshot: Mapping[str, SnapshotEntry] | SnapshotSource,
+                 queued: Mapping[str, str] | None = None, spill_at: int = 50_000) -> None:
+        self.plan = StorePlan(store, locale, revision, ChangeLog(spill_at=spill_at))
+        self.snapshot = as_source(snapshot)
+        self.known = self.snapshot.index()
         self.queued = queued or {}
         self.seen: set[str] = set()
         self.rejected_keys: set[str] = set()
+        self._pending: list[tuple[Offer, int | None]] = []
 
-    def offer(self, offer: Offer) -> None:
+    def fast_hash(self, key: str) -> int | None:
+        return self.known.get(key)
+
+    def unchanged(self, key: str) -> None:
+        """An offer known unchanged without validating its row (same source hash)."""
+        self.seen.add(key)
+        self.plan.unchanged += 1
+
+    def offer(self, offer: Offer, source_hash: int | None = None) -> None:
         key = offer.sku_key
         self.seen.add(key)
-        target = offer.published()
-        entry = self.snapshot.get(key)
-        if entry is None:
+        if key not in self.known:
             self.plan.changes.append(Change(
-                "create", self.plan.store, offer.sku, target, _changes(None, target),
-                row=offer.row))
+                "create", self.plan.store, offer.sku, offer.published(), None, offer.row,
+                None, None, self.queued.get(key), source_hash))
             return
-        changes = _changes(entry.published, target)
-        if entry.status == "failed":
-            # Even with nothing left to change, the failure is settled by publishing.
-            self.plan.changes.append(Change(
-                "retry", self.plan.store, offer.sku, target, changes, row=offer.row,
-                listing_id=entry.listing_id, previous_error=entry.last_error))
-            return
-        if changes:
-            self.plan.changes.append(Change(
-                "update", self.plan.store, offer.sku, target, changes, row=offer.row,
-                listing_id=entry.listing_id))
-            return
-        self.plan.unchanged += 1
+        self._pending.append((offer, source_hash))
+        if len(self._pending) >= LOOKUP_BATCH:
+            self._compare()
+
+    def _compare(self) -> None:
+        pending, self._pending = self._pending, []
+        entries = self.snapshot.entries(offer.sku_key for offer, _ in pending)
+        store = self.plan.store
+        for offer, source_hash in pending:
+            key = offer.sku_key
+            target = offer.published()
+            entry = entries.get(key)
+            queued = self.queued.get(key)
+            if entry is None:
+                self.plan.changes.append(Change("create", store, offer.sku, target, None,
+                                                offer.row, None, None, queued, source_hash))
+                continue
+            changes = None if entry.published is None else _changes(entry.published, target)
+            if entry.status == "failed":
+                # Even with nothing left to change, the failure is settled by publishing.
+                self.plan.changes.append(Change(
+                    "retry", store, offer.sku, target, changes, offer.row, entry.listing_id,
+                    entry.last_error, queued, source_hash))
+            elif changes:
+                self.plan.changes.append(Change(
+                    "update", store, offer.sku, target, changes, offer.row, entry.listing_id,
+                    None, queued, source_hash))
+            else:
+                self.plan.unchanged += 1
 
     def held(self, offer: Offer, reason: str) -> None:
         """An offer that cannot be published yet (its product proposal was rejected): it is
@@ -172,40 +373,41 @@ class StoreDiff:
             self.rejected_keys.add(key)
 
     def finish(self, listed_elsewhere: Callable[[str], bool]) -> StorePlan:
+        self._compare()
         plan = self.plan
-        for key, entry in self.snapshot.items():
-            if entry.live:
-                plan.live += 1
-            if key in self.seen or entry.published is None:
-                continue
-            if not entry.published[QUANTITY]:
-                continue  # already offline: zero once
-            if key in self.rejected_keys:
-                plan.notices.append(Notice(
-                    "kept-rejected", plan.store, entry.sku,
-                    "row rejected: the live offer is kept as published, not zeroed"))
-                continue
-            if listed_elsewhere(key):
-                plan.notices.append(Notice(
-                    "dropped-from-store", plan.store, entry.sku,
-                    "no longer offered in this store but still in another store of the same "
-                    "listing: not zeroed (quantity is global on Back Market)"))
-                continue
-            target = list(entry.published)
-            target[QUANTITY] = 0
-            plan.changes.append(Change(
-                "zero", plan.store, entry.sku, tuple(target),
-                (("quantity", entry.published[QUANTITY], 0),), listing_id=entry.listing_id,
-                previous_error=entry.last_error if entry.status == "failed" else None))
-        if self.queued:
-            plan.changes = [replace(c, queued_since=self.queued.get(c.key))
-                            if c.key in self.queued else c for c in plan.changes]
-        plan.changes.sort(key=lambda c: c.order)
+        plan.live = self.snapshot.live_count()
+        gone = (key for key in self.known if key not in self.seen)
+        while batch := list(islice(gone, LOOKUP_BATCH)):
+            for key, entry in self.snapshot.entries(batch).items():
+                self._gone(key, entry, listed_elsewhere)
         return plan
+
+    def _gone(self, key: str, entry: SnapshotEntry,
+              listed_elsewhere: Callable[[str], bool]) -> None:
+        plan = self.plan
+        if entry.published is None or not entry.published[QUANTITY]:
+            return  # never confirmed, or already offline: zero once
+        if key in self.rejected_keys:
+            plan.notices.append(Notice(
+                "kept-rejected", plan.store, entry.sku,
+                "row rejected: the live offer is kept as published, not zeroed"))
+            return
+        if listed_elsewhere(key):
+            plan.notices.append(Notice(
+                "dropped-from-store", plan.store, entry.sku,
+                "no longer offered in this store but still in another store of the same "
+                "listing: not zeroed (quantity is global on Back Market)"))
+            return
+        target = list(entry.published)
+        target[QUANTITY] = 0
+        plan.changes.append(Change(
+            "zero", plan.store, entry.sku, tuple(target),
+            (("quantity", entry.published[QUANTITY], 0),), None, entry.listing_id,
+            entry.last_error if entry.status == "failed" else None, self.queued.get(key)))
 
 
 def diff(store: str, locale: str, offers: Iterable[Offer], rejected: Iterable[str],
-         snapshot: Mapping[str, SnapshotEntry], revision: int = 0,
+         snapshot: Mapping[str, SnapshotEntry] | SnapshotSource, revision: int = 0,
          listed_elsewhere: Callable[[str], bool] = lambda _key: False,
          queued: Mapping[str, str] | None = None) -> StorePlan:
     """The whole diff of one store as a single pure function."""
@@ -217,8 +419,7 @@ def diff(store: str, locale: str, offers: Iterable[Offer], rejected: Iterable[st
     return differ.finish(listed_elsewhere)
 
 
-def _changes(old: Published | None, new: Published
-             ) -> tuple[tuple[str, str | int | None, str | int | None], ...]:
+def _changes(old: Published | None, new: Published) -> FieldChanges:
     if old is None:
         return tuple((name, None, value) for name, value in zip(FIELDS, new, strict=True)
                      if value is not None)
@@ -235,27 +436,33 @@ def _show(value: str | int | None) -> str:
         else text
 
 
-def stock_only(plan: StorePlan, snapshot: Mapping[str, SnapshotEntry]) -> StorePlan:
+def stock_only(plan: StorePlan,
+               snapshot: Mapping[str, SnapshotEntry] | SnapshotSource) -> StorePlan:
     """The stock lane's share of a plan: zeros, and the quantity of offers whose quantity
     changed, nothing else (prices, comments and new listings wait for the full offer run).
     Each target is the confirmed offer with only its quantity changed, so that what the lane
-    confirms is exactly what it sent."""
+    confirms is exactly what it sent (and it carries no source hash: the row is not all
+    published)."""
+    source = as_source(snapshot)
     lane = StorePlan(plan.store, plan.locale, plan.revision, unchanged=plan.unchanged,
                      rejected=plan.rejected, live=plan.live, notices=list(plan.notices))
-    for change in plan.changes:
-        if change.action == "zero":
-            lane.changes.append(change)
-            continue
-        entry = snapshot.get(change.key)
-        if change.action == "create" or entry is None or entry.published is None:
-            continue
-        new_quantity = change.target[QUANTITY]
-        if entry.published[QUANTITY] == new_quantity:
-            continue
-        target = list(entry.published)
-        target[QUANTITY] = new_quantity
-        lane.changes.append(replace(
-            change, action="update", target=tuple(target),
-            changes=(("quantity", entry.published[QUANTITY], new_quantity),),
-            previous_error=None))
+    changes = iter(plan.changes)
+    while batch := list(islice(changes, LOOKUP_BATCH)):
+        entries = source.entries(c.key for c in batch if c.action not in ("zero", "create"))
+        for change in batch:
+            if change.action == "zero":
+                lane.changes.append(change)
+                continue
+            entry = entries.get(change.key)
+            if entry is None or entry.published is None:
+                continue
+            new_quantity = change.target[QUANTITY]
+            if entry.published[QUANTITY] == new_quantity:
+                continue
+            target = list(entry.published)
+            target[QUANTITY] = new_quantity
+            lane.changes.append(change._replace(
+                action="update", target=tuple(target),
+                changes=(("quantity", entry.published[QUANTITY], new_quantity),),
+                previous_error=None, source_hash=None))
     return lane

@@ -100,9 +100,15 @@ class Profile:
     product: dict[str, Source] = field(default_factory=dict)
     # Back Market category attribute (its `field`) -> where its value comes from.
     attributes: dict[str, Source] = field(default_factory=dict)
+    _seen_grades: dict[str, str | None] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
     def grade(self, text: str) -> str | None:
-        return self.grades.get(normalise(text))
+        try:
+            return self._seen_grades[text]
+        except KeyError:  # a catalog uses a handful of spellings: normalise each once
+            found = self._seen_grades[text] = self.grades.get(normalise(text))
+            return found
 
     def shipper(self, text: str) -> str | None:
         return self.carriers.get(normalise(text), self.carrier_fallback)

@@ -2,15 +2,19 @@
 
 Pure: renders as text (terminal), Markdown (CI job summary, pull-request comment) and JSON
 (machines), and round-trips through JSON so a plan can be saved and applied later. Text and
-Markdown list at most ``detail_limit`` lines per section; JSON always lists everything.
+Markdown list at most ``detail_limit`` lines per section; JSON always lists everything, and
+is written as a stream (``write``): a million changes never sit in memory as one string.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from itertools import chain
+from typing import Any, Final, TextIO
 
 from syncer.diff import Change, Notice, StorePlan
 from syncer.offers import FIELDS, Rejection
@@ -30,8 +34,12 @@ class Plan:
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
-    def changes(self) -> list[Change]:
-        return [c for store in self.stores for c in store.changes]
+    def changes(self) -> Iterator[Change]:
+        """Every store's changes, store after store, each in sending order."""
+        return chain.from_iterable(store.changes for store in self.stores)
+
+    def change_count(self) -> int:
+        return sum(len(store.changes) for store in self.stores)
 
     @property
     def notices(self) -> list[Notice]:
@@ -55,7 +63,7 @@ class Plan:
         raise KeyError(name)
 
     # --- JSON -----------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def _head(self) -> dict[str, Any]:
         return {
             "format": PLAN_FORMAT,
             "created_at": self.created_at,
@@ -67,7 +75,10 @@ class Plan:
                  "summary": s.summary(), "zero_share": round(s.zero_share(), 4)}
                 for s in self.stores
             ],
-            "changes": [_change_dict(c) for c in self.changes],
+        }
+
+    def _tail(self) -> dict[str, Any]:
+        return {
             "rejections": [r.to_dict() for r in self.rejections],
             "notices": [
                 {"kind": n.kind, "store": n.store, "sku": n.sku, "message": n.message}
@@ -76,8 +87,25 @@ class Plan:
             "notes": list(self.notes),
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**self._head(), "changes": [_change_dict(c) for c in self.changes],
+                **self._tail()}
+
+    def write_json(self, out: TextIO) -> None:
+        """The JSON document, written change by change."""
+        head = json.dumps(self._head(), indent=2, ensure_ascii=False)
+        out.write(head[:-2] + ',\n  "changes": [')
+        for number, change in enumerate(self.changes):
+            out.write(",\n    " if number else "\n    ")
+            out.write(json.dumps(_change_dict(change), ensure_ascii=False))
+        out.write("\n  ],\n")
+        tail = json.dumps(self._tail(), indent=2, ensure_ascii=False)
+        out.write(tail[2:] + "\n")
+
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        out = io.StringIO()
+        self.write_json(out)
+        return out.getvalue()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -95,9 +123,11 @@ class Plan:
             by_name[c["store"]].changes.append(Change(
                 action=c["action"], store=c["store"], sku=c["sku"],
                 target=tuple(c["target"][name] for name in FIELDS),
-                changes=tuple((name, v["old"], v["new"]) for name, v in c["fields"].items()),
+                changes=None if c.get("new_offer") else
+                tuple((name, v["old"], v["new"]) for name, v in c["fields"].items()),
                 row=c.get("row"), listing_id=c.get("listing_id"),
-                previous_error=c.get("previous_error"), queued_since=c.get("queued_since")))
+                previous_error=c.get("previous_error"), queued_since=c.get("queued_since"),
+                source_hash=c.get("source_hash")))
         for n in data.get("notices", []):
             by_name[n["store"]].notices.append(Notice(n["kind"], n["store"], n["sku"],
                                                       n["message"]))
@@ -197,10 +227,13 @@ def _change_dict(change: Change) -> dict[str, Any]:
         "action": change.action,
         "row": change.row,
         "listing_id": change.listing_id,
-        "fields": {name: {"old": old, "new": new} for name, old, new in change.changes},
+        "fields": {name: {"old": old, "new": new}
+                   for name, old, new in change.field_changes},
         "reason": change.reason(),
         "previous_error": change.previous_error,
         "queued_since": change.queued_since,
+        "new_offer": change.changes is None,
+        "source_hash": change.source_hash,
         "target": dict(zip(FIELDS, change.target, strict=True)),
     }
 

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Final
 
 import structlog
 
 from syncer.client import MAX_BATCH_LINES, BackMarketClient, task_outcomes
 from syncer.config import StoreSettings
-from syncer.diff import Change, StorePlan
+from syncer.diff import LOOKUP_BATCH, Change, StorePlan
 from syncer.errors import (
     ApiError,
     FatalApiError,
@@ -109,17 +110,40 @@ class Publisher:
 
     # --- entry point ----------------------------------------------------------------------
     def apply(self, plan: StorePlan) -> PublishResult:
-        """Publish a plan: each change by the cheapest route that can carry it."""
+        """Publish a plan: each change by the cheapest route that can carry it. Changes are
+        read in sending order a batch at a time, each compared with the snapshot as it is
+        now; batch rows are sent as they fill up: memory stays bounded."""
         def body(result: PublishResult) -> None:
             in_flight = self.settle_batches(result)
-            snapshot = self.state.snapshot(self.store.name)
-            singles, batch = self._route(plan.changes, snapshot, in_flight, result)
+            batch: list[Change] = []
             deferred: list[Change] = []
-            for change, fields in singles:
-                self._check_stop()
-                if deferred or not self._send_single(change, fields, snapshot, batch, result):
-                    deferred.append(change)
-            if deferred:
+            deferring = False  # out of budget: the rest waits for the next run
+            changes = iter(plan.changes)
+            while chunk := list(islice(changes, LOOKUP_BATCH)):
+                snapshot = self.state.snapshot_entries(self.store.name,
+                                                       [c.key for c in chunk])
+                for change in chunk:
+                    if deferring:
+                        deferred.append(change)
+                        continue
+                    fields = self._route(change, snapshot.get(change.key), in_flight, result)
+                    if fields is None:
+                        continue
+                    if not fields or BATCH_ONLY_FIELDS.intersection(fields):
+                        batch.append(change)
+                    else:
+                        self._check_stop()
+                        if not self._send_single(change, fields, snapshot.get(change.key),
+                                                 batch, result):
+                            deferring = True
+                            deferred.append(change)
+                    if len(batch) >= self.batch_rows and not deferring:
+                        self._send_batches(batch, result)
+                        batch = []
+                if len(deferred) >= LOOKUP_BATCH:
+                    self._defer(deferred, result)
+                    deferred = []
+            if deferring:
                 self._defer(deferred + batch, result)
             else:
                 self._send_batches(batch, result)
@@ -168,41 +192,33 @@ class Publisher:
         return result
 
     # --- routing --------------------------------------------------------------------------
-    def _route(self, changes: Sequence[Change], snapshot: dict[str, SnapshotEntry],
-               in_flight: set[str], result: PublishResult
-               ) -> tuple[list[tuple[Change, tuple[str, ...]]], list[Change]]:
-        singles: list[tuple[Change, tuple[str, ...]]] = []
-        batch: list[Change] = []
-        for change in sorted(changes, key=lambda c: c.order):
-            if change.key in in_flight:
-                result.counts["in_flight"] += 1
-                continue
-            entry = snapshot.get(change.key)
-            confirmed = entry.published if entry is not None else None
-            if confirmed is None:
-                batch.append(change)
-                continue
-            fields = _changed(confirmed, change.target)
-            if not fields and entry is not None and entry.status != "failed":
-                result.counts["already_published"] += 1
-                self.progress(1)
-                continue
-            if not fields:  # a failed attempt whose target is what is already confirmed
-                self._ack(change, entry.listing_id if entry else None, result)
-                continue
-            if BATCH_ONLY_FIELDS.intersection(fields):
-                batch.append(change)
-            else:
-                singles.append((change, fields))
-        return singles, batch
+    def _route(self, change: Change, entry: SnapshotEntry | None, in_flight: set[str],
+               result: PublishResult) -> tuple[str, ...] | None:
+        """The fields to send (empty: the whole offer, through the batch), or None when the
+        change needs no request: in flight, already published, or settled as it is."""
+        if change.key in in_flight:
+            result.counts["in_flight"] += 1
+            return None
+        confirmed = entry.published if entry is not None else None
+        if confirmed is None:
+            return ()
+        fields = _changed(confirmed, change.target)
+        if fields:
+            return fields
+        assert entry is not None
+        if entry.status != "failed":
+            result.counts["already_published"] += 1
+            self.progress(1)
+        else:  # a failed attempt whose target is what is already confirmed
+            self._ack(change, entry.listing_id, result)
+        return None
 
     # --- single-listing updates -----------------------------------------------------------
     def _send_single(self, change: Change, fields: tuple[str, ...],
-                     snapshot: dict[str, SnapshotEntry], batch: list[Change],
+                     entry: SnapshotEntry | None, batch: list[Change],
                      result: PublishResult) -> bool:
         """One real-time update. False when the hourly budget has no line left for it."""
         self._keep_lease()
-        entry = snapshot.get(change.key)
         listing_id = (entry.listing_id if entry else None) or change.listing_id
         taken = 0
         try:
@@ -245,7 +261,7 @@ class Publisher:
         self._keep_lease()
         columns, rows = batch_rows(changes, send_deee=self.store.send_deee,
                                    extra=self.extra_columns)
-        offers = {c.key: [c.sku, *c.target] for c in changes}
+        offers = {c.key: [c.sku, c.source_hash, *c.target] for c in changes}
         batch_id = self.state.add_pending_batch(self.store.name, offers)
         try:
             task_id = self.client.create_batch(columns, rows)
@@ -310,7 +326,7 @@ class Publisher:
         if task.get("action_status") != 9:
             reason = task.get("last_action_error") or f"task {task_id} failed"
             failures = [Failure(v[0], f"batch task {task_id} failed: {reason}",
-                                attempted=tuple(v[1:])) for v in offers.values()]
+                                attempted=tuple(v[2:])) for v in offers.values()]
             self.state.record_failures(self.store.name, failures)
             result.counts["failed"] += len(failures)
             result.failures.extend(failures)
@@ -319,25 +335,25 @@ class Publisher:
         outcomes = task_outcomes(task)
         # What the task does not say (an unreported SKU, a success without its listing id)
         # is read from the listings.
-        unclear = [sku for key, (sku, *_) in offers.items()
+        unclear = [sku for key, (sku, _, *_) in offers.items()
                    if key not in outcomes or (outcomes[key].ok and not outcomes[key].listing_id)]
         listings = self.client.find_listings(unclear) if unclear else {}
         acks: list[Ack] = []
         failures = []
-        for key, (sku, *target) in offers.items():
+        for key, (sku, source_hash, *target) in offers.items():
             outcome = outcomes.get(key)
             published = tuple(target)
             listing = listings.get(key)
             if outcome is None:
                 if listing is not None and listing_matches(listing, published, self.store):
-                    acks.append(Ack(sku, published, str(listing["id"])))
+                    acks.append(Ack(sku, published, str(listing["id"]), source_hash))
                 else:
                     failures.append(Failure(sku, f"not reported by batch task {task_id} and "
                                                  "not found as sent", attempted=published))
             elif outcome.ok:
                 listing_id = outcome.listing_id or (None if listing is None
                                                     else str(listing["id"]))
-                acks.append(Ack(sku, published, listing_id))
+                acks.append(Ack(sku, published, listing_id, source_hash))
             else:
                 failures.append(Failure(sku, outcome.message or "rejected",
                                         code="task-error", attempted=published))
@@ -365,14 +381,14 @@ class Publisher:
         (all of them looked up together). Offers not found as sent are dropped from their
         batch; the plan sends them again."""
         listings = self.client.find_listings(
-            [sku for _, offers in batches for sku, *_ in offers.values()])
+            [sku for _, offers in batches for sku, _, *_ in offers.values()])
         for batch_id, offers in batches:
             acks = []
-            for key, (sku, *target) in offers.items():
+            for key, (sku, source_hash, *target) in offers.items():
                 listing = listings.get(key)
                 published = tuple(target)
                 if listing is not None and listing_matches(listing, published, self.store):
-                    acks.append(Ack(sku, published, str(listing["id"])))
+                    acks.append(Ack(sku, published, str(listing["id"]), source_hash))
             self.state.record_acks(self.store.name, acks)
             self.state.remove_batch(batch_id)
             result.counts["created"] += len(acks)
@@ -407,7 +423,8 @@ class Publisher:
 
     # --- outcomes -------------------------------------------------------------------------
     def _ack(self, change: Change, listing_id: str | None, result: PublishResult) -> None:
-        self.state.record_acks(self.store.name, [Ack(change.sku, change.target, listing_id)])
+        self.state.record_acks(self.store.name,
+                               [Ack(change.sku, change.target, listing_id, change.source_hash)])
         result.count_ack(change)
         self.progress(1)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Engine,
     Text,
     and_,
@@ -40,7 +41,11 @@ from sqlmodel import Column, Field, SQLModel
 from syncer.errors import LockHeld, StateError
 from syncer.offers import FIELDS, Published, content_hash
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+# Schema version -> the statements that bring the previous version to it.
+MIGRATIONS: Final = {
+    2: ("ALTER TABLE offer_snapshot ADD COLUMN source_hash BIGINT",),
+}
 # A run that did its work counts for scheduling, even if Back Market refused some offers
 # (those are retried by the next run anyway). "stopped", "failed", "interrupted" do not.
 SUCCESSFUL_OUTCOMES: Final = ("ok", "partial")
@@ -75,6 +80,9 @@ class OfferSnapshot(SQLModel, table=True):
     deee: str | None = Field(default=None, max_length=24)
     shipping: str | None = Field(default=None, sa_column=Column(Text))
     content_hash: str | None = Field(default=None, max_length=16)
+    # Hash of the catalog row (and mapping) the confirmed fields came from: a row with the same
+    # hash next time is unchanged without being validated again. None: not known.
+    source_hash: int | None = Field(default=None, sa_column=Column(BigInteger))
     confirmed_at: datetime | None = None
     # "live" (confirmed as published) or "failed" (the last attempt failed).
     status: str = Field(default="live", max_length=16)
@@ -298,6 +306,10 @@ _TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE
            _CATEGORIES, _ORDERS, _ORDER_LINES, _LINE_ACTIONS, _SHIPMENTS, _ORDER_PULLS,
            _SCHEMA)
 _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
+_ENTRY_COLUMNS: Final = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
+                         _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
+                         _SNAPSHOT.c.attempts, _SNAPSHOT.c.request_id, _SNAPSHOT.c.source_hash,
+                         *_FIELD_COLUMNS)
 
 
 # --- values read out of the state -------------------------------------------------------------
@@ -311,6 +323,7 @@ class SnapshotEntry:
     last_error: str | None = None
     attempts: int = 0
     request_id: str | None = None
+    source_hash: int | None = None
 
     @property
     def live(self) -> bool:
@@ -325,6 +338,7 @@ class Ack:
     sku: str
     published: Published
     listing_id: str | None
+    source_hash: int | None = None  # the catalog row it came from, when all of it was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,11 +412,21 @@ class StateStore:
                 if found is None:
                     conn.execute(_SCHEMA.insert().values(key="schema_version",
                                                          value=str(SCHEMA_VERSION)))
+                else:
+                    self._migrate(conn, int(found))
         except IntegrityError:
             pass  # another process created it at the same instant
         except SQLAlchemyError as exc:
             raise _state_error(self.url, exc) from None
         self._empty = False
+
+    def _migrate(self, conn: Any, version: int) -> None:
+        """Bring an older schema up to date, in the transaction that checked its version."""
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(text(statement))
+            conn.execute(sa_update(_SCHEMA).where(_SCHEMA.c.key == "schema_version")
+                         .values(value=str(target)))
 
     def _check_schema(self) -> None:
         assert self.engine is not None
@@ -421,6 +445,10 @@ class StateStore:
                 f"the state database {_safe_url(self.url)} has schema version {found}, newer "
                 f"than this syncer understands ({SCHEMA_VERSION}); upgrade the syncer"
             )
+        if found is not None and int(found) < SCHEMA_VERSION and self.readonly:
+            raise StateError(
+                f"the state database {_safe_url(self.url)} has the older schema version "
+                f"{found}; `syncer apply` or `syncer run` upgrades it (to {SCHEMA_VERSION})")
 
     @property
     def empty(self) -> bool:
@@ -450,20 +478,46 @@ class StateStore:
     def snapshot(self, store: str) -> dict[str, SnapshotEntry]:
         if self.empty:
             return {}
-        columns = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
-                   _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
-                   _SNAPSHOT.c.attempts, _SNAPSHOT.c.request_id, *_FIELD_COLUMNS)
-        entries: dict[str, SnapshotEntry] = {}
         with self._read() as conn:
             result = conn.execution_options(yield_per=10_000).execute(
-                select(*columns).where(_SNAPSHOT.c.store == store))
-            for key, sku, listing_id, confirmed, status, error, attempts, rid, *fields in result:
-                entries[key] = SnapshotEntry(
-                    sku=sku, listing_id=listing_id,
-                    published=tuple(fields) if confirmed is not None else None,
-                    status=status, last_error=error, attempts=attempts, request_id=rid,
-                )
+                select(*_ENTRY_COLUMNS).where(_SNAPSHOT.c.store == store))
+            return dict(_entry(row) for row in result)
+
+    def snapshot_entries(self, store: str, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
+        """Whole entries of these SKU keys (those the snapshot has)."""
+        wanted = list(keys)
+        if self.empty or not wanted:
+            return {}
+        entries: dict[str, SnapshotEntry] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(select(*_ENTRY_COLUMNS).where(
+                    _SNAPSHOT.c.store == store,
+                    _SNAPSHOT.c.sku_key.in_(wanted[start:start + 500])))
+                entries.update(_entry(row) for row in rows)
         return entries
+
+    def snapshot_index(self, store: str) -> dict[str, int | None]:
+        """Every SKU key of the store's snapshot -> the source hash of its confirmed, live
+        offer, None, or -1 when nothing of it was ever confirmed. Compact: what planning keeps
+        in memory for a million offers (see ``syncer.diff.SnapshotSource``)."""
+        if self.empty:
+            return {}
+        c = _SNAPSHOT.c
+        query = select(c.sku_key, case((c.confirmed_at.is_(None), -1),
+                                       (c.status == "live", c.source_hash),
+                                       else_=None)).where(c.store == store)
+        with self._read() as conn:
+            result = conn.execution_options(yield_per=20_000).execute(query)
+            return {key: value for key, value in result}
+
+    def live_count(self, store: str) -> int:
+        if self.empty:
+            return 0
+        c = _SNAPSHOT.c
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).where(
+                c.store == store, c.confirmed_at.is_not(None), c.quantity > 0)).scalar() or 0)
 
     def revision(self, store: str) -> int:
         if self.empty:
@@ -483,7 +537,8 @@ class StateStore:
                     "store": store, "sku_key": ack.sku.casefold(), "sku": ack.sku,
                     "listing_id": ack.listing_id,
                     **dict(zip(FIELDS, ack.published, strict=True)),
-                    "content_hash": content_hash(ack.published), "confirmed_at": now,
+                    "content_hash": content_hash(ack.published),
+                    "source_hash": ack.source_hash, "confirmed_at": now,
                     "status": "live", "last_error": None, "error_code": None,
                     "request_id": None, "attempts": 0, "failed_hash": None, "updated_at": now,
                 }
@@ -505,12 +560,12 @@ class StateStore:
             rows = [
                 {"store": store, "sku_key": ack.sku.casefold(), "sku": ack.sku,
                  "listing_id": ack.listing_id, **dict(zip(FIELDS, ack.published, strict=True)),
-                 "content_hash": content_hash(ack.published), "confirmed_at": now,
-                 "status": "live", "attempts": 0, "updated_at": now}
+                 "content_hash": content_hash(ack.published), "source_hash": None,
+                 "confirmed_at": now, "status": "live", "attempts": 0, "updated_at": now}
                 for ack in chunk
             ]
-            update = ["sku", "listing_id", *FIELDS, "content_hash", "confirmed_at",
-                      "updated_at"]
+            update = ["sku", "listing_id", *FIELDS, "content_hash", "source_hash",
+                      "confirmed_at", "updated_at"]
             with self._write() as conn:
                 _upsert(conn, _SNAPSHOT, rows, ("store", "sku_key"), update)
                 self._bump(conn, store, now)
@@ -958,6 +1013,24 @@ class StateStore:
                 select(_SNAPSHOT.c.store).distinct().order_by(_SNAPSHOT.c.store))]
 
 
+class StoreSnapshot:
+    """A store's snapshot as the diff reads it (``syncer.diff.SnapshotSource``): a compact
+    index of every SKU, whole entries in batches on demand."""
+
+    def __init__(self, state: StateStore, store: str) -> None:
+        self.state = state
+        self.store = store
+
+    def index(self) -> dict[str, int | None]:
+        return self.state.snapshot_index(self.store)
+
+    def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
+        return self.state.snapshot_entries(self.store, keys)
+
+    def live_count(self) -> int:
+        return self.state.live_count(self.store)
+
+
 class StoreLease:
     """A lease on a store's lock in the state database. A holder that dies stops renewing;
     its lease expires and the next run takes over (or at once, if the holder's process is
@@ -1047,6 +1120,14 @@ def _is_zombie(pid: int) -> bool:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+def _entry(row: Any) -> tuple[str, SnapshotEntry]:
+    key, sku, listing_id, confirmed, status, error, attempts, rid, source, *fields = row
+    return key, SnapshotEntry(sku=sku, listing_id=listing_id,
+                              published=tuple(fields) if confirmed is not None else None,
+                              status=status, last_error=error, attempts=attempts,
+                              request_id=rid, source_hash=source)
+
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

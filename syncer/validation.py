@@ -12,19 +12,25 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Protocol
+from functools import lru_cache
+from typing import Final, NamedTuple, Protocol
 
 from stdnum import ean as ean_check
 
 from syncer.mapping import CompiledMapping, Getter, Profile, StoreMapping
-from syncer.offers import Offer, Rejection, ShippingOption, sku_key
+from syncer.offers import Offer, Rejection, ShippingOption, money, sku_key
 
+# Bump when a rule changes what a row publishes: rows confirmed under older rules are then
+# validated again instead of being taken as unchanged (see planner.fingerprint).
+VALIDATION_VERSION: Final = 1
 MAX_COMMENT: Final = 500
 MAX_SKU: Final = 64
+_BAD_SKU: Final = re.compile(r'[\r\n\t;"]')
 _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 _AMOUNT: Final = re.compile(r"\d{1,9}(\.\d{1,2})?")
+_PLAIN_AMOUNT: Final = re.compile(r"\d{1,9}(\.\d{1,2})?")
 _INTEGER: Final = re.compile(r"\+?\d{1,9}(\.0+)?")
 AMOUNT_EXPECTED: Final = "an amount like 199.90 (digits, at most 2 decimals, no thousands " \
     "separator or currency sign)"
@@ -40,6 +46,26 @@ class BadValue(ValueError):
 
 def parse_amount(text: str, *, positive: bool = True) -> Decimal:
     """A money amount. Accepts a decimal comma ("12,50"); refuses anything ambiguous."""
+    if _PLAIN_AMOUNT.fullmatch(text):  # the common case, with nothing to clean or doubt
+        value = Decimal(text)
+        if value or not positive:
+            return value
+    result = _amount(text, positive)
+    if isinstance(result, str):
+        raise BadValue(result)
+    return result
+
+
+@lru_cache(maxsize=131_072)
+def _amount(text: str, positive: bool) -> Decimal | str:
+    """The amount, or what was expected instead (cached: catalogs repeat their prices)."""
+    try:
+        return _parse_amount(text, positive)
+    except BadValue as exc:
+        return exc.expected
+
+
+def _parse_amount(text: str, positive: bool) -> Decimal:
     raw = text.strip()
     if raw.count(",") == 1 and "." not in raw:
         raw = raw.replace(",", ".")
@@ -58,6 +84,21 @@ def parse_amount(text: str, *, positive: bool = True) -> Decimal:
 
 def parse_count(text: str) -> int:
     """A whole number of items or months (spreadsheets may write 12 as 12.0)."""
+    result = _count(text)
+    if isinstance(result, str):
+        raise BadValue(result)
+    return result
+
+
+@lru_cache(maxsize=65_536)
+def _count(text: str) -> int | str:
+    try:
+        return _parse_count(text)
+    except BadValue as exc:
+        return exc.expected
+
+
+def _parse_count(text: str) -> int:
     raw = text.strip()
     if raw.startswith("-") and _INTEGER.fullmatch(raw[1:]):
         raise BadValue("a whole number of 0 or more")
@@ -83,7 +124,9 @@ def parse_ean(text: str) -> str:
     raw = text.strip()
     if not raw.isdigit() or len(raw) not in (8, 12, 13):
         raise BadValue("an EAN of 8, 12 or 13 digits")
-    if not ean_check.is_valid(raw):
+    # The digits are already checked: stdnum's check digit without its generic cleaning,
+    # which costs more than the rest of a row's validation.
+    if ean_check.calc_check_digit(raw[:-1]) != raw[-1]:
         raise BadValue("an EAN with a valid check digit")
     return raw
 
@@ -106,18 +149,38 @@ class RowResult:
         return None if self.sku is None else sku_key(self.sku)
 
 
-class Validator:
-    """Validates rows in catalog order; remembers SKUs to reject case-insensitive duplicates."""
+class _StoreGetters(NamedTuple):
+    """A store's getters looked up once, not once per row."""
 
-    def __init__(self, mapping: CompiledMapping) -> None:
+    mapping: StoreMapping
+    price: Getter
+    currency: Getter | None
+    warranty: Getter | None
+    comment: Getter | None
+    min_price: Getter | None
+    max_price: Getter | None
+
+
+class Validator:
+    """Validates rows in catalog order; remembers SKUs to reject case-insensitive duplicates.
+    ``seen`` (SKU key -> first row and spelling) may be shared with a caller that skips
+    validating rows it knows unchanged, so that duplicates are still caught."""
+
+    def __init__(self, mapping: CompiledMapping,
+                 seen: dict[str, tuple[int, str]] | None = None) -> None:
         self.mapping = mapping
         self.width = len(mapping.header)
-        self._seen: dict[str, tuple[int, str]] = {}
+        self._seen: dict[str, tuple[int, str]] = {} if seen is None else seen
         self._offer = mapping.offer
+        self._all_stores = frozenset(s.store.name for s in mapping.stores)
+        self._stores = tuple(
+            _StoreGetters(m, m.fields["price"], *(m.fields.get(name) for name in (
+                "currency", "warranty", "comment", "min_price", "max_price")))
+            for m in mapping.stores)
 
     def validate(self, row: int, values: Sequence[str]) -> RowResult:
         offer = self._offer
-        all_stores = {s.store.name for s in self.mapping.stores}
+        all_stores = set(self._all_stores)
         if len(values) != self.width:
             sku = _safe_cell(values, offer["sku"])
             result = RowResult(row, sku)
@@ -139,7 +202,7 @@ class Validator:
 
         if sku is None:
             reject("sku", None, "a SKU (the listing's identifier, unique per seller)")
-        elif len(sku) > MAX_SKU or any(c in sku for c in "\r\n\t;\""):
+        elif len(sku) > MAX_SKU or _BAD_SKU.search(sku):
             reject("sku", sku, f"at most {MAX_SKU} characters, without tabs, line breaks, "
                                "';' or '\"'")
         else:
@@ -188,27 +251,32 @@ class Validator:
                 reject("deee", raw, exc.expected)
 
         row_ok = not problems
-        for store_mapping in self.mapping.stores:
-            store = store_mapping.store
-            price_text = store_mapping.fields["price"](values)
+        profile = self.mapping.profile
+        offer_key = sku_key(sku) if sku is not None else None
+        for getters in self._stores:
+            price_text = getters.price(values)
             if price_text is None:
                 continue  # not offered in this store
+            store = getters.mapping.store
             result.listed_stores.add(store.name)
             before = len(problems)
-            fields = _store_fields(self.mapping.profile, store_mapping, values, price_text,
-                                   reject)
+            fields = _store_fields(profile, getters, values, price_text, reject)
             if not row_ok or len(problems) > before or fields is None:
                 result.rejected_stores.add(store.name)
                 continue
             assert sku is not None and grade is not None and quantity is not None
             price, currency, warranty, comment, min_price, max_price, shipping = fields
+            store_deee = deee if store.send_deee else None
+            target = (product_id, ean, grade, quantity, money(price), currency, warranty,
+                      comment, None if min_price is None else money(min_price),
+                      None if max_price is None else money(max_price),
+                      None if store_deee is None else money(store_deee),
+                      ";".join([option.canonical() for option in shipping]) if shipping
+                      else None)
             result.offers.append(Offer(
-                store=store.name, row=row, sku=sku, product_id=product_id, ean=ean,
-                grade=grade, quantity=quantity, price=price, currency=currency,
-                warranty_delay=warranty, comment=comment, min_price=min_price,
-                max_price=max_price, deee=deee if store.send_deee else None,
-                shipping=shipping,
-            ))
+                store.name, row, sku, product_id, ean, grade, quantity, price, currency,
+                warranty, comment, min_price, max_price, store_deee, shipping, offer_key,
+                target))
         if not row_ok:
             result.rejected_stores = all_stores
             result.listed_stores = all_stores
@@ -266,12 +334,12 @@ StoreFields = tuple[Decimal, str, int, str | None, Decimal | None, Decimal | Non
 
 
 def _store_fields(
-    profile: Profile, mapping: StoreMapping, values: Sequence[str], price_text: str,
+    profile: Profile, getters: _StoreGetters, values: Sequence[str], price_text: str,
     reject: _Reject,
 ) -> StoreFields | None:
+    mapping = getters.mapping
     store = mapping.store
     name = store.name
-    fields = mapping.fields
     ok = True
 
     def amount(field_name: str, text: str | None, positive: bool = True) -> Decimal | None:
@@ -288,13 +356,13 @@ def _store_fields(
     price = amount("price", price_text)
 
     currency = store.currency or "EUR"
-    raw = _get(fields, "currency", values)
+    raw = getters.currency(values) if getters.currency else None
     if raw is not None and raw.upper() != currency:
         reject("currency", raw, f"{currency}, the currency of the {store.locale} market", name)
         ok = False
 
     warranty = 0
-    raw = _get(fields, "warranty", values)
+    raw = getters.warranty(values) if getters.warranty else None
     minimum = store.warranty_min_months
     if raw is None:
         reject("warranty", None, f"a warranty of at least {minimum} months", name)
@@ -310,14 +378,14 @@ def _store_fields(
                 reject("warranty", raw, f"a warranty of at least {minimum} months", name)
                 ok = False
 
-    comment = _get(fields, "comment", values)
+    comment = getters.comment(values) if getters.comment else None
     if comment is not None and len(comment) > MAX_COMMENT:
         reject("comment", comment, f"at most {MAX_COMMENT} characters (found {len(comment)})",
                name)
         ok = False
 
-    min_price = amount("min_price", _get(fields, "min_price", values))
-    max_price = amount("max_price", _get(fields, "max_price", values))
+    min_price = amount("min_price", getters.min_price(values) if getters.min_price else None)
+    max_price = amount("max_price", getters.max_price(values) if getters.max_price else None)
     if price is not None:
         if max_price is not None and price > max_price:
             reject("max_price", str(max_price), f"at least the price {price} (above max_price "

@@ -134,11 +134,12 @@ def test_work_beyond_the_hourly_budget_is_queued_and_goes_first_next_run(
 
     with StateStore.open_readonly(settings.state_database_url()) as state:
         plan = make_plan(settings, [settings.store("fr")], catalog_source(settings), state)
-    order = [(c.action, c.sku) for c in plan.stores[0].changes]
+    changes = list(plan.stores[0].changes)
+    order = [(c.action, c.sku) for c in changes]
     assert order == [("zero", "S-00"), ("update", "S-01"), ("update", "S-02"),
                      ("create", "S-10"), ("create", "S-11")]
-    assert plan.stores[0].changes[-1].queued_since is not None
-    assert "queued since" in plan.stores[0].changes[-1].reason()
+    assert changes[-1].queued_since is not None
+    assert "queued since" in changes[-1].reason()
 
     clock.advance(3600)  # a new hour: the queue goes out, zeros and stock first
     sent_before = len(server.emulator.exchanges)

@@ -41,7 +41,8 @@ def test_new_offer_is_created_with_all_its_fields() -> None:
     plan = plan_of([offer("A")], {})
     (change,) = plan.changes
     assert change.action == "create"
-    assert dict((n, new) for n, _, new in change.changes)["price"] == "100.00"
+    assert change.changes is None  # a new offer: every field is new
+    assert dict((n, new) for n, _, new in change.field_changes)["price"] == "100.00"
 
 
 def test_changed_price_is_an_update_naming_old_and_new() -> None:
