@@ -7,6 +7,7 @@ to send, 3 ``apply`` finished but some offers were rejected by Back Market.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sys
@@ -38,6 +39,7 @@ from syncer.plan import Plan
 from syncer.planner import catalog_source, make_plan, siblings
 from syncer.products import ProductPlan, plan_products
 from syncer.publish import PublishResult
+from syncer.reports import write_csv
 from syncer.schedule import StoreRun, job_states, next_due_lines, run_due
 from syncer.state import StateStore
 
@@ -441,23 +443,38 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
 
 @cli.command()
 @click.option("--store", help="This store only.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+              show_default=True, help="csv: for a spreadsheet (formulas are neutralised).")
 @click.pass_obj
 @handle_errors
 def errors(obj: Context, store: str | None, fmt: str) -> None:
     """Offers Back Market rejected last time, with its message and request id, and product
-    proposals it rejected, with its reason."""
+    proposals it rejected, with its reason. Offers refused too many runs in a row with the
+    same error are marked QUARANTINED: `syncer retry SKU` sends them again."""
     settings = obj.settings()
+    after = settings.limits.quarantine_after
     with StateStore.open_readonly(settings.state_database_url()) as state:
         rows = state.failures(store)
         products = state.rejected_products(store)
+    for row in rows:
+        row["quarantined"] = bool(after) and row["attempts"] >= after
     if fmt == "json":
         click.echo(json.dumps({
             "offers": [{**r, "updated_at": _iso(r["updated_at"]),
                         "confirmed_at": _iso(r["confirmed_at"])} for r in rows],
             "products": [{**p, "updated_at": _iso(p["updated_at"])} for p in products],
         }, indent=2))
+        return
+    if fmt == "csv":
+        out = io.StringIO()
+        write_csv(out, ["store", "kind", "sku", "ean", "error", "code", "request_id",
+                        "attempts", "quarantined", "last_attempt"],
+                  [*([r["store"], "offer", r["sku"], "", r["last_error"], r["error_code"],
+                      r["request_id"], r["attempts"], "yes" if r["quarantined"] else "no",
+                      _iso(r["updated_at"])] for r in rows),
+                   *([p["store"], "product", p["sku"], p["ean"], p["reason"], "", "", "",
+                      "", _iso(p["updated_at"])] for p in products)])
+        click.echo(out.getvalue(), nl=False)
         return
     for p in products:
         click.echo(f"{p['store']}  product EAN {p['ean']} (SKU {p['sku']}) rejected: "
@@ -467,9 +484,35 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
         return
     for r in rows:
         rid = f" [request {r['request_id']}]" if r["request_id"] else ""
-        click.echo(f"{r['store']}  {r['sku']}: {r['last_error']}{rid} "
-                   f"({r['attempts']} attempt{'s' if r['attempts'] != 1 else ''}, "
+        mark = "QUARANTINED " if r["quarantined"] else ""
+        click.echo(f"{r['store']}  {mark}{r['sku']}: {r['last_error']}{rid} "
+                   f"({r['attempts']} run{'s' if r['attempts'] != 1 else ''} in a row, "
                    f"last {_iso(r['updated_at'])})")
+
+
+@cli.command()
+@click.argument("skus", nargs=-1, required=True)
+@click.option("--store", help="This store only (default: every store).")
+@click.pass_obj
+@handle_errors
+def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
+    """Send quarantined offers again at the next run, without waiting for their content to
+    change (for example once Back Market support fixed what refused them)."""
+    settings = obj.settings()
+    names = [store] if store else [s.name for s in settings.stores]
+    missing = []
+    with StateStore.open(settings.state_database_url()) as state:
+        for sku in skus:
+            released = [name for name in names if state.release(name, sku)]
+            if released:
+                click.echo(f"{sku}: will be sent again by the next run ({', '.join(released)})")
+            else:
+                missing.append(sku)
+    for sku in missing:
+        click.echo(f"error: {sku} has no failed offer in "
+                   f"{'store ' + store if store else 'any store'}", err=True)
+    if missing:
+        sys.exit(EXIT_ERROR)
 
 
 # --- check ------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ repr. Failures are classified once, in ``classify``, by what to do about them (s
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from syncer.errors import (
     TokenRejected,
 )
 from syncer.limits import ApiLimits
+from syncer.offers import sku_key
 
 log = structlog.get_logger("syncer.client")
 
@@ -109,7 +112,7 @@ class BackMarketClient:
             "Content-Type": "application/json",
         }
         self._owns_http = http is None
-        self._http = http or httpx.Client(timeout=timeout)
+        self._http = http or httpx.Client(timeout=timeout, verify=_tls_context())
         self._headers = headers
 
     def __repr__(self) -> str:
@@ -171,18 +174,18 @@ class BackMarketClient:
     def find_listings(self, skus: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Listings of these SKUs, keyed by case-folded SKU (missing ones absent): one lookup
         per SKU, or one pass over every page when that takes fewer requests."""
-        wanted = {sku.casefold() for sku in skus}
+        wanted = {sku_key(sku) for sku in skus}
         if len(wanted) > PAGE_SIZE:
             first = self._json("GET", "/ws/listings", params={"page": 1, "page-size": 1})
             pages = -(-int(first.get("count", 0)) // PAGE_SIZE)
             if pages < len(wanted):
                 return {key: listing for listing in self.iter_listings()
-                        if (key := str(listing.get("sku", "")).casefold()) in wanted}
+                        if (key := sku_key(str(listing.get("sku", "")))) in wanted}
         found = {}
         for sku in dict.fromkeys(skus):
             listing = self.find_listing(sku)
             if listing is not None:
-                found[sku.casefold()] = listing
+                found[sku_key(sku)] = listing
         return found
 
     def update_listing(self, listing_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -329,6 +332,13 @@ class BackMarketClient:
                 self.sleep(wait)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client of the process: loading the CA bundle costs tens of
+    milliseconds, and a run makes a client per store."""
+    return httpx.create_ssl_context()
+
+
 def classify(response: httpx.Response, *, store: str, idempotent: bool = True) -> ApiError:
     """Turn an error answer into the exception that says what to do about it."""
     status = response.status_code
@@ -446,7 +456,7 @@ def task_outcomes(task: Mapping[str, Any]) -> dict[str, TaskOutcome]:
         if not ok:
             message = _join_errors(errors) or f"rejected by Back Market ({status or 'no status'})"
         listing_id = entry.get("id") or entry.get("listing_id")
-        outcomes[sku.casefold()] = TaskOutcome(
+        outcomes[sku_key(sku)] = TaskOutcome(
             sku, ok, None if listing_id is None else str(listing_id), message)
     return outcomes
 

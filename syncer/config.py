@@ -126,6 +126,9 @@ class Limits(_Section):
     # After a 429, Back Market blocks the client for about 10 s.
     rate_block_seconds: float = Field(10.0, ge=0)
     lock_lease_seconds: float = Field(900.0, gt=0)
+    # An offer refused with the same Back Market error this many runs in a row is
+    # quarantined: not sent again until its content changes or `syncer retry SKU`. 0: never.
+    quarantine_after: int = Field(3, ge=0)
 
 
 class OrderSettings(_Section):

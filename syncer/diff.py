@@ -220,7 +220,7 @@ def _order(change: Change) -> tuple[int, int, str]:
 class Notice:
     """Something the seller should know that is deliberately not sent."""
 
-    kind: str  # "kept-rejected" | "dropped-from-store" | "held-product"
+    kind: str  # "kept-rejected" | "dropped-from-store" | "held-product" | "quarantined"
     store: str
     sku: str
     message: str
@@ -305,8 +305,10 @@ class StoreDiff:
 
     def __init__(self, store: str, locale: str, revision: int,
                  snapshot: Mapping[str, SnapshotEntry] | SnapshotSource,
-                 queued: Mapping[str, str] | None = None, spill_at: int = 50_000) -> None:
+                 queued: Mapping[str, str] | None = None, spill_at: int = 50_000,
+                 quarantine_after: int = 0) -> None:
         self.plan = StorePlan(store, locale, revision, ChangeLog(spill_at=spill_at))
+        self.quarantine_after = quarantine_after
         self.snapshot = as_source(snapshot)
         self.known = self.snapshot.index()
         self.queued = queued or {}
@@ -348,7 +350,9 @@ class StoreDiff:
                                                 offer.row, None, None, queued, source_hash))
                 continue
             changes = None if entry.published is None else _changes(entry.published, target)
-            if entry.status == "failed":
+            if entry.quarantined(target, self.quarantine_after):
+                self._quarantine(offer.sku, entry)
+            elif entry.status == "failed":
                 # Even with nothing left to change, the failure is settled by publishing.
                 self.plan.changes.append(Change(
                     "retry", store, offer.sku, target, changes, offer.row, entry.listing_id,
@@ -359,6 +363,15 @@ class StoreDiff:
                     None, queued, source_hash))
             else:
                 self.plan.unchanged += 1
+
+    def _quarantine(self, sku: str, entry: SnapshotEntry) -> None:
+        """Refused too many runs in a row with the same error: stop sending the same thing
+        (counted with the rejected offers: Back Market refuses it)."""
+        self.plan.rejected += 1
+        self.plan.notices.append(Notice(
+            "quarantined", self.plan.store, sku,
+            f"refused {entry.attempts} runs in a row ({entry.last_error}); not sent again "
+            f"until its content changes or `syncer retry {sku}`"))
 
     def held(self, offer: Offer, reason: str) -> None:
         """An offer that cannot be published yet (its product proposal was rejected): it is
@@ -400,6 +413,9 @@ class StoreDiff:
             return
         target = list(entry.published)
         target[QUANTITY] = 0
+        if entry.quarantined(tuple(target), self.quarantine_after):
+            self._quarantine(entry.sku, entry)
+            return
         plan.changes.append(Change(
             "zero", plan.store, entry.sku, tuple(target),
             (("quantity", entry.published[QUANTITY], 0),), None, entry.listing_id,
@@ -409,9 +425,10 @@ class StoreDiff:
 def diff(store: str, locale: str, offers: Iterable[Offer], rejected: Iterable[str],
          snapshot: Mapping[str, SnapshotEntry] | SnapshotSource, revision: int = 0,
          listed_elsewhere: Callable[[str], bool] = lambda _key: False,
-         queued: Mapping[str, str] | None = None) -> StorePlan:
+         queued: Mapping[str, str] | None = None, quarantine_after: int = 0) -> StorePlan:
     """The whole diff of one store as a single pure function."""
-    differ = StoreDiff(store, locale, revision, snapshot, queued)
+    differ = StoreDiff(store, locale, revision, snapshot, queued,
+                       quarantine_after=quarantine_after)
     for offer in offers:
         differ.offer(offer)
     for key in rejected:

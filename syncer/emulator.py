@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import copy
 import csv
 import hmac
 import io
@@ -608,6 +609,23 @@ class Emulator:
                 self._dirty_products.add(pid)
             self._flush()
             return asdict(product)
+
+    _MODEL: Final = ("_sellers", "_tasks", "_pending", "_products", "_product_by_ean",
+                     "_product_by_number", "_next_listing_id", "_next_task_id",
+                     "_next_backmarket_id")
+
+    def save_point(self) -> dict[str, Any]:
+        """A copy of the listings, tasks and products, to go back to with ``restore`` (tests
+        that replay one scene many times; orders are not included)."""
+        with self._lock:
+            return copy.deepcopy({name: getattr(self, name) for name in self._MODEL})
+
+    def restore(self, point: dict[str, Any]) -> None:
+        with self._lock:
+            for name, value in copy.deepcopy(point).items():
+                setattr(self, name, value)
+            self.exchanges.clear()
+            self.stats = dict.fromkeys(self.stats, 0)
 
     def tasks(self, token: str) -> list[dict[str, Any]]:
         """Every batch task of that seller, processed or not: id, status, result."""

@@ -9,6 +9,7 @@ like and the snapshot stores nothing that can drift by rounding.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -121,8 +122,12 @@ class Offer(NamedTuple):
 
 
 def sku_key(sku: str) -> str:
-    """Back Market matches SKUs case-insensitively: this is the key everything is indexed by."""
-    return sku.casefold()
+    """Back Market matches SKUs case-insensitively: this is the key everything is indexed by.
+    "Café" typed on a Mac (e + combining accent) and on Windows (é) is one SKU: non-ASCII
+    SKUs are compared canonically (NFD, case folded, NFC); ASCII ones skip it (a hot path)."""
+    if sku.isascii():
+        return sku.casefold()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", sku).casefold())
 
 
 def content_hash(published: Published) -> str:

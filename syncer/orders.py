@@ -42,6 +42,7 @@ from syncer.errors import ApiError, ConfigError, FatalApiError, OfferError
 from syncer.mapping import Profile, compile_mapping, normalise
 from syncer.offers import sku_key
 from syncer.planner import catalog_source
+from syncer.reports import csv_cell
 from syncer.state import StateStore
 from syncer.validation import BadValue, parse_count
 
@@ -84,7 +85,6 @@ EXPORT_COLUMNS: Final = (
     "city", "country", "phone", "email", "tracking_number", "shipper", "date_shipping",
 )
 # Cells a spreadsheet would read as a formula (CSV injection): prefixed with a quote.
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 ClientFor = Callable[[StoreSettings], BackMarketClient]
 
@@ -212,12 +212,6 @@ def check_imei(text: str) -> str:
     if not stdnum_imei.is_valid(compact):
         raise BadValue("an IMEI with a valid check digit (15th digit, Luhn)")
     return compact
-
-
-def csv_cell(value: object) -> str:
-    """A cell safe to open in a spreadsheet: text starting like a formula is quoted."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def order_hash(order: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from syncer.catalog import CatalogSource, CsvCatalog
 from syncer.config import Settings, StoreSettings
 from syncer.diff import UNCONFIRMED, StoreDiff
 from syncer.mapping import CompiledMapping, Profile, compile_mapping, load_profile
-from syncer.offers import Offer
+from syncer.offers import Offer, sku_key
 from syncer.plan import Plan
 from syncer.products import held_eans
 from syncer.sources import sql_catalog
@@ -56,7 +56,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         s.name: StoreDiff(s.name, s.locale, state.revision(s.name),
                           StoreSnapshot(state, s.name),
                           {key: at.isoformat(timespec="seconds")
-                           for key, (_, _, at) in state.queued(s.name).items()})
+                           for key, (_, _, at) in state.queued(s.name).items()},
+                          quarantine_after=settings.limits.quarantine_after)
         for s in stores
     }
     # Offers whose product proposal Back Market rejected wait for new product content.
@@ -165,7 +166,7 @@ class _FastPath:
         sku = self.sku(values)
         if sku is None:
             return False
-        key = sku.casefold()
+        key = sku_key(sku)
         if key in self.seen:
             return False  # a duplicate: validation reports it
         digest = None

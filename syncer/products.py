@@ -28,7 +28,7 @@ from syncer.catalog import CatalogSource
 from syncer.config import Settings, StoreSettings
 from syncer.diff import Change, _changes
 from syncer.mapping import StoreMapping, compile_mapping, load_profile
-from syncer.offers import Offer, Rejection
+from syncer.offers import Offer, Rejection, sku_key
 from syncer.state import StateStore
 from syncer.validation import BadValue, Validator, parse_amount, parse_count
 
@@ -383,7 +383,7 @@ def _record_outcomes(state: StateStore, store: StoreSettings,
     for task in tasks:
         result = task.get("result") or {}
         for entry in result.get("listings", []) if isinstance(result, dict) else []:
-            change = by_key.get(str(entry.get("sku", "")).casefold())
+            change = by_key.get(sku_key(str(entry.get("sku", ""))))
             if change is None:
                 continue
             product = entry.get("product") or {}

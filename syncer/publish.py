@@ -21,6 +21,7 @@ import structlog
 
 from syncer.client import MAX_BATCH_LINES, BackMarketClient, task_outcomes
 from syncer.config import StoreSettings
+from syncer.crashpoints import crashpoint
 from syncer.diff import LOOKUP_BATCH, Change, StorePlan
 from syncer.errors import (
     ApiError,
@@ -31,7 +32,14 @@ from syncer.errors import (
     StateError,
 )
 from syncer.limits import SkuBudget
-from syncer.offers import BATCH_ONLY_FIELDS, FIELDS, Published, ShippingOption, parse_shipping
+from syncer.offers import (
+    BATCH_ONLY_FIELDS,
+    FIELDS,
+    Published,
+    ShippingOption,
+    parse_shipping,
+    sku_key,
+)
 from syncer.state import Ack, Failure, SnapshotEntry, StateStore
 
 log = structlog.get_logger("syncer.publish")
@@ -239,7 +247,9 @@ class Publisher:
             taken = self._take(1)
             if not taken:
                 return False
+            crashpoint("single:before-request")
             answer = self.client.update_listing(listing_id, body)
+            crashpoint("single:after-request")
         except OfferError as exc:
             if exc.status == 404:
                 self._refund(taken)  # no listing, no line spent
@@ -263,8 +273,10 @@ class Publisher:
                                    extra=self.extra_columns)
         offers = {c.key: [c.sku, c.source_hash, *c.target] for c in changes}
         batch_id = self.state.add_pending_batch(self.store.name, offers)
+        crashpoint("batch:before-post")
         try:
             task_id = self.client.create_batch(columns, rows)
+            crashpoint("batch:after-post")
         except OutcomeUnknown as exc:
             # It may have landed: keep it pending; the next run checks the listings first.
             self.log.warning("batch outcome unknown, will be checked before any resend",
@@ -284,6 +296,7 @@ class Publisher:
             self._unavailable_once(None, exc, result)
             return
         self.state.set_batch_task(batch_id, task_id)
+        crashpoint("batch:after-task-id")
         self.log.info("batch sent", task_id=task_id, offers=len(changes))
         self._settle(batch_id, task_id, offers, result, changes)
 
@@ -333,6 +346,7 @@ class Publisher:
             self.state.remove_batch(batch_id)
             return True
         outcomes = task_outcomes(task)
+        crashpoint("batch:before-acks")
         # What the task does not say (an unreported SKU, a success without its listing id)
         # is read from the listings.
         unclear = [sku for key, (sku, _, *_) in offers.items()
@@ -362,7 +376,7 @@ class Publisher:
             self.state.record_failures(self.store.name, failures)
         self.state.remove_batch(batch_id)
         for ack in acks:
-            change = by_key.get(ack.sku.casefold())
+            change = by_key.get(sku_key(ack.sku))
             if change is not None:
                 result.count_ack(change)
             else:

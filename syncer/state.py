@@ -38,8 +38,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Column, Field, SQLModel
 
+from syncer.crashpoints import crashpoint
 from syncer.errors import LockHeld, StateError
-from syncer.offers import FIELDS, Published, content_hash
+from syncer.offers import FIELDS, Published, content_hash, sku_key
 
 SCHEMA_VERSION: Final = 2
 # Schema version -> the statements that bring the previous version to it.
@@ -309,7 +310,7 @@ _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
 _ENTRY_COLUMNS: Final = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
                          _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
                          _SNAPSHOT.c.attempts, _SNAPSHOT.c.request_id, _SNAPSHOT.c.source_hash,
-                         *_FIELD_COLUMNS)
+                         _SNAPSHOT.c.failed_hash, *_FIELD_COLUMNS)
 
 
 # --- values read out of the state -------------------------------------------------------------
@@ -324,6 +325,12 @@ class SnapshotEntry:
     attempts: int = 0
     request_id: str | None = None
     source_hash: int | None = None
+    failed_hash: str | None = None  # content hash of what failed last
+
+    def quarantined(self, target: Published, after: int) -> bool:
+        """Refused ``after`` runs in a row with the same error, for this very content."""
+        return (after > 0 and self.status == "failed" and self.attempts >= after
+                and self.failed_hash == content_hash(target))
 
     @property
     def live(self) -> bool:
@@ -534,7 +541,7 @@ class StateStore:
             chunk = acks[start:start + _BULK]
             rows = [
                 {
-                    "store": store, "sku_key": ack.sku.casefold(), "sku": ack.sku,
+                    "store": store, "sku_key": sku_key(ack.sku), "sku": ack.sku,
                     "listing_id": ack.listing_id,
                     **dict(zip(FIELDS, ack.published, strict=True)),
                     "content_hash": content_hash(ack.published),
@@ -547,8 +554,9 @@ class StateStore:
             update = [c for c in rows[0] if c not in ("store", "sku_key")]
             with self._write() as conn:
                 _upsert(conn, _SNAPSHOT, rows, ("store", "sku_key"), update)
-                self._unqueue(conn, store, [ack.sku.casefold() for ack in chunk])
+                self._unqueue(conn, store, [sku_key(ack.sku) for ack in chunk])
                 self._bump(conn, store, now)
+        crashpoint("acks:before-siblings")
         self._note_global_quantity(store, acks)
 
     def record_observed(self, store: str, observed: Sequence[Ack]) -> None:
@@ -558,7 +566,7 @@ class StateStore:
         for start in range(0, len(observed), _BULK):
             chunk = observed[start:start + _BULK]
             rows = [
-                {"store": store, "sku_key": ack.sku.casefold(), "sku": ack.sku,
+                {"store": store, "sku_key": sku_key(ack.sku), "sku": ack.sku,
                  "listing_id": ack.listing_id, **dict(zip(FIELDS, ack.published, strict=True)),
                  "content_hash": content_hash(ack.published), "source_hash": None,
                  "confirmed_at": now, "status": "live", "attempts": 0, "updated_at": now}
@@ -575,7 +583,7 @@ class StateStore:
         """Offers Back Market no longer has: the next plan creates them again if needed."""
         if not skus:
             return
-        keys = [sku.casefold() for sku in skus]
+        keys = [sku_key(sku) for sku in skus]
         with self._write() as conn:
             for start in range(0, len(keys), _BULK):
                 conn.execute(sa_delete(_SNAPSHOT).where(
@@ -591,7 +599,7 @@ class StateStore:
         if not siblings or not acks:
             return
         qty = FIELDS.index("quantity")
-        wanted = {ack.sku.casefold(): ack.published[qty] for ack in acks}
+        wanted = {sku_key(ack.sku): ack.published[qty] for ack in acks}
         keys = list(wanted)
         now = utcnow()
         columns = (_SNAPSHOT.c.store, _SNAPSHOT.c.sku_key, *_FIELD_COLUMNS)
@@ -616,11 +624,13 @@ class StateStore:
                 self._bump(conn, sibling, now)
 
     def record_failures(self, store: str, failures: Sequence[Failure]) -> None:
-        """A failed attempt: kept beside the last confirmed values, which do not move."""
+        """A failed attempt: kept beside the last confirmed values, which do not move.
+        ``attempts`` counts the runs in a row that failed with this same error (another
+        error starts the count again): it is what quarantine looks at."""
         now = utcnow()
         with self._write() as conn:
             for failure in failures:
-                key = failure.sku.casefold()
+                key = sku_key(failure.sku)
                 failed_hash = (content_hash(failure.attempted)
                                if failure.attempted is not None else None)
                 values = {
@@ -628,16 +638,31 @@ class StateStore:
                     "error_code": failure.code, "request_id": failure.request_id,
                     "failed_hash": failed_hash, "updated_at": now,
                 }
+                same = and_(_SNAPSHOT.c.status == "failed",
+                            _SNAPSHOT.c.last_error == failure.message)
                 done = conn.execute(
                     sa_update(_SNAPSHOT)
                     .where(_SNAPSHOT.c.store == store, _SNAPSHOT.c.sku_key == key)
-                    .values(attempts=_SNAPSHOT.c.attempts + 1, **values)
+                    .values(attempts=case((same, _SNAPSHOT.c.attempts + 1), else_=1),
+                            **values)
                 ).rowcount
                 if not done:
                     conn.execute(_SNAPSHOT.insert().values(
                         store=store, sku_key=key, sku=failure.sku, attempts=1, **values))
-            self._unqueue(conn, store, [f.sku.casefold() for f in failures])
+            self._unqueue(conn, store, [sku_key(f.sku) for f in failures])
             self._bump(conn, store, now)
+
+    def release(self, store: str, sku: str) -> bool:
+        """Let a quarantined offer be sent again (`syncer retry`); False when the store has
+        no failed offer with this SKU."""
+        with self._write() as conn:
+            done = conn.execute(sa_update(_SNAPSHOT).where(
+                _SNAPSHOT.c.store == store, _SNAPSHOT.c.sku_key == sku_key(sku),
+                _SNAPSHOT.c.status == "failed").values(attempts=0, updated_at=utcnow())
+            ).rowcount
+            if done:
+                self._bump(conn, store, utcnow())
+        return bool(done)
 
     def _bump(self, conn: Any, store: str, now: datetime) -> None:
         done = conn.execute(
@@ -663,7 +688,7 @@ class StateStore:
         if not offers:
             return
         now = utcnow()
-        rows = [{"store": store, "sku_key": sku.casefold(), "sku": sku, "reason": reason,
+        rows = [{"store": store, "sku_key": sku_key(sku), "sku": sku, "reason": reason,
                  "queued_at": now} for sku, reason in offers]
         with self._write() as conn:
             for start in range(0, len(rows), _BULK):
@@ -1122,11 +1147,11 @@ def _is_zombie(pid: int) -> bool:
 # --- helpers ----------------------------------------------------------------------------------
 
 def _entry(row: Any) -> tuple[str, SnapshotEntry]:
-    key, sku, listing_id, confirmed, status, error, attempts, rid, source, *fields = row
+    key, sku, listing_id, confirmed, status, error, attempts, rid, source, failed, *fields = row
     return key, SnapshotEntry(sku=sku, listing_id=listing_id,
                               published=tuple(fields) if confirmed is not None else None,
                               status=status, last_error=error, attempts=attempts,
-                              request_id=rid, source_hash=source)
+                              request_id=rid, source_hash=source, failed_hash=failed)
 
 
 def _aware(value: datetime) -> datetime:
