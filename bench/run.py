@@ -1,91 +1,322 @@
-"""`make bench`: planning speed and memory, as ratios against a baseline measured in the same
-run (these machines are noisy: absolute times mislead).
+"""`make bench`: the performance figures of the issue, each against a baseline measured in the
+same run (these machines are noisy: absolute times mislead).
 
-Baseline: a bare pass of Python's csv reader over the same catalog file. Each case runs in a
-fresh subprocess so its peak resident memory is its own.
+    python bench/run.py [--skus 200000] [--stores 5] [--churn 0.01] [--publish 5000]
 
-    python bench/run.py [--skus 200000] [--stores 5] [--churn 0.01]
+200,000 SKUs x 5 stores = 1,000,000 offers. Every planning case runs in a fresh subprocess,
+so its peak resident memory is its own.
 
-200,000 SKUs x 5 stores = 1,000,000 offers. Cases:
-  plan/empty     plan the whole catalog against an empty snapshot (everything is a create)
-  plan/churn     plan version 2 (the churn applied) against a full snapshot of version 1
+1. plan/empty, plan/churn: planning against an empty snapshot, and version 2 (the churn
+   applied) against the full snapshot of version 1. Baseline: a bare pass of Python's csv
+   reader over the same file.
+2. The same from the PostgreSQL catalog source with PostgreSQL state. Baselines: the bare csv
+   pass, and a bare streamed read of the same table.
+3. Recording acknowledgements into the snapshot, offers per second, SQLite and PostgreSQL.
+4. Publishing to the emulator with Back Market's limits (200 requests per 10 s, 2,000 SKU
+   lines per hour) on a simulated clock, `syncer apply` every 5 minutes until a backlog of
+   price changes is gone: the share of the hourly budget in use whenever work stayed queued,
+   and the 429s the client caused (must be 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.generate import COUNTRIES, LOCALES, generate  # noqa: E402
+from bench.generate import COUNTRIES, LOCALES, generate, header  # noqa: E402
 
-TARGET_RATIO = 3.0
-TARGET_SECONDS = 20.0
-TARGET_MB = 600.0
+PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TARGETS = {"ratio": 3.0, "seconds": 20.0, "peak_mb": 600.0, "acks_sqlite": 50_000,
+           "budget": 0.99}
 
 CASE = textwrap.dedent("""
     import csv, json, resource, sys, time
+    from itertools import islice
+    from pathlib import Path
     kind, config, catalog = sys.argv[1:4]
+    if kind != "csv":  # imports are not what is measured
+        import structlog, logging
+        from sqlalchemy import create_engine, text
+        from syncer.config import load_settings
+        from syncer.planner import catalog_source, make_plan
+        from syncer.state import Ack, StateStore
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.perf_counter()
+    result = {}
     if kind == "csv":
         with open(catalog, newline="", encoding="utf-8") as fh:
             for _ in csv.reader(fh, delimiter=";"):
                 pass
-        result = {}
-    elif kind == "snapshot":
-        from syncer.config import load_settings
-        from syncer.planner import catalog_source, make_plan, siblings
-        from syncer.state import Ack, StateStore
-        from itertools import islice
-        settings = load_settings(config)
-        with StateStore.open(settings.state_database_url()) as state:
-            plan = make_plan(settings, settings.stores, catalog_source(settings), state)
-            for store in plan.stores:
-                changes = iter(store.changes)
-                while chunk := list(islice(changes, 20_000)):
-                    state.record_acks(store.store, [
-                        Ack(c.sku, c.target, f"id-{c.sku}", c.source_hash) for c in chunk])
-        result = {"offers": plan.change_count()}
+    elif kind == "table":
+        engine = create_engine(config)
+        with engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True).execute(
+                text(f"SELECT * FROM {catalog}"))
+            while rows.fetchmany(5000):
+                pass
+        engine.dispose()
     else:
-        from pathlib import Path
-        from syncer.config import load_settings
-        from syncer.planner import catalog_source, make_plan
-        from syncer.state import StateStore
         settings = load_settings(config)
-        with StateStore.open_readonly(settings.state_database_url()) as state:
-            plan = make_plan(settings, settings.stores, catalog_source(settings, Path(catalog)),
-                             state)
-        result = {"changes": plan.change_count(), "unchanged": plan.summary()["unchanged"]}
+        override = Path(catalog) if catalog != "-" else None
+        if kind == "plan":
+            with StateStore.open_readonly(settings.state_database_url()) as state:
+                plan = make_plan(settings, settings.stores,
+                                 catalog_source(settings, override), state)
+            result = {"changes": plan.change_count(), "unchanged": plan.summary()["unchanged"]}
+        else:  # record the plan's acknowledgements: the snapshot of a full publication
+            with StateStore.open(settings.state_database_url()) as state:
+                plan = make_plan(settings, settings.stores,
+                                 catalog_source(settings, override), state)
+                writing = 0.0  # only the recording is measured, not reading the plan
+                for store in plan.stores:
+                    changes = iter(store.changes)
+                    while chunk := list(islice(changes, 10_000)):
+                        began = time.perf_counter()
+                        state.record_acks(store.store, [
+                            Ack(c.sku, c.target, "id-" + c.sku, c.source_hash) for c in chunk])
+                        writing += time.perf_counter() - began
+            result["acks"] = plan.change_count()
+            result["write_seconds"] = writing
     result["seconds"] = time.perf_counter() - started
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 """)
 
 
-def run_case(kind: str, config: Path, catalog: Path) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", CASE, kind, str(config), str(catalog)],
+def case(kind: str, config: str, catalog: str) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", CASE, kind, config, catalog],
                           capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
-        sys.exit(f"benchmark case {kind} failed:\n{done.stderr}")
+        sys.exit(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def write_config(folder: Path, stores: int, catalog: Path) -> Path:
-    config = folder / "syncer.toml"
+def write_config(folder: Path, name: str, stores: int, state_url: str,
+                 catalog: str) -> Path:
+    config = folder / f"{name}.toml"
     tables = "".join(
         f'\n[[stores]]\nname = "{c}"\nlocale = "{LOCALES[c]}"\n' for c in COUNTRIES[:stores])
-    config.write_text(
-        f'state_url = "sqlite:///{folder / "state.db"}"\n[catalog]\npath = "{catalog}"\n'
-        f'[api]\ncontact_email = "bench@example.com"\n{tables}', encoding="utf-8")
+    config.write_text(f'state_url = "{state_url}"\n[catalog]\n{catalog}\n'
+                      f'[api]\ncontact_email = "bench@example.com"\n{tables}', encoding="utf-8")
     return config
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(self, name: str, figure: str, baseline: str, ratio: str, peak: str,
+            verdict: str) -> None:
+        self.rows.append((name, figure, baseline, ratio, peak, verdict))
+        print(f"  {name}: {figure} (baseline {baseline}) {verdict}", flush=True)
+
+    def show(self) -> None:
+        head = ("case", "figure", "baseline", "ratio", "peak MB", "target")
+        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(6)]
+        print()
+        for row in [head, *self.rows]:
+            print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+
+
+def verdict(misses: list[str]) -> str:
+    return "ok" if not misses else "MISSED: " + ", ".join(misses)
+
+
+def plan_row(table: Table, name: str, result: dict[str, float], base: float,
+             ratio_target: bool) -> None:
+    ratio = result["seconds"] / base
+    misses = []
+    if ratio_target and ratio > TARGETS["ratio"]:
+        misses.append(f"ratio > {TARGETS['ratio']:g}")
+    if result["seconds"] >= TARGETS["seconds"]:
+        misses.append(f"time >= {TARGETS['seconds']:g} s")
+    if result["peak_mb"] >= TARGETS["peak_mb"]:
+        misses.append(f"memory >= {TARGETS['peak_mb']:g} MB")
+    offers = result["changes"] + result.get("unchanged", 0)
+    table.add(name, f"{offers:,.0f} offers in {result['seconds']:.2f} s", f"{base:.2f} s",
+              f"{ratio:.1f}x", f"{result['peak_mb']:.0f}", verdict(misses))
+
+
+def planning(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2: Path) -> None:
+    print("1. planning, CSV catalog, SQLite state", flush=True)
+    config = write_config(folder, "csv", args.stores, f"sqlite:///{folder / 'state.db'}",
+                          f'path = "{v1}"')
+    base1 = case("csv", str(config), str(v1))["seconds"]
+    plan_row(table, "plan/empty (CSV)", case("plan", str(config), "-"), base1, False)
+    filled = case("fill", str(config), "-")
+    rate = filled["acks"] / filled["write_seconds"]
+    table.add("snapshot writes (SQLite)", f"{rate:,.0f} offers/s",
+              f"{filled['acks']:,.0f} offers", "", f"{filled['peak_mb']:.0f}",
+              verdict([] if rate >= TARGETS["acks_sqlite"] else
+                      [f"< {TARGETS['acks_sqlite']:,} offers/s"]))
+    base2 = case("csv", str(config), str(v2))["seconds"]
+    plan_row(table, "plan/churn (CSV)", case("plan", str(config), str(v2)), base2, True)
+
+
+def postgres(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2: Path) -> None:
+    print("2. planning, PostgreSQL catalog, PostgreSQL state", flush=True)
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # no server: say so, and measure the rest
+        table.add("PostgreSQL cases", "skipped", str(exc).splitlines()[0][:60], "", "", "")
+        return
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    try:
+        columns = header(COUNTRIES[:args.stores])
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            with raw.cursor() as cursor:
+                for name, path in (("catalog_v1", v1), ("catalog_v2", v2)):
+                    cursor.execute(f'CREATE TABLE "{schema}".{name} ('
+                                   + ", ".join(f"{c} text" for c in columns) + ")")
+                    with path.open("rb") as fh, cursor.copy(
+                            f'COPY "{schema}".{name} FROM STDIN WITH (FORMAT csv, '
+                            "DELIMITER ';', HEADER true)") as copy:
+                        while block := fh.read(1 << 20):
+                            copy.write(block)
+        for name in ("v1", "v2"):
+            write_config(folder, f"pg-{name}", args.stores, url,
+                         f'url = "{url}"\ntable = "catalog_{name}"')
+        base_csv = case("csv", "", str(v1))["seconds"]
+        base_table = case("table", url, "catalog_v1")["seconds"]
+        empty = case("plan", str(folder / "pg-v1.toml"), "-")
+        plan_row(table, "plan/empty (PostgreSQL)", empty, base_csv, False)
+        table.rows[-1] = (*table.rows[-1][:2], f"{base_csv:.2f} s csv, {base_table:.2f} s "
+                          "table", f"{empty['seconds'] / base_table:.1f}x table",
+                          *table.rows[-1][4:])
+        filled = case("fill", str(folder / "pg-v1.toml"), "-")
+        table.add("snapshot writes (PostgreSQL)",
+                  f"{filled['acks'] / filled['write_seconds']:,.0f} offers/s",
+                  f"{filled['acks']:,.0f} offers", "", f"{filled['peak_mb']:.0f}", "")
+        base_csv2 = case("csv", "", str(v2))["seconds"]
+        base_table2 = case("table", url, "catalog_v2")["seconds"]
+        churn = case("plan", str(folder / "pg-v2.toml"), "-")
+        plan_row(table, "plan/churn (PostgreSQL)", churn, base_csv2, True)
+        table.rows[-1] = (*table.rows[-1][:2], f"{base_csv2:.2f} s csv, {base_table2:.2f} s "
+                          "table", f"{churn['seconds'] / base_csv2:.1f}x csv, "
+                          f"{churn['seconds'] / base_table2:.1f}x table", *table.rows[-1][4:])
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def publishing(table: Table, folder: Path, backlog: int) -> None:
+    print("4. publishing with Back Market's limits, simulated clock", flush=True)
+    import logging
+
+    import structlog
+    from pydantic import SecretStr
+
+    from syncer.client import BackMarketClient
+    from syncer.config import load_settings
+    from syncer.emulator import EmulatorConfig, EmulatorServer
+    from syncer.limits import ApiLimits, RateLimiter, SkuBudget
+    from syncer.planner import catalog_source, make_plan
+    from syncer.publish import Publisher
+    from syncer.state import StateStore
+
+    class Clock:
+        def __init__(self) -> None:
+            self.seconds = 0.0
+
+        def monotonic(self) -> float:
+            return self.seconds
+
+        def sleep(self, seconds: float) -> None:
+            self.seconds += seconds
+
+        def now(self) -> datetime:
+            return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.seconds)
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    clock = Clock()
+    token = "bench-token"
+    catalog = folder / "publish.csv"
+
+    def write(price: str) -> None:
+        catalog.write_text("sku;ean;grade;stock;price_fr;warranty_fr\n" + "".join(
+            f"P-{i:05d};4006381333931;GOOD;5;{price};12\n" for i in range(backlog)))
+
+    config = folder / "publish.toml"
+    emulator_config = EmulatorConfig(tokens=(token,), task_delay=0.0, sku_lines_per_hour=0,
+                                     clock=clock.monotonic)
+    with EmulatorServer(emulator_config) as server:
+        config.write_text(textwrap.dedent(f"""
+            state_url = "sqlite:///{folder / 'publish.db'}"
+            [catalog]
+            path = "{catalog}"
+            [api]
+            contact_email = "bench@example.com"
+            [[stores]]
+            name = "fr"
+            locale = "fr-fr"
+            environment = "{server.base_url}"
+            token_env = "BENCH_TOKEN"
+            """), encoding="utf-8")
+        os.environ["BENCH_TOKEN"] = token
+        settings = load_settings(config)
+        fr = settings.store("fr")
+        limiter = ApiLimits(RateLimiter(settings.limits.requests_per_window,
+                                        settings.limits.window_seconds,
+                                        clock.monotonic, clock.sleep),
+                            RateLimiter(settings.limits.catalog_requests_per_window,
+                                        settings.limits.window_seconds,
+                                        clock.monotonic, clock.sleep),
+                            settings.limits.catalog_routes)
+
+        def apply(lines_per_hour: int) -> int:
+            with StateStore.open(settings.state_database_url()) as state:
+                plan = make_plan(settings, [fr], catalog_source(settings), state)
+                client = BackMarketClient(fr.base_url(), SecretStr(token), fr.locale,
+                                          settings.api.user_agent(), store="fr",
+                                          limiter=limiter, sleep=clock.sleep)
+                with client:
+                    budget = SkuBudget(state, fr.budget_key, lines_per_hour, clock.now)
+                    result = Publisher(fr, client, state, budget=budget, poll_seconds=1.0,
+                                       clock=clock.monotonic).apply(plan.stores[0])
+                return result.counts["queued"]
+
+        write("100.00")
+        apply(0)  # the listings exist: creating them is not what is measured
+        server.emulator.config.sku_lines_per_hour = 2000
+        write("120.00")  # a backlog of price changes, 2.5 hours of budget
+        shares: list[float] = []
+        runs = 0
+        while True:
+            queued = apply(2000)
+            runs += 1
+            if not queued:
+                break
+            shares.append(server.emulator.sku_lines_used(token) / 2000)
+            clock.seconds += 300  # the next run, five minutes later
+        refused = server.emulator.stats["rate_limited"] + server.emulator.stats["budget_refused"]
+    mean = sum(shares) / len(shares) if shares else 1.0
+    low = min(shares) if shares else 1.0
+    table.add("hourly budget in use while queued",
+              f"{mean:.1%} mean, {low:.1%} lowest", f"{backlog:,} price changes, {runs} runs, "
+              f"{clock.seconds / 3600:.1f} h", "", "",
+              verdict([] if low >= TARGETS["budget"] else [f"< {TARGETS['budget']:.0%}"]))
+    table.add("429s caused by the client", f"{refused}", "", "", "",
+              verdict([] if refused == 0 else ["must be 0"]))
 
 
 def main() -> None:
@@ -94,39 +325,26 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=200_000)
     parser.add_argument("--stores", type=int, default=5)
     parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument("--publish", type=int, default=5000,
+                        help="price changes in the publishing backlog")
+    parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
+    table = Table()
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
         folder = Path(tmp)
-        print(f"generating {args.skus:,} SKUs x {args.stores} stores "
-              f"= {args.skus * args.stores:,} offers, churn {args.churn:.0%} ...", flush=True)
+        print(f"generating {args.skus:,} SKUs x {args.stores} stores = "
+              f"{args.skus * args.stores:,} offers, churn {args.churn:.0%}", flush=True)
         v1, v2 = generate(folder, args.skus, args.stores, args.churn)
-        config = write_config(folder, args.stores, v1)
-        rows: list[tuple[str, dict[str, float], dict[str, float]]] = []
-        base1 = run_case("csv", config, v1)
-        rows.append(("plan/empty", run_case("plan", config, v1), base1))
-        started = time.perf_counter()
-        filled = run_case("snapshot", config, v1)
-        print(f"snapshot of {filled['offers']:,.0f} offers written in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
-        base2 = run_case("csv", config, v2)
-        rows.append(("plan/churn", run_case("plan", config, v2), base2))
-    print()
-    print(f"{'case':<12} {'offers':>10} {'csv pass':>9} {'plan':>8} {'ratio':>6} "
-          f"{'peak MB':>8}  targets: ratio <= {TARGET_RATIO:g} (churn), "
-          f"< {TARGET_SECONDS:g} s, < {TARGET_MB:g} MB")
-    for name, case, base in rows:
-        ratio = case["seconds"] / base["seconds"]
-        offers = case["changes"] + case.get("unchanged", 0)
-        misses = []
-        if name == "plan/churn" and ratio > TARGET_RATIO:
-            misses.append("ratio")
-        if case["seconds"] >= TARGET_SECONDS:
-            misses.append("time")
-        if case["peak_mb"] >= TARGET_MB:
-            misses.append("memory")
-        verdict = "ok" if not misses else "MISSED: " + ", ".join(misses)
-        print(f"{name:<12} {offers:>10,.0f} {base['seconds']:>8.2f}s {case['seconds']:>7.2f}s "
-              f"{ratio:>5.1f}x {case['peak_mb']:>8.0f}  {verdict}")
+        planning(table, folder, args, v1, v2)
+        if not args.no_postgres:
+            postgres(table, folder, args, v1, v2)
+        publishing(table, folder, args.publish)
+    table.show()
+    print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass and under "
+          f"{TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
+          f"at least {TARGETS['acks_sqlite']:,}/s on SQLite, budget use at least "
+          f"{TARGETS['budget']:.0%}, no client 429 ({time.monotonic() - started:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ class CsvCatalog:
             header_line = _first_line(handle, self.path, encoding)
             if not header_line.strip():
                 raise CatalogError(f"catalog {self.path} is empty: no header line")
+            if "\x00" in header_line:
+                raise CatalogError(
+                    f"catalog {self.path} has NUL bytes in its header line: it looks like "
+                    "UTF-16 (\"Unicode text\") or a binary file, not CSV; save it as CSV UTF-8")
             delimiter = self.delimiter or sniff_delimiter(header_line)
             handle.seek(0)
             reader = csv.reader(handle, delimiter=delimiter, quotechar='"', strict=False)
@@ -65,7 +69,7 @@ class CsvCatalog:
                 raise CatalogError(f"catalog {self.path} has an empty header line")
             yield CatalogStream(
                 header=header,
-                rows=_rows(reader, self.path, encoding),
+                rows=_rows(reader, self.path, encoding, len(header)),
                 description=f"{self.path} ({encoding}, delimiter {delimiter!r})",
             )
 
@@ -118,8 +122,31 @@ def _first_line(handle: IO[str], path: Path, encoding: str) -> str:
         raise _encoding_error(path, encoding, 1, exc) from None
 
 
+def _undecodable(path: Path, encoding: str) -> tuple[int, str] | None:
+    """The line and the hex of the first byte that does not decode (text is decoded a chunk
+    ahead of the rows read: the row being read when it fails is not where the byte is)."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    line = 1
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    # exc.object: bytes held from the previous chunk (no line break) + chunk
+                    return (line + exc.object[:exc.start].count(b"\n"),
+                            exc.object[exc.start:exc.start + 1].hex())
+                line += chunk.count(b"\n")
+    except OSError:
+        return None
+    return None
+
+
 def _encoding_error(path: Path, encoding: str, row: int, exc: UnicodeDecodeError) -> CatalogError:
     byte = exc.object[exc.start:exc.start + 1].hex() if exc.object else "?"
+    found = _undecodable(path, encoding)
+    if found is not None:
+        row, byte = found
     return CatalogError(
         f"catalog {path} is not valid {encoding.replace('-sig', '')} near row {row} "
         f"(byte 0x{byte}); save it as UTF-8 or set catalog.legacy_encoding "
@@ -139,8 +166,8 @@ def _read_record(reader: Iterator[list[str]], path: Path, encoding: str,
         raise CatalogError(f"catalog {path} cannot be parsed at row {row}: {exc}") from None
 
 
-def _rows(reader: Iterator[list[str]], path: Path,
-          encoding: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(reader: Iterator[list[str]], path: Path, encoding: str,
+          width: int) -> Iterator[tuple[int, list[str]]]:
     row = 1
     while True:
         row += 1
@@ -149,6 +176,13 @@ def _rows(reader: Iterator[list[str]], path: Path,
             return
         if not record or not any(cell.strip() for cell in record):
             continue  # a blank line names no SKU: nothing to offer, nothing to report
+        if len(record) != width and any("\n" in cell or "\r" in cell for cell in record):
+            # A quote left open swallows the lines after it: their rows would look gone (and
+            # their offers zeroed) while nothing says which SKUs they were.
+            raise CatalogError(
+                f"catalog {path} cannot be parsed at row {row}: a quoted cell runs over "
+                f"several lines and the row has {len(record)} fields instead of {width}; "
+                "a quote (\") is probably not closed")
         yield row, record
 
 

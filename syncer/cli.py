@@ -314,7 +314,7 @@ def _run_once(ctx: JobContext, stores: list[StoreSettings], catalog: Path | None
 
 def _print_store_run(store_run: StoreRun) -> None:
     if store_run.skipped:
-        click.echo(f"Store {store_run.store}: skipped: {store_run.skipped}")
+        click.echo(f"error: store {store_run.store} skipped: {store_run.skipped}", err=True)
         return
     if store_run.reconciliation is not None:
         click.echo(store_run.reconciliation.to_text(limit=50), nl=False)

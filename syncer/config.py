@@ -322,7 +322,9 @@ class Settings(BaseSettings):
 
     def catalog_path(self) -> Path:
         if self.catalog.path is None:
-            raise ConfigError("no catalog configured: set catalog.path or pass --catalog PATH")
+            raise ConfigError("no catalog configured: set catalog.path (a CSV file), "
+                              "catalog.url with table or query (a database), or pass "
+                              "--catalog PATH")
         return self.resolve(self.catalog.path)
 
     def mapping_path(self) -> Path:
@@ -373,7 +375,14 @@ class Settings(BaseSettings):
                 f"{store.token_env} (or put it in .env) to the token from the Back Market "
                 "back office"
             )
-        return SecretStr(value.strip())
+        token = value.strip()
+        if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+            # Said without the token itself: it is a secret even when it is wrong.
+            raise ConfigError(
+                f"store {store.name}: the token in {store.token_env} contains spaces, line "
+                "breaks or non-ASCII characters; copy it again from the Back Market back "
+                "office")
+        return SecretStr(token)
 
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:

@@ -313,16 +313,14 @@ class StoreDiff:
         self.known = self.snapshot.index()
         self.queued = queued or {}
         self.seen: set[str] = set()
+        # SKUs a caller took as unchanged without validating them, for every store at once:
+        # seen in this store if the snapshot knows them (see planner._FastPath).
+        self.fast_rows: set[str] = set()
         self.rejected_keys: set[str] = set()
         self._pending: list[tuple[Offer, int | None]] = []
 
     def fast_hash(self, key: str) -> int | None:
         return self.known.get(key)
-
-    def unchanged(self, key: str) -> None:
-        """An offer known unchanged without validating its row (same source hash)."""
-        self.seen.add(key)
-        self.plan.unchanged += 1
 
     def offer(self, offer: Offer, source_hash: int | None = None) -> None:
         key = offer.sku_key
@@ -389,7 +387,9 @@ class StoreDiff:
         self._compare()
         plan = self.plan
         plan.live = self.snapshot.live_count()
-        gone = (key for key in self.known if key not in self.seen)
+        fast = self.fast_rows
+        plan.unchanged += sum(1 for key in fast if key in self.known) if fast else 0
+        gone = (key for key in self.known if key not in self.seen and key not in fast)
         while batch := list(islice(gone, LOOKUP_BATCH)):
             for key, entry in self.snapshot.entries(batch).items():
                 self._gone(key, entry, listed_elsewhere)

@@ -627,6 +627,12 @@ class Emulator:
             self.exchanges.clear()
             self.stats = dict.fromkeys(self.stats, 0)
 
+    def sku_lines_used(self, token: str) -> int:
+        """SKU lines of listing updates this seller sent in the last hour (as limited)."""
+        with self._lock:
+            now = self._clock()
+            return sum(n for at, n in self._seller(token).sku_lines if at > now - HOUR)
+
     def tasks(self, token: str) -> list[dict[str, Any]]:
         """Every batch task of that seller, processed or not: id, status, result."""
         with self._lock:

@@ -30,7 +30,7 @@ from syncer.plan import Plan
 from syncer.planner import catalog_offers, siblings
 from syncer.publish import Publisher, PublishResult
 from syncer.reconcile import Reconciliation, reconcile
-from syncer.state import Ack, StateStore, StoreLease, utcnow
+from syncer.state import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
 
 log = structlog.get_logger("syncer.jobs")
 
@@ -152,7 +152,7 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
     settings, state = ctx.settings, ctx.state
     store = settings.store(store_plan.store)
     if kind == "stock":
-        store_plan = stock_only(store_plan, state.snapshot(store.name))
+        store_plan = stock_only(store_plan, StoreSnapshot(state, store.name))
     record = state.start_run(ctx.run_id, store.name, kind, at=ctx.now())
     try:
         with build_client(settings, store, ctx.limiter_for(store)) as client:

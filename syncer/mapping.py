@@ -284,7 +284,7 @@ def compile_mapping(
             if required and source.default is None:
                 raise ConfigError(
                     f"catalog has no column {source.column!r} for field {field_name}; "
-                    f"header is: {', '.join(header)}"
+                    f"header is: {_shown_header(header)}"
                 )
             if source.default is None:
                 notes.append(f"column {source.column!r} for {field_name} is not in the catalog")
@@ -321,3 +321,7 @@ def compile_mapping(
     return CompiledMapping(profile, tuple(header), offer, tuple(compiled_stores), tuple(notes))
 
 
+def _shown_header(header: Sequence[str], limit: int = 30) -> str:
+    """The header for an error message, cut short when it is huge (or garbage)."""
+    shown = ", ".join(name[:40] for name in header[:limit])
+    return shown + (f", ... ({len(header)} columns)" if len(header) > limit else "")

@@ -104,7 +104,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         others = siblings(settings, store)
 
         def elsewhere(key: str, others: tuple[str, ...] = others) -> bool:
-            return any(key in listed[name] for name in others)
+            return any(quick.listed_in(key, name, differs, listed) for name in others)
 
         plans.append(differs[store.name].finish(elsewhere))
     log.info("planned", rows=rows, unchanged_rows=fast, stores=[s.name for s in stores],
@@ -148,11 +148,18 @@ class _FastPath:
                  key: bytes) -> None:
         self.width = len(mapping.header)
         self.sku = mapping.offer["sku"]
-        self.prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
-        self.selected = [(name, differs[name]) for name, _ in self.prices if name in differs]
-        self.price_of = dict(self.prices)
+        prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
+        self.selected = [(differs[name].known, price) for name, price in prices
+                         if name in differs]
+        # Stores not planned still count for "listed elsewhere": their price cell decides.
+        self.others = [(name, price) for name, price in prices if name not in differs]
         self.listed = listed
         self.seen = seen
+        # SKUs of the rows taken as unchanged: seen, and listed, in every planned store that
+        # knows them (one set for all stores: a million rows pay one addition each).
+        self.rows: set[str] = set()
+        for differ in differs.values():
+            differ.fast_rows = self.rows
         self.key = key
 
     def row_hash(self, values: Sequence[str]) -> int:
@@ -170,29 +177,34 @@ class _FastPath:
         if key in self.seen:
             return False  # a duplicate: validation reports it
         digest = None
-        offered = []
-        for name, differ in self.selected:
-            known = differ.known.get(key, MISSING)
+        for known_of, price in self.selected:
+            known = known_of.get(key, MISSING)
             if known is MISSING:
-                if self.price_of[name](values) is None:
+                if price(values) is None:
                     continue  # not offered in this store, now or before
                 return False
-            if not isinstance(known, int) or known < 0:
+            if type(known) is not int or known < 0:
                 return False
             if digest is None:
                 digest = self.row_hash(values)
             if known != digest:
                 return False
-            offered.append(differ)
         if digest is None:
             return False  # nothing to compare: validate it
         self.seen[key] = (row, sku)
-        for differ in offered:
-            differ.unchanged(key)
-        for name, price in self.prices:
+        self.rows.add(key)
+        for name, price in self.others:
             if price(values) is not None:
                 self.listed[name].add(key)
         return True
+
+    def listed_in(self, key: str, store: str, differs: Mapping[str, StoreDiff],
+                  listed: dict[str, set[str]]) -> bool:
+        """Whether the catalog lists the SKU in that store (for "listed elsewhere")."""
+        if key in listed[store]:
+            return True
+        differ = differs.get(store)
+        return differ is not None and key in self.rows and key in differ.known
 
 
 MISSING: Final = object()

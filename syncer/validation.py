@@ -17,6 +17,7 @@ from typing import Final, NamedTuple, Protocol
 
 from stdnum import ean as ean_check
 
+from syncer.catalog import DELIMITERS
 from syncer.mapping import CompiledMapping, Getter, Profile, StoreMapping
 from syncer.offers import Offer, Rejection, ShippingOption, money, sku_key
 
@@ -25,7 +26,12 @@ from syncer.offers import Offer, Rejection, ShippingOption, money, sku_key
 VALIDATION_VERSION: Final = 1
 MAX_COMMENT: Final = 500
 MAX_SKU: Final = 64
-_BAD_SKU: Final = re.compile(r'[\r\n\t;"]')
+_BAD_SKU: Final = re.compile(r'[\r\n\t;"\x00-\x1f\x7f\ud800-\udfff]')
+# Never in text sent or stored: control characters (PostgreSQL cannot even store a NUL) and
+# lone surrogates (not encodable as UTF-8). Tabs and line breaks are fine in a comment.
+_BAD_TEXT: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Where a cell ends, in a line that was read as one cell (another delimiter, an open quote).
+_CELL_END: Final = re.compile(r'[;,\t|"\r\n]')
 _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -122,7 +128,7 @@ def parse_product_id(text: str) -> str:
 
 def parse_ean(text: str) -> str:
     raw = text.strip()
-    if not raw.isdigit() or len(raw) not in (8, 12, 13):
+    if not (raw.isascii() and raw.isdigit()) or len(raw) not in (8, 12, 13):
         raise BadValue("an EAN of 8, 12 or 13 digits")
     # The digits are already checked: stdnum's check digit without its generic cleaning,
     # which costs more than the rest of a row's validation.
@@ -182,7 +188,7 @@ class Validator:
         offer = self._offer
         all_stores = set(self._all_stores)
         if len(values) != self.width:
-            sku = _safe_cell(values, offer["sku"])
+            sku = _salvaged_sku(values, offer["sku"], self.width)
             result = RowResult(row, sku)
             result.rejections.append(Rejection(
                 row, sku, "row", f"{len(values)} fields",
@@ -204,13 +210,13 @@ class Validator:
             reject("sku", None, "a SKU (the listing's identifier, unique per seller)")
         elif len(sku) > MAX_SKU or _BAD_SKU.search(sku):
             reject("sku", sku, f"at most {MAX_SKU} characters, without tabs, line breaks, "
-                               "';' or '\"'")
+                               "control characters, ';' or '\"'")
         else:
             key = sku_key(sku)
             first = self._seen.get(key)
             if first is not None:
                 reject("sku", sku, f"a unique SKU; row {first[0]} already uses {first[1]!r} "
-                                   "(Back Market matches SKUs ignoring case)")
+                                   "(Back Market matches SKUs ignoring case and accent encoding)")
             else:
                 self._seen[key] = (row, sku)
 
@@ -292,6 +298,21 @@ def _get(getters: dict[str, Getter], name: str, values: Sequence[str]) -> str | 
 def _safe_cell(values: Sequence[str], getter: Getter) -> str | None:
     if getter.index is not None and getter.index < len(values):
         return values[getter.index].strip() or None
+    return None
+
+
+def _salvaged_sku(values: Sequence[str], getter: Getter, width: int) -> str | None:
+    """The SKU of a row with the wrong number of fields, as far as it can be told: the row
+    is rejected, and its SKU must be known for its live offer to be kept, not zeroed."""
+    if len(values) != 1 or width == 1 or getter.index is None:
+        return _safe_cell(values, getter)
+    line = values[0]  # the whole line in one cell: another delimiter, or an open quote
+    for delimiter in DELIMITERS:
+        cells = line.split(delimiter)
+        if len(cells) == width:
+            return cells[getter.index].strip().strip('"').strip() or None
+    if getter.index == 0:
+        return _CELL_END.split(line.strip().lstrip('"'), maxsplit=1)[0].strip() or None
     return None
 
 
@@ -382,6 +403,10 @@ def _store_fields(
     if comment is not None and len(comment) > MAX_COMMENT:
         reject("comment", comment, f"at most {MAX_COMMENT} characters (found {len(comment)})",
                name)
+        ok = False
+    elif comment is not None and (bad := _BAD_TEXT.search(comment)):
+        reject("comment", comment, f"text without control characters (found "
+                                   f"U+{ord(bad.group()):04X})", name)
         ok = False
 
     min_price = amount("min_price", getters.min_price(values) if getters.min_price else None)

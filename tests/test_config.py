@@ -87,3 +87,13 @@ def test_user_agent_needs_a_contact_email(tmp_path: Path) -> None:
 def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="configuration file not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("bad", ["abc def", "abc\ndef", "tökén"])
+def test_a_token_with_spaces_breaks_or_non_ascii_is_refused_without_showing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    settings = load_settings(write_config(tmp_path, state_url="sqlite:///a.db"))
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", bad)
+    with pytest.raises(ConfigError, match="copy it again") as caught:
+        settings.token(settings.store("fr"))
+    assert bad not in str(caught.value)

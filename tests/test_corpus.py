@@ -1,0 +1,252 @@
+"""Hostile catalogs (``tests/corpus/``, and big ones generated here) against a live shop.
+
+For every case, with offers A-1..J-10 live in both stores: ``syncer plan`` gives exactly the
+expected rejections (row, field, store) and changes, or exits 1 with one clear error line;
+``syncer apply`` never crashes and never sends quantity 0 for a live offer. A catalog that
+would zero too much (header only, truncated) stops on the safety share before sending.
+Every exchange with the emulator is checked against Back Market's spec at teardown.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from syncer.emulator import EmulatorConfig, EmulatorServer
+from tests.conftest import HEADER, TOKEN, catalog_row
+from tests.contract import check_exchange
+from tests.helpers import Shop
+
+CORPUS = Path(__file__).parent / "corpus"
+LIVE = tuple(f"{c}-{i}" for i, c in enumerate("ABCDEFGHIJ", 1))
+GOOD = [catalog_row(sku) for sku in LIVE]
+STORES = ("fr", "de")
+Rejected = tuple[int, str, str | None]  # row, field, store (None: the whole row)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A hostile catalog and what must come of it. ``outcome``: "error" (plan and apply exit
+    1 with one line holding ``message``), "rejections" (``rejected`` exactly, ``changes``
+    planned and applied), or "safety-stop" (plan shows ``changes``; apply stops on
+    ``message``)."""
+
+    name: str
+    outcome: str
+    message: str = ""
+    rejected: frozenset[Rejected] = frozenset()
+    changes: frozenset[tuple[str, str, str]] = frozenset()  # store, action, sku
+    make: Callable[[Path], None] | None = None  # generated at run time instead of committed
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def both(action: str, *skus: str) -> frozenset[tuple[str, str, str]]:
+    return frozenset((store, action, sku) for store in STORES for sku in skus)
+
+
+def lines(path: Path, rows: list[str], header: str = HEADER) -> None:
+    path.write_text(header + "\n" + "".join(row + "\n" for row in rows), encoding="utf-8")
+
+
+def binary_garbage(path: Path) -> None:
+    path.write_bytes(random.Random(7).randbytes(256 * 1024))
+
+
+def ten_mb_cell(path: Path) -> None:
+    lines(path, [catalog_row("A-1", comment_fr="x" * 10 * 1024 * 1024), *GOOD[1:]])
+
+
+def cell_over_the_field_limit(path: Path) -> None:
+    lines(path, [catalog_row("A-1", comment_fr="x" * 17 * 1024 * 1024), *GOOD[1:]])
+
+
+def hundred_thousand_columns(path: Path) -> None:
+    extra = "".join(f";extra_{i}" for i in range(100_000 - HEADER.count(";") - 1))
+    lines(path, [row + ";" * extra.count(";") for row in GOOD], header=HEADER + extra)
+
+
+def row_with_hundred_thousand_fields(path: Path) -> None:
+    lines(path, [GOOD[0], GOOD[1] + ";" * (100_000 - 13), *GOOD[2:]])
+
+
+CASES = [
+    Case("empty.csv", "error", "is empty: no header line"),
+    Case("blank_lines.csv", "error", "is empty: no header line"),
+    Case("header_only.csv", "safety-stop", "would zero 10 of 10 live offers (100%",
+         changes=both("zero", *LIVE)),
+    Case("truncated_last_line.csv", "rejections", rejected=frozenset({(11, "row", None)})),
+    Case("truncated_half.csv", "safety-stop", "would zero 4 of 10 live offers (40%",
+         rejected=frozenset({(7, "row", None)}), changes=both("zero", *LIVE[6:])),
+    Case("unclosed_quote.csv", "error",
+         "cannot be parsed at row 5: a quoted cell runs over several lines"),
+    Case("wrong_delimiter.csv", "rejections",
+         rejected=frozenset((row, "row", None) for row in range(2, 12))),
+    Case("one_row_wrong_delimiter.csv", "rejections", rejected=frozenset({(11, "row", None)})),
+    Case("latin1_undeclared.csv", "error", "is not valid utf-8 near row 3 (byte 0xe8); save it "
+                                           "as UTF-8 or set catalog.legacy_encoding"),
+    Case("nul_bytes.csv", "rejections",
+         rejected=frozenset({(4, "comment", "fr"), (12, "sku", None)})),
+    Case("utf16_without_bom.csv", "error", "has NUL bytes in its header line: it looks like "
+                                           "UTF-16"),
+    Case("duplicate_headers.csv", "error",
+         "catalog header has the column 'price_fr' more than once"),
+    Case("duplicate_unused_headers.csv", "rejections"),
+    Case("sku_case_and_normalisation.csv", "rejections",
+         rejected=frozenset({(12, "sku", None), (14, "sku", None), (15, "sku", None)}),
+         changes=both("create", "Caf\u00e9")),
+    Case("hostile_numbers.csv", "rejections", rejected=frozenset({
+        (2, "price", "fr"), (2, "price", "de"), (3, "price", "fr"), (3, "price", "de"),
+        (4, "price", "fr"), (4, "warranty", "fr"), (5, "price", "fr"), (6, "price", "fr"),
+        (7, "price", "fr"), (8, "price", "fr"), (9, "price", "fr"), (10, "stock", None),
+        (11, "stock", None), (11, "price", "de")})),
+    Case("formulas.csv", "rejections",
+         changes=frozenset({("fr", "update", sku) for sku in LIVE[:5]}) | both("create",
+                                                                               "=K-11")),
+    Case("excel_sep_line.csv", "error", "catalog has no column 'sku' for field sku"),
+    Case("binary_garbage", "error", "is not valid utf-8 near row", make=binary_garbage),
+    Case("ten_mb_cell", "rejections", rejected=frozenset({(2, "comment", "fr")}),
+         make=ten_mb_cell),
+    Case("cell_over_the_field_limit", "error",
+         "cannot be parsed at row 2: field larger than field limit",
+         make=cell_over_the_field_limit),
+    Case("hundred_thousand_columns", "rejections", make=hundred_thousand_columns),
+    Case("row_with_hundred_thousand_fields", "rejections",
+         rejected=frozenset({(3, "row", None)}), make=row_with_hundred_thousand_fields),
+]
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
+    with EmulatorServer(config) as server:
+        yield server
+        for exchange in server.emulator.exchanges:
+            check_exchange(exchange)
+
+
+@pytest.fixture
+def shop(tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Shop:
+    """A shop whose offers A-1..J-10 are live (quantity 5) in both stores."""
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    shop = Shop(tmp_path, emulator, f"sqlite:///{tmp_path / 'state' / 'syncer.db'}")
+    shop.catalog(GOOD)
+    shop.run("apply")
+    assert all(shop.live(sku, "fr-fr")["quantity"] == 5 for sku in LIVE)  # type: ignore[index]
+    return shop
+
+
+def use(shop: Shop, case: Case) -> None:
+    target = shop.folder / "catalog.csv"
+    if case.make is not None:
+        case.make(target)
+    else:
+        shutil.copyfile(CORPUS / case.name, target)
+
+
+def error_lines(result: Result) -> list[str]:
+    """stderr without the JSON log lines: what a person reads."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("{")]
+
+
+def assert_one_clear_error(result: Result, message: str) -> None:
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    [line] = error_lines(result)
+    assert line.startswith("error: ") and message in line, line
+    assert "Traceback" not in result.stderr
+
+
+def quantities_sent(shop: Shop, since: int) -> list[tuple[str, int]]:
+    """(SKU key, quantity) of every quantity sent to the emulator since exchange ``since``,
+    by batch (its CSV) or by single listing update (its listing id)."""
+    by_id: dict[str, str] = {}
+    for sku in LIVE:
+        listing = shop.live(sku, "fr-fr")
+        if listing is not None:
+            by_id[str(listing["id"])] = by_id[str(listing["listing_id"])] = sku.casefold()
+    sent = []
+    for exchange in shop.server.emulator.exchanges[since:]:
+        body: Any = exchange.request
+        if exchange.method != "POST" or not isinstance(body, dict):
+            continue
+        if exchange.path == "/ws/listings":
+            for row in csv.DictReader(io.StringIO(body["catalog"]), delimiter=";"):
+                if row.get("quantity", "") != "":
+                    sent.append((row["sku"].casefold(), int(row["quantity"])))
+        elif exchange.path.startswith("/ws/listings/") and "quantity" in body:
+            sent.append((by_id.get(exchange.path.rsplit("/", 1)[1], "?"), body["quantity"]))
+    return sent
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_hostile_catalog_gives_rejections_or_one_clear_error_and_never_zeroes(
+        shop: Shop, case: Case) -> None:
+    use(shop, case)
+    before = len(shop.server.emulator.exchanges)
+
+    plan = shop.run("plan", "--format", "json", code=None)
+    if case.outcome == "error":
+        assert_one_clear_error(plan, case.message)
+    else:
+        assert plan.exit_code in (0, 2), (plan.stderr, plan.exception)
+        found = json.loads(plan.stdout)
+        assert {(r["row"], r["field"], r["store"]) for r in found["rejections"]} == \
+            case.rejected
+        assert {(c["store"], c["action"], c["sku"]) for c in found["changes"]} == case.changes
+        assert plan.exit_code == (2 if case.changes else 0)
+    assert len(shop.server.emulator.exchanges) == before  # plan sends nothing
+
+    applied = shop.run("apply", code=None)
+    if case.outcome in ("error", "safety-stop"):
+        assert_one_clear_error(applied, case.message)
+        assert len(shop.server.emulator.exchanges) == before  # stopped before sending
+    else:
+        assert applied.exit_code == 0, (applied.output, applied.exception)
+    zeroed = {sku for sku, quantity in quantities_sent(shop, before) if quantity == 0}
+    assert not zeroed & {sku.casefold() for sku in LIVE}
+    for sku in LIVE:
+        assert shop.live(sku, "fr-fr")["quantity"] == 5, sku  # type: ignore[index]
+
+
+def test_spreadsheet_formulas_in_text_fields_are_published_as_plain_text(shop: Shop) -> None:
+    use(shop, Case("formulas.csv", "rejections"))
+    shop.run("apply")
+    with (CORPUS / "formulas.csv").open(encoding="utf-8", newline="") as fh:
+        expected = {row["sku"]: row["comment_fr"] for row in csv.DictReader(fh, delimiter=";")}
+    for sku, comment in expected.items():
+        assert (shop.live(sku, "fr-fr")["comment"] or "") == comment  # type: ignore[index]
+    assert shop.live("=K-11", "de-de")["sku"] == "=K-11"  # type: ignore[index]
+    assert expected["A-1"].startswith("=HYPERLINK(")
+
+
+def test_formulas_from_the_catalog_are_escaped_in_csv_exports(shop: Shop) -> None:
+    use(shop, Case("formulas.csv", "rejections"))
+    shop.server.emulator.faults.reject_skus["@SKU-12"] = "=HYPERLINK(\"http://evil\")"
+    with (shop.folder / "catalog.csv").open("a", encoding="utf-8") as fh:
+        fh.write(catalog_row("@SKU-12") + "\n")
+    shop.run("apply", code=3)
+
+    shop.server.emulator.create_order(TOKEN, [{"sku": "=K-11", "quantity": 1}], country="fr-fr")
+    shop.run("orders", "pull", "--store", "fr")
+    [export] = (shop.folder / "state" / "orders").glob("*.csv")
+    with export.open(encoding="utf-8", newline="") as fh:
+        [line] = list(csv.DictReader(fh, delimiter=";"))
+    assert line["sku"] == "'=K-11"
+
+    errors = shop.run("errors", "--format", "csv").stdout
+    rows = list(csv.reader(io.StringIO(errors), delimiter=";"))
+    cells = {cell for row in rows[1:] for cell in row}
+    assert "'@SKU-12" in cells and "@SKU-12" not in cells
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)

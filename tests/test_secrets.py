@@ -1,0 +1,141 @@
+"""Invariant 9: a known API token appears in no output, log line, report, state row, saved
+file or traceback, whatever the command and however the run ends.
+
+One shop goes through plan (every format, and a saved plan), apply (with offers Back Market
+refuses), errors, status, check, reconcile, an orders pull with its export files, a run that
+crashes deep inside, and runs against an API that rejects the token (401), all with JSON debug
+logs. Then every output, every row of every state table and every file of the shop's folder
+are searched for the token.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from sqlalchemy import create_engine, inspect, text
+
+import syncer.client
+from syncer.emulator import EmulatorConfig, EmulatorServer
+from tests.conftest import TOKEN, catalog_row
+from tests.contract import check_exchange
+from tests.helpers import Shop
+
+# The token and a fragment of it: a token cut short (a clipped message) still leaks.
+NEEDLES = (TOKEN, TOKEN[4:16], TOKEN.encode().hex())
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
+    with EmulatorServer(config) as server:
+        yield server
+        for exchange in server.emulator.exchanges:
+            check_exchange(exchange)
+
+
+@pytest.fixture
+def other_account() -> Iterator[EmulatorServer]:
+    """Back Market knowing another token only: ours gets 401."""
+    with EmulatorServer(EmulatorConfig(tokens=("someone-else",), task_delay=0.01)) as server:
+        yield server
+
+
+class Transcript:
+    """Everything the commands printed, and the tracebacks of those that crashed."""
+
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
+        self.texts: list[tuple[str, str]] = []  # (where, what was printed)
+
+    def run(self, *args: str, code: int | None = 0) -> Result:
+        result = self.shop.run("--verbose", *args, code=code)
+        command = " ".join(args)
+        self.texts += [(f"stdout of {command}", result.stdout),
+                       (f"stderr of {command}", result.stderr)]
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            self.texts.append((f"traceback of {command}",
+                               "".join(traceback.format_exception(result.exception))))
+        return result
+
+
+def assert_no_token(where: str, content: str | bytes) -> None:
+    data = content if isinstance(content, bytes) else content.encode("utf-8", "replace")
+    leaks = [needle for needle in NEEDLES if needle.encode() in data]
+    assert not leaks, f"the token leaks in {where}"
+
+
+def state_rows(url: str) -> Iterator[tuple[str, str]]:
+    """(table, repr of a row) of every row of every table of the state database."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            for table in inspect(conn).get_table_names():
+                for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                    yield table, repr(tuple(row))
+    finally:
+        engine.dispose()
+
+
+def test_the_token_appears_in_no_output_log_state_file_or_traceback(
+        tmp_path: Path, emulator: EmulatorServer, other_account: EmulatorServer,
+        state_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    shop = Shop(tmp_path, emulator, state_url)
+    out = Transcript(shop)
+    emulator.emulator.faults.reject_skus["C-3"] = "unknown product for this grade"
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2"), catalog_row("C-3"),
+                  catalog_row("BAD", ean="123")])
+
+    for fmt in ("text", "markdown", "json"):
+        out.run("plan", "--format", fmt, code=2)
+    out.run("plan", "--format", "json", "--out", str(tmp_path / "saved-plan.json"), code=2)
+    out.run("apply", "--plan", str(tmp_path / "saved-plan.json"), code=3)
+    shop.catalog([catalog_row("A-1", stock="3"), catalog_row("B-2"), catalog_row("C-3")])
+    out.run("apply", code=3)
+    for fmt in ("text", "json", "csv"):
+        out.run("errors", "--format", fmt)
+    for fmt in ("text", "json"):
+        out.run("status", "--format", fmt)
+    out.run("check")
+    emulator.emulator.sell(TOKEN, "A-1", 1)  # drift for reconcile to find
+    out.run("reconcile", code=2)
+    emulator.emulator.create_order(TOKEN, [{"sku": "A-1", "quantity": 1}], country="fr-fr")
+    out.run("orders", "pull")
+    assert list((tmp_path / "state" / "orders").glob("*.csv"))
+
+    # A crash deep inside a run, after the batch went out.
+    def broken(_task: object) -> dict[str, object]:
+        raise RuntimeError("task result in an unexpected shape")
+
+    monkeypatch.setattr(syncer.client, "task_outcomes", broken)
+    monkeypatch.setattr("syncer.publish.task_outcomes", broken, raising=False)
+    shop.catalog([catalog_row("A-1", stock="1"), catalog_row("B-2"), catalog_row("C-3"),
+                  catalog_row("D-4")])
+    crashed = out.run("apply", code=None)
+    assert isinstance(crashed.exception, RuntimeError), crashed.exception
+    monkeypatch.undo()
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+
+    # Back Market refuses the token.
+    wrong = Shop(tmp_path, other_account, state_url)
+    for args in (("apply",), ("check",), ("orders", "pull"), ("reconcile",)):
+        result = out.run(*args, code=1)
+        assert "401" in result.output + result.stderr
+    out.run("status")
+    assert wrong.config == shop.config
+
+    assert any(where.startswith("traceback of apply") for where, _ in out.texts)
+    for where, content in out.texts:
+        assert_no_token(where, content)
+    rows = list(state_rows(state_url))
+    assert {table for table, _ in rows} >= {"offer_snapshot", "run_log", "order_record"}
+    for table, row in rows:
+        assert_no_token(f"state table {table}", row)
+    saved = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert any(path.name == "saved-plan.json" for path in saved)
+    for path in saved:
+        assert_no_token(str(path), path.read_bytes())
