@@ -307,7 +307,7 @@ def _run_once(ctx: JobContext, stores: list[StoreSettings], catalog: Path | None
             click.echo(f"  {line}")
     results = [r for store_run in runs for _, r in store_run.publications]
     code = _exit_code(results)
-    if any(store_run.skipped for store_run in runs) and code == 0:
+    if any(store_run.skipped or store_run.error for store_run in runs):
         code = EXIT_ERROR
     return code
 
@@ -316,6 +316,8 @@ def _print_store_run(store_run: StoreRun) -> None:
     if store_run.skipped:
         click.echo(f"error: store {store_run.store} skipped: {store_run.skipped}", err=True)
         return
+    if store_run.error:
+        click.echo(f"error: store {store_run.store}: {store_run.error}", err=True)
     if store_run.reconciliation is not None:
         click.echo(store_run.reconciliation.to_text(limit=50), nl=False)
     if store_run.products is not None:

@@ -136,9 +136,12 @@ class BackMarketClient:
 
     def iter_listings(self, **filters: int) -> Iterator[dict[str, Any]]:
         """Every listing, page by page (``page-size`` 50), following ``next`` until null."""
+        return self._paged("/ws/listings", filters)
+
+    def _paged(self, path: str, filters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         page = 1
         while True:
-            body = self._json("GET", "/ws/listings",
+            body = self._json("GET", path,
                               params={**filters, "page": page, "page-size": PAGE_SIZE})
             yield from body.get("results", [])
             following = body.get("next")
@@ -229,15 +232,7 @@ class BackMarketClient:
         """Orders matching the filters (``state``, ``country_code``, ``date_creation``,
         ``date_modification``), page by page, following ``next`` until null. Back Market
         never lists orders in state 0 (payment check) or 8 (not paid)."""
-        page = 1
-        while True:
-            body = self._json("GET", "/ws/orders",
-                              params={**filters, "page": page, "page-size": PAGE_SIZE})
-            yield from body.get("results", [])
-            following = body.get("next")
-            if not following:
-                return
-            page = _next_page(following, page)
+        return self._paged("/ws/orders", filters)
 
     def get_order(self, order_id: int) -> dict[str, Any]:
         return self._json("GET", f"/ws/orders/{int(order_id)}")

@@ -957,16 +957,16 @@ class Emulator:
     def _get_listings(self, call: Call) -> Reply:
         seller = self._seller(call.token)
         query = call.query
-        page = _query_int(call, "page", minimum=1) or 1
+        page = query_int(call, "page", minimum=1) or 1
         # The spec names it page-size; page_size (as integrators write it) is an alias.
         size_name = "page-size" if "page-size" in query or "page_size" not in query else "page_size"
         # Larger pages are clamped, as Django REST framework's max_page_size does.
-        size = min(_query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        state = _query_int(call, "publication_state", minimum=0)
+        size = min(query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        state = query_int(call, "publication_state", minimum=0)
         if state is not None and state > 4:
             raise call.bad_request("publication_state must be one of 0, 1, 2, 3, 4")
-        min_quantity = _query_int(call, "min_quantity")
-        max_quantity = _query_int(call, "max_quantity")
+        min_quantity = query_int(call, "min_quantity")
+        max_quantity = query_int(call, "max_quantity")
         selected = [
             item
             for item in sorted(seller.listings.values(), key=lambda item: item.listing_id)
@@ -1766,7 +1766,8 @@ class Emulator:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _query_int(call: Call, name: str, *, minimum: int | None = None) -> int | None:
+def query_int(call: Call, name: str, *, minimum: int | None = None) -> int | None:
+    """An integer query parameter, or a 400 in the spec's shape."""
     raw = call.query.get(name, "").strip()
     if not raw:
         return None

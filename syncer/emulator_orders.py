@@ -59,9 +59,16 @@ from syncer.emulator import (
     HttpError,
     Reply,
     error_v1,
+    query_int,
     sku_key,
 )
-from syncer.vocabulary import SHIPPERS
+from syncer.vocabulary import (
+    IMEI_DIGITS,
+    MAX_SERIAL,
+    MAX_TRACKING_NUMBER,
+    MAX_TRACKING_URL,
+    SHIPPERS,
+)
 
 __all__ = ["LINE_STATES", "ORDER_STATES", "OrderBook", "install_order_routes", "order_book"]
 
@@ -84,11 +91,7 @@ FINAL_LINE_STATES: Final = frozenset({3, 4, 5, 6, 7})
 LINE_STATE_AT_CREATION: Final = {0: 0, 10: 8, 1: 1, 8: 7}
 DEFAULT_PAGE_SIZE: Final = 10
 MAX_PAGE_SIZE: Final = 50
-MAX_TRACKING_NUMBER: Final = 200
-MAX_TRACKING_URL: Final = 300
 MAX_SHIPPER: Final = 200
-MAX_SERIAL: Final = 50
-MAX_IMEI: Final = 15
 MAX_RETURN_MESSAGE: Final = 500
 DISPATCH_DELAY: Final = timedelta(days=2)
 CENT: Final = Decimal("0.01")
@@ -286,11 +289,11 @@ class OrderBook:
 
     def get_orders(self, call: Call) -> Reply:
         query = call.query
-        page = _query_int(call, "page", minimum=1) or 1
+        page = query_int(call, "page", minimum=1) or 1
         size_name = "page-size" if "page-size" in query or "page_size" not in query else \
             "page_size"
-        size = min(_query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        state = _query_int(call, "state")
+        size = min(query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        state = query_int(call, "state")
         if state is not None and state not in ORDER_STATES:
             raise call.bad_request(f"state must be one of {', '.join(map(str, ORDER_STATES))}")
         country = query.get("country_code", "").strip() or None
@@ -592,7 +595,7 @@ def _order_state(order: _Order) -> int:
 def _identifiers(call: Call, body: Mapping[str, Any]) -> tuple[str | None, str | None]:
     imei = body.get("imei")
     serial = body.get("serial_number")
-    if imei is not None and (not isinstance(imei, str) or len(imei) != MAX_IMEI
+    if imei is not None and (not isinstance(imei, str) or len(imei) != IMEI_DIGITS
                              or not imei.isdigit() or not stdnum_imei.is_valid(imei)):
         raise call.bad_request(f"imei {imei!r} is not a valid IMEI (15 digits with a valid "
                                "check digit)")
@@ -641,16 +644,6 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _query_int(call: Call, name: str, *, minimum: int | None = None) -> int | None:
-    raw = call.query.get(name, "").strip()
-    if not raw:
-        return None
-    if not re.fullmatch(r"[+-]?\d+", raw):
-        raise call.bad_request(f"{name} must be an integer, got {raw!r}")
-    value = int(raw)
-    if minimum is not None and value < minimum:
-        raise call.bad_request(f"{name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _query_date(call: Call, name: str) -> datetime | None:

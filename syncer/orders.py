@@ -45,6 +45,7 @@ from syncer.planner import catalog_source
 from syncer.reports import csv_cell
 from syncer.state import StateStore
 from syncer.validation import BadValue, parse_count
+from syncer.vocabulary import IMEI_DIGITS, MAX_SERIAL, MAX_TRACKING_NUMBER, MAX_TRACKING_URL
 
 log = structlog.get_logger("syncer.orders")
 
@@ -73,10 +74,6 @@ LINE_STATE_NAMES: Final = {
 SHIPMENT_COLUMNS: Final = ("order_id", "carrier", "tracking_number", "tracking_url", "imei",
                            "serial_number")
 LINE_LIST_COLUMNS: Final = ("order_id", "sku")
-MAX_TRACKING_NUMBER: Final = 200
-MAX_TRACKING_URL: Final = 300
-MAX_SERIAL: Final = 50
-IMEI_DIGITS: Final = 15
 EXPORT_COLUMNS: Final = (
     "store", "change", "order_id", "order_state", "country_code", "date_creation",
     "date_modification", "date_payment", "currency", "order_price", "order_shipping_price",

@@ -18,7 +18,7 @@ from typing import Final
 import structlog
 
 from syncer.config import StoreSettings
-from syncer.errors import LockHeld
+from syncer.errors import LockHeld, SyncerError
 from syncer.jobs import JobContext, check_zero_share, publish_store, reconcile_store
 from syncer.planner import catalog_source, make_plan
 from syncer.products import publish_products
@@ -73,6 +73,7 @@ class StoreRun:
     publications: list[tuple[str, PublishResult]] = field(default_factory=list)
     reconciliation: Reconciliation | None = None
     skipped: str | None = None  # e.g. locked by another run
+    error: str | None = None  # what stopped this store's turn (the other stores go on)
     products: dict[str, int] | None = None
 
 
@@ -97,6 +98,9 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
         except LockHeld as exc:
             outcome.skipped = str(exc)
             log.warning("store skipped", store=store.name, reason=str(exc))
+        except SyncerError as exc:  # one store's trouble must not stop the others, nor a daemon
+            outcome.error = str(exc)
+            log.error("store stopped", store=store.name, reason=str(exc))
         finally:
             ctx.leases.pop(store.name, None)
         runs.append(outcome)

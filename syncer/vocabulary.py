@@ -129,3 +129,10 @@ SHIPPERS: Final = frozenset({
     'Zeleris',
     'Other',
 })
+
+# Limits of the UpdateOrder fields (shipping an order), as the spec and Back Market's back
+# office apply them.
+MAX_TRACKING_NUMBER: Final = 200
+MAX_TRACKING_URL: Final = 300
+MAX_SERIAL: Final = 50
+IMEI_DIGITS: Final = 15

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from syncer.cli import cli
 from syncer.config import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator import EmulatorServer
+from syncer.emulator import EmulatorConfig, EmulatorServer
 from syncer.mapping import compile_mapping, load_profile
 from syncer.validation import Validator
 from tests.conftest import TOKEN, write_catalog, write_config
+from tests.contract import check_exchange
 
 
 class Shop:
@@ -83,3 +88,33 @@ def state_fingerprint(url: str) -> str:
     if url.startswith("sqlite:///"):
         digest.update(Path(url[len("sqlite:///"):]).read_bytes())
     return digest.hexdigest()
+
+
+@contextmanager
+def checked_emulator(**config: Any) -> Iterator[EmulatorServer]:
+    """The emulator on a loopback port; when done, every request the client sent and every
+    answer are checked against Back Market's published spec."""
+    with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), **config)) as server:
+        yield server
+        for exchange in server.emulator.exchanges:
+            check_exchange(exchange)
+
+
+class FakeClock:
+    """One simulated time, driven by the test, for the emulator (monotonic seconds: task
+    delays, rate windows, hourly budget, product review) and the engine (UTC datetimes:
+    schedules, budget ledger)."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+        self.start = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.seconds - 1000.0)
+
+    def advance(self, seconds: float = 0.0, *, minutes: float = 0.0,
+                hours: float = 0.0) -> None:
+        self.seconds += seconds + 60 * minutes + 3600 * hours

@@ -5,7 +5,6 @@ fit (zeros and stock first, then what waited longest)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -13,30 +12,13 @@ import pytest
 
 from syncer.client import BackMarketClient
 from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.emulator import EmulatorServer
 from syncer.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.planner import catalog_source, make_plan, siblings
 from syncer.publish import Publisher, PublishResult
 from syncer.state import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
-from tests.contract import check_exchange
-
-
-class Clock:
-    """One fake time for the emulator (monotonic seconds) and the budget (UTC datetimes)."""
-
-    def __init__(self) -> None:
-        self.seconds = 1000.0
-        self.start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> float:
-        return self.seconds
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.seconds += seconds
+from tests.helpers import FakeClock, checked_emulator
 
 
 def test_catalog_routes_get_their_own_lower_limit() -> None:
@@ -61,7 +43,7 @@ def test_catalog_routes_get_their_own_lower_limit() -> None:
 
 
 def test_budget_is_shared_by_runs_and_stores_of_one_account(state_url: str) -> None:
-    clock = Clock()
+    clock = FakeClock()
     with StateStore.open(state_url) as state:
         first = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
         assert first.take(7) == 7
@@ -77,18 +59,15 @@ def test_budget_is_shared_by_runs_and_stores_of_one_account(state_url: str) -> N
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def server(clock: Clock) -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.0, sku_lines_per_hour=10,
-                            clock=clock)
-    with EmulatorServer(config) as running:
+def server(clock: FakeClock) -> Iterator[EmulatorServer]:
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=10,
+                          clock=clock.monotonic) as running:
         yield running
-        for exchange in running.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture
@@ -100,7 +79,7 @@ def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
     return load_settings(tmp_path / "syncer.toml")
 
 
-def publish(settings: Settings, clock: Clock, rows: list[str]) -> PublishResult:
+def publish(settings: Settings, clock: FakeClock, rows: list[str]) -> PublishResult:
     write_catalog(settings.catalog_path(), rows)
     fr = settings.store("fr")
     with StateStore.open(settings.state_database_url()) as state, \
@@ -114,7 +93,7 @@ def publish(settings: Settings, clock: Clock, rows: list[str]) -> PublishResult:
 
 
 def test_work_beyond_the_hourly_budget_is_queued_and_goes_first_next_run(
-        settings: Settings, server: EmulatorServer, clock: Clock) -> None:
+        settings: Settings, server: EmulatorServer, clock: FakeClock) -> None:
     skus = [f"S-{i:02d}" for i in range(12)]
     first = publish(settings, clock, [catalog_row(s) for s in skus])
     assert (first.counts["created"], first.counts["queued"]) == (10, 2)

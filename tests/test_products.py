@@ -5,7 +5,6 @@ validated one is never sent again."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,13 @@ from stdnum import ean as ean_check
 
 from syncer.cli import cli
 from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
+from syncer.emulator import EmulatorServer, Faults
 from syncer.jobs import JobContext, paced
 from syncer.planner import siblings
 from syncer.schedule import run_due
 from syncer.state import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog, write_config
-from tests.contract import check_exchange
+from tests.helpers import FakeClock, checked_emulator
 
 PRODUCT_HEADER = HEADER + (";title_fr;description_fr;brand;price_new_fr;weight_grams;"
                            "category_id;image1;color;storage")
@@ -41,39 +40,19 @@ def row(sku: str, code: str, *, title: str = "iPhone 13 128 Go", storage: str = 
     return catalog_row(sku, ean=code, price_de="") + product
 
 
-class Clocks:
-    """The emulator's clock (review delay) and the scheduler's, driven together."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.start = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.seconds)
-
-    def advance(self, hours: float) -> None:
-        self.seconds += hours * 3600
+@pytest.fixture
+def clocks() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-@pytest.fixture
-def server(clocks: Clocks) -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.0, sku_lines_per_hour=0,
-                            auto_products=False, review_delay=6 * 3600, clock=clocks.monotonic,
-                            faults=Faults(reject_eans={BAD: "the images do not show the "
-                                                            "device"}))
-    with EmulatorServer(config) as running:
+def server(clocks: FakeClock) -> Iterator[EmulatorServer]:
+    faults = Faults(reject_eans={BAD: "the images do not show the device"})
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=0, auto_products=False,
+                          review_delay=6 * 3600, clock=clocks.monotonic,
+                          faults=faults) as running:
         running.emulator.add_product(ean=KNOWN, title="Galaxy S21")
         yield running
-        for exchange in running.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture
@@ -90,7 +69,7 @@ def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
     return load_settings(config)
 
 
-def run(settings: Settings, clocks: Clocks) -> list[list[str]]:
+def run(settings: Settings, clocks: FakeClock) -> list[list[str]]:
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
@@ -112,7 +91,7 @@ def proposals_sent(server: EmulatorServer, sku: str) -> int:
 
 
 def test_new_products_are_proposed_with_their_offers_and_tracked_per_ean(
-        settings: Settings, server: EmulatorServer, clocks: Clocks) -> None:
+        settings: Settings, server: EmulatorServer, clocks: FakeClock) -> None:
     plan = cli_run(settings, "plan", "--kind", "products")
     assert f"PROPOSE  NEW-1 (EAN {NEW}): new EAN, unknown to Back Market" in plan
     assert "KNOWN-1" not in plan  # no product content: an offer on a known product
@@ -138,7 +117,7 @@ def test_new_products_are_proposed_with_their_offers_and_tracked_per_ean(
     assert "BAD-1: its product was rejected: product proposal rejected" in offers
     assert "CREATE  BAD-1" not in offers
 
-    clocks.advance(25)  # the next day: products due again; nothing new for BAD-1
+    clocks.advance(hours=25)  # the next day: products due again; nothing new for BAD-1
     sent = proposals_sent(server, "BAD-1")
     run(settings, clocks)
     assert proposals_sent(server, "BAD-1") == sent
@@ -157,7 +136,7 @@ def test_new_products_are_proposed_with_their_offers_and_tracked_per_ean(
     plan = cli_run(settings, "plan", "--kind", "products")
     assert "PROPOSE  BAD-1" in plan and "content changed since Back Market rejected it" in plan
     assert "NEW-1" not in plan.replace("KNOWN", "")  # validated: never sent again
-    clocks.advance(25)
+    clocks.advance(hours=25)
     run(settings, clocks)
     assert proposals_sent(server, "BAD-1") == sent + 1
     bad = server.emulator.listing(TOKEN, "BAD-1", "fr-fr")
@@ -166,7 +145,7 @@ def test_new_products_are_proposed_with_their_offers_and_tracked_per_ean(
 
 
 def test_pending_proposal_is_updated_when_its_content_changes(
-        settings: Settings, server: EmulatorServer, clocks: Clocks) -> None:
+        settings: Settings, server: EmulatorServer, clocks: FakeClock) -> None:
     run(settings, clocks)
     write_catalog(settings.catalog_path(), [
         row("KNOWN-1", KNOWN, content=False), row("NEW-1", NEW, title="iPhone 13 - Minuit"),
@@ -174,7 +153,7 @@ def test_pending_proposal_is_updated_when_its_content_changes(
     plan = cli_run(settings, "plan", "--kind", "products")
     assert "UPDATE   NEW-1" in plan and "content changed while waiting for review" in plan
     server.emulator.config.review_delay = 100 * 3600  # a slow review: still pending tomorrow
-    clocks.advance(25)
+    clocks.advance(hours=25)
     before = proposals_sent(server, "NEW-1")
     run(settings, clocks)
     assert proposals_sent(server, "NEW-1") == before + 1

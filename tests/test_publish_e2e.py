@@ -27,13 +27,12 @@ from stdnum import ean as ean_check
 from syncer.cli import cli
 from syncer.client import BackMarketClient
 from syncer.config import load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.emulator import EmulatorServer
 from syncer.planner import catalog_source, make_plan
 from syncer.publish import Publisher, PublishResult
 from syncer.state import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
-from tests.contract import check_exchange
-from tests.helpers import Shop, assert_emulator_matches_catalog, state_fingerprint
+from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator, state_fingerprint
 
 
 @pytest.fixture
@@ -45,12 +44,8 @@ def shop(tmp_path: Path, emulator: EmulatorServer, state_url: str,
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
-    with EmulatorServer(config) as server:
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
         yield server
-        # Every request the client sent, and every answer, against Back Market's spec.
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 def test_published_listings_equal_the_catalogs_valid_offers_per_country(shop: Shop) -> None:

@@ -10,22 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.emulator import EmulatorServer
 from tests.conftest import TOKEN, catalog_row
-from tests.contract import check_exchange
-from tests.helpers import Shop
+from tests.helpers import Shop, checked_emulator
 
 ROWS = [catalog_row(f"Q-{i}") for i in range(5)]
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), task_delay=0.0,
-                                       sku_lines_per_hour=0)) as server:
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=0) as server:
         server.emulator.faults.reject_skus["Q-1"] = "=HYPERLINK(\"x\") grade not allowed"
         yield server
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture

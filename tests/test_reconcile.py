@@ -11,24 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.emulator import EmulatorServer
 from syncer.offers import Offer
 from syncer.reconcile import observed, reconcile
 from syncer.state import SnapshotEntry
 from tests.conftest import TOKEN, catalog_row
-from tests.contract import check_exchange
-from tests.helpers import Shop, assert_emulator_matches_catalog
+from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator
 
 UA = "BM-Tests-backoffice;tests@example.com"
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), task_delay=0.0,
-                                       sku_lines_per_hour=0)) as server:
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
         yield server
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture

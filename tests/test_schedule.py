@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,27 +22,13 @@ from syncer.planner import siblings
 from syncer.schedule import job_states, next_due_lines, run_due
 from syncer.state import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
-from tests.contract import check_exchange
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
+from tests.helpers import FakeClock, checked_emulator
 
 
 @pytest.fixture
 def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), task_delay=0.0,
-                                       sku_lines_per_hour=0)) as running:
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=0) as running:
         yield running
-        for exchange in running.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture
@@ -56,11 +41,11 @@ def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
     return load_settings(tmp_path / "syncer.toml")
 
 
-def run(settings: Settings, clock: Clock) -> list[tuple[str, list[str]]]:
+def run(settings: Settings, clock: FakeClock) -> list[tuple[str, list[str]]]:
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
-        ctx = JobContext(settings, state, "test-run", limiter_for, now=clock)
+        ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
         return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
 
 
@@ -70,7 +55,7 @@ def runs_of(settings: Settings) -> list[str]:
 
 
 def test_run_does_only_what_is_due_and_a_disabled_kind_never_runs(settings: Settings) -> None:
-    clock = Clock()
+    clock = FakeClock()
     assert run(settings, clock) == [("fr", ["reconcile", "offers"])]
     assert run(settings, clock) == []  # twice in a row: nothing the second time
     clock.advance(minutes=14)
@@ -86,13 +71,13 @@ def test_run_does_only_what_is_due_and_a_disabled_kind_never_runs(settings: Sett
 
 
 def test_nothing_due_says_when_each_job_is_next_due(settings: Settings) -> None:
-    clock = Clock()
+    clock = FakeClock()
     run(settings, clock)
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
-        ctx = JobContext(settings, state, "r", limiter_for, now=clock)
-        (line,) = next_due_lines(ctx, settings.stores, clock())
-        states = {j.kind: j for j in job_states(ctx, settings.stores[0], clock())}
+        ctx = JobContext(settings, state, "r", limiter_for, now=clock.now)
+        (line,) = next_due_lines(ctx, settings.stores, clock.now())
+        states = {j.kind: j for j in job_states(ctx, settings.stores[0], clock.now())}
     assert line.startswith("fr: reconcile 2026-11-24T06:00")
     assert "offers 2026-11-23T08:00+00:00 (in 2h00)" in line
     assert "stock 2026-11-23T06:15+00:00 (in 15 min)" in line
@@ -110,7 +95,7 @@ def test_intervals_and_switches_are_per_store_and_per_kind(tmp_path: Path, serve
                       "stock_lane = false\n")
     write_catalog(tmp_path / "catalog.csv", [catalog_row("A")])
     settings = load_settings(config)
-    clock = Clock()
+    clock = FakeClock()
     assert run(settings, clock) == [("fr", ["offers"])]
     clock.advance(minutes=29)
     assert run(settings, clock) == []
@@ -121,7 +106,7 @@ def test_intervals_and_switches_are_per_store_and_per_kind(tmp_path: Path, serve
 
 def test_stock_lane_sends_quantities_and_zeros_only(settings: Settings,
                                                     server: EmulatorServer) -> None:
-    clock = Clock()
+    clock = FakeClock()
     run(settings, clock)
     rows = [catalog_row(f"R-{i}") for i in range(1, 6)]  # R-0 is gone: zero
     rows[0] = catalog_row("R-1", stock="1", price_fr="150.00")  # stock and price change
@@ -244,3 +229,24 @@ def test_daemon_stops_cleanly_on_sigterm_after_the_request_in_flight(
     out, err = rest.communicate(timeout=60)
     assert rest.returncode == 0, err
     assert f"{20 - confirmed} updated" in out
+
+
+def test_one_stores_safety_stop_does_not_stop_the_others(tmp_path: Path, server: EmulatorServer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=f"sqlite:///{tmp_path / 's.db'}",
+                          environment=server.base_url)
+    config.write_text(config.read_text() + "max_zero_share = 0.0\nreconcile = false\n")  # de
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(f"R-{i}") for i in range(6)])
+    settings = load_settings(config)
+    clock = FakeClock()
+    run(settings, clock)
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(f"R-{i}") for i in range(5)])
+    clock.advance(hours=3)
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        ctx = JobContext(settings, state, "r", limiter_for, now=clock.now)
+        fr, de = run_due(ctx, settings.stores)
+    assert fr.error is None and [kind for kind, _ in fr.publications] == ["offers"]
+    assert de.error is not None and "would zero 1 of 6 live offers" in de.error
+    assert server.emulator.listing(TOKEN, "R-5", "fr-fr")["quantity"] == 0  # type: ignore[index]
