@@ -115,7 +115,8 @@ class ChangeLog:
     """A store's changes, iterated in sending order: by priority, queued ones first (oldest
     first), then in the order they were planned (catalog order). Kept in memory up to
     ``spill_at`` changes; beyond, appended to one temporary file per sending class, so that
-    memory stays bounded whatever the catalog size."""
+    memory stays bounded whatever the catalog size (there, queued changes are oldest first
+    within each block of 10,000 written together)."""
 
     CLASSES: Final = 8  # priority 0-3, queued or not
 
@@ -188,15 +189,18 @@ class ChangeLog:
     def _spill(self) -> None:
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="syncer-plan-")
-        self._memory.sort(key=_order)
-        for change in self._memory:
-            priority, unqueued, _ = change.order
-            number = priority * 2 + unqueued
+        classes: dict[int, list[Change]] = {}
+        for change in self._memory:  # appending keeps the planned order within a class
+            classes.setdefault(_class_of(change), []).append(change)
+        for number, changes in classes.items():
+            if number % 2 == 0:  # queued: oldest first
+                changes.sort(key=_queued_since)
             handle = self._files.get(number)
             if handle is None:
                 handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
                     os.path.join(self._folder.name, f"class-{number}"), "ab")
-            marshal.dump(tuple(change), handle)
+            for change in changes:
+                marshal.dump(tuple(change), handle)
         self._memory = []
         self._sorted = True
 
@@ -214,6 +218,15 @@ class ChangeLog:
 
 def _order(change: Change) -> tuple[int, int, str]:
     return change.order
+
+
+def _class_of(change: Change) -> int:
+    """The sending class (priority x queued or not) of ``Change.order``, computed once."""
+    return change.priority * 2 + (change.queued_since is None)
+
+
+def _queued_since(change: Change) -> str:
+    return change.queued_since or ""
 
 
 @dataclass(frozen=True, slots=True)

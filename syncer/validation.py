@@ -179,6 +179,12 @@ class Validator:
         self._seen: dict[str, tuple[int, str]] = {} if seen is None else seen
         self._offer = mapping.offer
         self._all_stores = frozenset(s.store.name for s in mapping.stores)
+        # The row-level getters, looked up once (a row calls each of them).
+        self._sku = mapping.offer["sku"]
+        self._grade = mapping.offer["grade"]
+        self._product_id = mapping.offer.get("product_id")
+        self._ean = mapping.offer.get("ean")
+        self._deee = mapping.offer.get("deee")
         self._stores = tuple(
             _StoreGetters(m, m.fields["price"], *(m.fields.get(name) for name in (
                 "currency", "warranty", "comment", "min_price", "max_price")))
@@ -186,8 +192,8 @@ class Validator:
 
     def validate(self, row: int, values: Sequence[str]) -> RowResult:
         offer = self._offer
-        all_stores = set(self._all_stores)
         if len(values) != self.width:
+            all_stores = set(self._all_stores)
             sku = _salvaged_sku(values, offer["sku"], self.width)
             result = RowResult(row, sku)
             result.rejections.append(Rejection(
@@ -199,8 +205,9 @@ class Validator:
             return result
 
         problems: list[Rejection] = []
-        sku = offer["sku"](values)
+        sku = self._sku(values)
         result = RowResult(row, sku)
+        key: str | None = None
 
         def reject(field_name: str, value: str | None, expected: str,
                    store: str | None = None) -> None:
@@ -221,13 +228,13 @@ class Validator:
                 self._seen[key] = (row, sku)
 
         product_id = ean = None
-        raw = _get(offer, "product_id", values)
+        raw = self._product_id(values) if self._product_id else None
         if raw is not None:
             try:
                 product_id = parse_product_id(raw)
             except BadValue as exc:
                 reject("product_id", raw, exc.expected)
-        raw_ean = _get(offer, "ean", values)
+        raw_ean = self._ean(values) if self._ean else None
         if raw_ean is not None:
             try:
                 ean = parse_ean(raw_ean)
@@ -238,7 +245,7 @@ class Validator:
                                        "(product_id), or an EAN")
 
         grade = None
-        raw = offer["grade"](values)
+        raw = self._grade(values)
         if raw is None:
             reject("grade", None, self.mapping.profile.grade_vocabulary())
         else:
@@ -249,7 +256,7 @@ class Validator:
         quantity = _quantity(offer, values, reject)
 
         deee = None
-        raw = _get(offer, "deee", values)
+        raw = self._deee(values) if self._deee else None
         if raw is not None:
             try:
                 deee = parse_amount(raw, positive=False)
@@ -258,7 +265,7 @@ class Validator:
 
         row_ok = not problems
         profile = self.mapping.profile
-        offer_key = sku_key(sku) if sku is not None else None
+        offer_key = key if key is not None else (sku_key(sku) if sku is not None else None)
         for getters in self._stores:
             price_text = getters.price(values)
             if price_text is None:
@@ -284,8 +291,8 @@ class Validator:
                 warranty, comment, min_price, max_price, store_deee, shipping, offer_key,
                 target))
         if not row_ok:
-            result.rejected_stores = all_stores
-            result.listed_stores = all_stores
+            result.rejected_stores = set(self._all_stores)
+            result.listed_stores = set(self._all_stores)
         result.rejections = problems
         return result
 
