@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import structlog
@@ -127,12 +127,18 @@ def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
             result = plan_products(settings, stores, catalog_source(settings, catalog), state)
         else:
             result = make_plan(settings, stores, catalog_source(settings, catalog), state)
-    text = result.render(fmt)
-    if out is not None:
-        _write(out, text)
-        click.echo(f"plan written to {out}: {_brief(result)}", err=True)
+    if isinstance(result, Plan) and fmt == "json":
+        # Written change by change: a million-change plan never sits in memory as text.
+        if out is not None:
+            _write_with(out, result.write_json)
+        else:
+            result.write_json(sys.stdout)
+    elif out is not None:
+        _write(out, result.render(fmt))
     else:
-        click.echo(text, nl=False)
+        click.echo(result.render(fmt), nl=False)
+    if out is not None:
+        click.echo(f"plan written to {out}: {_brief(result)}", err=True)
     sys.exit(EXIT_CHANGES if result.has_changes else 0)
 
 
@@ -817,6 +823,15 @@ def _load_plan(path: Path) -> Plan:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a plan saved with `syncer plan --format json`: "
                           f"{exc}") from None
+
+
+def _write_with(path: Path, writer: Callable[[TextIO], None]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            writer(out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _write(path: Path, text: str) -> None:
