@@ -22,21 +22,17 @@ import pytest
 from click.testing import Result
 from sqlalchemy import create_engine, text
 
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.emulator import EmulatorServer
 from tests.conftest import TOKEN, catalog_row
-from tests.contract import check_exchange
-from tests.helpers import Shop
+from tests.helpers import Shop, checked_emulator
 
 SKUS = ("A-1", "B-2", "C-3")
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
-    with EmulatorServer(config) as server:
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
         yield server
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture(autouse=True)

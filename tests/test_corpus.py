@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.emulator import EmulatorServer
 from tests.conftest import HEADER, TOKEN, catalog_row
-from tests.contract import check_exchange
-from tests.helpers import Shop
+from tests.helpers import Shop, checked_emulator
 
 CORPUS = Path(__file__).parent / "corpus"
 LIVE = tuple(f"{c}-{i}" for i, c in enumerate("ABCDEFGHIJ", 1))
@@ -129,11 +128,8 @@ CASES = [
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
-    with EmulatorServer(config) as server:
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
         yield server
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from syncer.state import StateStore
 from syncer.validation import BadValue
 from tests.conftest import TOKEN, catalog_row
 from tests.contract import check_exchange
-from tests.helpers import Shop
+from tests.helpers import Shop, checked_emulator
 
 IMEI_1 = "490154203237518"
 IMEI_2 = "352099001761481"
@@ -56,11 +56,8 @@ ORDER_TABLES = ("order_record", "order_line", "order_line_action", "order_shipme
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
-    with EmulatorServer(config) as server:
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
         yield server
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 def make_shop(folder: Path, server: EmulatorServer, state_url: str,

@@ -21,8 +21,7 @@ from sqlalchemy import create_engine, inspect, text
 import syncer.client
 from syncer.emulator import EmulatorConfig, EmulatorServer
 from tests.conftest import TOKEN, catalog_row
-from tests.contract import check_exchange
-from tests.helpers import Shop
+from tests.helpers import Shop, checked_emulator
 
 # The token and a fragment of it: a token cut short (a clipped message) still leaks.
 NEEDLES = (TOKEN, TOKEN[4:16], TOKEN.encode().hex())
@@ -30,11 +29,8 @@ NEEDLES = (TOKEN, TOKEN[4:16], TOKEN.encode().hex())
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.01, sku_lines_per_hour=0)
-    with EmulatorServer(config) as server:
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
         yield server
-        for exchange in server.emulator.exchanges:
-            check_exchange(exchange)
 
 
 @pytest.fixture
