@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
@@ -420,10 +419,3 @@ def _explain(exc: ValidationError, path: Path) -> str:
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
-
-def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a header or settings mapping safe to log."""
-    return {
-        k: ("<redacted>" if k.lower() in ("authorization", "token") else v)
-        for k, v in mapping.items()
-    }

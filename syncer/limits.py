@@ -29,7 +29,6 @@ class RateLimiter:
         self.sleep = sleep
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
-        self.waited = 0.0
 
     def acquire(self) -> None:
         while True:
@@ -41,7 +40,6 @@ class RateLimiter:
                     self._sent.append(now)
                     return
                 wait = self._sent[0] + self.window - now
-            self.waited += wait
             self.sleep(max(wait, 0.001))
 
     def block(self, seconds: float) -> None:
@@ -91,10 +89,6 @@ class ApiLimits:
         self.general.block(seconds)
         if self.catalog is not None:
             self.catalog.block(seconds)
-
-    @property
-    def waited(self) -> float:
-        return self.general.waited + (self.catalog.waited if self.catalog else 0.0)
 
     def history(self, wall_now: float) -> dict[str, list[float]]:
         return {"general": self.general.history(wall_now),

@@ -32,7 +32,6 @@ FIELDS: Final = (
     "deee",
     "shipping",
 )
-GLOBAL_FIELDS: Final = frozenset({"product_id", "ean", "grade", "quantity"})
 # Fields a single-listing update (POST /ws/listings/{id}) cannot change (its request body in
 # the spec has no such property): they need the batch endpoint, whose rows match by SKU.
 BATCH_ONLY_FIELDS: Final = frozenset({"product_id", "ean", "grade", "deee", "max_price"})
@@ -134,10 +133,6 @@ def content_hash(published: Published) -> str:
     """A short, stable fingerprint of published fields (stored beside them in the snapshot)."""
     text = "\x1f".join("\x00" if v is None else str(v) for v in published)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
-
-
-def as_dict(published: Published) -> dict[str, str | int | None]:
-    return dict(zip(FIELDS, published, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
