@@ -37,25 +37,25 @@ def _quiet_logs() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def _pg_available() -> str | None:
+def require_server(name: str, url: str, required_by: str) -> str:
+    """The server's URL when it answers. Otherwise the test is skipped on a laptop, and
+    fails in CI, which sets ``required_by`` (see .ci/run)."""
     try:
-        engine = create_engine(PG_URL)
+        engine = create_engine(url)
         with engine.connect() as conn:
             conn.execute(text("select 1"))
         engine.dispose()
-    except Exception as exc:
-        return str(exc).splitlines()[0]
-    return None
+    except Exception as exc:  # any failure means "not available"
+        problem = str(exc).splitlines()[0]
+        if os.environ.get(required_by) == "1":
+            pytest.fail(f"{name} is required in CI but unreachable at {url}: {problem}")
+        pytest.skip(f"{name} not available: {problem}")
+    return url
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> str:
-    problem = _pg_available()
-    if problem is not None:
-        if os.environ.get("SYNCER_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {problem}")
-        pytest.skip(f"PostgreSQL not available: {problem}")
-    return PG_URL
+    return require_server("PostgreSQL", PG_URL, "SYNCER_REQUIRE_POSTGRES")
 
 
 @pytest.fixture

@@ -41,7 +41,14 @@ from syncer.errors import CatalogError, ConfigError
 from syncer.mapping import load_profile
 from syncer.planner import catalog_source
 from syncer.sources import SqlCatalog, cell_text, database_url, mask_password, numeric_columns
-from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog, write_config
+from tests.conftest import (
+    HEADER,
+    TOKEN,
+    catalog_row,
+    require_server,
+    write_catalog,
+    write_config,
+)
 from tests.contract import check_exchange
 from tests.helpers import Shop, assert_emulator_matches_catalog, state_fingerprint
 
@@ -56,17 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def mariadb_server() -> str:
-    try:
-        engine = create_engine(MARIADB_URL)
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        engine.dispose()
-    except Exception as exc:
-        problem = str(exc).splitlines()[0]
-        if os.environ.get("SYNCER_REQUIRE_MARIADB") == "1":
-            pytest.fail(f"MariaDB is required in CI but unreachable at {MARIADB_URL}: {problem}")
-        pytest.skip(f"MariaDB not available: {problem}")
-    return MARIADB_URL
+    return require_server("MariaDB", MARIADB_URL, "SYNCER_REQUIRE_MARIADB")
 
 
 @pytest.fixture
