@@ -229,7 +229,8 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
     from syncer.client import BackMarketClient
     from syncer.config import load_settings
     from syncer.emulator import EmulatorConfig, EmulatorServer
-    from syncer.limits import ApiLimits, RateLimiter, SkuBudget
+    from syncer.jobs import build_limits
+    from syncer.limits import SkuBudget
     from syncer.planner import catalog_source, make_plan
     from syncer.publish import Publisher
     from syncer.state import StateStore
@@ -275,13 +276,7 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
         os.environ["BENCH_TOKEN"] = token
         settings = load_settings(config)
         fr = settings.store("fr")
-        limiter = ApiLimits(RateLimiter(settings.limits.requests_per_window,
-                                        settings.limits.window_seconds,
-                                        clock.monotonic, clock.sleep),
-                            RateLimiter(settings.limits.catalog_requests_per_window,
-                                        settings.limits.window_seconds,
-                                        clock.monotonic, clock.sleep),
-                            settings.limits.catalog_routes)
+        limiter = build_limits(settings, clock.monotonic, clock.sleep)
 
         def apply(lines_per_hour: int) -> int:
             with StateStore.open(settings.state_database_url()) as state:

@@ -35,11 +35,13 @@ from syncer.state import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
 log = structlog.get_logger("syncer.jobs")
 
 
-def build_limits(settings: Settings) -> ApiLimits:
+def build_limits(settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> ApiLimits:
     limits = settings.limits
-    return ApiLimits(RateLimiter(limits.requests_per_window, limits.window_seconds),
-                     RateLimiter(limits.catalog_requests_per_window, limits.window_seconds),
-                     limits.catalog_routes)
+    return ApiLimits(
+        RateLimiter(limits.requests_per_window, limits.window_seconds, clock, sleep),
+        RateLimiter(limits.catalog_requests_per_window, limits.window_seconds, clock, sleep),
+        limits.catalog_routes)
 
 
 def build_client(settings: Settings, store: StoreSettings,
