@@ -27,6 +27,7 @@ from syncer.emulator import (
     product_id_for_ean,
 )
 from tests.contract import check_request, check_response
+from tests.helpers import FakeClock
 
 TOKEN = "seller-a-token"
 OTHER_TOKEN = "seller-b-token"
@@ -35,17 +36,6 @@ EAN = "4006381333931"
 EAN_2 = "5901234123457"
 HEADER = "sku;ean;grade;quantity;price;warranty_delay"
 TASK_DELAY = 1.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _check_request_hook(request: httpx.Request) -> None:
@@ -91,7 +81,7 @@ def start(clock: FakeClock) -> Iterator[Start]:
     def _start(**overrides: Any) -> EmulatorServer:
         settings: dict[str, Any] = {
             "tokens": (TOKEN, OTHER_TOKEN),
-            "clock": clock,
+            "clock": clock.monotonic,
             "task_delay": TASK_DELAY,
         }
         settings.update(overrides)
