@@ -53,6 +53,7 @@ from urllib.parse import urlencode
 from stdnum import imei as stdnum_imei
 
 from syncer.emulator import (
+    CENT,
     PLATFORMS,
     Call,
     Emulator,
@@ -94,7 +95,6 @@ MAX_PAGE_SIZE: Final = 50
 MAX_SHIPPER: Final = 200
 MAX_RETURN_MESSAGE: Final = 500
 DISPATCH_DELAY: Final = timedelta(days=2)
-CENT: Final = Decimal("0.01")
 _FIRST_ORDER_ID: Final = 100_001
 _FIRST_LINE_ID: Final = 500_001
 
