@@ -110,8 +110,12 @@ class ApiSettings(_Section):
 
 
 class Limits(_Section):
-    # A run that would zero more than this share of a store's live offers stops (invariant 5).
+    # A run that would take more than this share of a store's live offers to quantity 0
+    # (gone from the catalog, stock 0, max_quantity 0...) stops (invariant 5)...
     max_zero_share: float = Field(0.20, ge=0, le=1)
+    # ...unless it takes at most this many offline (small stores), and never every live
+    # offer of a store that has several.
+    zero_allowance: int = Field(1, ge=0)
     # Below Back Market's ~200 requests per 10 s, to keep a margin for other tools.
     requests_per_window: int = Field(150, gt=0)
     window_seconds: float = Field(10.0, gt=0)
@@ -171,6 +175,11 @@ class StoreSettings(_Section):
     # Send the DEEE (French recycling fee) only where the marketplace accepts it.
     send_deee: bool = False
     max_zero_share: float | None = Field(None, ge=0, le=1)
+    zero_allowance: int | None = Field(None, ge=0)
+    # A row whose price for this store is empty while its offer is live here: "reject" (the
+    # row is rejected for this store, the offer stays live as published) or "withdraw" (the
+    # seller withdraws it: quantity 0, when no other store of the listing still offers it).
+    empty_price: Literal["reject", "withdraw"] = "reject"
     enabled: bool = True
     # Orders this store pulls: its own country ("store") or all ("all"); None: [orders].
     order_pull_scope: Literal["store", "all"] | None = None
@@ -306,6 +315,15 @@ class Settings(BaseSettings):
             f"no store named {name!r}; configured stores: "
             + (", ".join(s.name for s in self.stores) or "none")
         )
+
+    def zero_limits(self, store: StoreSettings) -> tuple[float, int]:
+        """The mass-zero guard of a store: the share of live offers, and the absolute
+        allowance, that a run may take to quantity 0 without --force."""
+        share = store.max_zero_share if store.max_zero_share is not None else \
+            self.limits.max_zero_share
+        allowance = store.zero_allowance if store.zero_allowance is not None else \
+            self.limits.zero_allowance
+        return share, allowance
 
     def selected_stores(self, name: str | None) -> list[StoreSettings]:
         if name is not None:

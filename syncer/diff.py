@@ -10,10 +10,15 @@ moves to a temporary file past a threshold: memory stays bounded whatever the ca
 Rules:
 - not in the snapshot -> ``create``; confirmed with other values -> ``update`` (each changed
   field, old -> new); failed last time -> ``retry``; same values -> unchanged.
+- confirmed for another product (a case variant of the SKU with another EAN or product id):
+  a conflict, rejected with its remedy; a listing's product cannot be changed.
 - in the snapshot with stock, gone from the catalog -> ``zero``, unless
   - the row is still there but rejected (bad data never zeroes a live offer), or
+  - its price for the store is empty: a rejection (unless the store withdraws such offers), or
+  - some row of the catalog cannot be tied to a SKU: it may be this one, so nothing is
+    zeroed as gone this run, or
   - another store of the same account still lists the SKU: quantity is global, so zeroing
-    would take it offline there too. Both are reported as notices, not sent.
+    would take it offline there too. All are reported as notices, not sent.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ from __future__ import annotations
 import marshal
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import BinaryIO, Final, NamedTuple, Protocol
 
-from syncer.offers import FIELDS, Offer, Published, sku_key
+from syncer.offers import FIELDS, Offer, Published, Rejection, sku_key, visible
 from syncer.state import SnapshotEntry
 
 QUANTITY: Final = FIELDS.index("quantity")
+PRODUCT_ID: Final = FIELDS.index("product_id")
+EAN: Final = FIELDS.index("ean")
 ACTIONS: Final = ("zero", "update", "retry", "create")
 FieldChanges = tuple[tuple[str, str | int | None, str | int | None], ...]
 # Snapshot entries are fetched for this many offers at a time.
@@ -127,6 +134,7 @@ class ChangeLog:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._files: dict[int, BinaryIO] = {}
         self.counts = dict.fromkeys(ACTIONS, 0)
+        self.offline = 0  # changes that take a live offer to quantity 0, whatever the action
         self._length = 0
         self.extend(changes)
 
@@ -134,6 +142,8 @@ class ChangeLog:
         self._memory.append(change)
         self._sorted = False
         self.counts[change.action] += 1
+        if takes_offline(change):
+            self.offline += 1
         self._length += 1
         if len(self._memory) > (10_000 if self._folder is not None else self.spill_at):
             self._spill()
@@ -216,6 +226,17 @@ class ChangeLog:
         self.close()
 
 
+def takes_offline(change: Change) -> bool:
+    """Whether a change takes an offer that has stock on Back Market to quantity 0: a zero,
+    or an update/retry whose quantity goes from some to none (a stock column all 0, a
+    max_quantity of 0...). What the mass-zero guard counts."""
+    if change.action == "zero":
+        return True
+    if change.changes is None:
+        return False
+    return any(name == "quantity" and old and new == 0 for name, old, new in change.changes)
+
+
 def _order(change: Change) -> tuple[int, int, str]:
     return change.order
 
@@ -233,7 +254,9 @@ def _queued_since(change: Change) -> str:
 class Notice:
     """Something the seller should know that is deliberately not sent."""
 
-    kind: str  # "kept-rejected" | "dropped-from-store" | "held-product" | "quarantined"
+    # "kept-rejected" | "kept-uncertain" | "dropped-from-store" | "withdrawn" |
+    # "held-product" | "quarantined"
+    kind: str
     store: str
     sku: str
     message: str
@@ -251,6 +274,8 @@ class StorePlan:
     unchanged: int = 0
     rejected: int = 0
     live: int = 0  # offers live before this plan (for the zero safety share)
+    # Why `apply` would stop before sending anything (the mass-zero guard), if it would.
+    safety_stop: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.changes, ChangeLog):
@@ -267,8 +292,33 @@ class StorePlan:
         return counts
 
     def zero_share(self) -> float:
-        zeros = self.count("zero")
+        zeros = self.changes.offline
         return zeros / self.live if self.live else (1.0 if zeros else 0.0)
+
+    def zero_stop(self, share: float, allowance: int) -> str | None:
+        """Why this plan must not be applied without --force, or None (invariant 5): it takes
+        more live offers to quantity 0 than both the share and the absolute allowance let
+        through, or every live offer of a store that has several."""
+        zeros = self.changes.offline
+        if not zeros:
+            return None
+        whole_store = self.live > 1 and zeros >= self.live
+        if not whole_store and (zeros <= allowance or self.zero_share() <= share):
+            return None
+        gone = self.count("zero")
+        how = []
+        if gone:
+            how.append(f"{gone} gone from the catalog")
+        if zeros - gone:
+            how.append(f"{zeros - gone} with a quantity of 0 (stock, safety stock or "
+                       "max_quantity)")
+        plural = "s" if allowance != 1 else ""
+        every = "; that is every live offer" if whole_store else ""
+        return (f"store {self.store}: the plan would zero {zeros} of {self.live} live offers "
+                f"({self.zero_share():.0%}, limit {share:.0%} beyond {allowance} "
+                f"offer{plural}{every}: {', '.join(how)}); nothing was sent. Check the "
+                "catalog (empty, truncated, wrong file, a stock column all 0, max_quantity 0 "
+                "meant as \"no cap\"?) or rerun with --force")
 
 
 class SnapshotSource(Protocol):
@@ -319,9 +369,18 @@ class StoreDiff:
     def __init__(self, store: str, locale: str, revision: int,
                  snapshot: Mapping[str, SnapshotEntry] | SnapshotSource,
                  queued: Mapping[str, str] | None = None, spill_at: int = 50_000,
-                 quarantine_after: int = 0) -> None:
+                 quarantine_after: int = 0, withdraw_unpriced: bool = False) -> None:
         self.plan = StorePlan(store, locale, revision, ChangeLog(spill_at=spill_at))
         self.quarantine_after = quarantine_after
+        self.withdraw_unpriced = withdraw_unpriced
+        # Problems only the snapshot reveals (an empty price on a live offer, a product
+        # conflict): rejections of catalog rows, like validation's.
+        self.rejections: list[Rejection] = []
+        # SKU key -> (row, SKU, price column) of rows whose price for this store is empty.
+        self.unpriced_rows: dict[str, tuple[int, str, str]] = {}
+        # Rows that could not be tied to a SKU: while there are any, nothing is zeroed as
+        # gone from the catalog (any of them may be the missing SKU's row).
+        self.uncertain_rows: Sequence[int] = ()
         self.snapshot = as_source(snapshot)
         self.known = self.snapshot.index()
         self.queued = queued or {}
@@ -361,7 +420,10 @@ class StoreDiff:
                                                 offer.row, None, None, queued, source_hash))
                 continue
             changes = None if entry.published is None else _changes(entry.published, target)
-            if entry.quarantined(target, self.quarantine_after):
+            if entry.published is not None and (conflict := product_conflict(
+                    entry.published, target)) is not None:
+                self._conflict(offer, entry, *conflict)
+            elif entry.quarantined(target, self.quarantine_after):
                 self._quarantine(offer.sku, entry)
             elif entry.status == "failed":
                 # Even with nothing left to change, the failure is settled by publishing.
@@ -383,6 +445,27 @@ class StoreDiff:
             "quarantined", self.plan.store, sku,
             f"refused {entry.attempts} runs in a row ({entry.last_error}); not sent again "
             f"until its content changes or `syncer retry {sku}`"))
+
+    def _conflict(self, offer: Offer, entry: SnapshotEntry, name: str, old: str,
+                  new: str) -> None:
+        """The row names another product than the live listing of its SKU: Back Market
+        refuses to change a listing's product, so sending it would fail every run while the
+        old offer keeps selling. Rejected offline, with the remedy; the old offer is kept."""
+        same = "" if entry.sku == offer.sku else (
+            f"Back Market matches SKUs ignoring case: {visible(offer.sku)!r} is its listing "
+            f"{visible(entry.sku)!r}, ")
+        self.plan.rejected += 1
+        self.rejections.append(Rejection(
+            offer.row, offer.sku, name, new,
+            f"the {name} of the live listing, {old}: {same}and a listing's product cannot be "
+            "changed. To sell this product, give it a SKU of its own; to replace the "
+            f"listing, take {visible(entry.sku)!r} offline first. The live offer is kept as "
+            "published", self.plan.store))
+
+    def unpriced(self, key: str, row: int, sku: str, column: str) -> None:
+        """A row whose price for this store is empty: decided at ``finish``, by whether
+        its offer is live here."""
+        self.unpriced_rows[key] = (row, sku, column)
 
     def held(self, offer: Offer, reason: str) -> None:
         """An offer that cannot be published yet (its product proposal was rejected): it is
@@ -418,12 +501,37 @@ class StoreDiff:
                 "kept-rejected", plan.store, entry.sku,
                 "row rejected: the live offer is kept as published, not zeroed"))
             return
+        unpriced = self.unpriced_rows.get(key)
+        if unpriced is not None and not self.withdraw_unpriced:
+            row, sku, column = unpriced
+            published = dict(zip(FIELDS, entry.published, strict=True))
+            plan.rejected += 1
+            self.rejections.append(Rejection(
+                row, sku, "price", None,
+                f"a price in column {column!r}: the offer is live in store {plan.store} "
+                f"(quantity {published['quantity']} at {published['price']} "
+                f"{published['currency']}) and stays live as published, not zeroed. To "
+                f"withdraw such offers from {plan.store}, set empty_price = \"withdraw\" "
+                "on the store", plan.store))
+            return
         if listed_elsewhere(key):
             plan.notices.append(Notice(
                 "dropped-from-store", plan.store, entry.sku,
                 "no longer offered in this store but still in another store of the same "
-                "listing: not zeroed (quantity is global on Back Market)"))
+                "listing: not zeroed (quantity is global on Back Market), so it stays on "
+                "sale here at its last published price"))
             return
+        if self.uncertain_rows:
+            plan.notices.append(Notice(
+                "kept-uncertain", plan.store, entry.sku,
+                "gone from the catalog, but some rows cannot be tied to a SKU (rows "
+                f"{_rows(self.uncertain_rows)}): not zeroed this run"))
+            return
+        if unpriced is not None:
+            plan.notices.append(Notice(
+                "withdrawn", plan.store, entry.sku,
+                f"price {unpriced[2]!r} is empty and the store withdraws such offers "
+                "(empty_price = \"withdraw\"): quantity set to 0"))
         target = list(entry.published)
         target[QUANTITY] = 0
         if entry.quarantined(tuple(target), self.quarantine_after):
@@ -433,6 +541,22 @@ class StoreDiff:
             "zero", plan.store, entry.sku, tuple(target),
             (("quantity", entry.published[QUANTITY], 0),), None, entry.listing_id,
             entry.last_error if entry.status == "failed" else None, self.queued.get(key)))
+
+
+def _rows(rows: Sequence[int], shown: int = 5) -> str:
+    text = ", ".join(str(row) for row in rows[:shown])
+    return text + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
+
+
+def product_conflict(confirmed: Published, target: Published) -> tuple[str, str, str] | None:
+    """(field, confirmed, wanted) when the target names another product than the one
+    confirmed for the listing: another product id, or, both linked by EAN, another EAN.
+    (A switch from one kind of link to the other cannot be judged offline.)"""
+    for index, name in ((PRODUCT_ID, "product_id"), (EAN, "ean")):
+        old, new = confirmed[index], target[index]
+        if old is not None and new is not None:
+            return (name, str(old), str(new)) if old != new else None
+    return None
 
 
 def diff(store: str, locale: str, offers: Iterable[Offer], rejected: Iterable[str],

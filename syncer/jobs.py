@@ -80,17 +80,15 @@ def paced(settings: Settings, state: StateStore
 
 
 def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
-    """Invariant 5: an empty or truncated catalog must not take the shop offline."""
+    """Invariant 5: an empty, truncated or zeroed-out catalog must not take the shop offline.
+    Counts every change that takes a live offer to quantity 0, whatever its action."""
+    if force:
+        return
     for store_plan in plan.stores:
-        store = settings.store(store_plan.store)
-        limit = store.max_zero_share if store.max_zero_share is not None else \
-            settings.limits.max_zero_share
-        zeros = store_plan.count("zero")
-        if zeros and store_plan.zero_share() > limit and not force:
-            raise SafetyStop(
-                f"store {store.name}: the plan would zero {zeros} of {store_plan.live} live "
-                f"offers ({store_plan.zero_share():.0%}, limit {limit:.0%}); nothing was sent. "
-                "Check the catalog (empty, truncated, wrong file?) or rerun with --force")
+        share, allowance = settings.zero_limits(settings.store(store_plan.store))
+        stop = store_plan.zero_stop(share, allowance)
+        if stop is not None:
+            raise SafetyStop(stop)
 
 
 class LaneBudget(SkuBudget):

@@ -46,21 +46,30 @@ def normalise(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where one field's raw text comes from: a column (template), a default, or a constant."""
+    """Where one field's raw text comes from: a column (template), a default, or a constant.
+
+    A default fills the column's empty cells. A column missing from the catalog's header is
+    an error (a renamed column must not silently become its default for every row: a
+    ``safety_stock`` renamed would raise every quantity), unless ``optional`` says the
+    catalog may not have it at all."""
 
     column: str | None = None
     default: str | None = None
     constant: str | None = None
+    optional: bool = False
 
     @classmethod
     def parse(cls, spec: Any, where: str) -> Source:
         if isinstance(spec, str):
             return cls(column=spec)
         if isinstance(spec, dict):
-            unknown = set(spec) - {"column", "default", "value"}
+            unknown = set(spec) - {"column", "default", "value", "optional"}
             if unknown:
                 raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected "
-                                  "column, default or value")
+                                  "column, default, optional or value")
+            optional = spec.get("optional", False)
+            if not isinstance(optional, bool):
+                raise ConfigError(f"{where}: optional must be true or false, got {optional!r}")
             if "value" in spec:
                 if "column" in spec:
                     raise ConfigError(f"{where}: give either column or value, not both")
@@ -69,7 +78,7 @@ class Source:
                 raise ConfigError(f"{where}: a table needs column = \"...\" or value = \"...\"")
             default = spec.get("default")
             return cls(column=str(spec["column"]),
-                       default=None if default is None else str(default))
+                       default=None if default is None else str(default), optional=optional)
         raise ConfigError(f"{where}: expected a column name or a table, got {spec!r}")
 
     def for_store(self, store: StoreSettings) -> Source:
@@ -83,7 +92,7 @@ class Source:
                 f"column template {self.column!r}: unknown placeholder {exc}; use {{country}}, "
                 "{locale} or {store}"
             ) from None
-        return Source(column=column, default=self.default)
+        return Source(column=column, default=self.default, optional=self.optional)
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,11 @@ def load_profile(path: Path) -> Profile:
     for required in ("sku", "grade", "stock"):
         if required not in offer:
             raise ConfigError(f"{path}: [offer] must map {required}")
+    for table, sources in (("[offer]", offer), ("[offer.per_store]", per_store),
+                           *((f"[stores.{name}]", o) for name, o in overrides.items())):
+        for name in REQUIRED.intersection(sources):
+            if sources[name].optional:
+                raise ConfigError(f"{path} {table} {name}: a required field cannot be optional")
     if "product_id" not in offer and "ean" not in offer:
         raise ConfigError(f"{path}: [offer] must map product_id, ean, or both")
     if "price" not in per_store:
@@ -281,13 +295,17 @@ def compile_mapping(
             raise ConfigError(f"catalog header has the column {source.column!r} more than once; "
                               f"cannot tell which one feeds {field_name}")
         if key not in index:
-            if required and source.default is None:
+            if required or not source.optional:
+                hint = "" if required else (
+                    "; if the catalog really has no such column, mark it optional = true in "
+                    f"the mapping {profile.path.name} (its default then applies to every row)")
                 raise ConfigError(
-                    f"catalog has no column {source.column!r} for field {field_name}; "
-                    f"header is: {_shown_header(header)}"
+                    f"catalog has no column {source.column!r} for field {field_name} (renamed "
+                    f"or missing?); header is: {_shown_header(header)}{hint}"
                 )
-            if source.default is None:
-                notes.append(f"column {source.column!r} for {field_name} is not in the catalog")
+            notes.append(f"column {source.column!r} for {field_name} is not in the catalog"
+                         + ("" if not source.default else
+                            f": {source.default!r} for every row"))
             return Getter(None, source.default, source.column)
         return Getter(index[key], source.default, source.column)
 
@@ -315,6 +333,12 @@ def compile_mapping(
                                    source.for_store(store), False)
                       for name, source in profile.attributes.items()}
         compiled_stores.append(StoreMapping(store, fields, shipping, product, attributes))
+    links = [offer[name] for name in ("product_id", "ean") if name in offer]
+    if links and all(g.index is None and g.column is not None for g in links):
+        raise ConfigError(
+            "catalog has neither of the product link columns "
+            + " nor ".join(repr(g.column) for g in links)
+            + f"; every row needs a product_id or an EAN; header is: {_shown_header(header)}")
     unknown_overrides = set(profile.store_overrides) - {s.name for s in stores}
     notes.extend(f"profile overrides store {name!r}, which is not configured"
                  for name in sorted(unknown_overrides))

@@ -129,6 +129,15 @@ def sku_key(sku: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFD", sku).casefold())
 
 
+def visible(text: str) -> str:
+    """Text for a person to read: every character that does not print (a control, a format
+    character such as U+200B or U+FEFF, a special space) shown as <U+XXXX>, so that two SKUs
+    that look the same on screen do not read the same in a report."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"<U+{ord(c):04X}>" for c in text)
+
+
 def content_hash(published: Published) -> str:
     """A short, stable fingerprint of published fields (stored beside them in the snapshot)."""
     text = "\x1f".join("\x00" if v is None else str(v) for v in published)
@@ -153,7 +162,7 @@ class Rejection:
     def message(self) -> str:
         where = f"row {self.row}"
         if self.sku:
-            where += f" (SKU {self.sku})"
+            where += f" (SKU {visible(self.sku)})"
         if self.store:
             where += f" [store {self.store}]"
         shown = "empty" if self.value in (None, "") else repr(_clip(self.value))

@@ -17,7 +17,7 @@ from itertools import chain
 from typing import Any, Final, TextIO
 
 from syncer.diff import Change, Notice, StorePlan
-from syncer.offers import FIELDS, Rejection
+from syncer.offers import FIELDS, Rejection, visible
 
 PLAN_FORMAT: Final = 1
 COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected")
@@ -72,7 +72,8 @@ class Plan:
             "summary": self.summary(),
             "stores": [
                 {"store": s.store, "locale": s.locale, "revision": s.revision, "live": s.live,
-                 "summary": s.summary(), "zero_share": round(s.zero_share(), 4)}
+                 "summary": s.summary(), "zero_share": round(s.zero_share(), 4),
+                 "takes_offline": s.changes.offline, "safety_stop": s.safety_stop}
                 for s in self.stores
             ],
         }
@@ -117,7 +118,7 @@ class Plan:
             stores.append(StorePlan(
                 store=s["store"], locale=s["locale"], revision=int(s["revision"]),
                 unchanged=int(summary["unchanged"]), rejected=int(summary["rejected"]),
-                live=int(s.get("live", 0))))
+                live=int(s.get("live", 0)), safety_stop=s.get("safety_stop")))
         by_name = {s.store: s for s in stores}
         for c in data["changes"]:
             by_name[c["store"]].changes.append(Change(
@@ -149,12 +150,15 @@ class Plan:
         lines: list[str] = []
         for store in self.stores:
             lines.append(f"Store {store.store} ({store.locale}): {_counts(store.summary())}")
+            if store.safety_stop:
+                lines.append(f"  STOP    apply would stop here: {store.safety_stop}")
             for change in store.changes[:detail_limit]:
                 row = f" (row {change.row})" if change.row else ""
-                lines.append(f"  {change.action.upper():<7} {change.sku}{row}: {change.reason()}")
+                lines.append(f"  {change.action.upper():<7} {visible(change.sku)}{row}: "
+                             f"{visible(change.reason())}")
             _more(lines, len(store.changes), detail_limit, "  ")
             for notice in store.notices[:detail_limit]:
-                lines.append(f"  NOTE    {notice.sku}: {notice.message}")
+                lines.append(f"  NOTE    {visible(notice.sku)}: {visible(notice.message)}")
             _more(lines, len(store.notices), detail_limit, "  ")
         if self.rejections:
             lines.append(f"Rejected catalog rows ({len(self.rejections)} problems):")
@@ -181,6 +185,9 @@ class Plan:
             lines.append(f"| {_md(store.store)} ({store.locale}) | "
                          + " | ".join(str(s[k]) for k in COUNT_KEYS) + " |")
         lines.append("| **total** | " + " | ".join(f"**{total[k]}**" for k in COUNT_KEYS) + " |")
+        stops = [store.safety_stop for store in self.stores if store.safety_stop]
+        if stops:
+            lines += [""] + [f"> **`apply` would stop:** {_md(stop)}" for stop in stops]
         for store in self.stores:
             if not store.changes and not store.notices:
                 continue
@@ -251,5 +258,5 @@ def _more(lines: list[str], total: int, limit: int, indent: str) -> None:
 
 def _md(text: str) -> str:
     """Text safe inside a Markdown table cell."""
-    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return (visible(text.replace("\n", " ")).replace("\\", "\\\\").replace("|", "\\|")
             .replace("`", "'").replace("<", "&lt;"))

@@ -57,13 +57,15 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                           StoreSnapshot(state, s.name),
                           {key: at.isoformat(timespec="seconds")
                            for key, (_, _, at) in state.queued(s.name).items()},
-                          quarantine_after=settings.limits.quarantine_after)
+                          quarantine_after=settings.limits.quarantine_after,
+                          withdraw_unpriced=s.empty_price == "withdraw")
         for s in stores
     }
     # Offers whose product proposal Back Market rejected wait for new product content.
     held = {s.name: held_eans(state, s.name) for s in stores}
     listed: dict[str, set[str]] = {s.name: set() for s in all_stores}
     rejections = []
+    uncertain: list[int] = []  # rows that cannot be tied to a SKU
     rows = fast = 0
     with catalog.open() as stream, _collector_paused():
         mapping = compile_mapping(profile, stream.header, all_stores)
@@ -80,6 +82,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
             key = result.key
             if result.rejections:
                 rejections.extend(result.rejections)
+                if not result.sku_certain:
+                    uncertain.append(row)
             if key is not None:
                 for name in result.listed_stores:
                     listed[name].add(key)
@@ -98,6 +102,11 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                 differ = differs.get(name)
                 if differ is not None:
                     differ.rejected(key)
+            if key is not None and result.sku is not None:
+                for name, column in result.unpriced.items():
+                    differ = differs.get(name)
+                    if differ is not None and name not in result.rejected_stores:
+                        differ.unpriced(key, row, result.sku, column)
         description = stream.description
     plans = []
     for store in stores:
@@ -106,11 +115,28 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         def elsewhere(key: str, others: tuple[str, ...] = others) -> bool:
             return any(quick.listed_in(key, name, differs, listed) for name in others)
 
-        plans.append(differs[store.name].finish(elsewhere))
+        differ = differs[store.name]
+        differ.uncertain_rows = uncertain
+        store_plan = differ.finish(elsewhere)
+        rejections.extend(differ.rejections)
+        share, allowance = settings.zero_limits(store)
+        store_plan.safety_stop = store_plan.zero_stop(share, allowance)
+        plans.append(store_plan)
+    notes = list(mapping.notes)
+    if uncertain:
+        notes.append(uncertain_note(uncertain))
     log.info("planned", rows=rows, unchanged_rows=fast, stores=[s.name for s in stores],
-             rejections=len(rejections))
-    return Plan(stores=plans, rejections=rejections, notes=list(mapping.notes),
+             rejections=len(rejections), uncertain_rows=len(uncertain))
+    return Plan(stores=plans, rejections=rejections, notes=notes,
                 catalog=description, mapping=str(profile.name))
+
+
+def uncertain_note(rows: Sequence[int], shown: int = 20) -> str:
+    listed = ", ".join(str(row) for row in rows[:shown])
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return (f"rows {listed}{more} cannot be tied to a SKU with certainty (see the "
+            "rejections): no offer is zeroed as gone from the catalog this run; fix those "
+            "rows to let offers that really left the catalog go offline")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ store; a store's own fields (price, warranty, comment...) block only that store'
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,21 +18,22 @@ from typing import Final, NamedTuple, Protocol
 
 from stdnum import ean as ean_check
 
-from syncer.catalog import DELIMITERS
 from syncer.mapping import CompiledMapping, Getter, Profile, StoreMapping
 from syncer.offers import Offer, Rejection, ShippingOption, money, sku_key
 
 # Bump when a rule changes what a row publishes: rows confirmed under older rules are then
 # validated again instead of being taken as unchanged (see planner.fingerprint).
-VALIDATION_VERSION: Final = 1
+VALIDATION_VERSION: Final = 2
 MAX_COMMENT: Final = 500
 MAX_SKU: Final = 64
 _BAD_SKU: Final = re.compile(r'[\r\n\t;"\x00-\x1f\x7f\ud800-\udfff]')
 # Never in text sent or stored: control characters (PostgreSQL cannot even store a NUL) and
 # lone surrogates (not encodable as UTF-8). Tabs and line breaks are fine in a comment.
 _BAD_TEXT: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-# Where a cell ends, in a line that was read as one cell (another delimiter, an open quote).
-_CELL_END: Final = re.compile(r'[;,\t|"\r\n]')
+# Unicode categories a SKU never holds: controls, format characters (U+200B, U+FEFF, U+2060,
+# bidi marks...), surrogates, private use, unassigned, and line/paragraph separators. They
+# make two SKUs that look the same, and Back Market would hold them as two listings.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -149,10 +151,16 @@ class RowResult:
     rejected_stores: set[str] = field(default_factory=set)
     # Stores where the row is listed (a price is given), valid or not.
     listed_stores: set[str] = field(default_factory=set)
+    # Stores whose price cell is empty on this row: store -> the column read.
+    unpriced: dict[str, str] = field(default_factory=dict)
+    # False when the row cannot be tied to a SKU with certainty (no SKU, a SKU cell that is
+    # not a valid SKU, or a row with the wrong number of fields): its ``key`` is then None,
+    # and no offer of the run may be taken for "gone from the catalog" (invariant 10).
+    sku_certain: bool = True
 
     @property
     def key(self) -> str | None:
-        return None if self.sku is None else sku_key(self.sku)
+        return None if self.sku is None or not self.sku_certain else sku_key(self.sku)
 
 
 class _StoreGetters(NamedTuple):
@@ -193,12 +201,15 @@ class Validator:
     def validate(self, row: int, values: Sequence[str]) -> RowResult:
         offer = self._offer
         if len(values) != self.width:
+            # Which cell holds the SKU of a shifted row cannot be known: never guess it (a
+            # guess zeroes the real SKU's offer, or ties the row to another one).
             all_stores = set(self._all_stores)
-            sku = _salvaged_sku(values, offer["sku"], self.width)
-            result = RowResult(row, sku)
+            result = RowResult(row, None, sku_certain=False)
             result.rejections.append(Rejection(
-                row, sku, "row", f"{len(values)} fields",
-                f"{self.width} fields as in the header (check quoting and delimiters)",
+                row, None, "row", f"{len(values)} fields",
+                f"{self.width} fields as in the header (check quoting and delimiters); "
+                "its SKU cannot be told, so no offer is zeroed as gone from the catalog "
+                "this run",
             ))
             result.rejected_stores = all_stores
             result.listed_stores = all_stores
@@ -214,10 +225,11 @@ class Validator:
             problems.append(Rejection(row, sku, field_name, value, expected, store))
 
         if sku is None:
+            result.sku_certain = False
             reject("sku", None, "a SKU (the listing's identifier, unique per seller)")
-        elif len(sku) > MAX_SKU or _BAD_SKU.search(sku):
-            reject("sku", sku, f"at most {MAX_SKU} characters, without tabs, line breaks, "
-                               "control characters, ';' or '\"'")
+        elif (problem := sku_problem(sku)) is not None:
+            result.sku_certain = False
+            reject("sku", sku, problem)
         else:
             key = sku_key(sku)
             first = self._seen.get(key)
@@ -269,7 +281,10 @@ class Validator:
         for getters in self._stores:
             price_text = getters.price(values)
             if price_text is None:
-                continue  # not offered in this store
+                # Not offered in this store: fine for a new offer; for one live there, the
+                # diff turns it into a rejection (or a withdrawal, when the store says so).
+                result.unpriced[getters.mapping.store.name] = getters.price.column or "price"
+                continue
             store = getters.mapping.store
             result.listed_stores.add(store.name)
             before = len(problems)
@@ -302,24 +317,20 @@ def _get(getters: dict[str, Getter], name: str, values: Sequence[str]) -> str | 
     return None if getter is None else getter(values)
 
 
-def _safe_cell(values: Sequence[str], getter: Getter) -> str | None:
-    if getter.index is not None and getter.index < len(values):
-        return values[getter.index].strip() or None
-    return None
-
-
-def _salvaged_sku(values: Sequence[str], getter: Getter, width: int) -> str | None:
-    """The SKU of a row with the wrong number of fields, as far as it can be told: the row
-    is rejected, and its SKU must be known for its live offer to be kept, not zeroed."""
-    if len(values) != 1 or width == 1 or getter.index is None:
-        return _safe_cell(values, getter)
-    line = values[0]  # the whole line in one cell: another delimiter, or an open quote
-    for delimiter in DELIMITERS:
-        cells = line.split(delimiter)
-        if len(cells) == width:
-            return cells[getter.index].strip().strip('"').strip() or None
-    if getter.index == 0:
-        return _CELL_END.split(line.strip().lstrip('"'), maxsplit=1)[0].strip() or None
+def sku_problem(sku: str) -> str | None:
+    """What is wrong with a SKU cell, as what was expected instead; None when it is valid."""
+    if len(sku) > MAX_SKU:
+        return f"at most {MAX_SKU} characters (found {len(sku)})"
+    if _BAD_SKU.search(sku):
+        return (f"a SKU of at most {MAX_SKU} characters, without tabs, line breaks, control "
+                "characters, ';' or '\"'")
+    if not sku.isascii():
+        for char in sku:
+            category = unicodedata.category(char)
+            if category in _INVISIBLE_CATEGORIES or (category == "Zs" and char != " "):
+                name = unicodedata.name(char, "unnamed")
+                return (f"a SKU without invisible or special spaces (found U+{ord(char):04X} "
+                        f"{name}, which would make a second SKU that looks the same)")
     return None
 
 

@@ -121,17 +121,20 @@ def test_rejected_row_does_not_zero_its_live_offer(shop: Shop) -> None:
     assert shop.live("A-1", "fr-fr")["quantity"] == 5  # type: ignore[index]
 
 
-def test_sku_dropped_from_one_store_is_reported_not_zeroed(shop: Shop) -> None:
+def test_empty_price_in_one_store_is_a_rejection_and_the_offer_stays_live(shop: Shop) -> None:
     shop.catalog([catalog_row("A-1"), catalog_row("B-2"), catalog_row("C-3"),
                   catalog_row("D-4"), catalog_row("E-5")])
     shop.run("apply")
     shop.catalog([catalog_row("A-1", price_de=""), catalog_row("B-2"), catalog_row("C-3"),
                   catalog_row("D-4"), catalog_row("E-5")])
     plan = shop.plan_json()
-    assert plan["changes"] == []
-    assert [(n["store"], n["kind"]) for n in plan["notices"]] == [("de", "dropped-from-store")]
+    assert plan["changes"] == [] and plan["notices"] == []
+    [rejection] = plan["rejections"]
+    assert (rejection["row"], rejection["field"], rejection["store"]) == (2, "price", "de")
+    assert "'price_de'" in rejection["expected"] and "stays live" in rejection["expected"]
     shop.run("apply")
     assert shop.live("A-1", "de-de")["quantity"] == 5  # type: ignore[index]
+    assert shop.live("A-1", "de-de")["price"] == "209.90"  # type: ignore[index]
 
 
 def test_empty_catalog_stops_before_sending_anything(shop: Shop) -> None:
@@ -140,7 +143,8 @@ def test_empty_catalog_stops_before_sending_anything(shop: Shop) -> None:
     shop.catalog([catalog_row(f"S-{i}") for i in range(7)])  # 30% would be zeroed
     sent_before = len(shop.server.emulator.exchanges)
     result = shop.run("apply", code=1)
-    assert "would zero 3 of 10 live offers (30%, limit 20%); nothing was sent" in result.stderr
+    assert "would zero 3 of 10 live offers (30%, limit 20% beyond 1 offer: 3 gone from the " \
+        "catalog); nothing was sent" in result.stderr
     assert len(shop.server.emulator.exchanges) == sent_before
     shop.run("apply", "--force")
     assert shop.live("S-9", "fr-fr")["quantity"] == 0  # type: ignore[index]

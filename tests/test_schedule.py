@@ -236,7 +236,8 @@ def test_one_stores_safety_stop_does_not_stop_the_others(tmp_path: Path, server:
     monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
     config = write_config(tmp_path, state_url=f"sqlite:///{tmp_path / 's.db'}",
                           environment=server.base_url)
-    config.write_text(config.read_text() + "max_zero_share = 0.0\nreconcile = false\n")  # de
+    config.write_text(config.read_text()  # de
+                      + "max_zero_share = 0.0\nzero_allowance = 0\nreconcile = false\n")
     write_catalog(tmp_path / "catalog.csv", [catalog_row(f"R-{i}") for i in range(6)])
     settings = load_settings(config)
     clock = FakeClock()

@@ -511,7 +511,7 @@ def test_plan_and_apply_from_postgres_equal_those_of_the_same_csv(db_shop: DbSho
                  'the catalog query failed on .*relation "catalogue" does not exist',
                  id="query-fails"),
     pytest.param('query = "SELECT id, sku, ean, grade, stock, price_de FROM catalog"',
-                 "catalog has no column 'price_fr' for field price \\(fr\\)",
+                 "catalog has no column 'safety_stock' for field safety_quantity",
                  id="column-missing"),
     pytest.param("query = '''SELECT sku, ean, grade, stock, CURRENT_DATE AS price_fr, "
                  "price_de FROM catalog'''",

@@ -169,11 +169,29 @@ def test_all_problems_of_a_row_are_reported_at_once() -> None:
     assert result.rejected_stores == {"fr", "de"}
 
 
-def test_row_with_wrong_field_count_is_rejected_not_crashed() -> None:
+def test_row_with_wrong_field_count_is_rejected_and_tied_to_no_sku() -> None:
+    # Which cell of a shifted row is its SKU cannot be known: no guess, even from column 1.
     result = validator().validate(7, ["TRUNC", "", "4006381333931"])
     (r,) = result.rejections
-    assert (r.row, r.sku, r.field) == (7, "TRUNC", "row")
-    assert result.key == "trunc"
+    assert (r.row, r.sku, r.field) == (7, None, "row")
+    assert result.key is None and not result.sku_certain
+    assert "no offer is zeroed" in r.expected
+
+
+@pytest.mark.parametrize("sku", ['IPH12-64-WHT"', "IPH\u200b12", "\ufeffIPH12", "IPH\u00a012",
+                                 "IPH\u206012", "IPH\u200e12", "IPH\u00ad12", "IPH\u202812",
+                                 "IPH\U000e0041"])
+def test_a_bad_sku_cell_is_rejected_and_ties_the_row_to_no_sku(sku: str) -> None:
+    result = run(catalog_row(sku))
+    assert [r.field for r in result.rejections] == ["sku"]
+    assert result.key is None and not result.sku_certain and not result.offers
+    message = result.rejections[0].message()
+    assert message.isprintable() and (sku.isprintable() or "<U+" in message)  # shown visibly
+
+
+def test_a_blank_store_price_is_reported_with_its_column() -> None:
+    result = run(catalog_row("FRONLY", price_de=""))
+    assert result.unpriced == {"de": "price_de"}
 
 
 def test_blank_store_price_means_not_offered_there() -> None:
