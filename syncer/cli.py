@@ -35,6 +35,7 @@ from syncer.jobs import (
     reconcile_store,
 )
 from syncer.logs import configure
+from syncer.offers import visible
 from syncer.plan import Plan
 from syncer.planner import catalog_source, make_plan, siblings
 from syncer.products import ProductPlan, plan_products
@@ -266,7 +267,7 @@ def _result_line(r: PublishResult, prefix: str = "") -> str:
     lines = [line]
     for failure in r.failures[:50]:
         rid = f" [request {failure.request_id}]" if failure.request_id else ""
-        lines.append(f"  FAILED {failure.sku}: {failure.message}{rid}")
+        lines.append(f"  FAILED {visible(failure.sku)}: {visible(failure.message)}{rid}")
     if len(r.failures) > 50:
         lines.append(f"  ... and {len(r.failures) - 50} more (see `syncer errors`)")
     if r.stopped:
@@ -485,15 +486,15 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
         click.echo(out.getvalue(), nl=False)
         return
     for p in products:
-        click.echo(f"{p['store']}  product EAN {p['ean']} (SKU {p['sku']}) rejected: "
-                   f"{p['reason']}; not sent again until its content changes")
+        click.echo(f"{p['store']}  product EAN {p['ean']} (SKU {visible(p['sku'])}) rejected: "
+                   f"{visible(p['reason'] or '')}; not sent again until its content changes")
     if not rows and not products:
         click.echo("No failed offers.")
         return
     for r in rows:
         rid = f" [request {r['request_id']}]" if r["request_id"] else ""
         mark = "QUARANTINED " if r["quarantined"] else ""
-        click.echo(f"{r['store']}  {mark}{r['sku']}: {r['last_error']}{rid} "
+        click.echo(f"{r['store']}  {mark}{visible(r['sku'])}: {visible(r['last_error'] or '')}{rid} "
                    f"({r['attempts']} run{'s' if r['attempts'] != 1 else ''} in a row, "
                    f"last {_iso(r['updated_at'])})")
 
