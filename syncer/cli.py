@@ -494,7 +494,8 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
     for r in rows:
         rid = f" [request {r['request_id']}]" if r["request_id"] else ""
         mark = "QUARANTINED " if r["quarantined"] else ""
-        click.echo(f"{r['store']}  {mark}{visible(r['sku'])}: {visible(r['last_error'] or '')}{rid} "
+        error = visible(r["last_error"] or "")
+        click.echo(f"{r['store']}  {mark}{visible(r['sku'])}: {error}{rid} "
                    f"({r['attempts']} run{'s' if r['attempts'] != 1 else ''} in a row, "
                    f"last {_iso(r['updated_at'])})")
 
