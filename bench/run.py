@@ -254,8 +254,10 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
     catalog = folder / "publish.csv"
 
     def write(price: str) -> None:
-        catalog.write_text("sku;ean;grade;stock;price_fr;warranty_fr\n" + "".join(
-            f"P-{i:05d};4006381333931;GOOD;5;{price};12\n" for i in range(backlog)))
+        catalog.write_text(
+            "sku;ean;grade;stock;safety_stock;max_quantity;price_fr;warranty_fr;comment_fr\n"
+            + "".join(f"P-{i:05d};4006381333931;GOOD;5;0;;{price};12;\n"
+                      for i in range(backlog)))
 
     config = folder / "publish.toml"
     emulator_config = EmulatorConfig(tokens=(token,), task_delay=0.0, sku_lines_per_hour=0,

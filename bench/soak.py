@@ -1,11 +1,19 @@
 """`make soak`: publish, kill, change the catalog, repeat, for a set time; then count what
 went wrong. The figures that must be 0: duplicates created, lost updates, wrong zeros.
 
-Each round changes the catalog (prices, stock, rows removed and added), then runs
-`syncer apply` in a forked child that is killed (SIGKILL) at a random crash point, at a
-random instant, or not at all, while the emulator injects 429s, 5xx, slow answers, dropped
-connections and per-SKU rejections. Every few rounds the faults stop and runs are repeated
-until nothing is left to send; then the emulator must show exactly the catalog.
+Each round changes the catalog (prices, stock, safety stock, comments, rows removed and
+added), then runs `syncer apply` in a forked child that is killed (SIGKILL) at a random crash
+point, at a random instant, or not at all, while the emulator injects 429s, 5xx, slow
+answers, dropped connections and per-SKU rejections. Some rounds publish a damaged export of
+the catalog instead (cut off mid-row, a column renamed, a row shifted, an invisible
+character in a SKU, an empty price, a stock column all 0); some stretches of rounds are
+network outages (every request fails). Every few rounds the faults stop, the true catalog is
+written back and runs are repeated until nothing is left to send; then the emulator must
+show exactly the catalog.
+
+Figures that must be 0: wrong zeros (a quantity 0 sent for an offer the true catalog has in
+stock), oversells (a quantity sent above the true stock minus safety), lost updates (after a
+convergence check, an offer not live as the catalog says), duplicates created.
 
     python bench/soak.py [--minutes 10] [--skus 300] [--seed 7]
 """
@@ -39,9 +47,16 @@ from syncer.cli import cli  # noqa: E402
 from syncer.emulator import EmulatorConfig, EmulatorServer, Faults  # noqa: E402
 
 TOKEN = "soak-token"
-HEADER = ["sku", "ean", "grade", "stock", "price_fr", "price_de", "warranty_fr", "warranty_de"]
+HEADER = ["sku", "ean", "grade", "stock", "safety_stock", "max_quantity", "price_fr",
+          "price_de", "warranty_fr", "warranty_de", "comment_fr", "comment_de"]
+STOCK, SAFETY, PRICE_FR, PRICE_DE, COMMENT_FR, COMMENT_DE = 3, 4, 6, 7, 10, 11
 FAULTS = {"share_429": 0.05, "share_5xx": 0.05, "share_drop": 0.03, "share_slow": 0.02,
           "share_reject": 0.02}
+OUTAGE = {**dict.fromkeys(FAULTS, 0.0), "share_5xx": 1.0}  # Back Market down
+DAMAGE = ("cut", "rename", "shift", "invisible", "empty_price", "stock_all_zero")
+COMMENTS = ("", "Très bon état, testé 30 points", "Batterie neuve · garantie 12 mois",
+            "Écran remplacé")
+MUST_BE_ZERO = ("duplicates created", "lost updates", "wrong zeros", "oversells")
 
 
 def ean(n: int) -> str:
@@ -61,32 +76,71 @@ class Catalog:
         n = self.next
         self.next += 1
         self.rows[f"S-{n:05d}"] = [f"S-{n:05d}", ean(n), "GOOD", str(self.rnd.randint(0, 9)),
+                                   str(self.rnd.randint(0, 2)), "",
                                    f"{self.rnd.randint(20, 900)}.00",
-                                   f"{self.rnd.randint(20, 900)}.50", "12", "12"]
+                                   f"{self.rnd.randint(20, 900)}.50", "12", "12",
+                                   self.rnd.choice(COMMENTS), self.rnd.choice(COMMENTS)]
 
     def churn(self) -> None:
         skus = list(self.rows)
         for sku in self.rnd.sample(skus, max(1, len(skus) // 20)):
             row = self.rows[sku]
             what = self.rnd.random()
-            if what < 0.4:
-                row[4] = f"{self.rnd.randint(20, 900)}.{self.rnd.choice(['00', '90'])}"
+            if what < 0.35:
+                row[PRICE_FR] = f"{self.rnd.randint(20, 900)}.{self.rnd.choice(['00', '90'])}"
+            elif what < 0.7:
+                row[STOCK] = str(self.rnd.randint(0, 9))
+            elif what < 0.75:
+                row[SAFETY] = str(self.rnd.randint(0, 2))
             elif what < 0.8:
-                row[3] = str(self.rnd.randint(0, 9))
+                row[COMMENT_FR] = self.rnd.choice(COMMENTS)
             elif what < 0.9:
                 del self.rows[sku]
             else:
                 self.add()
 
-    def write(self, path: Path) -> None:
-        with path.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, delimiter=";", lineterminator="\n")
-            writer.writerow(HEADER)
-            writer.writerows(self.rows.values())
+    def text(self, header: list[str] = HEADER, rows: list[list[str]] | None = None) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=";", lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(self.rows.values() if rows is None else rows)
+        return out.getvalue()
 
-    def expected(self) -> dict[str, tuple[int, Decimal, Decimal]]:
-        return {sku.casefold(): (int(r[3]), Decimal(r[4]), Decimal(r[5]))
+    def write(self, path: Path) -> None:
+        path.write_text(self.text(), encoding="utf-8")
+
+    def write_damaged(self, path: Path, damage: str) -> None:
+        """An export of this catalog that went wrong in one of the ways exports do."""
+        rows = [list(row) for row in self.rows.values()]
+        header = list(HEADER)
+        row = self.rnd.choice(rows)
+        if damage == "cut":  # an interrupted export: cut mid-row, no final line break
+            text = self.text()
+            cut = self.rnd.randint(len(text) // 2, len(text) - 2)
+            while text[cut - 1] == "\n":
+                cut -= 2
+            path.write_bytes(text.encode("utf-8")[:len(text[:cut].encode("utf-8"))])
+            return
+        if damage == "rename":
+            column = self.rnd.choice(["stock", "safety_stock", "max_quantity", "comment_fr",
+                                      "price_de"])
+            header[header.index(column)] = column.replace("_", " ").upper()
+        elif damage == "shift":
+            del row[self.rnd.randrange(1, len(row))]
+        elif damage == "invisible":
+            row[0] = row[0][:2] + self.rnd.choice("\u200b\ufeff\u00a0\u2060") + row[0][2:]
+        elif damage == "empty_price":
+            row[self.rnd.choice([PRICE_FR, PRICE_DE])] = ""
+        elif damage == "stock_all_zero":
+            for each in rows:
+                each[STOCK] = "0"
+        path.write_text(self.text(header, rows), encoding="utf-8")
+
+    def expected(self) -> dict[str, tuple[int, Decimal, Decimal, str, str]]:
+        return {sku.casefold(): (max(0, int(r[STOCK]) - int(r[SAFETY])), Decimal(r[PRICE_FR]),
+                                 Decimal(r[PRICE_DE]), r[COMMENT_FR], r[COMMENT_DE])
                 for sku, r in self.rows.items()}
+
 
 
 def set_faults(server: EmulatorServer, shares: dict[str, float]) -> None:
@@ -125,30 +179,45 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def sent_zeros(server: EmulatorServer, since: int) -> set[str]:
-    """SKUs for which a quantity of 0 was sent since that exchange."""
+def sent_quantities(server: EmulatorServer, since: int) -> list[tuple[str, int]]:
+    """(SKU key, quantity) of every quantity sent since that exchange, by batch row or by
+    single-listing update."""
     ids = {item["id"]: item["sku"].casefold() for item in server.emulator.listings(TOKEN)}
-    zeros: set[str] = set()
+    sent: list[tuple[str, int]] = []
     for exchange in server.emulator.exchanges[since:]:
         body = exchange.request
         if exchange.method != "POST" or not isinstance(body, dict):
             continue
         if exchange.path == "/ws/listings" and "catalog" in body:
             reader = csv.DictReader(io.StringIO(body["catalog"]), delimiter=body["delimiter"])
-            zeros.update(row["sku"].casefold() for row in reader if row.get("quantity") == "0")
-        elif body.get("quantity") in (0, "0"):
-            zeros.add(ids.get(exchange.path.rsplit("/", 1)[-1], "?"))
-    return zeros
+            sent.extend((row["sku"].casefold(), int(row["quantity"])) for row in reader
+                        if row.get("quantity"))
+        elif "quantity" in body:
+            sent.append((ids.get(exchange.path.rsplit("/", 1)[-1], "?"), int(body["quantity"])))
+    return sent
+
+
+def judge(figures: Counter[str], server: EmulatorServer, since: int,
+          catalog: Catalog) -> None:
+    """Count the wrong zeros and oversells among what a run sent, against the TRUE catalog
+    (whatever damaged export the run was given)."""
+    expected = {key: values[0] for key, values in catalog.expected().items()}
+    for key, quantity in sent_quantities(server, since):
+        wanted = expected.get(key, 0)
+        figures["wrong zeros"] += quantity == 0 and wanted > 0
+        figures["oversells"] += quantity > wanted
 
 
 def verify(server: EmulatorServer, catalog: Catalog) -> tuple[int, int]:
     """Lost updates (offers not live as the catalog says) and duplicates created."""
     expected = catalog.expected()
     lost = 0
-    for key, (stock, price_fr, price_de) in expected.items():
-        for locale, price in (("fr-fr", price_fr), ("de-de", price_de)):
+    for key, (quantity, price_fr, price_de, comment_fr, comment_de) in expected.items():
+        for locale, price, comment in (("fr-fr", price_fr, comment_fr),
+                                       ("de-de", price_de, comment_de)):
             live = server.emulator.listing(TOKEN, key, locale)
-            if live is None or live["quantity"] != stock or Decimal(live["price"]) != price:
+            if live is None or live["quantity"] != quantity or \
+                    Decimal(live["price"]) != price or (live["comment"] or "") != comment:
                 lost += 1
     created = Counter(entry["sku"].casefold() for task in server.emulator.tasks(TOKEN)
                       for entry in task["result"].get("listings", [])
@@ -201,25 +270,36 @@ def main() -> None:
         catalog = Catalog(rnd, args.skus)
         deadline = time.monotonic() + args.minutes * 60
         started = time.monotonic()
+        outage = 0  # rounds of network outage left
         while time.monotonic() < deadline:
             figures["rounds"] += 1
             catalog.churn()
-            catalog.write(folder / "catalog.csv")
-            offered = {key for key, (stock, _, _) in catalog.expected().items() if stock > 0}
-            set_faults(server, FAULTS)
+            damage = rnd.choice(DAMAGE) if rnd.random() < 0.3 else None
+            if damage is None:
+                catalog.write(folder / "catalog.csv")
+            else:
+                catalog.write_damaged(folder / "catalog.csv", damage)
+                figures[f"damaged ({damage})"] += 1
+            if not outage and rnd.random() < 0.1:
+                outage = rnd.randint(3, 5)  # longer than quarantine_after runs
+                figures["outages"] += 1
+            set_faults(server, OUTAGE if outage else FAULTS)
+            outage = max(0, outage - 1)
             kill = rnd.choice(["point", "point", "instant", None])
             since = len(server.emulator.exchanges)
             outcome = run_apply(config, kill, rnd)
             figures["runs"] += 1
             figures["kills"] += outcome == "killed"
-            figures["wrong zeros"] += len(sent_zeros(server, since) & offered)
+            judge(figures, server, since, catalog)
             if figures["rounds"] % 5 == 0 or time.monotonic() >= deadline:
                 set_faults(server, dict.fromkeys(FAULTS, 0.0))
+                outage = 0
+                catalog.write(folder / "catalog.csv")
                 for _ in range(6):
                     since = len(server.emulator.exchanges)
                     run_apply(config, None, rnd)
                     figures["runs"] += 1
-                    figures["wrong zeros"] += len(sent_zeros(server, since) & offered)
+                    judge(figures, server, since, catalog)
                     plan = CliRunner().invoke(cli, ["--config", str(config), "--quiet", "plan"])
                     if plan.exit_code == 0:
                         break
@@ -239,9 +319,13 @@ def main() -> None:
     print(f"soak: {figures['rounds']} rounds, {figures['runs']} runs, {figures['kills']} kills, "
           f"{figures['checks']} convergence checks, {figures['offers published']} offers "
           "published and verified live")
-    for name in ("duplicates created", "lost updates", "wrong zeros"):
+    damaged = {name: value for name, value in figures.items() if name.startswith("damaged")}
+    print(f"  catalog damage: {sum(damaged.values())} rounds ("
+          + ", ".join(f"{name[9:-1]} {value}" for name, value in sorted(damaged.items()))
+          + f"); network outages: {figures['outages']}")
+    for name in MUST_BE_ZERO:
         print(f"  {name:<20} {figures[name]}  (must be 0)")
-    if any(figures[name] for name in ("duplicates created", "lost updates", "wrong zeros")):
+    if any(figures[name] for name in MUST_BE_ZERO):
         sys.exit(1)
 
 
