@@ -303,9 +303,10 @@ def compile_mapping(
                     f"catalog has no column {source.column!r} for field {field_name} (renamed "
                     f"or missing?); header is: {_shown_header(header)}{hint}"
                 )
-            notes.append(f"column {source.column!r} for {field_name} is not in the catalog"
-                         + ("" if not source.default else
-                            f": {source.default!r} for every row"))
+            if source.default != "":  # an empty default: the field is simply not given
+                notes.append(f"column {source.column!r} for {field_name} is not in the "
+                             "catalog" + ("" if source.default is None else
+                                          f": {source.default!r} for every row"))
             return Getter(None, source.default, source.column)
         return Getter(index[key], source.default, source.column)
 
