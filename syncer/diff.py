@@ -525,7 +525,7 @@ class StoreDiff:
             plan.notices.append(Notice(
                 "kept-uncertain", plan.store, entry.sku,
                 "gone from the catalog, but some rows cannot be tied to a SKU (rows "
-                f"{_rows(self.uncertain_rows)}): not zeroed this run"))
+                f"{shown_rows(self.uncertain_rows)}): not zeroed this run"))
             return
         if unpriced is not None:
             plan.notices.append(Notice(
@@ -543,7 +543,8 @@ class StoreDiff:
             entry.last_error if entry.status == "failed" else None, self.queued.get(key)))
 
 
-def _rows(rows: Sequence[int], shown: int = 5) -> str:
+def shown_rows(rows: Sequence[int], shown: int = 5) -> str:
+    """Row numbers for a message: the first ``shown``, then how many more."""
     text = ", ".join(str(row) for row in rows[:shown])
     return text + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
 

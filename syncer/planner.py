@@ -18,7 +18,7 @@ import structlog
 
 from syncer.catalog import CatalogSource, CsvCatalog
 from syncer.config import Settings, StoreSettings
-from syncer.diff import UNCONFIRMED, StoreDiff
+from syncer.diff import UNCONFIRMED, StoreDiff, shown_rows
 from syncer.mapping import CompiledMapping, Profile, compile_mapping, load_profile
 from syncer.offers import Offer, sku_key
 from syncer.plan import Plan
@@ -131,10 +131,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                 catalog=description, mapping=str(profile.name))
 
 
-def uncertain_note(rows: Sequence[int], shown: int = 20) -> str:
-    listed = ", ".join(str(row) for row in rows[:shown])
-    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
-    return (f"rows {listed}{more} cannot be tied to a SKU with certainty (see the "
+def uncertain_note(rows: Sequence[int]) -> str:
+    return (f"rows {shown_rows(rows, 20)} cannot be tied to a SKU with certainty (see the "
             "rejections): no offer is zeroed as gone from the catalog this run; fix those "
             "rows to let offers that really left the catalog go offline")
 
