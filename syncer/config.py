@@ -47,8 +47,9 @@ class _Section(BaseModel):
 
 class CatalogSettings(_Section):
     path: Path | None = None
-    # "utf-8" also accepts a byte-order mark. legacy_encoding (e.g. "cp1252") is used when the
-    # file is not valid UTF-8; without it such a file is an error, never silently mangled.
+    # "utf-8" also accepts a byte-order mark. legacy_encoding (e.g. "cp1252") reads the lines
+    # that are not valid UTF-8 (the others stay UTF-8, the plan names them); without it such a
+    # file is an error, never silently mangled.
     encoding: str = "utf-8"
     legacy_encoding: str | None = None
     delimiter: Literal[";", ",", "\t", "|"] | None = None  # None: detected from the header line

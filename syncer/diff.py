@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import BinaryIO, Final, NamedTuple, Protocol
 
-from syncer.offers import FIELDS, Offer, Published, Rejection, sku_key, visible
+from syncer.offers import FIELDS, Offer, Published, Rejection, shown_rows, sku_key, visible
 from syncer.state import SnapshotEntry
 
 QUANTITY: Final = FIELDS.index("quantity")
@@ -541,12 +541,6 @@ class StoreDiff:
             "zero", plan.store, entry.sku, tuple(target),
             (("quantity", entry.published[QUANTITY], 0),), None, entry.listing_id,
             entry.last_error if entry.status == "failed" else None, self.queued.get(key)))
-
-
-def shown_rows(rows: Sequence[int], shown: int = 5) -> str:
-    """Row numbers for a message: the first ``shown``, then how many more."""
-    text = ", ".join(str(row) for row in rows[:shown])
-    return text + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
 
 
 def product_conflict(confirmed: Published, target: Published) -> tuple[str, str, str] | None:

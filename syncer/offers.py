@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -182,3 +183,9 @@ class Rejection:
 
 def _clip(value: str, limit: int = 80) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def shown_rows(rows: Sequence[int], shown: int = 5) -> str:
+    """Row numbers for a message: the first ``shown``, then how many more."""
+    text = ", ".join(str(row) for row in rows[:shown])
+    return text + (f" and {len(rows) - shown} more" if len(rows) > shown else "")

@@ -18,9 +18,9 @@ import structlog
 
 from syncer.catalog import CatalogSource, CsvCatalog
 from syncer.config import Settings, StoreSettings
-from syncer.diff import UNCONFIRMED, StoreDiff, shown_rows
+from syncer.diff import UNCONFIRMED, StoreDiff
 from syncer.mapping import CompiledMapping, Profile, compile_mapping, load_profile
-from syncer.offers import Offer, sku_key
+from syncer.offers import Offer, shown_rows, sku_key
 from syncer.plan import Plan
 from syncer.products import held_eans
 from syncer.sources import sql_catalog
@@ -108,6 +108,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                     if differ is not None and name not in result.rejected_stores:
                         differ.unpriced(key, row, result.sku, column)
         description = stream.description
+        read_notes = list(stream.notes)
     plans = []
     for store in stores:
         others = siblings(settings, store)
@@ -122,7 +123,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         share, allowance = settings.zero_limits(store)
         store_plan.safety_stop = store_plan.zero_stop(share, allowance)
         plans.append(store_plan)
-    notes = list(mapping.notes)
+    notes = list(mapping.notes) + read_notes
     if uncertain:
         notes.append(uncertain_note(uncertain))
     log.info("planned", rows=rows, unchanged_rows=fast, stores=[s.name for s in stores],

@@ -76,11 +76,64 @@ def test_blank_lines_are_skipped_but_row_numbers_stay_spreadsheet_rows(tmp_path:
     assert rows == [(2, ["A", "1"]), (5, ["B", "2"])]
 
 
-def test_truncated_last_line_comes_through_short(tmp_path: Path) -> None:
+def test_a_file_cut_in_its_last_row_is_refused_whole(tmp_path: Path) -> None:
+    # An interrupted export: the last line has no line break and too few fields. The rows
+    # after the cut are missing, not gone: planning from it would zero their offers.
     path = tmp_path / "c.csv"
     path.write_text("sku;price;stock\nA;1;2\nB;3")
+    with pytest.raises(CatalogError, match=r"ends in the middle of row 3.*2 fields instead "
+                                           r"of 3.*cut short.*Export the catalog again"):
+        read(path)
+
+
+@pytest.mark.parametrize("tail", ["B;3;4", "B;3;4\n", "B;3\n", "B;3;4\r\n", "B;3\n\n"])
+def test_a_last_row_with_its_line_break_or_all_its_fields_is_read(tmp_path: Path,
+                                                                   tail: str) -> None:
+    # Many exporters omit the final line break; a short row that ends its line is a row
+    # validation rejects, not a cut file.
+    path = tmp_path / "c.csv"
+    path.write_bytes(("sku;price;stock\nA;1;2\n" + tail).encode())
     _, rows = read(path)
-    assert rows[-1] == (3, ["B", "3"])
+    assert rows[-1][0] == 3 and rows[-1][1][:2] == ["B", "3"]
+
+
+def test_a_file_cut_inside_a_quoted_last_cell_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('sku;comment;stock\nA;"ok";2\nB;"Très bon')
+    with pytest.raises(CatalogError, match="ends in the middle of row 3"):
+        read(path)
+
+
+def test_mixed_encodings_keep_utf8_lines_and_name_the_legacy_ones(tmp_path: Path) -> None:
+    # A UTF-8 export with one row pasted from an older cp1252 file.
+    path = tmp_path / "c.csv"
+    path.write_bytes("sku;comment\nA;Téléphone\n".encode() + "B;Très bon état\n".encode("cp1252")
+                     + "C;Écran neuf\n".encode())
+    with CsvCatalog(path, legacy_encoding="cp1252").open() as stream:
+        rows = list(stream.rows)
+        notes = stream.notes
+    assert rows == [(2, ["A", "Téléphone"]), (3, ["B", "Très bon état"]),
+                    (4, ["C", "Écran neuf"])]
+    assert len(notes) == 1 and "rows 3 are not valid UTF-8" in notes[0] \
+        and "cp1252" in notes[0]
+
+
+def test_mixed_encodings_number_rows_across_multiline_cells_and_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes("\ufeffsku;comment\nA;\"two\nlines é\"\n".encode()
+                     + "B;Très\r\n".encode("latin-1") + b"C;plain\n")
+    with CsvCatalog(path, legacy_encoding="latin-1").open() as stream:
+        header, rows, notes = stream.header, list(stream.rows), stream.notes
+    assert header == ("sku", "comment")
+    assert rows == [(2, ["A", "two\nlines é"]), (3, ["B", "Très"]), (4, ["C", "plain"])]
+    assert "rows 3 are" in notes[0]
+
+
+def test_a_valid_utf8_file_gives_no_encoding_note(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes("sku;comment\nA;Téléphone\n".encode())
+    with CsvCatalog(path, legacy_encoding="cp1252").open() as stream:
+        assert list(stream.rows) == [(2, ["A", "Téléphone"])] and stream.notes == []
 
 
 def test_sniff_ignores_delimiters_inside_quotes() -> None:

@@ -3,7 +3,8 @@
 For every case, with offers A-1..J-10 live in both stores: ``syncer plan`` gives exactly the
 expected rejections (row, field, store) and changes, or exits 1 with one clear error line;
 ``syncer apply`` never crashes and never sends quantity 0 for a live offer. A catalog that
-would zero too much (header only, truncated) stops on the safety share before sending.
+would zero too much (header only, stock all 0) stops on the safety share before sending; a
+file cut inside its last row is refused whole.
 Every exchange with the emulator is checked against Back Market's spec at teardown.
 """
 
@@ -47,6 +48,7 @@ class Case:
     rejected: frozenset[Rejected] = frozenset()
     changes: frozenset[tuple[str, str, str]] = frozenset()  # store, action, sku
     make: Callable[[Path], None] | None = None  # generated at run time instead of committed
+    legacy_encoding: str | None = None  # catalog.legacy_encoding for this case
 
     def __str__(self) -> str:
         return self.name
@@ -86,9 +88,9 @@ CASES = [
     Case("blank_lines.csv", "error", "is empty: no header line"),
     Case("header_only.csv", "safety-stop", "would zero 10 of 10 live offers (100%",
          changes=both("zero", *LIVE)),
-    Case("truncated_last_line.csv", "rejections", rejected=frozenset({(11, "row", None)})),
-    # Row 7 cannot be tied to a SKU: nothing is zeroed as gone while it is there.
-    Case("truncated_half.csv", "rejections", rejected=frozenset({(7, "row", None)})),
+    # Cut short by an interrupted export: refused whole, the offers after the cut stay live.
+    Case("truncated_last_line.csv", "error", "ends in the middle of row 11"),
+    Case("truncated_half.csv", "error", "ends in the middle of row 7"),
     Case("unclosed_quote.csv", "error",
          "cannot be parsed at row 5: a quoted cell runs over several lines"),
     Case("wrong_delimiter.csv", "rejections",
@@ -182,6 +184,44 @@ def invisible_sku(index: int, sku: str) -> Case:
                 make=replace_row(index, catalog_row(sku)))
 
 
+def cut(rows: int, keep: int, crlf: bool = False, then: str = "") -> Callable[[Path], None]:
+    """An export interrupted after ``rows`` whole rows and ``keep`` characters of the next
+    (followed by ``then``)."""
+    def make(path: Path) -> None:
+        end = "\r\n" if crlf else "\n"
+        path.write_bytes((HEADER + end + "".join(row + end for row in GOOD[:rows])
+                          + GOOD[rows][:keep] + then).encode())
+    return make
+
+
+def cut_in_quote(path: Path) -> None:
+    rows = [*GOOD[:9], catalog_row("J-10", comment_fr="Très bon; état")]
+    text = HEADER + "\n" + "\n".join(rows)
+    path.write_bytes(text[:text.rindex("état")].encode())
+
+
+def encoded(rows: list[tuple[str, str]], bom: bool = False, crlf: bool = False
+            ) -> Callable[[Path], None]:
+    """The good catalog where rows (SKU, encoding) get an accented French comment written in
+    that encoding, the rest of the file in UTF-8."""
+    def make(path: Path) -> None:
+        end = "\r\n" if crlf else "\n"
+        by_sku = dict(rows)
+        data = ("\ufeff" if bom else "").encode() + (HEADER + end).encode()
+        for sku in LIVE:
+            if sku in by_sku:
+                data += (catalog_row(sku, comment_fr=COMMENT) + end).encode(by_sku[sku])
+            else:
+                data += (catalog_row(sku) + end).encode()
+        path.write_bytes(data)
+    return make
+
+
+def accented(*skus: str) -> frozenset[tuple[str, str, str]]:
+    return frozenset(("fr", "update", sku) for sku in skus)
+
+
+COMMENT = "Très bon état, écran neuf"
 OTHER_EAN = "5260181590836"
 CASES += [
     invisible_sku(0, "A\u200b-1"),           # zero-width space
@@ -253,6 +293,35 @@ CASES += [
          changes=both("zero", *LIVE[8:]) | both("update", *LIVE[:2]),
          make=with_rows(lambda rows: [catalog_row(sku, stock="0") for sku in LIVE[:2]]
                         + rows[2:8])),
+    # Cut-off files: the last line has no line break and too few fields.
+    Case("cut_in_the_ean_cell", "error", "ends in the middle of row 11", make=cut(9, 12)),
+    Case("cut_after_a_delimiter", "error", "ends in the middle of row 11",
+         make=cut(9, len(GOOD[9].split(";")[0]) + 1)),
+    Case("cut_after_the_sku", "error", "ends in the middle of row 8", make=cut(6, 3)),
+    Case("cut_in_the_first_data_row", "error", "ends in the middle of row 2", make=cut(0, 20)),
+    Case("cut_with_crlf_line_breaks", "error", "ends in the middle of row 6",
+         make=cut(4, 30, crlf=True)),
+    Case("cut_inside_a_quoted_comment", "error", "ends in the middle of row 11",
+         make=cut_in_quote),
+    Case("cut_in_the_header", "error", "catalog has no column",
+         make=lambda path: path.write_bytes(HEADER[:40].encode())),
+    # Not cut: the last row has every field but no line break, or is short but ends its line.
+    Case("no_final_line_break", "rejections",
+         make=lambda path: path.write_bytes(("\n".join([HEADER, *GOOD])).encode())),
+    Case("short_last_row_with_its_line_break", "rejections",
+         rejected=frozenset({(11, "row", None)}), make=cut(9, 20, then="\n")),
+    # Mixed encodings (legacy_encoding = cp1252): UTF-8 lines stay UTF-8.
+    Case("one_cp1252_row_in_utf8", "rejections", changes=accented("A-1", "B-2"),
+         make=encoded([("A-1", "utf-8"), ("B-2", "cp1252")]), legacy_encoding="cp1252"),
+    Case("cp1252_rows_with_bom_and_crlf", "rejections", changes=accented("C-3", "D-4", "E-5"),
+         make=encoded([("C-3", "cp1252"), ("D-4", "utf-8"), ("E-5", "cp1252")], bom=True,
+                      crlf=True), legacy_encoding="cp1252"),
+    Case("every_accented_row_cp1252", "rejections", changes=accented(*LIVE[:4]),
+         make=encoded([(sku, "cp1252") for sku in LIVE[:4]]), legacy_encoding="cp1252"),
+    Case("one_latin1_row_in_utf8", "rejections", changes=accented("F-6", "G-7"),
+         make=encoded([("F-6", "latin-1"), ("G-7", "utf-8")]), legacy_encoding="latin-1"),
+    Case("utf8_file_with_legacy_configured", "rejections", changes=accented("H-8"),
+         make=encoded([("H-8", "utf-8")]), legacy_encoding="cp1252"),
 ]
 
 
@@ -318,8 +387,10 @@ def quantities_sent(shop: Shop, since: int) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_hostile_catalog_gives_rejections_or_one_clear_error_and_never_zeroes(
-        shop: Shop, case: Case) -> None:
+        shop: Shop, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     use(shop, case)
+    if case.legacy_encoding:
+        monkeypatch.setenv("SYNCER_CATALOG__LEGACY_ENCODING", case.legacy_encoding)
     before = len(shop.server.emulator.exchanges)
     listings = {(sku, locale): shop.live(sku, locale) for sku in LIVE
                 for locale in ("fr-fr", "de-de")}
@@ -351,6 +422,18 @@ def test_hostile_catalog_gives_rejections_or_one_clear_error_and_never_zeroes(
         if (locale[:2], sku) not in changed:
             assert shop.live(sku, locale) == listing, (sku, locale)
     assert_no_duplicate_listing(shop)
+    assert_no_mojibake(shop, exact=case.legacy_encoding is not None)
+
+
+def assert_no_mojibake(shop: Shop, exact: bool) -> None:
+    """No text of a listing holds UTF-8 read as a legacy encoding ("Ã©" for "é"); ``exact``:
+    every comment is empty or the accented one of the encoding cases."""
+    for listing in shop.server.emulator.listings(TOKEN):
+        for locale, market in listing["markets"].items():
+            text = market["comment"] or ""
+            assert "Ã" not in text and "Â" not in text, (listing["sku"], locale, text)
+            if text and exact:
+                assert text == COMMENT, (listing["sku"], locale, text)
 
 
 def assert_no_duplicate_listing(shop: Shop) -> None:

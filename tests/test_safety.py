@@ -149,6 +149,40 @@ def test_a_new_offer_without_a_price_in_a_store_is_simply_not_offered_there(shop
         {("fr", "create", "F-6")}
 
 
+# --- 3. a cut-off file ------------------------------------------------------------------------
+
+def test_a_file_cut_in_its_last_row_is_refused_and_nothing_goes_offline(shop: Shop) -> None:
+    text = HEADER + "\n" + "".join(catalog_row(sku) + "\n" for sku in LIVE)
+    (shop.folder / "catalog.csv").write_text(text[:text.index("C-3") + 9], encoding="utf-8")
+    before = len(shop.server.emulator.exchanges)
+    for command in ("plan", "apply"):
+        result = shop.run(command, code=1)
+        assert "ends in the middle of row 4" in result.stderr
+        assert "Export the catalog again" in result.stderr
+    assert len(shop.server.emulator.exchanges) == before
+    assert quantities(shop) == quantities(shop, "de-de") == dict.fromkeys(LIVE, 5)
+
+
+# --- 4. mixed encodings ------------------------------------------------------------------------
+
+def test_utf8_rows_stay_utf8_beside_a_cp1252_row_and_the_plan_names_it(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_CATALOG__LEGACY_ENCODING", "cp1252")
+    data = (HEADER + "\n").encode()
+    for sku in LIVE:
+        line = catalog_row(sku, comment_fr="Téléphone très bon état") + "\n"
+        data += line.encode("cp1252" if sku == "C-3" else "utf-8")
+    (shop.folder / "catalog.csv").write_bytes(data)
+    plan = shop.plan_json()
+    assert {c["sku"] for c in plan["changes"]} == set(LIVE)
+    [note] = [n for n in plan["notes"] if "UTF-8" in n]
+    assert "rows 4 are not valid UTF-8 and were read as cp1252" in note
+    assert "rows 4 are not valid UTF-8" in shop.run("plan", code=2).stdout
+    shop.run("apply")
+    assert {sku: shop.live(sku, "fr-fr")["comment"] for sku in LIVE} == \
+        dict.fromkeys(LIVE, "Téléphone très bon état")
+
+
 # --- 5. invisible characters in a SKU ------------------------------------------------------------
 
 @pytest.mark.parametrize("sku", ["A\u200b-1", "\ufeffA-1", "A\u00a0-1", "A-1\u2060", "A\u00ad-1",
