@@ -2,7 +2,8 @@
 
 Data goes to stdout, diagnostics to stderr. Library errors become one line on stderr and an
 exit code. Exit codes: 0 success (``plan``: nothing to send), 1 error, 2 ``plan`` has changes
-to send, 3 ``apply`` finished but some offers were rejected by Back Market.
+to send, 3 ``apply`` finished but some offers were rejected by Back Market (1 when some could
+not be sent because Back Market could not be reached: the run did not do its job).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     """Publish the plan: zeros first, then stock, then other changes, then new listings.
 
     Every acknowledgement and error is recorded as it arrives. Exit code 0 when everything
-    was confirmed, 3 when Back Market rejected some offers, 1 on error.
+    was confirmed, 3 when Back Market rejected some offers, 1 on error (or when Back Market
+    could not be reached for some offers).
     """
     settings = obj.settings()
     saved = _load_plan(plan_file) if plan_file is not None else None
@@ -204,6 +206,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
 def _exit_code(results: list[PublishResult]) -> int:
     if any(r.stopped and not r.interrupted for r in results):
         return EXIT_ERROR
+    if any(r.counts["unreachable"] for r in results):
+        return EXIT_ERROR  # an outage is not "refused by Back Market"
     if any(r.counts["failed"] for r in results):
         return EXIT_PARTIAL
     return 0
@@ -257,6 +261,8 @@ def _result_line(r: PublishResult, prefix: str = "") -> str:
     c = r.counts
     line = (f"{prefix}Store {r.store}: {c['created']} created, {c['updated']} updated, "
             f"{c['zeroed']} zeroed, {c['retried']} retried, {c['failed']} failed")
+    if c["unreachable"]:
+        line += f" ({c['unreachable']} of them not sent: Back Market unreachable)"
     if c["already_published"]:
         line += f", {c['already_published']} already published"
     if c["in_flight"]:
@@ -291,7 +297,7 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
     when each job is next due. Meant for cron, systemd timers, Kubernetes CronJobs.
 
     Exit code 0 when all went well (or nothing was due), 3 when Back Market rejected some
-    offers, 1 on error.
+    offers, 1 on error (or when Back Market could not be reached for some offers).
     """
     settings = obj.settings()
     stores = settings.selected_stores(store)
@@ -495,9 +501,10 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
         rid = f" [request {r['request_id']}]" if r["request_id"] else ""
         mark = "QUARANTINED " if r["quarantined"] else ""
         error = visible(r["last_error"] or "")
+        count = (f"refused {r['attempts']} run{'s' if r['attempts'] != 1 else ''} in a row"
+                 if r["attempts"] else "not a refusal, sent again next run")
         click.echo(f"{r['store']}  {mark}{visible(r['sku'])}: {error}{rid} "
-                   f"({r['attempts']} run{'s' if r['attempts'] != 1 else ''} in a row, "
-                   f"last {_iso(r['updated_at'])})")
+                   f"({count}, last {_iso(r['updated_at'])})")
 
 
 @cli.command()

@@ -31,10 +31,18 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import BinaryIO, Final, NamedTuple, Protocol
 
-from syncer.offers import FIELDS, Offer, Published, Rejection, shown_rows, sku_key, visible
+from syncer.offers import (
+    FIELDS,
+    QUANTITY,
+    Offer,
+    Published,
+    Rejection,
+    shown_rows,
+    sku_key,
+    visible,
+)
 from syncer.state import SnapshotEntry
 
-QUANTITY: Final = FIELDS.index("quantity")
 PRODUCT_ID: Final = FIELDS.index("product_id")
 EAN: Final = FIELDS.index("ean")
 ACTIONS: Final = ("zero", "update", "retry", "create")

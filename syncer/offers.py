@@ -38,6 +38,7 @@ FIELDS: Final = (
 BATCH_ONLY_FIELDS: Final = frozenset({"product_id", "ean", "grade", "deee", "max_price"})
 
 Published = tuple[str | int | None, ...]
+QUANTITY: Final = FIELDS.index("quantity")
 
 CENT: Final = Decimal("0.01")
 

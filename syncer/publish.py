@@ -55,7 +55,8 @@ class PublishResult:
     store: str
     counts: dict[str, int] = field(default_factory=lambda: {
         "created": 0, "updated": 0, "zeroed": 0, "retried": 0, "failed": 0,
-        "already_published": 0, "in_flight": 0, "queued": 0})
+        "already_published": 0, "in_flight": 0, "queued": 0,
+        "unreachable": 0})  # of the failed: Back Market not reached (sent again next run)
     failures: list[Failure] = field(default_factory=list)
     stopped: str | None = None
 
@@ -67,6 +68,8 @@ class PublishResult:
             return "interrupted"
         if self.stopped:
             return "stopped"
+        if self.counts["unreachable"]:
+            return "unreachable"  # not a success: the job is due again, like a stopped run
         return "partial" if self.counts["failed"] else "ok"
 
     def count_ack(self, change: Change) -> None:
@@ -338,8 +341,9 @@ class Publisher:
         self.on_task(task)
         if task.get("action_status") != 9:
             reason = task.get("last_action_error") or f"task {task_id} failed"
+            # The task as a whole failed: no offer was refused, none counts to quarantine.
             failures = [Failure(v[0], f"batch task {task_id} failed: {reason}",
-                                attempted=tuple(v[2:])) for v in offers.values()]
+                                attempted=tuple(v[2:]), refused=False) for v in offers.values()]
             self.state.record_failures(self.store.name, failures)
             result.counts["failed"] += len(failures)
             result.failures.extend(failures)
@@ -363,7 +367,8 @@ class Publisher:
                     acks.append(Ack(sku, published, str(listing["id"]), source_hash))
                 else:
                     failures.append(Failure(sku, f"not reported by batch task {task_id} and "
-                                                 "not found as sent", attempted=published))
+                                                 "not found as sent", attempted=published,
+                                            refused=False))
             elif outcome.ok:
                 listing_id = outcome.listing_id or (None if listing is None
                                                     else str(listing["id"]))
@@ -442,20 +447,26 @@ class Publisher:
         result.count_ack(change)
         self.progress(1)
 
-    def _fail(self, change: Change, exc: ApiError, result: PublishResult) -> None:
+    def _fail(self, change: Change, exc: ApiError, result: PublishResult,
+              refused: bool = True) -> None:
+        """The offer failed: refused by Back Market, or (``refused=False``) Back Market could
+        not be reached for it, which never counts toward its quarantine."""
         failure = Failure(change.sku, exc.message, code=exc.code or str(exc.status or ""),
-                          request_id=exc.request_id, attempted=change.target)
+                          request_id=exc.request_id, attempted=change.target, refused=refused)
         self.state.record_failures(self.store.name, [failure])
         result.counts["failed"] += 1
+        if not refused:
+            result.counts["unreachable"] += 1
         result.failures.append(failure)
         self.progress(1)
-        self.log.warning("offer rejected", sku=change.sku, action=change.action,
-                         error=exc.message, request_id=exc.request_id)
+        self.log.warning("offer rejected" if refused else "offer not sent: Back Market unreachable",
+                         sku=change.sku, action=change.action, error=exc.message,
+                         request_id=exc.request_id)
 
     def _unavailable_once(self, change: Change | None, exc: ApiError,
                           result: PublishResult) -> None:
         if change is not None:
-            self._fail(change, exc, result)
+            self._fail(change, exc, result, refused=False)
         self._unavailable += 1
         if self._unavailable >= MAX_CONSECUTIVE_UNAVAILABLE:
             raise _Unavailable(f"Back Market unavailable for store {self.store.name}: "

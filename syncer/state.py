@@ -40,7 +40,7 @@ from sqlmodel import Column, Field, SQLModel
 
 from syncer.crashpoints import crashpoint
 from syncer.errors import LockHeld, StateError
-from syncer.offers import FIELDS, Published, content_hash, sku_key
+from syncer.offers import FIELDS, QUANTITY, Published, content_hash, sku_key
 
 SCHEMA_VERSION: Final = 2
 # Schema version -> the statements that bring the previous version to it.
@@ -329,7 +329,12 @@ class SnapshotEntry:
     failed_hash: str | None = None  # content hash of what failed last
 
     def quarantined(self, target: Published, after: int) -> bool:
-        """Refused ``after`` runs in a row with the same error, for this very content."""
+        """Refused ``after`` runs in a row with the same error, for this very content. A
+        target that takes a confirmed offer's quantity down (to 0 or lower) is never held
+        back: stock that is gone must reach Back Market, or it sells what is not there."""
+        if self.published is not None and \
+                int(target[QUANTITY] or 0) < int(self.published[QUANTITY] or 0):
+            return False
         return (after > 0 and self.status == "failed" and self.attempts >= after
                 and self.failed_hash == content_hash(target))
 
@@ -356,6 +361,9 @@ class Failure:
     code: str | None = None
     request_id: str | None = None
     attempted: Published | None = None
+    # False: Back Market was not reached (connection, timeout, 5xx or 429 after retries).
+    # Only an explicit refusal counts toward quarantine.
+    refused: bool = True
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -629,8 +637,9 @@ class StateStore:
 
     def record_failures(self, store: str, failures: Sequence[Failure]) -> None:
         """A failed attempt: kept beside the last confirmed values, which do not move.
-        ``attempts`` counts the runs in a row that failed with this same error (another
-        error starts the count again): it is what quarantine looks at."""
+        ``attempts`` counts the runs in a row that Back Market refused with this same error
+        (another error starts the count again; a failure to reach Back Market sets it to 0):
+        it is what quarantine looks at."""
         now = utcnow()
         with self._write() as conn:
             for failure in failures:
@@ -644,15 +653,17 @@ class StateStore:
                 }
                 same = and_(_SNAPSHOT.c.status == "failed",
                             _SNAPSHOT.c.last_error == failure.message)
+                attempts: Any = case((same, _SNAPSHOT.c.attempts + 1), else_=1) \
+                    if failure.refused else 0
                 done = conn.execute(
                     sa_update(_SNAPSHOT)
                     .where(_SNAPSHOT.c.store == store, _SNAPSHOT.c.sku_key == key)
-                    .values(attempts=case((same, _SNAPSHOT.c.attempts + 1), else_=1),
-                            **values)
+                    .values(attempts=attempts, **values)
                 ).rowcount
                 if not done:
                     conn.execute(_SNAPSHOT.insert().values(
-                        store=store, sku_key=key, sku=failure.sku, attempts=1, **values))
+                        store=store, sku_key=key, sku=failure.sku,
+                        attempts=1 if failure.refused else 0, **values))
             self._unqueue(conn, store, [sku_key(f.sku) for f in failures])
             self._bump(conn, store, now)
 

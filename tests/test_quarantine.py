@@ -48,7 +48,7 @@ def test_offer_refused_three_runs_in_a_row_is_quarantined_until_retry(shop: Shop
     assert "refused 3 runs in a row" in plan["notices"][0]["message"]
     assert plan["summary"]["rejected"] == 2
     errors = shop.run("errors").stdout
-    assert "fr  QUARANTINED Q-1: =HYPERLINK" in errors and "(3 runs in a row" in errors
+    assert "fr  QUARANTINED Q-1: =HYPERLINK" in errors and "(refused 3 runs in a row" in errors
 
     before = len(shop.server.emulator.exchanges)
     shop.run("apply")  # nothing to send: exit 0, Q-1 left alone
@@ -81,7 +81,7 @@ def test_another_error_starts_the_count_again(shop: Shop) -> None:
     shop.server.emulator.faults.reject_skus["Q-1"] = "another reason"
     shop.run("apply", code=3)  # a different error: one run in a row, not three
     assert [c["sku"] for c in shop.plan_json()["changes"]] == ["Q-1", "Q-1"]
-    assert "(1 run in a row" in shop.run("errors").stdout
+    assert "(refused 1 run in a row" in shop.run("errors").stdout
 
 
 def test_errors_as_csv_neutralise_spreadsheet_formulas(shop: Shop) -> None:
