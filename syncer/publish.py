@@ -40,6 +40,7 @@ from syncer.offers import (
     parse_shipping,
     sku_key,
 )
+from syncer.reconcile import observed
 from syncer.state import Ack, Failure, SnapshotEntry, StateStore
 
 log = structlog.get_logger("syncer.publish")
@@ -376,7 +377,14 @@ class Publisher:
             else:
                 failures.append(Failure(sku, outcome.message or "rejected",
                                         code="task-error", attempted=published))
-        self.state.record_acks(self.store.name, acks)
+        stale = self.state.record_acks(self.store.name, acks,
+                                       sent_at=self.state.batch_sent_at(batch_id))
+        if stale:
+            late = {sku_key(ack.sku) for ack in stale}
+            acks = [ack for ack in acks if sku_key(ack.sku) not in late]
+            missing = self._read_back(stale, task_id)
+            self.progress(len(stale) - len(missing))
+            failures += missing
         if failures:
             self.state.record_failures(self.store.name, failures)
         self.state.remove_batch(batch_id)
@@ -393,6 +401,27 @@ class Publisher:
         self.log.info("batch settled", task_id=task_id, confirmed=len(acks),
                       failed=len(failures))
         return True
+
+    def _read_back(self, stale: Sequence[Ack], task_id: int) -> list[Failure]:
+        """Offers a batch confirmed after a newer confirmation of their listing (another
+        store's real-time update while the task waited): Back Market applied the two in an
+        order nobody knows, so what its listings show now becomes the snapshot. Returns the
+        offers it no longer shows (sent again next run)."""
+        listings = self.client.find_listings([ack.sku for ack in stale])
+        seen, missing = [], []
+        for ack in stale:
+            listing = listings.get(sku_key(ack.sku))
+            if listing is None:
+                missing.append(Failure(ack.sku, f"confirmed by batch task {task_id} after a "
+                                       "newer update, then not found", attempted=ack.published,
+                                       refused=False))
+            else:
+                seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published),
+                                str(listing["id"]), None))
+        self.state.record_observed(self.store.name, seen)
+        self.log.info("late batch confirmations read back from the listings", task_id=task_id,
+                      offers=len(stale), not_found=len(missing))
+        return missing
 
     def _settle_unknown(self, batches: Sequence[tuple[int, dict[str, list[Any]]]],
                         result: PublishResult) -> None:

@@ -85,6 +85,8 @@ class OfferSnapshot(SQLModel, table=True):
     # Hash of the catalog row (and mapping) the confirmed fields came from: a row with the same
     # hash next time is unchanged without being validated again. None: not known.
     source_hash: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # When the request Back Market confirmed was sent: a confirmation of an older request
+    # never replaces it (a batch can settle after a newer real-time update).
     confirmed_at: datetime | None = None
     # "live" (confirmed as published) or "failed" (the last attempt failed).
     status: str = Field(default="live", max_length=16)
@@ -555,21 +557,49 @@ class StateStore:
                 _REVISION.c.store == store)).scalar()
         return int(found or 0)
 
-    def record_acks(self, store: str, acks: Sequence[Ack]) -> None:
+    def record_acks(self, store: str, acks: Sequence[Ack],
+                    sent_at: datetime | None = None) -> list[Ack]:
         """Confirmed publications: the snapshot takes the new values, errors are cleared.
         Written in chunks through the driver's executemany: a batch task can confirm
-        thousands of offers at once (and the bench holds this above 50,000 a second)."""
+        thousands of offers at once (and the bench holds this above 50,000 a second).
+
+        Confirmations only move forward: ``confirmed_at`` is when the confirmed request was
+        sent (``sent_at``; now for a real-time update), and an acknowledgement of a request
+        sent before the newest confirmation of its listing (in this store or a sibling that
+        shares its quantity) replaces nothing. Those are returned: what Back Market holds
+        for them depends on the order it applied the two, so the caller reads it."""
         now = utcnow()
+        stale: list[Ack] = []
+        if sent_at is not None and acks:
+            newer = self._confirmed_after(store, [sku_key(ack.sku) for ack in acks], sent_at)
+            if newer:
+                stale = [ack for ack in acks if sku_key(ack.sku) in newer]
+                acks = [ack for ack in acks if sku_key(ack.sku) not in newer]
+        when = sent_at or now
         queued = bool(self.queued(store))
         for start in range(0, len(acks), _ACK_CHUNK):
             chunk = acks[start:start + _ACK_CHUNK]
             with self._write() as conn:
-                _ACK_WRITER.write(conn, store, chunk, now)
+                _ACK_WRITER.write(conn, store, chunk, when, now)
                 if queued:
                     self._unqueue(conn, store, [sku_key(ack.sku) for ack in chunk])
                 self._bump(conn, store, now)
         crashpoint("acks:before-siblings")
-        self._note_global_quantity(store, acks)
+        self._note_global_quantity(store, acks, when)
+        return stale
+
+    def _confirmed_after(self, store: str, keys: Sequence[str], when: datetime) -> set[str]:
+        """Keys whose listing has a confirmation newer than ``when`` in this store or one of
+        its siblings."""
+        stores = [store, *self.siblings.get(store, ())]
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(keys), _BULK):
+                found.update(conn.execute(select(_SNAPSHOT.c.sku_key).where(
+                    _SNAPSHOT.c.store.in_(stores),
+                    _SNAPSHOT.c.sku_key.in_(keys[start:start + _BULK]),
+                    _SNAPSHOT.c.confirmed_at > when)).scalars())
+        return found
 
     def record_observed(self, store: str, observed: Sequence[Ack]) -> None:
         """What reconciliation read on Back Market becomes the snapshot's confirmed values
@@ -603,10 +633,12 @@ class StateStore:
                     _SNAPSHOT.c.sku_key.in_(keys[start:start + _BULK])))
             self._bump(conn, store, utcnow())
 
-    def _note_global_quantity(self, store: str, acks: Sequence[Ack]) -> None:
+    def _note_global_quantity(self, store: str, acks: Sequence[Ack],
+                              when: datetime | None = None) -> None:
         """Quantity is global on Back Market: once confirmed through one store it is what
         every store of the listing shows. Other stores' confirmed rows of the SKU follow, so
-        they do not send the same stock again (every send costs hourly budget)."""
+        they do not send the same stock again (every send costs hourly budget); a sibling's
+        newer confirmation (after ``when``, the time the request was sent) is kept."""
         siblings = self.siblings.get(store, ())
         if not siblings or not acks:
             return
@@ -614,6 +646,7 @@ class StateStore:
         wanted = {sku_key(ack.sku): ack.published[qty] for ack in acks}
         keys = list(wanted)
         now = utcnow()
+        when = when or now
         columns = (_SNAPSHOT.c.store, _SNAPSHOT.c.sku_key, *_FIELD_COLUMNS)
         with self._write() as conn:
             touched: set[str] = set()
@@ -621,15 +654,17 @@ class StateStore:
                 rows = conn.execute(select(*columns).where(
                     _SNAPSHOT.c.store.in_(siblings),
                     _SNAPSHOT.c.sku_key.in_(keys[start:start + _BULK]),
-                    _SNAPSHOT.c.confirmed_at.is_not(None))).all()
+                    _SNAPSHOT.c.confirmed_at.is_not(None),
+                    _SNAPSHOT.c.confirmed_at <= when)).all()
                 for sibling, key, *fields in rows:
                     if fields[qty] == wanted[key]:
                         continue
                     fields[qty] = wanted[key]
                     conn.execute(
                         sa_update(_SNAPSHOT)
-                        .where(_SNAPSHOT.c.store == sibling, _SNAPSHOT.c.sku_key == key)
-                        .values(quantity=wanted[key], updated_at=now,
+                        .where(_SNAPSHOT.c.store == sibling, _SNAPSHOT.c.sku_key == key,
+                               _SNAPSHOT.c.confirmed_at <= when)
+                        .values(quantity=wanted[key], updated_at=now, confirmed_at=when,
                                 content_hash=content_hash(tuple(fields))))
                     touched.add(sibling)
             for sibling in sorted(touched):
@@ -955,6 +990,13 @@ class StateStore:
             conn.execute(sa_update(_BATCHES).where(_BATCHES.c.id == batch_id)
                          .values(task_id=task_id))
 
+    def batch_sent_at(self, batch_id: int) -> datetime | None:
+        """When the batch was written, just before its POST (None: no such batch)."""
+        with self._read() as conn:
+            found = conn.execute(select(_BATCHES.c.created_at).where(
+                _BATCHES.c.id == batch_id)).scalar()
+        return None if found is None else _aware(found)
+
     def pending_batches(self, store: str) -> list[tuple[int, int | None, dict[str, list[Any]]]]:
         if self.empty:
             return []
@@ -1187,41 +1229,48 @@ class _AckWriter:
                 raise StateError(f"state databases on {name} are not supported; use SQLite "
                                  "or PostgreSQL")
             mark = "?" if dialect.paramstyle == "qmark" else "%s"
-            updates = ", ".join(f"{c} = excluded.{c}" for c in self.COLUMNS[2:])
             self._sql[name] = (
                 f"INSERT INTO offer_snapshot ({', '.join(self.COLUMNS)}) VALUES "
-                f"({', '.join([mark] * len(self.COLUMNS))}) "
-                f"ON CONFLICT (store, sku_key) DO UPDATE SET {updates}")
+                f"({', '.join([mark] * len(self.COLUMNS))}) {self.ON_CONFLICT}")
         return self._sql[name]
 
-    def write(self, conn: Any, store: str, acks: Sequence[Ack], now: datetime) -> None:
+    # A confirmation never replaces a newer one (see StateStore.record_acks).
+    ON_CONFLICT: Final = (
+        "ON CONFLICT (store, sku_key) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
+        + " WHERE offer_snapshot.confirmed_at IS NULL"
+        " OR offer_snapshot.confirmed_at <= excluded.confirmed_at")
+
+    def write(self, conn: Any, store: str, acks: Sequence[Ack], sent_at: datetime,
+              now: datetime) -> None:
         dialect = conn.dialect
         if dialect.name == "postgresql":
-            self._copy(conn, store, acks, now)
+            self._copy(conn, store, acks, sent_at, now)
             return
         stamp = _SNAPSHOT.c.confirmed_at.type.dialect_impl(dialect).bind_processor(dialect)
-        when = stamp(now) if stamp is not None else now
-        conn.exec_driver_sql(self.statement(dialect), self._rows(store, acks, when))
+        sent, when = (stamp(sent_at), stamp(now)) if stamp is not None else (sent_at, now)
+        conn.exec_driver_sql(self.statement(dialect), self._rows(store, acks, sent, when))
 
-    def _rows(self, store: str, acks: Sequence[Ack], when: object) -> list[tuple[Any, ...]]:
+    def _rows(self, store: str, acks: Sequence[Ack], sent: object,
+              when: object) -> list[tuple[Any, ...]]:
         return [(store, sku_key(ack.sku), ack.sku, ack.listing_id, *ack.published,
-                 content_hash(ack.published), ack.source_hash, when, "live", None, None,
+                 content_hash(ack.published), ack.source_hash, sent, "live", None, None,
                  None, 0, None, when) for ack in acks]
 
-    def _copy(self, conn: Any, store: str, acks: Sequence[Ack], now: datetime) -> None:
+    def _copy(self, conn: Any, store: str, acks: Sequence[Ack], sent_at: datetime,
+              now: datetime) -> None:
         """PostgreSQL: COPY into a staging table, then one upsert from it (several times
         faster than row-by-row statements, even pipelined)."""
         columns = ", ".join(self.COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in self.COLUMNS[2:])
         driver = conn.connection.driver_connection
         with driver.cursor() as cursor:
             cursor.execute("CREATE TEMP TABLE IF NOT EXISTS ack_stage (LIKE offer_snapshot) "
                            "ON COMMIT DELETE ROWS")
             with cursor.copy(f"COPY ack_stage ({columns}) FROM STDIN") as copy:
-                for row in self._rows(store, acks, now):
+                for row in self._rows(store, acks, sent_at, now):
                     copy.write_row(row)
             cursor.execute(f"INSERT INTO offer_snapshot ({columns}) SELECT {columns} FROM "
-                           f"ack_stage ON CONFLICT (store, sku_key) DO UPDATE SET {updates}")
+                           f"ack_stage {self.ON_CONFLICT}")
             cursor.execute("TRUNCATE ack_stage")
 
 
