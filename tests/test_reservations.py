@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from syncer.config import BUNDLED_MAPPINGS, StoreSettings
+from syncer.config import BUNDLED_MAPPINGS, StoreSettings, load_settings
 from syncer.emulator import EmulatorServer
+from syncer.errors import ConfigError
 from syncer.mapping import compile_mapping, load_profile
 from syncer.orders import order_rows
 from syncer.planner import unshipped_by_store
@@ -131,6 +132,17 @@ def test_without_the_setting_the_plan_says_it_raises_units_sold_and_not_shipped(
     assert "Note: store de: this plan raises" in shop.run("plan", code=2).stdout
     ship(shop, order)
     assert not any("unshipped" in n for n in shop.plan_json()["notes"])
+
+
+def test_reserve_unshipped_is_off_by_default_and_must_be_a_boolean(tmp_path: Path) -> None:
+    config = tmp_path / "syncer.toml"
+    config.write_text("[orders]\n", encoding="utf-8")
+    assert load_settings(config).orders.reserve_unshipped is False
+    config.write_text("[orders]\nreserve_unshipped = true\n", encoding="utf-8")
+    assert load_settings(config).orders.reserve_unshipped is True
+    config.write_text('[orders]\nreserve_unshipped = "sometimes"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"orders\.reserve_unshipped"):
+        load_settings(config)
 
 
 # --- the pure parts ---------------------------------------------------------------------------
