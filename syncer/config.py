@@ -153,6 +153,10 @@ class OrderSettings(_Section):
     export_dir: Path | None = None
     # Replaces the carrier table's fallback shipper; "" ships nothing for unknown carriers.
     carrier_fallback: str | None = None
+    # Plans hold back, from each SKU's quantity, the units of pulled order lines not shipped
+    # or cancelled yet (sold on Back Market, maybe not yet counted by the catalog export).
+    # A line stops reserving once shipped: see syncer/reservations.py.
+    reserve_unshipped: bool = False
 
     @model_validator(mode="after")
     def _check_fallback(self) -> OrderSettings:

@@ -20,9 +20,15 @@ from syncer.catalog import CatalogSource, CsvCatalog
 from syncer.config import Settings, StoreSettings
 from syncer.diff import UNCONFIRMED, StoreDiff
 from syncer.mapping import CompiledMapping, Profile, compile_mapping, load_profile
-from syncer.offers import Offer, shown_rows, sku_key
+from syncer.offers import QUANTITY, Offer, shown_rows, sku_key
 from syncer.plan import Plan
 from syncer.products import held_eans
+from syncer.reservations import (
+    RESERVING_LINE_STATES,
+    reserved_note,
+    unshipped_note,
+    unshipped_units,
+)
 from syncer.sources import sql_catalog
 from syncer.state import StateStore, StoreSnapshot
 from syncer.validation import VALIDATION_VERSION, Validator
@@ -63,6 +69,12 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     }
     # Offers whose product proposal Back Market rejected wait for new product content.
     held = {s.name: held_eans(state, s.name) for s in stores}
+    # Units of pulled, unshipped order lines, per planned store (its account's: stock is
+    # global); held back from the stock with orders.reserve_unshipped, else only noted.
+    unshipped = unshipped_by_store(stores, state)
+    reserved = unshipped if settings.orders.reserve_unshipped else {}
+    watched = {name: units for name, units in unshipped.items() if units}
+    touched: dict[str, dict[str, int]] = {name: {} for name in watched}  # key -> quantity
     listed: dict[str, set[str]] = {s.name: set() for s in all_stores}
     rejections = []
     uncertain: list[int] = []  # rows that cannot be tied to a SKU
@@ -70,9 +82,10 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     with catalog.open() as stream, _collector_paused():
         mapping = compile_mapping(profile, stream.header, all_stores)
         seen: dict[str, tuple[int, str]] = {}
-        validator = Validator(mapping, seen)
+        validator = Validator(mapping, seen, reserved)
         quick = _FastPath(mapping, differs, listed, seen, fingerprint(profile, all_stores,
-                                                                      stream.header))
+                                                                      stream.header),
+                          reserved)
         for row, values in stream.rows:
             rows += 1
             if quick.unchanged(row, values):
@@ -87,11 +100,13 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
             if key is not None:
                 for name in result.listed_stores:
                     listed[name].add(key)
-            source_hash = quick.row_hash(values) if result.offers else None
+            source_hash = quick.row_hash(values, key) if result.offers else None
             for offer in result.offers:
                 differ = differs.get(offer.store)
                 if differ is None:
                     continue
+                if watched and offer.sku_key in watched.get(offer.store, ()):
+                    touched[offer.store][offer.sku_key] = offer.quantity
                 reason = held[offer.store].get(offer.ean or "") \
                     if offer.product_id is None else None
                 if reason and differ.known.get(offer.sku_key, UNCONFIRMED) == UNCONFIRMED:
@@ -126,10 +141,46 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     notes = list(mapping.notes) + read_notes
     if uncertain:
         notes.append(uncertain_note(uncertain))
+    for store in stores:
+        units = watched.get(store.name, {})
+        planned = touched.get(store.name, {})
+        if reserved:
+            note = reserved_note(store.name, {key: units[key] for key in planned})
+        else:
+            note = unshipped_note(store.name, raised_unshipped(
+                StoreSnapshot(state, store.name), planned, units))
+        if note is not None:
+            notes.append(note)
     log.info("planned", rows=rows, unchanged_rows=fast, stores=[s.name for s in stores],
              rejections=len(rejections), uncertain_rows=len(uncertain))
     return Plan(stores=plans, rejections=rejections, notes=notes,
                 catalog=description, mapping=str(profile.name))
+
+
+def unshipped_by_store(stores: Sequence[StoreSettings], state: StateStore
+                       ) -> dict[str, dict[str, int]]:
+    """Store -> SKU key -> units of its account's pulled lines that still reserve."""
+    by_account: dict[str, dict[str, int]] = {}
+    for store in stores:
+        if store.account not in by_account:
+            by_account[store.account] = unshipped_units(
+                state.order_line_units(store.account, RESERVING_LINE_STATES))
+    return {store.name: by_account[store.account] for store in stores}
+
+
+def raised_unshipped(snapshot: StoreSnapshot, planned: Mapping[str, int],
+                     units: Mapping[str, int]) -> dict[str, int]:
+    """SKU key -> unshipped units, of the SKUs whose planned quantity is above the one last
+    confirmed (what Back Market lowered when they sold), or that were never confirmed."""
+    entries = snapshot.entries(planned) if planned else {}
+    raised = {}
+    for key, quantity in planned.items():
+        entry = entries.get(key)
+        confirmed = None if entry is None or entry.published is None else \
+            entry.published[QUANTITY]
+        if quantity > (confirmed if isinstance(confirmed, int) else 0):
+            raised[key] = units[key]
+    return raised
 
 
 def uncertain_note(rows: Sequence[int]) -> str:
@@ -170,8 +221,13 @@ class _FastPath:
 
     def __init__(self, mapping: CompiledMapping, differs: Mapping[str, StoreDiff],
                  listed: dict[str, set[str]], seen: dict[str, tuple[int, str]],
-                 key: bytes) -> None:
+                 key: bytes, reserved: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.width = len(mapping.header)
+        # SKUs with units held back are always validated (few: the unshipped orders), and
+        # their row hash carries the units, so a row published with a reservation is not
+        # taken as unchanged once the reservation ends.
+        self.reserved = [units for units in (reserved or {}).values() if units]
+        self.reserved_keys: set[str] = set().union(*self.reserved)
         self.sku = mapping.offer["sku"]
         prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
         self.selected = [(differs[name].known, price) for name, price in prices
@@ -187,8 +243,11 @@ class _FastPath:
             differ.fast_rows = self.rows
         self.key = key
 
-    def row_hash(self, values: Sequence[str]) -> int:
-        digest = hashlib.blake2b("\x1f".join(values).encode("utf-8", "surrogatepass"),
+    def row_hash(self, values: Sequence[str], key: str | None = None) -> int:
+        text = "\x1f".join(values)
+        if key is not None and key in self.reserved_keys:
+            text += "\x1e" + ",".join(str(units.get(key, 0)) for units in self.reserved)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
                                  digest_size=8, key=self.key).digest()
         return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -199,8 +258,8 @@ class _FastPath:
         if sku is None:
             return False
         key = sku_key(sku)
-        if key in self.seen:
-            return False  # a duplicate: validation reports it
+        if key in self.seen or key in self.reserved_keys:
+            return False  # a duplicate (validation reports it), or units held back
         digest = None
         for known_of, price in self.selected:
             known = known_of.get(key, MISSING)

@@ -892,6 +892,21 @@ class StateStore:
         return self._orders_where(and_(_ORDERS.c.store.in_(list(stores)),
                                        _ORDERS.c.state == state))
 
+    def order_line_units(self, account: str, states: Iterable[int]
+                         ) -> list[tuple[str, int, int]]:
+        """(sku, quantity, line state) of the account's pulled order lines in these line
+        states, whichever store pulled them (stock is global)."""
+        if self.empty:
+            return []
+        with self._read() as conn:
+            if not inspect(conn).has_table(_ORDER_LINES.name):
+                return []  # a state made before orders existed, opened read-only by a plan
+            rows = conn.execute(select(
+                _ORDER_LINES.c.sku, _ORDER_LINES.c.quantity, _ORDER_LINES.c.state).where(
+                _ORDER_LINES.c.account == account,
+                _ORDER_LINES.c.state.in_(sorted(states))))
+            return [(str(sku), int(quantity), int(state)) for sku, quantity, state in rows]
+
     @staticmethod
     def _aware_row(row: dict[str, Any]) -> dict[str, Any]:
         return {k: _aware(v) if isinstance(v, datetime) else v for k, v in row.items()}

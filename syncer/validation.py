@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -178,11 +178,15 @@ class _StoreGetters(NamedTuple):
 class Validator:
     """Validates rows in catalog order; remembers SKUs to reject case-insensitive duplicates.
     ``seen`` (SKU key -> first row and spelling) may be shared with a caller that skips
-    validating rows it knows unchanged, so that duplicates are still caught."""
+    validating rows it knows unchanged, so that duplicates are still caught. ``reserved``
+    (store -> SKU key -> units, see ``syncer.reservations``) holds units back from a store's
+    stock: the stores of one account share one mapping, as they share the stock."""
 
     def __init__(self, mapping: CompiledMapping,
-                 seen: dict[str, tuple[int, str]] | None = None) -> None:
+                 seen: dict[str, tuple[int, str]] | None = None,
+                 reserved: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.mapping = mapping
+        self._reserved = {name: units for name, units in (reserved or {}).items() if units}
         self.width = len(mapping.header)
         self._seen: dict[str, tuple[int, str]] = {} if seen is None else seen
         self._offer = mapping.offer
@@ -295,14 +299,19 @@ class Validator:
             assert sku is not None and grade is not None and quantity is not None
             price, currency, warranty, comment, min_price, max_price, shipping = fields
             store_deee = deee if store.send_deee else None
-            target = (product_id, ean, grade, quantity, money(price), currency, warranty,
+            units = self._reserved.get(store.name)
+            store_quantity = quantity
+            if units and (held := units.get(offer_key or "")):
+                # Few rows (the SKUs of unshipped orders): their cells are read again.
+                store_quantity = _quantity(offer, values, _ignore, held) or 0
+            target = (product_id, ean, grade, store_quantity, money(price), currency, warranty,
                       comment, None if min_price is None else money(min_price),
                       None if max_price is None else money(max_price),
                       None if store_deee is None else money(store_deee),
                       ";".join([option.canonical() for option in shipping]) if shipping
                       else None)
             result.offers.append(Offer(
-                store.name, row, sku, product_id, ean, grade, quantity, price, currency,
+                store.name, row, sku, product_id, ean, grade, store_quantity, price, currency,
                 warranty, comment, min_price, max_price, store_deee, shipping, offer_key,
                 target))
         if not row_ok:
@@ -334,7 +343,10 @@ def sku_problem(sku: str) -> str | None:
     return None
 
 
-def _quantity(offer: dict[str, Getter], values: Sequence[str], reject: _Reject) -> int | None:
+def _quantity(offer: dict[str, Getter], values: Sequence[str], reject: _Reject,
+              reserved: int = 0) -> int | None:
+    """The quantity the row publishes: its stock less the ``reserved`` units (see
+    ``syncer.reservations``) and the safety stock, at most ``max_quantity``, never below 0."""
     raw = offer["stock"](values)
     if raw is None:
         reject("stock", None, "a stock count of 0 or more")
@@ -352,7 +364,7 @@ def _quantity(offer: dict[str, Getter], values: Sequence[str], reject: _Reject) 
         except BadValue as exc:
             reject("safety_quantity", raw, exc.expected)
             return None
-    quantity = max(0, stock - safety)
+    quantity = max(0, stock - reserved - safety)
     raw = _get(offer, "max_quantity", values)
     if raw is not None:
         try:
@@ -361,6 +373,11 @@ def _quantity(offer: dict[str, Getter], values: Sequence[str], reject: _Reject) 
             reject("max_quantity", raw, exc.expected)
             return None
     return quantity
+
+
+def _ignore(field_name: str, value: str | None, expected: str, store: str | None = None
+            ) -> None:
+    """A reject for cells already checked (and reported) once."""
 
 
 class _Reject(Protocol):
