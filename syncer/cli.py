@@ -767,17 +767,16 @@ def _orders_session(settings: Settings, stores: list[StoreSettings], run_id: str
     needed, sharing one paced limiter per account."""
     structlog.contextvars.bind_contextvars(run_id=run_id)
     with StateStore.open(settings.state_database_url()) as state, ExitStack() as stack:
-        if locked:
-            for s in stores:
-                stack.enter_context(state.lock(f"orders:{s.name}",
-                                               settings.limits.lock_lease_seconds, run_id))
+        leases = {s.name: stack.enter_context(state.lock(
+            f"orders:{s.name}", settings.limits.lock_lease_seconds, run_id))
+            for s in stores} if locked else {}
         with paced(settings, state) as limiter_for:
             clients: dict[str, Any] = {}
 
             def client_for(s: StoreSettings) -> Any:
                 if s.name not in clients:
                     clients[s.name] = stack.enter_context(
-                        build_client(settings, s, limiter_for(s)))
+                        build_client(settings, s, limiter_for(s), leases.get(s.name)))
                 return clients[s.name]
 
             yield state, client_for

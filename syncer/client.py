@@ -87,6 +87,9 @@ class BackMarketClient:
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        keep_alive: Callable[[], None] = lambda: None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "https" and not (parts.scheme == "http"
@@ -103,6 +106,12 @@ class BackMarketClient:
         self.backoff_cap = backoff_cap
         self.sleep = sleep
         self.rng = rng or random.Random()
+        # Seconds one request may take, its retries and waits included (a third of the
+        # caller's lock lease); ``keep_alive`` runs before every attempt (renews the lease).
+        self.timeout = timeout
+        self.deadline = deadline
+        self.clock = clock
+        self.keep_alive = keep_alive
         self.stats = ClientStats()
         headers = {
             "Authorization": f"Basic {token.get_secret_value()}",
@@ -289,13 +298,23 @@ class BackMarketClient:
         attempt = 0
         url = self.base_url + path
         content = None if json_body is None else json.dumps(json_body).encode("utf-8")
+        ends = None if self.deadline is None else self.clock() + self.deadline
+        error: ApiError | None = None
         while True:
+            self.keep_alive()
             if self.limiter is not None:
                 self.limiter.acquire(method, path)
+            timeout: Any = httpx.USE_CLIENT_DEFAULT  # or what is left of the deadline
+            if ends is not None:
+                left = ends - self.clock()
+                if left <= 0 and error is not None:  # the rate limiter's wait used it up
+                    raise self._give_up(error, method, path)
+                if left < self.timeout:
+                    timeout = max(left, 0.001)
             self.stats.requests += 1
             try:
                 response = self._http.request(method, url, params=params, content=content,
-                                              headers=self._headers)
+                                              headers=self._headers, timeout=timeout)
             except httpx.TransportError as exc:
                 self.stats.transport_errors += 1
                 error = _transport_error(exc, method, path, idempotent)
@@ -308,23 +327,33 @@ class BackMarketClient:
             if not isinstance(error, RetriableError) or isinstance(error, OutcomeUnknown) \
                     or attempt >= self.max_retries:
                 raise error
-            attempt += 1
-            self.stats.retries += 1
             if isinstance(error, RateLimited):
                 self.stats.rate_limited += 1
-                wait = self.rate_block_seconds
-                if self.limiter is not None:
-                    self.limiter.block(wait)
-                    wait = 0
+                pause = self.rate_block_seconds
             else:
                 if error.status is not None:
                     self.stats.server_errors += 1
-                wait = self.rng.uniform(0, min(self.backoff_cap,
-                                               self.backoff_base * 2 ** attempt))
+                pause = self.rng.uniform(0, min(self.backoff_cap,
+                                                self.backoff_base * 2 ** (attempt + 1)))
+            if ends is not None and self.clock() + pause >= ends:
+                raise self._give_up(error, method, path)
+            attempt += 1
+            self.stats.retries += 1
+            wait = pause
+            if isinstance(error, RateLimited) and self.limiter is not None:
+                self.limiter.block(pause)  # the limiter waits it out, for every store
+                wait = 0
             log.info("retrying", store=self.store, method=method, path=path, attempt=attempt,
                      error=error.message, wait=round(wait, 2))
             if wait:
                 self.sleep(wait)
+
+    def _give_up(self, error: ApiError, method: str, path: str) -> ApiError:
+        """Past the request's deadline: the error of the last attempt, as when the retries
+        run out (a retry would outlive the share of the lock lease a request may take)."""
+        log.warning("giving up: past the request's deadline", store=self.store,
+                    method=method, path=path, deadline=self.deadline, error=error.message)
+        return error
 
 
 @functools.cache

@@ -39,6 +39,20 @@ HOSTS: Final = {
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_CONFIG: Final = "syncer.toml"
 BUNDLED_MAPPINGS: Final = Path(__file__).resolve().parents[1] / "mappings"
+# A store's run lock (invariant 7) is kept in thirds of its lease: renewed every third, and
+# each request to Back Market, its retries and waits included, given at most a third. A
+# renewal then comes at most two thirds after the one before: a third is left as margin.
+LEASE_THIRDS: Final = 3
+
+
+def lease_renew_every(lease_seconds: float) -> float:
+    """How often a run renews its lock lease (checked before every request)."""
+    return lease_seconds / LEASE_THIRDS
+
+
+def request_deadline(lease_seconds: float) -> float:
+    """The longest one request may take, retries and waits included, under this lease."""
+    return lease_seconds / LEASE_THIRDS
 
 
 class _Section(BaseModel):
@@ -129,6 +143,7 @@ class Limits(_Section):
     sku_lines_per_hour: int = Field(2000, ge=0)
     # After a 429, Back Market blocks the client for about 10 s.
     rate_block_seconds: float = Field(10.0, ge=0)
+    # A store's run lock, renewed every third of it; at least Settings.min_lease_seconds().
     lock_lease_seconds: float = Field(900.0, gt=0)
     # An offer refused with the same Back Market error this many runs in a row is
     # quarantined: not sent again until its content changes or `syncer retry SKU`. 0: never.
@@ -297,6 +312,24 @@ class Settings(BaseSettings):
                 )
             seen[key] = store.name
         return self
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> Settings:
+        lease, minimum = self.limits.lock_lease_seconds, self.min_lease_seconds()
+        if lease < minimum:
+            raise ValueError(
+                f"limits.lock_lease_seconds = {lease:g} is too short: at least {minimum:g} s "
+                "with these settings. Each request may take a third of the lease, and a third "
+                f"must hold two attempts at api.timeout_seconds ({self.api.timeout_seconds:g})"
+                " and the longest wait between them (api.backoff_cap_seconds or "
+                "limits.rate_block_seconds)")
+        return self
+
+    def min_lease_seconds(self) -> float:
+        """The shortest lock lease the renewal can keep: a third of it (one request's
+        deadline) holds a first attempt, the longest wait and a retry."""
+        wait = max(self.api.backoff_cap_seconds, self.limits.rate_block_seconds)
+        return LEASE_THIRDS * (2 * self.api.timeout_seconds + wait)
 
     @classmethod
     def settings_customise_sources(

@@ -22,9 +22,9 @@ import structlog
 
 from syncer.catalog import CatalogSource
 from syncer.client import BackMarketClient
-from syncer.config import Settings, StoreSettings
+from syncer.config import Settings, StoreSettings, request_deadline
 from syncer.diff import StorePlan, stock_only
-from syncer.errors import SafetyStop
+from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.plan import Plan
 from syncer.planner import catalog_offers, siblings
@@ -45,9 +45,11 @@ def build_limits(settings: Settings, clock: Callable[[], float] = time.monotonic
 
 
 def build_client(settings: Settings, store: StoreSettings,
-                 limiter: ApiLimits | None = None) -> BackMarketClient:
+                 limiter: ApiLimits | None = None, lease: StoreLease | None = None
+                 ) -> BackMarketClient:
     """A client for one store. Stores of one account must share one ``limiter``: Back
-    Market counts their requests together."""
+    Market counts their requests together. Each request, retries included, ends within a
+    third of the lock lease, and the store's ``lease`` is kept before every attempt."""
     return BackMarketClient(
         store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
         store=store.name, timeout=settings.api.timeout_seconds,
@@ -55,7 +57,23 @@ def build_client(settings: Settings, store: StoreSettings,
         rate_block_seconds=settings.limits.rate_block_seconds,
         backoff_base=settings.api.backoff_base_seconds,
         backoff_cap=settings.api.backoff_cap_seconds,
-        limiter=limiter or build_limits(settings))
+        limiter=limiter or build_limits(settings),
+        deadline=request_deadline(settings.limits.lock_lease_seconds),
+        keep_alive=lease_keeper(lease))
+
+
+def lease_keeper(lease: StoreLease | None) -> Callable[[], None]:
+    """Renews a lock lease when due; a lease another run took stops the store's run before
+    its next request (FatalApiError)."""
+    def keep() -> None:
+        if lease is None:
+            return
+        try:
+            lease.keep()
+        except StateError as exc:
+            raise FatalApiError(str(exc)) from None
+
+    return keep
 
 
 @contextmanager
@@ -138,11 +156,14 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
     if lane:
         budget = LaneBudget(budget, store.stock_budget_share)
     lease = ctx.leases.get(store.name)
+    poll = settings.api.task_poll_seconds
     return Publisher(
         store, client, ctx.state, budget=budget, siblings=siblings(settings, store),
-        batch_rows=settings.api.batch_rows, poll_seconds=settings.api.task_poll_seconds,
+        batch_rows=settings.api.batch_rows,
+        # A task poll waits no longer than the lease's renewal interval.
+        poll_seconds=min(poll, lease.renew_every) if lease else poll,
         task_timeout=settings.api.task_timeout_seconds,
-        renew=lease.renew if lease else (lambda: None), progress=ctx.progress, stop=ctx.stop,
+        renew=lease.keep if lease else (lambda: None), progress=ctx.progress, stop=ctx.stop,
         extra_columns=extra_columns, on_task=on_task)
 
 
@@ -155,7 +176,8 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
         store_plan = stock_only(store_plan, StoreSnapshot(state, store.name))
     record = state.start_run(ctx.run_id, store.name, kind, at=ctx.now())
     try:
-        with build_client(settings, store, ctx.limiter_for(store)) as client:
+        with build_client(settings, store, ctx.limiter_for(store),
+                          ctx.leases.get(store.name)) as client:
             publisher = publisher_for(ctx, store, client, lane=kind == "stock")
             result = publisher.apply(store_plan)
             result.counts.update(requests=client.stats.requests, retries=client.stats.retries,
@@ -179,7 +201,8 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
     try:
         offers = catalog_offers(ctx.settings, store, catalog)
         snapshot = state.snapshot(store.name)
-        with build_client(ctx.settings, store, ctx.limiter_for(store)) as client:
+        with build_client(ctx.settings, store, ctx.limiter_for(store),
+                          ctx.leases.get(store.name)) as client:
             result = reconcile(store.name, store.locale, client.iter_listings(), snapshot,
                                offers)
             requests = client.stats.requests

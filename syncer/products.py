@@ -327,7 +327,8 @@ def publish_products(ctx: Any, store: StoreSettings, catalog: CatalogSource) -> 
     counts = {"proposed": 0, "updated": 0, "rejected": 0, "validated": 0, "waiting": 0}
     record = state.start_run(ctx.run_id, store.name, "products", at=ctx.now())
     try:
-        with build_client(ctx.settings, store, ctx.limiter_for(store)) as client:
+        with build_client(ctx.settings, store, ctx.limiter_for(store),
+                          ctx.leases.get(store.name)) as client:
             state.save_category_tree(store.account, client.category_tree())
             counts["validated"] = _review_pending(state, store, client)
             plan = plan_products(ctx.settings, [store], catalog, state).stores[0]

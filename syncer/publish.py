@@ -48,7 +48,6 @@ log = structlog.get_logger("syncer.publish")
 F: Final = {name: i for i, name in enumerate(FIELDS)}
 # Consecutive requests that still fail after their retries before the run gives up.
 MAX_CONSECUTIVE_UNAVAILABLE: Final = 5
-RENEW_EVERY: Final = 60.0
 
 
 @dataclass
@@ -80,7 +79,8 @@ class PublishResult:
 
 
 class Publisher:
-    """Publishes the plan of one store. ``renew`` keeps the store's lock lease alive."""
+    """Publishes the plan of one store. ``renew`` keeps the store's lock lease alive: called
+    between requests and task polls, it renews when a renewal is due (``StoreLease.keep``)."""
 
     def __init__(
         self,
@@ -117,7 +117,6 @@ class Publisher:
         self.extra_columns = extra_columns or {}
         self.on_task = on_task
         self.log = log.bind(store=store.name)
-        self._last_renew = clock()
         self._unavailable = 0
 
     # --- entry point ----------------------------------------------------------------------
@@ -503,12 +502,10 @@ class Publisher:
                                f"({exc.message})")
 
     def _keep_lease(self) -> None:
-        if self.clock() - self._last_renew >= RENEW_EVERY:
-            try:
-                self.renew()
-            except StateError as exc:
-                raise FatalApiError(str(exc)) from None
-            self._last_renew = self.clock()
+        try:
+            self.renew()
+        except StateError as exc:  # another run took the lock: not one more request
+            raise FatalApiError(str(exc)) from None
 
 
 class _Unavailable(Exception):

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
 from sqlalchemy import (
     BigInteger,
     Engine,
@@ -38,9 +40,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Column, Field, SQLModel
 
+from syncer.config import lease_renew_every
 from syncer.crashpoints import crashpoint
 from syncer.errors import LockHeld, StateError
 from syncer.offers import FIELDS, QUANTITY, Published, content_hash, sku_key
+
+log = structlog.get_logger("syncer.state")
 
 SCHEMA_VERSION: Final = 2
 # Schema version -> the statements that bring the previous version to it.
@@ -1131,15 +1136,21 @@ class StoreSnapshot:
 class StoreLease:
     """A lease on a store's lock in the state database. A holder that dies stops renewing;
     its lease expires and the next run takes over (or at once, if the holder's process is
-    known dead on this host)."""
+    known dead on this host). The holder calls ``keep`` before every request: it renews
+    every third of the lease (``syncer.config.lease_renew_every``)."""
 
-    def __init__(self, state: StateStore, store: str, seconds: float, holder: str) -> None:
+    def __init__(self, state: StateStore, store: str, seconds: float, holder: str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.state = state
         self.store = store
         self.seconds = seconds
         self.holder = holder
+        self.renew_every = lease_renew_every(seconds)
+        self.clock = clock
+        self._renewed = clock()
 
     def acquire(self) -> None:
+        self._renewed = self.clock()
         now = utcnow()
         expires = now + timedelta(seconds=self.seconds)
         with self.state._write() as conn:
@@ -1168,7 +1179,13 @@ class StoreLease:
             if not taken:
                 raise LockHeld(self.store, "another run", "now")
 
+    def keep(self) -> None:
+        """Renew the lease if a renewal is due; StateError if another run took it."""
+        if self.clock() - self._renewed >= self.renew_every:
+            self.renew()
+
     def renew(self) -> None:
+        renewed = self.clock()
         with self.state._write() as conn:
             kept = conn.execute(
                 sa_update(_LOCKS).where(_LOCKS.c.store == self.store,
@@ -1177,6 +1194,8 @@ class StoreLease:
             ).rowcount
         if not kept:
             raise StateError(f"store {self.store}: lost the run lock (lease expired and taken)")
+        self._renewed = renewed
+        log.debug("lock lease renewed", store=self.store, lease_seconds=self.seconds)
 
     def release(self) -> None:
         try:

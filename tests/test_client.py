@@ -4,6 +4,7 @@ against the emulator are in test_publish_e2e.py)."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 
 import httpx
@@ -102,6 +103,35 @@ def test_retries_are_bounded() -> None:
     with pytest.raises(RetriableError, match="HTTP 503"):
         c.get_listing("L1")
     assert len(slept) == 3
+
+
+def test_retries_give_up_at_the_requests_deadline() -> None:
+    """Slow 503s (4 s each): the retries that would outlive the deadline (a third of the
+    lock lease) are not made, and each attempt's timeout is cut to what is left of it."""
+    now = [0.0]
+    timeouts: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions["timeout"]["read"]
+        timeouts.append(timeout)
+        now[0] += min(timeout, 4.0)
+        if timeout < 4.0:
+            raise httpx.ReadTimeout("no answer in time", request=request)
+        return httpx.Response(503, text="<html>down</html>")
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    c = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "de-de", UA,
+                         store="de", http=httpx.Client(transport=httpx.MockTransport(handler)),
+                         sleep=sleep, clock=lambda: now[0], timeout=5.0, max_retries=10,
+                         backoff_base=1.0, backoff_cap=3.0, deadline=15.0,
+                         rng=random.Random(0))
+    with pytest.raises(RetriableError, match="ReadTimeout"):
+        c.update_listing("L1", {"quantity": 3})
+    assert now[0] == 15.0  # gave up at the deadline, far from ten retries
+    assert (c.stats.requests, c.stats.retries) == (3, 2)
+    assert timeouts[:2] == [5.0, 5.0] and timeouts[2] < 4.0  # the last had what was left
 
 
 def test_batch_post_is_never_resent_after_a_lost_answer() -> None:
