@@ -38,6 +38,7 @@ import re
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -1972,6 +1973,13 @@ class _HTTPServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is what a server sees
+        every day: not worth a traceback on stderr. Anything else still prints one."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
