@@ -52,7 +52,8 @@ HEADER = ["sku", "ean", "grade", "stock", "safety_stock", "max_quantity", "price
 STOCK, SAFETY, PRICE_FR, PRICE_DE, COMMENT_FR, COMMENT_DE = 3, 4, 6, 7, 10, 11
 FAULTS = {"share_429": 0.05, "share_5xx": 0.05, "share_drop": 0.03, "share_slow": 0.02,
           "share_reject": 0.02}
-OUTAGE = {**dict.fromkeys(FAULTS, 0.0), "share_5xx": 1.0}  # Back Market down
+OUTAGE = {**dict.fromkeys(FAULTS, 0.0), "outage": True}  # Back Market down: the same 503
+NO_OUTAGE = {**FAULTS, "outage": False}
 DAMAGE = ("cut", "rename", "shift", "invisible", "empty_price", "stock_all_zero")
 COMMENTS = ("", "Très bon état, testé 30 points", "Batterie neuve · garantie 12 mois",
             "Écran remplacé")
@@ -283,7 +284,7 @@ def main() -> None:
             if not outage and rnd.random() < 0.1:
                 outage = rnd.randint(3, 5)  # longer than quarantine_after runs
                 figures["outages"] += 1
-            set_faults(server, OUTAGE if outage else FAULTS)
+            set_faults(server, OUTAGE if outage else NO_OUTAGE)
             outage = max(0, outage - 1)
             kill = rnd.choice(["point", "point", "instant", None])
             since = len(server.emulator.exchanges)
@@ -292,7 +293,7 @@ def main() -> None:
             figures["kills"] += outcome == "killed"
             judge(figures, server, since, catalog)
             if figures["rounds"] % 5 == 0 or time.monotonic() >= deadline:
-                set_faults(server, dict.fromkeys(FAULTS, 0.0))
+                set_faults(server, {**dict.fromkeys(FAULTS, 0.0), "outage": False})
                 outage = 0
                 catalog.write(folder / "catalog.csv")
                 for _ in range(6):

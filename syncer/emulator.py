@@ -205,6 +205,9 @@ class Faults:
     # EAN -> reason: a product proposal for it is rejected by Back Market's review
     reject_eans: dict[str, str] = field(default_factory=dict)
     waf_block: bool = False  # every request gets a Cloudflare-like 403 HTML page with cf-ray
+    # Back Market down: every request gets the same 503 page (an outage answers the same way
+    # for its whole length, unlike share_5xx's mix of 500, 502 and 503)
+    outage: bool = False
     seed: int | None = None
 
 
@@ -773,6 +776,8 @@ class Emulator:
             return self._route(call, admin=True), 0.0, None
         if self.faults.waf_block:
             return _waf_page(), 0.0, None
+        if self.faults.outage:
+            return _cloudflare_page(503), 0.0, None
         if not USER_AGENT.match(call.headers.get("user-agent", "")):
             return _bot_challenge(), 0.0, None
         token = self._authenticate(call)
@@ -1158,9 +1163,9 @@ class Emulator:
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
                     raise call.bad_request("reject_skus must map SKUs to messages")
-            elif name == "waf_block":
+            elif name in ("waf_block", "outage"):
                 if not isinstance(value, bool):
-                    raise call.bad_request("waf_block must be true or false")
+                    raise call.bad_request(f"{name} must be true or false")
             elif name == "seed":
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                     raise call.bad_request("seed must be an integer or null")

@@ -220,6 +220,20 @@ def test_waf_block_answers_html_403_with_cf_ray(start: Start, connect: Connect) 
     assert client.get("/ws/listings").status_code == 200
 
 
+def test_an_outage_answers_every_request_with_the_same_503_page(start: Start,
+                                                                connect: Connect) -> None:
+    server = start()
+    client = connect(server)
+    assert client.post("/_emulator/faults", json={"outage": "yes"}).status_code == 400
+    assert client.post("/_emulator/faults", json={"outage": True}).status_code == 200
+    answers = [client.get("/ws/listings") for _ in range(5)]
+    assert {a.status_code for a in answers} == {503}
+    assert {a.headers["content-type"].split(";")[0] for a in answers} == {"text/html"}
+    assert all("Service unavailable" in a.text for a in answers)
+    assert client.post("/_emulator/faults", json={"outage": False}).status_code == 200
+    assert client.get("/ws/listings").status_code == 200
+
+
 def test_unknown_locale_is_400_and_absent_locale_is_the_platform_first(
     start: Start, connect: Connect, clock: FakeClock
 ) -> None:
