@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test bench soak lint clean
+.PHONY: demo test bench soak mutants lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -29,6 +29,11 @@ bench: $(STAMP)
 SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES)
+
+# The mutation gate: every invariant mutant of bench/mutants.toml must be killed by its tests
+# (prints killed/survived per mutant and the wall time; not part of `make test`).
+mutants: $(STAMP)
+	$(BIN)/python bench/mutants.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncer tests examples bench

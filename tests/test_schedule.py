@@ -70,6 +70,22 @@ def test_run_does_only_what_is_due_and_a_disabled_kind_never_runs(settings: Sett
     assert "products" not in runs_of(settings)  # publish_products is off by default
 
 
+def test_run_skips_a_store_another_run_holds_and_sends_nothing(settings: Settings,
+                                                                server: EmulatorServer) -> None:
+    clock = FakeClock()
+    with StateStore.open(settings.state_database_url()) as other, \
+            other.lock("fr", 900, "another-run"):
+        with StateStore.open(settings.state_database_url()) as state, \
+                paced(settings, state) as limiter_for:
+            ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
+            [outcome] = run_due(ctx, settings.stores)
+    assert outcome.ran == [] and outcome.skipped is not None
+    assert "locked by another run" in outcome.skipped
+    assert server.emulator.exchanges == []  # not one request while the other run holds it
+    assert runs_of(settings) == []
+    assert run(settings, clock) == [("fr", ["reconcile", "offers"])]  # released: it runs
+
+
 def test_nothing_due_says_when_each_job_is_next_due(settings: Settings) -> None:
     clock = FakeClock()
     run(settings, clock)

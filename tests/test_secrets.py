@@ -80,7 +80,9 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
         tmp_path: Path, emulator: EmulatorServer, other_account: EmulatorServer,
         state_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
-    shop = Shop(tmp_path, emulator, state_url)
+    shop = Shop(tmp_path, emulator, state_url,
+                api_extra="backoff_base_seconds = 0.001\nbackoff_cap_seconds = 0.01\n",
+                extra="[limits]\nrate_block_seconds = 0.01\n")
     out = Transcript(shop)
     emulator.emulator.faults.reject_skus["C-3"] = "unknown product for this grade"
     shop.catalog([catalog_row("A-1"), catalog_row("B-2"), catalog_row("C-3"),
@@ -102,6 +104,17 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
     emulator.emulator.create_order(TOKEN, [{"sku": "A-1", "quantity": 1}], country="fr-fr")
     out.run("orders", "pull")
     assert list((tmp_path / "state" / "orders").glob("*.csv"))
+
+    # Retries: 429s, 5xx and dropped connections, each logged as it is retried.
+    faults = emulator.emulator.faults
+    faults.share_429, faults.share_5xx, faults.share_drop = 0.3, 0.3, 0.2
+    for stock in ("7", "8", "9"):
+        shop.catalog([catalog_row("A-1", stock=stock), catalog_row("B-2", stock=stock),
+                      catalog_row("C-3")])
+        out.run("apply", code=None)
+        out.run("reconcile", code=None)
+    faults.share_429 = faults.share_5xx = faults.share_drop = 0.0
+    assert any('"event": "retrying"' in str(content) for _, content in out.texts)
 
     # A crash deep inside a run, after the batch went out.
     def broken(_task: object) -> dict[str, object]:
