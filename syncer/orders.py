@@ -836,8 +836,9 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
         if value and (len(lines) != 1 or lines[0]["quantity"] != 1):
             shape = (f"{len(lines)} lines" if len(lines) != 1
                      else f"one line of quantity {lines[0]['quantity']}")
-            fail(name, f"an {name} is only sent for an order of one line of quantity 1 (Back "
-                       f"Market cannot correct it afterwards); order {order_id} has {shape}. "
+            article = "an" if name == "imei" else "a"
+            fail(name, f"{article} {name} is only sent for an order of one line of quantity 1 "
+                       f"(Back Market cannot correct it afterwards); order {order_id} has {shape}. "
                        "Nothing was sent: leave it empty to ship without it", store.name)
             return
     problem = _not_shippable(order["state"], lines)

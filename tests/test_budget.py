@@ -13,9 +13,11 @@ import pytest
 from syncer.client import BackMarketClient
 from syncer.config import Settings, load_settings
 from syncer.emulator import EmulatorServer
+from syncer.jobs import JobContext, LaneBudget, paced
 from syncer.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.planner import catalog_source, make_plan, siblings
 from syncer.publish import Publisher, PublishResult
+from syncer.schedule import run_due
 from syncer.state import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, checked_emulator
@@ -134,6 +136,58 @@ def test_work_beyond_the_hourly_budget_is_queued_and_goes_first_next_run(
     assert server.emulator.stats["budget_refused"] == 0  # the client never overspent
     with StateStore.open_readonly(settings.state_database_url()) as state:
         assert state.queued("fr") == {}
+
+
+def test_the_stock_lane_takes_its_share_and_only_what_the_account_has_left(
+        state_url: str) -> None:
+    clock = FakeClock()
+    with StateStore.open(state_url) as state:
+        main = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
+        lane = LaneBudget(main, 0.5)  # 5 lines an hour, taken from the account's 10
+        assert lane.take(1) == 1 and main.take(8) == 8  # the full runs spent 8
+        assert lane.take(4) == 1  # the lane has 4 left, the account only 1
+        assert (lane.used(), main.used()) == (2, 10)  # the 3 not granted stay the lane's
+        main.refund(5)
+        assert lane.take(10) == 3 and (lane.used(), main.used()) == (5, 8)
+        lane.refund(2)  # refused before processing: given back to both
+        assert (lane.used(), main.used()) == (3, 6)
+        clock.advance(3601)
+        assert LaneBudget(main, 0.5).take(8) == 5 and main.used() == 5
+
+
+def run_jobs(settings: Settings, clock: FakeClock) -> list[tuple[str, list[str]]]:
+    """`syncer run` on the test's clock: the jobs due for each store."""
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
+        return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
+
+
+def test_the_stock_lane_sends_within_its_share_of_the_hour_and_queues_the_rest(
+        tmp_path: Path, server: EmulatorServer, clock: FakeClock, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=state_url, environment=server.base_url,
+                          stores=(("fr", "fr-fr"),),
+                          extra="[limits]\nsku_lines_per_hour = 10\n")
+    config.write_text(config.read_text() + "reconcile = false\nstock_budget_share = 0.5\n")
+    skus = [f"L-{i}" for i in range(6)]
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(sku) for sku in skus])
+    settings = load_settings(config)
+    assert run_jobs(settings, clock) == [("fr", ["offers"])]  # 6 lines of the hour's 10
+    clock.advance(minutes=61)  # a new hour; the stock lane is due, the offers are not
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(sku, stock="1") for sku in skus])
+    assert run_jobs(settings, clock) == [("fr", ["stock"])]
+    quantities = [server.emulator.listing(TOKEN, sku, "fr-fr")["quantity"]  # type: ignore[index]
+                  for sku in skus]
+    assert sorted(quantities) == [1, 1, 1, 1, 1, 5]  # half of 10 lines: 5 went, 1 waits
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        assert [sku for sku, _, _ in state.queued("fr").values()] == \
+            [skus[quantities.index(5)]]
+        # The other half of the hour is left to the full offer runs.
+        assert SkuBudget(state, settings.store("fr").budget_key, 10, clock.now).used() == 5
+    assert server.emulator.stats["budget_refused"] == 0
 
 
 def test_client_refuses_plain_http_to_a_remote_host() -> None:

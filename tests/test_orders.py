@@ -242,6 +242,39 @@ def test_bad_shipments_are_each_reported_and_nothing_is_sent_for_them(
     assert "tracking_number" not in live[single]
 
 
+def test_an_imei_for_two_units_or_a_serial_for_two_lines_is_refused_and_not_sent(
+        shop: Shop) -> None:
+    # Back Market takes an IMEI or a serial number only on an order of one line of quantity
+    # 1, and never lets it be corrected: our side refuses the row before sending anything.
+    pair = place(shop, [("A-1", 2)])
+    several = place(shop, [("B-2", 1), ("C-3", 1)])
+    shop.run("orders", "pull")
+    shop.run("orders", "accept")
+    shipments = write(shop, "ship.csv", [SHIP_HEADER, f"{pair},Colissimo,X1,,{IMEI_1},",
+                                         f"{several},Colissimo,X2,,,SN-0002"])
+    before = len(shop.server.emulator.exchanges)
+    out = shop.run("orders", "ship", "--from", str(shipments), code=3).stdout
+    assert f"row 2, order {pair}: imei: an imei is only sent for an order of one line of " \
+           "quantity 1 (Back Market cannot correct it afterwards); order " \
+           f"{pair} has one line of quantity 2. Nothing was sent: leave it empty to ship " \
+           "without it" in out
+    assert f"row 3, order {several}: serial_number: a serial_number is only sent for an " \
+           f"order of one line of quantity 1 (Back Market cannot correct it afterwards); " \
+           f"order {several} has 2 lines." in out
+    assert "Total: 2 failed" in out
+    assert shop.server.emulator.exchanges[before:] == []  # not even a read
+    live = emulator_orders(shop)
+    assert [live[o]["state"] for o in (pair, several)] == [3, 3]
+    assert {(line["imei"], line["serial_number"]) for o in (pair, several)
+            for line in live[o]["orderlines"]} == {("", "")}
+
+    # Without the identifier, the same orders ship.
+    shipments = write(shop, "ship.csv", [SHIP_HEADER, f"{pair},Colissimo,X1,,,",
+                                         f"{several},Colissimo,X2,,,"])
+    assert "Total: 2 shipped" in shop.run("orders", "ship", "--from", str(shipments)).stdout
+    assert [emulator_orders(shop)[o]["state"] for o in (pair, several)] == [9, 9]
+
+
 def test_shipment_of_an_order_with_lines_to_accept_is_refused_before_sending(
         shop: Shop) -> None:
     waiting = place(shop, [("A-1", 1)])

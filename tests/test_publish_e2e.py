@@ -8,6 +8,8 @@ stop; failed offers are retried.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import signal
 import subprocess
@@ -338,6 +340,64 @@ def test_shipping_options_are_published_changed_and_removed(shop: Shop) -> None:
     assert gone is not None
     assert [s for s in gone["shippings"] if s["country_code"] == "fr-fr"] == []
     assert shop.plan_json()["changes"] == []
+
+
+def batches_sent(shop: Shop, since: int = 0) -> dict[str, list[dict[str, str]]]:
+    """The rows of every batch CSV the emulator received, by the locale it was sent for."""
+    sent: dict[str, list[dict[str, str]]] = {}
+    for exchange in shop.server.emulator.exchanges[since:]:
+        if exchange.method == "POST" and exchange.path == "/ws/listings":
+            body = exchange.request
+            rows = csv.DictReader(io.StringIO(body["catalog"]), delimiter=body["delimiter"],
+                                  quotechar=body["quotechar"])
+            locale = {k.lower(): v for k, v in exchange.headers.items()}["accept-language"]
+            sent.setdefault(locale, []).extend(rows)
+    return sent
+
+
+def test_deee_reaches_the_batch_rows_of_a_store_that_sends_it_and_no_other(shop: Shop) -> None:
+    shop.config.write_text(shop.config.read_text().replace(
+        'locale = "fr-fr"', 'locale = "fr-fr"\nsend_deee = true'))
+    header = HEADER + ";deee"
+    write_catalog(shop.folder / "catalog.csv",
+                  [catalog_row("D-1") + ";2,50", catalog_row("D-2") + ";0"], header)
+    shop.run("apply")
+    sent = batches_sent(shop)
+    assert {row["sku"]: row["deee"] for row in sent["fr-fr"]} == {"D-1": "2.50", "D-2": "0.00"}
+    assert [row["sku"] for row in sent["de-de"]] == ["D-1", "D-2"]
+    assert all("deee" not in row for row in sent["de-de"])
+    markets = {listing["sku"]: listing["markets"]
+               for listing in shop.server.emulator.listings(TOKEN)}
+    assert (markets["D-1"]["fr-fr"]["deee"], markets["D-1"]["de-de"]["deee"]) == ("2.50", None)
+
+    # A new fee alone is a change for the store that sends it, and for that store only.
+    before = len(shop.server.emulator.exchanges)
+    write_catalog(shop.folder / "catalog.csv",
+                  [catalog_row("D-1") + ";3.10", catalog_row("D-2") + ";0"], header)
+    assert {(c["store"], c["sku"]) for c in shop.plan_json()["changes"]} == {("fr", "D-1")}
+    shop.run("apply")
+    assert [(row["sku"], row["deee"]) for row in batches_sent(shop, before)["fr-fr"]] == \
+        [("D-1", "3.10")]
+    assert shop.server.emulator.listings(TOKEN)[0]["markets"]["fr-fr"]["deee"] == "3.10"
+
+
+def test_a_comment_of_500_characters_is_published_and_one_of_501_is_not_sent(
+        shop: Shop) -> None:
+    longest = "Très bon état, " + "x" * 485
+    shop.catalog([catalog_row("C-500", comment_fr=longest),
+                  catalog_row("C-501", comment_fr=longest + "!")])
+    plan = shop.plan_json()
+    assert [(r["row"], r["sku"], r["field"], r["store"], r["expected"])
+            for r in plan["rejections"]] == \
+        [(3, "C-501", "comment", "fr", "at most 500 characters (found 501)")]
+    shop.run("apply")
+    assert shop.live("C-500", "fr-fr")["comment"] == longest  # type: ignore[index]
+    markets = {listing["sku"]: listing["markets"]
+               for listing in shop.server.emulator.listings(TOKEN)}
+    assert "fr-fr" not in markets["C-501"] and "de-de" in markets["C-501"]
+    sent = batches_sent(shop)
+    assert [row["sku"] for row in sent["fr-fr"]] == ["C-500"]
+    assert sorted(row["sku"] for row in sent["de-de"]) == ["C-500", "C-501"]
 
 
 def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:

@@ -102,6 +102,25 @@ def test_explicit_stock_outs_still_go_out_beside_an_uncertain_row(shop: Shop) ->
     assert quantities(shop) == {**dict.fromkeys(LIVE, 5), "B-2": 0}
 
 
+def test_a_row_of_only_a_sku_looking_cell_is_rejected_and_zeroes_nothing(shop: Shop) -> None:
+    # Row 2 holds "A-1" alone (its other cells lost), and E-5 is really gone: the row cannot
+    # be tied to A-1 with certainty, so neither A-1 nor E-5 is taken for gone this run.
+    write(shop, ["A-1", *map(catalog_row, LIVE[1:4])])
+    plan = shop.plan_json()
+    [rejection] = plan["rejections"]
+    assert (rejection["row"], rejection["field"], rejection["sku"], rejection["value"]) == \
+        (2, "row", None, "1 fields")
+    assert "13 fields as in the header" in rejection["expected"]
+    assert plan["changes"] == []
+    assert {(n["store"], n["kind"], n["sku"]) for n in plan["notices"]} == \
+        {(store, "kept-uncertain", sku) for store in ("fr", "de") for sku in ("A-1", "E-5")}
+    sent = len(shop.server.emulator.exchanges)
+    shop.run("apply")
+    assert [e for e in shop.server.emulator.exchanges[sent:] if e.method == "POST"] == []
+    assert quantities(shop) == quantities(shop, "de-de") == dict.fromkeys(LIVE, 5)
+    assert listing_skus(shop) == set(LIVE)
+
+
 # --- 2. an empty per-store price -----------------------------------------------------------------
 
 def test_empty_prices_everywhere_reject_the_row_and_keep_the_offer_live(shop: Shop) -> None:
@@ -220,22 +239,47 @@ def test_a_renamed_column_stops_the_plan_instead_of_becoming_its_default(
     assert before["A-1"]["quantity"] == 2 and before["A-1"]["comment"] == "Très bon état"  # type: ignore[index]
 
 
-def test_a_column_marked_optional_may_be_missing(shop: Shop) -> None:
+def use_safety_mapping(shop: Shop, safety: str) -> None:
+    """Point the shop at a copy of the default profile whose safety_quantity is ``safety``."""
+    mappings = Path(__file__).parent.parent / "mappings"
     profile = shop.folder / "mine.toml"
-    text = (Path(__file__).parent.parent / "mappings" / "default.toml").read_text()
-    profile.write_text(text.replace('{ column = "safety_stock", default = "0" }',
-                                    '{ column = "safety_stock", default = "0", optional = true }')
-                       .replace('grades = "grades.toml"', 'grades = "%s"' % (
-                           Path(__file__).parent.parent / "mappings" / "grades.toml"))
-                       .replace('carriers = "carriers.toml"', 'carriers = "%s"' % (
-                           Path(__file__).parent.parent / "mappings" / "carriers.toml")))
+    text = (mappings / "default.toml").read_text()
+    profile.write_text(text.replace('{ column = "safety_stock", default = "0" }', safety)
+                       .replace('grades = "grades.toml"', f'grades = "{mappings / "grades.toml"}"')
+                       .replace('carriers = "carriers.toml"',
+                                f'carriers = "{mappings / "carriers.toml"}"'))
     shop.config.write_text(shop.config.read_text().replace('mapping = "default"',
                                                            f'mapping = "{profile}"'))
+
+
+def test_a_column_marked_optional_may_be_missing(shop: Shop) -> None:
+    use_safety_mapping(shop, '{ column = "safety_stock", default = "0", optional = true }')
     write(shop, list(map(catalog_row, LIVE)), header=HEADER.replace("safety_stock", "other"))
     plan = shop.plan_json()
     assert plan["changes"] == []
     assert any("'safety_stock' for safety_quantity is not in the catalog" in note
                for note in plan["notes"])
+
+
+def test_the_default_safety_quantity_of_a_profile_without_the_column_is_held_back(
+        shop: Shop) -> None:
+    # The profile maps safety_stock as optional with a default of 2, and the catalog has no
+    # such column at all: every row publishes its stock less 2, not its whole stock.
+    use_safety_mapping(shop, '{ column = "safety_stock", default = "2", optional = true }')
+    header = HEADER.replace("safety_stock;", "")
+
+    def row(sku: str, stock: str) -> str:
+        cells = catalog_row(sku, stock=stock).split(";")
+        return ";".join(cells[:5] + cells[6:])
+    write(shop, [row("A-1", "9"), row("B-2", "2"), *(row(sku, "5") for sku in LIVE[2:])],
+          header=header)
+    plan = shop.plan_json()
+    assert plan["rejections"] == []
+    assert any("'safety_stock' for safety_quantity is not in the catalog: '2' for every row"
+               in note for note in plan["notes"])
+    shop.run("apply")
+    expected = {"A-1": 7, "B-2": 0, "C-3": 3, "D-4": 3, "E-5": 3}
+    assert quantities(shop) == quantities(shop, "de-de") == expected
 
 
 # --- 7. a case variant of a SKU for another product ----------------------------------------------
@@ -303,3 +347,31 @@ def test_every_live_offer_of_a_store_is_never_within_the_allowance(shop: Shop) -
     result = shop.run("apply", code=1)
     assert "that is every live offer" in result.stderr
     assert quantities(shop) == dict.fromkeys(LIVE, 5)
+
+
+def test_exactly_the_zero_share_goes_through_and_one_offer_more_stops(shop: Shop) -> None:
+    limits(shop, "zero_allowance = 0")  # the share alone decides: the default 20%
+    write(shop, [catalog_row(sku) for sku in LIVE[2:]])  # 2 of 5 gone: 40%
+    sent = len(shop.server.emulator.exchanges)
+    result = shop.run("apply", code=1)
+    assert "would zero 2 of 5 live offers (40%, limit 20% beyond 0 offers" in result.stderr
+    assert len(shop.server.emulator.exchanges) == sent
+    write(shop, [catalog_row(sku) for sku in LIVE[1:]])  # 1 of 5 gone: exactly 20%
+    plan = shop.plan_json()
+    assert [s["safety_stop"] for s in plan["stores"]] == [None, None]
+    shop.run("apply")
+    assert quantities(shop) == quantities(shop, "de-de") == {**dict.fromkeys(LIVE, 5), "A-1": 0}
+
+
+def test_exactly_the_zero_allowance_goes_through_and_one_offer_more_stops(shop: Shop) -> None:
+    limits(shop, "max_zero_share = 0.0\nzero_allowance = 2")  # the allowance alone decides
+    write(shop, [catalog_row(sku) for sku in LIVE[3:]])  # 3 gone: one over the allowance
+    sent = len(shop.server.emulator.exchanges)
+    result = shop.run("apply", code=1)
+    assert "would zero 3 of 5 live offers (60%, limit 0% beyond 2 offers" in result.stderr
+    assert len(shop.server.emulator.exchanges) == sent
+    write(shop, [catalog_row(sku) for sku in LIVE[2:]])  # 2 gone: exactly the allowance
+    plan = shop.plan_json()
+    assert [s["safety_stop"] for s in plan["stores"]] == [None, None]
+    shop.run("apply")
+    assert quantities(shop) == {**dict.fromkeys(LIVE, 5), "A-1": 0, "B-2": 0}

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from stdnum import ean as ean_check
 
 from syncer.config import BUNDLED_MAPPINGS, StoreSettings
 from syncer.errors import ConfigError
@@ -132,7 +133,48 @@ def test_comment_over_500_characters_is_rejected() -> None:
     result = run(catalog_row("L", comment_de="x" * 501))
     (r,) = result.rejections
     assert (r.field, r.store) == ("comment", "de")
-    assert "500" in r.expected
+    assert r.expected == "at most 500 characters (found 501)"
+    assert [o.store for o in result.offers] == ["fr"]
+
+
+def test_comment_of_exactly_500_characters_is_accepted_whole() -> None:
+    result = run(catalog_row("L", comment_fr="é" * 499 + "x"))  # characters, not bytes
+    assert not result.rejections
+    assert len(result.offers[0].comment or "") == 500
+
+
+@pytest.mark.parametrize("ean", ["96385074", "4006381333931", "036000291452"],
+                         ids=["ean-8", "ean-13", "upc-a-12"])
+def test_ean_8_12_and_13_with_a_valid_check_digit_are_accepted(ean: str) -> None:
+    result = run(catalog_row("E", ean=ean))
+    assert not result.rejections
+    assert {o.ean for o in result.offers} == {ean}
+
+
+@pytest.mark.parametrize("ean", ["04006381333931", "14006381333938"],
+                         ids=["zero-padded-ean-13", "gtin-14"])
+def test_ean_of_another_length_is_rejected_even_with_a_valid_check_digit(ean: str) -> None:
+    # Back Market takes an ean of at most 13 digits (reference/BACKMARKET.md): a GTIN-14 of
+    # a case of units, or a zero-padded EAN-13, is not a product's EAN.
+    assert ean_check.is_valid(ean)  # only the length is wrong
+    field, value, expected = only_problem(catalog_row("E", ean=ean))
+    assert (field, value, expected) == ("ean", ean, "an EAN of 8, 12 or 13 digits")
+
+
+@pytest.mark.parametrize("min_price, accepted", [
+    ("199.89", True), ("199.90", True), ("199.91", False)], ids=["below", "equal", "above"])
+def test_min_price_may_equal_the_price_but_not_exceed_it_by_a_cent(min_price: str,
+                                                                   accepted: bool) -> None:
+    v = validator(HEADER + ";min_price_fr")
+    result = v.validate(2, (catalog_row("B", price_fr="199.90") + f";{min_price}").split(";"))
+    assert [o.store for o in result.offers] == (["fr", "de"] if accepted else ["de"])
+    if accepted:
+        assert not result.rejections
+        assert result.offers[0].min_price == Decimal(min_price)
+    else:
+        (r,) = result.rejections
+        assert (r.field, r.value, r.store, r.expected) == \
+            ("min_price", "199.91", "fr", "at most the price 199.90")
 
 
 def test_negative_stock_is_rejected_in_every_store() -> None:
