@@ -208,6 +208,7 @@ class Faults:
     # Back Market down: every request gets the same 503 page (an outage answers the same way
     # for its whole length, unlike share_5xx's mix of 500, 502 and 503)
     outage: bool = False
+    fail_tasks: bool = False  # batch tasks end failed (action_status 8, last_action_error)
     seed: int | None = None
 
 
@@ -1163,7 +1164,7 @@ class Emulator:
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
                     raise call.bad_request("reject_skus must map SKUs to messages")
-            elif name in ("waf_block", "outage"):
+            elif name in ("waf_block", "outage", "fail_tasks"):
                 if not isinstance(value, bool):
                     raise call.bad_request(f"{name} must be true or false")
             elif name == "seed":
@@ -1635,6 +1636,10 @@ class Emulator:
         if task.token not in self.config.tokens:
             task.action_status, task.last_action_error = 8, "seller account not found"
             task.result = {}
+            return
+        if self.faults.fail_tasks:
+            task.action_status, task.result = 8, {}
+            task.last_action_error = "internal error while processing the file (emulated fault)"
             return
         try:
             rows = _read_catalog(task)

@@ -51,6 +51,17 @@ def test_non_utf8_without_legacy_encoding_is_a_clear_error(tmp_path: Path) -> No
         read(path)
 
 
+def test_a_bad_byte_past_the_first_megabyte_is_an_error_not_the_end_of_the_file(
+        tmp_path: Path) -> None:
+    # Text is decoded a chunk at a time: a byte that does not decode deep in a big export
+    # must stop the read, never end it early (the rows after it would look gone).
+    path = tmp_path / "c.csv"
+    rows = b"".join(b"SKU-%06d;ok\n" % n for n in range(120_000))
+    path.write_bytes(b"sku;comment\n" + rows + "Z;Très\n".encode("cp1252") + b"Y;ok\n")
+    with pytest.raises(CatalogError, match=r"not valid utf-8 near row 120002 \(byte 0xe8\)"):
+        read(path)
+
+
 def test_empty_file_is_an_error_not_an_empty_catalog(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_bytes(b"")

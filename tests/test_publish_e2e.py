@@ -160,6 +160,47 @@ def test_saved_plan_is_refused_when_the_snapshot_changed(shop: Shop) -> None:
     assert "snapshot changed since the plan was made" in result.stderr
 
 
+def test_saved_plan_is_refused_after_a_run_that_only_recorded_failures(shop: Shop) -> None:
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2")])
+    shop.run("apply")
+    shop.catalog([catalog_row("A-1", stock="2"), catalog_row("B-2", stock="3")])
+    shop.run("plan", "--format", "json", "--out", str(shop.folder / "plan.json"), code=2)
+    shop.server.emulator.faults.reject_skus.update({"A-1": "refused", "B-2": "refused"})
+    shop.run("apply", code=3)  # nothing confirmed, two failures recorded: the state moved
+    shop.server.emulator.faults.reject_skus.clear()
+    before = len(shop.server.emulator.exchanges)
+    result = shop.run("apply", "--plan", str(shop.folder / "plan.json"), code=1)
+    assert "snapshot changed since the plan was made" in result.stderr
+    assert len(shop.server.emulator.exchanges) == before
+
+
+def test_saved_plan_is_refused_after_a_reconciliation_read_drift(shop: Shop) -> None:
+    shop.catalog([catalog_row("A-1")])
+    shop.run("apply")
+    shop.catalog([catalog_row("A-1", price_fr="150.00")])
+    shop.run("plan", "--format", "json", "--out", str(shop.folder / "plan.json"), code=2)
+    shop.server.emulator.sell(TOKEN, "A-1", 2)  # Back Market's quantity moved: 5 -> 3
+    shop.run("reconcile", code=2)
+    before = len(shop.server.emulator.exchanges)
+    result = shop.run("apply", "--plan", str(shop.folder / "plan.json"), code=1)
+    assert "snapshot changed since the plan was made" in result.stderr
+    assert len(shop.server.emulator.exchanges) == before
+
+
+def test_a_failed_batch_task_confirms_nothing_and_is_sent_again(shop: Shop) -> None:
+    shop.server.emulator.faults.fail_tasks = True
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2")])
+    result = shop.run("apply", code=3)
+    assert "batch task" in result.stdout and "failed: internal error" in result.stdout
+    assert shop.live("A-1", "fr-fr") is None  # nothing was created on Back Market
+    assert {(c["store"], c["sku"]) for c in shop.plan_json()["changes"]} == {
+        ("fr", "A-1"), ("fr", "B-2"), ("de", "A-1"), ("de", "B-2")}
+    shop.server.emulator.faults.fail_tasks = False
+    shop.run("apply")
+    assert shop.live("A-1", "fr-fr")["quantity"] == 5  # type: ignore[index]
+    assert shop.plan_json()["changes"] == []
+
+
 def test_saved_plan_applies_when_nothing_moved(shop: Shop) -> None:
     shop.catalog([catalog_row("A-1")])
     shop.run("plan", "--format", "json", "--out", str(shop.folder / "plan.json"), code=2)
