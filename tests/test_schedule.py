@@ -74,11 +74,11 @@ def test_run_skips_a_store_another_run_holds_and_sends_nothing(settings: Setting
                                                                 server: EmulatorServer) -> None:
     clock = FakeClock()
     with StateStore.open(settings.state_database_url()) as other, \
-            other.lock("fr", 900, "another-run"):
-        with StateStore.open(settings.state_database_url()) as state, \
-                paced(settings, state) as limiter_for:
-            ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
-            [outcome] = run_due(ctx, settings.stores)
+            other.lock("fr", 900, "another-run"), \
+            StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
+        [outcome] = run_due(ctx, settings.stores)
     assert outcome.ran == [] and outcome.skipped is not None
     assert "locked by another run" in outcome.skipped
     assert server.emulator.exchanges == []  # not one request while the other run holds it
