@@ -58,7 +58,8 @@ class CsvCatalog:
     @contextmanager
     def open(self) -> Iterator[CatalogStream]:
         encoding = self._choose_encoding()
-        if encoding == self.legacy_encoding and _ascii_compatible(encoding):
+        utf8 = self.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        if utf8 and encoding == self.legacy_encoding and _ascii_compatible(encoding):
             with self._open_mixed() as stream:
                 yield stream
             return
@@ -69,7 +70,7 @@ class CsvCatalog:
         with handle:
             header_line = _first_line(handle, self.path, encoding)
             handle.seek(0)
-            yield self._stream(handle, header_line, encoding, f"{encoding}")
+            yield self._stream(handle, header_line, encoding, encoding)
 
     @contextmanager
     def _open_mixed(self) -> Iterator[CatalogStream]:
@@ -81,7 +82,7 @@ class CsvCatalog:
         except OSError as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {exc.strerror}") from None
         with handle:
-            lines = _MixedLines(handle, legacy)
+            lines = _MixedLines(handle, legacy, self.path)
             header_line = next(lines, "")
             chained = _prepend(header_line, lines)
             stream = self._stream(chained, header_line, legacy,
@@ -130,7 +131,8 @@ class _MixedLines:
     """The lines of a binary file, each decoded as UTF-8 when it is valid UTF-8 and as the
     legacy encoding otherwise; ``legacy`` holds the (1-based) numbers of the latter."""
 
-    def __init__(self, handle: IO[bytes], encoding: str) -> None:
+    def __init__(self, handle: IO[bytes], encoding: str, path: Path) -> None:
+        self.path = path
         self._lines = iter(handle)
         self.encoding = encoding
         self.number = 0
@@ -152,7 +154,7 @@ class _MixedLines:
                 return raw.decode(self.encoding)
             except UnicodeDecodeError as exc:
                 raise CatalogError(
-                    f"catalog line {self.number} is neither UTF-8 nor {self.encoding} "
+                    f"catalog {self.path} line {self.number} is neither UTF-8 nor {self.encoding} "
                     f"(byte 0x{exc.object[exc.start:exc.start + 1].hex()})") from None
 
 

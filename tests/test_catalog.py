@@ -140,6 +140,14 @@ def test_mixed_encodings_number_rows_across_multiline_cells_and_a_bom(tmp_path: 
     assert "rows 3 are" in notes[0]
 
 
+def test_a_line_neither_utf8_nor_legacy_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"  # 0x81 is undefined in cp1252
+    path.write_bytes("sku;comment\nA;été\n".encode() + b"B;\x81\xe9\n")
+    with pytest.raises(CatalogError, match=r"c.csv line 3 is neither UTF-8 nor cp1252 "
+                                           r"\(byte 0x81\)"):
+        read(path, legacy_encoding="cp1252")
+
+
 def test_a_valid_utf8_file_gives_no_encoding_note(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_bytes("sku;comment\nA;Téléphone\n".encode())
