@@ -358,3 +358,27 @@ def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
         assert process.wait(timeout=10) == 0
         process.stdout.close()  # type: ignore[union-attr]
         process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_an_offer_its_batch_task_does_not_report_is_confirmed_only_as_its_listing_shows(
+        shop: Shop, tmp_path: Path) -> None:
+    # Listings live with other values (published from another state): this shop's snapshot
+    # knows none, so its updates go through the batch endpoint.
+    (tmp_path / "other").mkdir()
+    other = Shop(tmp_path / "other", shop.server, f"sqlite:///{tmp_path / 'other' / 'state.db'}")
+    other.catalog([catalog_row(sku, price_fr="100.00") for sku in ("U-1", "U-2")])
+    other.run("apply")
+    catalog = shop.catalog([catalog_row(sku, price_fr="150.00") for sku in ("U-1", "U-2")])
+    # Neither row is in the task results; U-2's was applied, U-1's was not.
+    shop.server.emulator.faults.unreported_skus.update({"U-1": "skipped", "U-2": "applied"})
+    result = shop.run("apply", code=3)
+    assert "not reported by batch task" in result.stdout + result.stderr
+    assert shop.live("U-1", "fr-fr")["price"] == "100.00"  # type: ignore[index]
+    assert shop.live("U-2", "fr-fr")["price"] == "150.00"  # type: ignore[index]
+    # U-2 everywhere and U-1 in de (its listing shows what was sent) are confirmed; U-1 in fr
+    # is not: the plan sends it again.
+    shop.server.emulator.faults.unreported_skus.clear()
+    assert [(c["store"], c["sku"]) for c in shop.plan_json()["changes"]] == [("fr", "U-1")]
+    shop.run("apply")
+    assert shop.plan_json()["changes"] == []
+    assert assert_emulator_matches_catalog(shop, catalog) == 4
