@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -212,12 +213,25 @@ def test_token_reaches_no_output_log_or_state(shop: Shop) -> None:
     engine.dispose()
 
 
-def test_every_command_has_help() -> None:
+def test_every_command_documents_itself_and_each_of_its_options() -> None:
+    """`--help` of every command, nested ones included (orders pull...), shows its usage,
+    the first line of its description, and each option with a help text of its own."""
     runner = CliRunner()
-    for name, command in cli.commands.items():
-        result = runner.invoke(cli, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert command.help and len(command.help) > 20, name
+    commands: list[tuple[list[str], click.Command]] = [([], cli)]
+    for path, command in commands:
+        if isinstance(command, click.Group):
+            commands += [([*path, name], sub) for name, sub in command.commands.items()]
+    assert {"plan", "apply", "orders pull", "orders ship"} <= {" ".join(p) for p, _ in commands}
+    for path, command in commands:
+        result = runner.invoke(cli, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, path
+        assert result.output.startswith(f"Usage: {' '.join(['cli', *path])} "), path
+        assert command.help, path
+        assert " ".join(command.help.split("\n\n")[0].split()) in " ".join(result.output.split())
+        for option in command.params:
+            if isinstance(option, click.Option) and not option.hidden:
+                assert option.help, (path, option.name)
+                assert option.opts[-1] in result.output, (path, option.name)
 
 
 # --- property: apply then plan again is empty, and the emulator matches ---------------------
