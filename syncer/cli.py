@@ -381,7 +381,7 @@ def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: flo
 @click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
               help="Catalog file to use instead of the configured one.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+              show_default=True, help="Text for people, JSON for programs.")
 @click.pass_obj
 @handle_errors
 def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
@@ -417,7 +417,7 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
 @cli.command()
 @click.option("--store", help="This store only.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+              show_default=True, help="Text for people, JSON for programs.")
 @click.pass_obj
 @handle_errors
 def status(obj: Context, store: str | None, fmt: str) -> None:
@@ -564,7 +564,7 @@ def check(obj: Context, store: str | None) -> None:
 @click.option("--token", "tokens", multiple=True,
               help="Accepted token (repeatable; default: emulator-token).")
 @click.option("--platform", type=click.Choice(["EU", "US", "AP"]), default="EU",
-              show_default=True)
+              show_default=True, help="Platform whose markets are served.")
 @click.option("--task-delay", type=float, default=2.0, show_default=True,
               help="Seconds before a batch task is processed.")
 @click.option("--budget", type=int, default=2000, show_default=True,

@@ -14,7 +14,9 @@ A finished batch task's ``result`` is ``{"listings": [entry, ...]}`` in catalog 
 entry ``{"sku": str | None, "status": "created" | "updated" | "error", "id": uuid | None,
 "listing_id": int | None, "errors": [{"field": str | None, "message": str}]}``; a row in error
 changes nothing. A catalog that cannot be read at all fails the task (``action_status`` 8,
-``last_action_error`` says why).
+``last_action_error`` says why). ``Faults.unreported_skus`` leaves chosen rows out of it.
+``Emulator.batch_rows`` lists every batch row received, which task results cannot show (a row
+sent again for an existing SKU is answered "updated").
 
 Endpoints under ``/_emulator/`` are not Back Market's and need no authentication:
 ``GET listings?token=``, ``GET|POST faults`` (JSON merged into ``Faults``), ``POST sell``
@@ -47,7 +49,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from stdnum import ean as stdnum_ean
@@ -194,6 +196,9 @@ class Faults:
 
     share_429: float = 0.0  # share of requests answered 429 (ErrorResponseV1 body)
     share_5xx: float = 0.0  # share answered 500/502/503 (502 and some 503 with an HTML body)
+    # Share processed, then answered 502/504 as a gateway does when it gives up on an origin
+    # that carried on: the change was applied though the answer is an error.
+    share_5xx_after: float = 0.0
     share_slow: float = 0.0  # share delayed by slow_seconds before answering
     slow_seconds: float = 2.0
     # Share of connections closed without a response: half before processing, half after the
@@ -204,12 +209,26 @@ class Faults:
     reject_skus: dict[str, str] = field(default_factory=dict)
     # EAN -> reason: a product proposal for it is rejected by Back Market's review
     reject_eans: dict[str, str] = field(default_factory=dict)
+    # SKU (case-insensitive) -> "applied" or "skipped": its batch rows are left out of the
+    # task result, after being applied or without being applied (the result does not report
+    # every row: the client must read what it does not say from the listings)
+    unreported_skus: dict[str, str] = field(default_factory=dict)
     waf_block: bool = False  # every request gets a Cloudflare-like 403 HTML page with cf-ray
     # Back Market down: every request gets the same 503 page (an outage answers the same way
     # for its whole length, unlike share_5xx's mix of 500, 502 and 503)
     outage: bool = False
     fail_tasks: bool = False  # batch tasks end failed (action_status 8, last_action_error)
     seed: int | None = None
+
+
+UNREPORTED: Final = ("applied", "skipped")  # what happens to a row left out of a task result
+
+
+def _copy_faults(faults: Faults) -> Faults:
+    """Faults whose mappings can change without changing the configured ones."""
+    return replace(faults, reject_skus=dict(faults.reject_skus),
+                   reject_eans=dict(faults.reject_eans),
+                   unreported_skus=dict(faults.unreported_skus))
 
 
 @dataclass
@@ -260,7 +279,19 @@ class Exchange:
     response_headers: dict[str, str]
     request_id: str
     dropped: str | None = None  # "before" or "after" the request was processed
+    # The fault that answered instead of the endpoint: "429", "5xx" (nothing processed) or
+    # "5xx-after" (processed, then answered with an error); None when the endpoint answered.
+    fault: str | None = None
     at: float = 0.0  # the emulator's clock when the request was handled
+
+
+class BatchRow(NamedTuple):
+    """One row of a batch CSV Back Market received (its POST processed)."""
+
+    task_id: int
+    token: str
+    locale: str
+    sku: str
 
 
 @dataclass
@@ -310,6 +341,7 @@ class Call:
     token: str = ""
     locale: str = ""
     params: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None  # the injected fault that answered it (see Exchange.fault)
     # The spec documents a bare JSON string as the 400 body of this operation.
     string_errors: bool = False
 
@@ -525,9 +557,12 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.faults = replace(config.faults, reject_skus=dict(config.faults.reject_skus),
-                              reject_eans=dict(config.faults.reject_eans))
+        self.faults = _copy_faults(config.faults)
         self.exchanges: list[Exchange] = []
+        # Every batch row Back Market received (its POST processed, whatever was answered), in
+        # order: what shows a row sent twice, which the task results hide (a row sent again
+        # for a SKU that exists is answered "updated").
+        self.batch_rows: list[BatchRow] = []
         # Refusals the client caused (rate limit, hourly SKU budget) and injected 429 faults.
         self.stats: dict[str, int] = {"rate_limited": 0, "budget_refused": 0, "injected_429": 0}
         self._clock = config.clock
@@ -630,6 +665,7 @@ class Emulator:
             for name, value in copy.deepcopy(point).items():
                 setattr(self, name, value)
             self.exchanges.clear()
+            self.batch_rows.clear()
             self.stats = dict.fromkeys(self.stats, 0)
 
     def sku_lines_used(self, token: str) -> int:
@@ -713,11 +749,9 @@ class Emulator:
         with self._lock:
             self._init_model()
             self.exchanges.clear()
+            self.batch_rows.clear()
             self.stats = dict.fromkeys(self.stats, 0)
-            self.faults = replace(
-                self.config.faults, reject_skus=dict(self.config.faults.reject_skus),
-                reject_eans=dict(self.config.faults.reject_eans),
-            )
+            self.faults = _copy_faults(self.config.faults)
             self._rng = random.Random(self.faults.seed)
             if self._store is not None:
                 self._store.clear()
@@ -797,11 +831,18 @@ class Emulator:
                 return None, delay, dropped
         if self._draw(self.faults.share_429):
             self.stats["injected_429"] += 1
+            call.fault = "429"
             reply = error_v1(429, "too_many_requests", "Too many requests (emulated fault)")
             return reply, delay, dropped
         if self._draw(self.faults.share_5xx):
+            call.fault = "5xx"
             return self._server_error(), delay, dropped
-        return self._route(call, admin=False), delay, dropped
+        reply = self._route(call, admin=False)
+        if dropped is None and self._draw(self.faults.share_5xx_after):
+            call.fault = "5xx-after"
+            status = self._rng.choice((502, 504))
+            return _cloudflare_page(status), delay, dropped
+        return reply, delay, dropped
 
     def _route(self, call: Call, *, admin: bool) -> Reply:
         allowed: list[str] = []
@@ -937,6 +978,7 @@ class Emulator:
                 response_headers=dict(response.headers) if sent else {},
                 request_id=call.request_id,
                 dropped=dropped,
+                fault=call.fault,
                 at=self._clock(),
             )
         )
@@ -1112,6 +1154,12 @@ class Emulator:
         )
         self._next_task_id += 1
         self._tasks[task.task_id] = task
+        try:
+            received = [cells.get("sku", "") for cells, _ in _read_catalog(task)]
+        except _CatalogError:
+            received = []  # the task fails as a whole: no row is processed
+        self.batch_rows.extend(
+            BatchRow(task.task_id, task.token, task.locale, sku) for sku in received)
         self._pending.append(task.task_id)
         self._dirty_tasks.add(task.task_id)
         return Reply(200, {"bodymessage": task.task_id, "statuscode": 200})
@@ -1163,7 +1211,13 @@ class Emulator:
                 if not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
-                    raise call.bad_request("reject_skus must map SKUs to messages")
+                    raise call.bad_request(f"{name} must map SKUs to messages")
+            elif name == "unreported_skus":
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and v in UNREPORTED for k, v in value.items()
+                ):
+                    raise call.bad_request(
+                        f"unreported_skus must map SKUs to one of: {', '.join(UNREPORTED)}")
             elif name in ("waf_block", "outage", "fail_tasks"):
                 if not isinstance(value, bool):
                     raise call.bad_request(f"{name} must be true or false")
@@ -1647,7 +1701,15 @@ class Emulator:
             task.action_status, task.last_action_error, task.result = 8, str(exc), {}
             return
         seller = self._seller(task.token)
-        results = [self._process_row(seller, task, cells, problem) for cells, problem in rows]
+        unreported = {sku_key(sku): how for sku, how in self.faults.unreported_skus.items()}
+        results = []
+        for cells, problem in rows:
+            how = unreported.get(sku_key(cells.get("sku", "")))
+            if how == "skipped":
+                continue
+            entry = self._process_row(seller, task, cells, problem)
+            if how is None:
+                results.append(entry)
         task.action_status, task.result = 9, {"listings": results}
 
     def _process_row(
@@ -1962,7 +2024,8 @@ def _bot_challenge() -> Reply:
 
 
 def _cloudflare_page(status: int) -> Reply:
-    title = {502: "Bad gateway", 503: "Service unavailable"}.get(status, "Error")
+    title = {502: "Bad gateway", 503: "Service unavailable",
+             504: "Gateway time-out"}.get(status, "Error")
     ray = _ray_id()
     page = (
         f"<!DOCTYPE html><html><head><title>backmarket.fr | {status}: {title}</title></head>"

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, text
+from sqlalchemy import Table, create_engine, inspect, select
+from sqlmodel import SQLModel
 
 from syncer.cli import cli
 from syncer.config import BUNDLED_MAPPINGS, load_settings
@@ -75,14 +76,23 @@ def assert_emulator_matches_catalog(shop: Shop, catalog: Path) -> int:
     return checked
 
 
+def state_tables() -> list[Table]:
+    """Every table of the state schema, as the package declares them (a new one included)."""
+    import syncer.state  # noqa: F401  (declares the tables in SQLModel's metadata)
+
+    return list(SQLModel.metadata.sorted_tables)
+
+
 def state_fingerprint(url: str) -> str:
-    """Every row of every table, hashed: any write shows."""
+    """Every row of every table of the state schema, hashed: any write shows."""
     engine = create_engine(url)
     digest = hashlib.sha256()
     with engine.connect() as conn:
-        for table in ("offer_snapshot", "store_revision", "run_log", "store_lock",
-                      "pending_batch", "schema_info"):
-            for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2")):
+        present = set(inspect(conn).get_table_names())
+        for table in state_tables():
+            assert table.name in present, f"state table {table.name} missing from {url}"
+            digest.update(table.name.encode())
+            for row in conn.execute(select(table).order_by(*table.columns)):
                 digest.update(repr(tuple(row)).encode())
     engine.dispose()
     if url.startswith("sqlite:///"):

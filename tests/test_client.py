@@ -16,7 +16,6 @@ from syncer.errors import (
     Blocked,
     OfferError,
     OutcomeUnknown,
-    RateLimited,
     RetriableError,
     TokenRejected,
 )
@@ -232,10 +231,6 @@ def test_limiter_spaces_requests() -> None:
     for _ in range(5):
         limiter.acquire()
     assert waits == [10.0, 10.0]
-
-
-def test_rate_limited_is_retriable() -> None:
-    assert issubclass(RateLimited, RetriableError)
 
 
 def test_task_outcomes_read_per_sku_results() -> None:

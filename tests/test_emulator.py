@@ -620,6 +620,72 @@ def test_injected_429_and_5xx_answer_as_cloudflare_would(start: Start, connect: 
     assert response.json()["error"]["code"] == "too_many_requests"
 
 
+def test_a_5xx_after_processing_applies_the_change_a_5xx_before_does_not(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;1;100;12"])[0]
+    client.post("/_emulator/faults", json={"share_5xx": 1.0, "seed": 5})
+    assert client.post(f"/ws/listings/{listing['id']}", json={"quantity": 7}).status_code >= 500
+    assert server.emulator.exchanges[-1].fault == "5xx"
+    assert detail_after_faults(client, "SKU-1")["quantity"] == 1
+    client.post("/_emulator/faults", json={"share_5xx": 0, "share_5xx_after": 1.0})
+    response = client.post(f"/ws/listings/{listing['id']}", json={"quantity": 8})
+    assert response.status_code in (502, 504) and "cf-ray" in response.headers
+    assert server.emulator.exchanges[-1].fault == "5xx-after"
+    assert detail_after_faults(client, "SKU-1")["quantity"] == 8
+    assert client.post("/_emulator/faults", json={"share_5xx_after": 2}).status_code == 400
+
+
+def detail_after_faults(client: httpx.Client, sku: str) -> dict[str, Any]:
+    """The listing as it is, read with every fault off (they stay off)."""
+    client.post("/_emulator/faults", json={"share_5xx": 0, "share_5xx_after": 0})
+    return detail(client, sku)
+
+
+def test_every_batch_row_received_is_recorded_even_when_the_answer_is_lost(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    create(client, clock, [f"SKU-1;{EAN};GOOD;1;100;12", f"SKU-2;{EAN};GOOD;1;100;12"])
+    client.post("/_emulator/faults", json={"share_5xx": 1.0})  # refused: nothing received
+    body = {"catalog": f"{HEADER}\nSKU-1;{EAN};GOOD;2;100;12\n", "quotechar": '"',
+            "delimiter": ";", "encoding": "utf-8"}
+    assert client.post("/ws/listings", json=body).status_code >= 500
+    client.post("/_emulator/faults", json={"share_5xx": 0, "share_5xx_after": 1.0})
+    assert client.post("/ws/listings", json=body).status_code >= 500  # received, answer lost
+    client.post("/_emulator/faults", json={"share_5xx_after": 0})
+    again = finish_task(client, clock, post_batch(client, [f"SKU-1;{EAN};GOOD;3;100;12"]))
+    assert again["result"]["listings"][0]["status"] == "updated"  # the result cannot tell
+    rows = server.emulator.batch_rows
+    assert [(r.token, r.locale, r.sku) for r in rows] == [
+        (TOKEN, "fr-fr", "SKU-1"), (TOKEN, "fr-fr", "SKU-2"), (TOKEN, "fr-fr", "SKU-1"),
+        (TOKEN, "fr-fr", "SKU-1")]
+    assert len({r.task_id for r in rows}) == 3
+    server.emulator.reset()
+    assert server.emulator.batch_rows == []
+
+
+def test_unreported_skus_are_left_out_of_task_results_applied_or_not(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    create(client, clock, [f"SKU-{n};{EAN};GOOD;1;100;12" for n in (1, 2, 3)])
+    for bad in ({"SKU-1": "lost"}, ["SKU-1"], {"SKU-1": 1}):
+        assert client.post("/_emulator/faults", json={"unreported_skus": bad}).status_code == 400
+    faults = {"unreported_skus": {"sku-1": "applied", "SKU-2": "skipped"}}
+    assert client.post("/_emulator/faults", json=faults).status_code == 200
+    task = finish_task(client, clock, post_batch(
+        client, [f"SKU-{n};{EAN};GOOD;{5 + n};100;12" for n in (1, 2, 3)]))
+    assert [entry["sku"] for entry in task["result"]["listings"]] == ["SKU-3"]
+    assert [detail(client, f"SKU-{n}")["quantity"] for n in (1, 2, 3)] == [6, 1, 8]
+    server.emulator.reset()  # back to the configured faults
+    assert server.emulator.faults.unreported_skus == {}
+
+
 def test_slow_answer_makes_the_client_time_out(start: Start, connect: Connect) -> None:
     server = start(faults=Faults(share_slow=1.0, slow_seconds=0.3))
     with pytest.raises(httpx.ReadTimeout):

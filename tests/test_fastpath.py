@@ -64,13 +64,16 @@ def test_unchanged_rows_are_not_validated_again_and_changed_ones_are(settings: S
 
 def test_a_duplicate_of_an_unchanged_row_is_still_rejected(settings: Settings) -> None:
     confirm_everything(settings)
-    rows = [catalog_row(f"F-{i}") for i in range(8)] + [catalog_row("f-3")]
+    # An exact copy of an unchanged row: its cells hash to what was confirmed, so only the
+    # fast path's memory of the SKUs it took can tell it is a duplicate.
+    rows = [catalog_row(f"F-{i}") for i in range(8)] + [catalog_row("F-3")]
     write_catalog(settings.catalog_path(), rows)
     plan, fast = plan_json(settings)
     assert fast == 8
     (rejection,) = plan["rejections"]
-    assert (rejection["row"], rejection["field"]) == (10, "sku")
+    assert (rejection["row"], rejection["sku"], rejection["field"]) == (10, "F-3", "sku")
     assert "row 5 already uses 'F-3'" in rejection["expected"]
+    assert plan["changes"] == []  # the first row stays confirmed: nothing zeroed or resent
 
 
 def test_a_changed_store_setting_revalidates_every_row(settings: Settings, tmp_path: Path

@@ -22,11 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
-from syncer.cli import cli
 from syncer.client import BackMarketClient
 from syncer.config import BUNDLED_MAPPINGS, load_settings
 from syncer.emulator import Emulator, EmulatorConfig, EmulatorServer
@@ -565,14 +563,6 @@ def test_order_settings_defaults_and_an_unknown_fallback_is_refused(tmp_path: Pa
     config.write_text('[orders]\ncarrier_fallback = "Pigeon"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="not a Back Market shipper value"):
         load_settings(config)
-
-
-def test_every_orders_command_has_help() -> None:
-    runner = CliRunner()
-    for name in ("pull", "accept", "ship"):
-        result = runner.invoke(cli, ["orders", name, "--help"])
-        assert result.exit_code == 0, name
-        assert len(result.output) > 200, name
 
 
 # --- the state on SQLite and PostgreSQL -------------------------------------------------------

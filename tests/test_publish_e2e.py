@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -255,12 +256,25 @@ def test_token_reaches_no_output_log_or_state(shop: Shop) -> None:
     engine.dispose()
 
 
-def test_every_command_has_help() -> None:
+def test_every_command_documents_itself_and_each_of_its_options() -> None:
+    """`--help` of every command, nested ones included (orders pull...), shows its usage,
+    the first line of its description, and each option with a help text of its own."""
     runner = CliRunner()
-    for name, command in cli.commands.items():
-        result = runner.invoke(cli, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert command.help and len(command.help) > 20, name
+    commands: list[tuple[list[str], click.Command]] = [([], cli)]
+    for path, command in commands:
+        if isinstance(command, click.Group):
+            commands += [([*path, name], sub) for name, sub in command.commands.items()]
+    assert {"plan", "apply", "orders pull", "orders ship"} <= {" ".join(p) for p, _ in commands}
+    for path, command in commands:
+        result = runner.invoke(cli, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, path
+        assert result.output.startswith(f"Usage: {' '.join(['cli', *path])} "), path
+        assert command.help, path
+        assert " ".join(command.help.split("\n\n")[0].split()) in " ".join(result.output.split())
+        for option in command.params:
+            if isinstance(option, click.Option) and not option.hidden:
+                assert option.help, (path, option.name)
+                assert option.opts[-1] in result.output, (path, option.name)
 
 
 # --- property: apply then plan again is empty, and the emulator matches ---------------------
@@ -459,3 +473,27 @@ def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
         assert process.wait(timeout=10) == 0
         process.stdout.close()  # type: ignore[union-attr]
         process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_an_offer_its_batch_task_does_not_report_is_confirmed_only_as_its_listing_shows(
+        shop: Shop, tmp_path: Path) -> None:
+    # Listings live with other values (published from another state): this shop's snapshot
+    # knows none, so its updates go through the batch endpoint.
+    (tmp_path / "other").mkdir()
+    other = Shop(tmp_path / "other", shop.server, f"sqlite:///{tmp_path / 'other' / 'state.db'}")
+    other.catalog([catalog_row(sku, price_fr="100.00") for sku in ("U-1", "U-2")])
+    other.run("apply")
+    catalog = shop.catalog([catalog_row(sku, price_fr="150.00") for sku in ("U-1", "U-2")])
+    # Neither row is in the task results; U-2's was applied, U-1's was not.
+    shop.server.emulator.faults.unreported_skus.update({"U-1": "skipped", "U-2": "applied"})
+    result = shop.run("apply", code=3)
+    assert "not reported by batch task" in result.stdout + result.stderr
+    assert shop.live("U-1", "fr-fr")["price"] == "100.00"  # type: ignore[index]
+    assert shop.live("U-2", "fr-fr")["price"] == "150.00"  # type: ignore[index]
+    # U-2 everywhere and U-1 in de (its listing shows what was sent) are confirmed; U-1 in fr
+    # is not: the plan sends it again.
+    shop.server.emulator.faults.unreported_skus.clear()
+    assert [(c["store"], c["sku"]) for c in shop.plan_json()["changes"]] == [("fr", "U-1")]
+    shop.run("apply")
+    assert shop.plan_json()["changes"] == []
+    assert assert_emulator_matches_catalog(shop, catalog) == 4

@@ -272,8 +272,9 @@ def test_profile_constant_and_store_override(tmp_path: Path) -> None:
     v = Validator(compile_mapping(profile, ["ref", "qty", "ean", "prix", "price_de"], STORES))
     result = v.validate(2, ["R1", "3", "4006381333931", "10", "12"])
     assert not result.rejections
-    assert [(o.store, o.price, o.grade, o.warranty_delay) for o in result.offers] == [
-        ("fr", Decimal("10"), "GOOD", 24), ("de", Decimal("12"), "GOOD", 24)]
+    assert [(o.store, o.sku, o.quantity, o.price, o.grade, o.warranty_delay)
+            for o in result.offers] == [("fr", "R1", 3, Decimal("10"), "GOOD", 24),
+                                        ("de", "R1", 3, Decimal("12"), "GOOD", 24)]
 
 
 @pytest.mark.parametrize("text", ["", "abc", "-1", "1.5", "1e3"])
