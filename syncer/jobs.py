@@ -163,7 +163,7 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
         # A task poll waits no longer than the lease's renewal interval.
         poll_seconds=min(poll, lease.renew_every) if lease else poll,
         task_timeout=settings.api.task_timeout_seconds,
-        renew=lease.keep if lease else (lambda: None), progress=ctx.progress, stop=ctx.stop,
+        renew=lease_keeper(lease), progress=ctx.progress, stop=ctx.stop,
         extra_columns=extra_columns, on_task=on_task)
 
 

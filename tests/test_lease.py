@@ -139,10 +139,10 @@ SLOW_SECONDS = 0.3  # per request: 50 single updates keep the first run busy ~15
 OFFERS = [f"O-{i:02d}" for i in range(50)]
 
 
-def start_apply(config: Path) -> subprocess.Popen[str]:
+def start_apply(config: Path, command: str = "apply") -> subprocess.Popen[str]:
     env = {**os.environ, "SYNCER_TEST_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "syncer", "--config", str(config),
-                             "--log-format", "json", "apply"],
+                             "--log-format", "json", command],
                             cwd=config.parent, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -195,6 +195,48 @@ def test_two_applies_of_one_store_never_overlap_under_a_short_lease(
     assert still_sending, "the second run was refused only after the first had ended"
     assert first.returncode == 0, (first_out, first_err)
     assert "Store fr: 0 created, 50 updated" in first_out
+    updates = Counter(e.path for e in emulator.emulator.exchanges[sent_before:]
+                      if e.method == "POST" and e.path.startswith("/ws/listings/"))
+    assert len(updates) == 50
+    assert set(updates.values()) == {1}, "an update was sent twice"
+
+
+def test_two_scheduled_runs_of_one_store_never_overlap_under_a_short_lease(
+        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for `syncer run` (what cron and the daemon run): its publisher renews the
+    lease too, and a second run skips the store while the first is still sending."""
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    shop = Shop(tmp_path, emulator, url, stores=(("fr", "fr-fr"),),  # type: ignore[arg-type]
+                extra=f"[limits]\nlock_lease_seconds = {LEASE}\nrate_block_seconds = 0.1\n",
+                api_extra="timeout_seconds = 1.2\nbackoff_cap_seconds = 0.1\n")
+    shop.catalog([catalog_row(s) for s in OFFERS])
+    shop.run("apply")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # as if no job had run yet: the offers job is due
+        conn.execute(text("DELETE FROM run_log"))
+    engine.dispose()
+    shop.catalog([catalog_row(s, stock="2") for s in OFFERS])
+    sent_before = len(emulator.emulator.exchanges)
+    emulator.emulator.faults.share_slow = 1.0
+    emulator.emulator.faults.slow_seconds = SLOW_SECONDS
+
+    first = start_apply(shop.config, "run")
+    try:
+        taken = lock_taken_at(url)
+        time.sleep(max(0.0, taken + LEASE + 1.5 - time.monotonic()))
+        assert first.poll() is None, "the first run had already ended: nothing overlapped"
+        second = start_apply(shop.config, "run")
+        out, err = second.communicate(timeout=60)
+        still_sending = first.poll() is None
+        first_out, first_err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert "error: store fr skipped: store 'fr' is locked by another run" in err, (out, err)
+    assert still_sending, "the second run was refused only after the first had ended"
+    assert first.returncode == 0, (first_out, first_err)
     updates = Counter(e.path for e in emulator.emulator.exchanges[sent_before:]
                       if e.method == "POST" and e.path.startswith("/ws/listings/"))
     assert len(updates) == 50

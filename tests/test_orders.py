@@ -319,6 +319,26 @@ def test_manual_policy_accepts_only_the_listed_lines(
     assert line_states(live[other]) == {"C-3": 1}
 
 
+def test_a_line_shipped_since_it_was_accepted_is_skipped_not_accepted_again(
+        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = make_shop(tmp_path, emulator, f"sqlite:///{tmp_path / 'state.db'}", monkeypatch,
+                     orders='accept_policy = "manual"')
+    order = place(shop, [("A-1", 1)])
+    shop.run("orders", "pull")
+    choices = write(shop, "accept.csv", ["order_id,sku", f"{order},A-1"])
+    shop.run("orders", "accept", "--accept", str(choices))
+    shipments = write(shop, "shipments.csv", ["order_id;carrier;tracking_number",
+                                              f"{order};dhl;JD0001"])
+    shop.run("orders", "ship", "--from", str(shipments))
+    shop.run("orders", "pull")
+    assert line_states(emulator_orders(shop)[order]) == {"A-1": 3}
+    sent = len(emulator.emulator.exchanges)
+    # The same acceptance file again (a rerun of yesterday's job): nothing to do.
+    out = shop.run("orders", "accept", "--accept", str(choices)).stdout
+    assert f"SKIPPED   row 2, order {order}, SKU A-1: already" in out
+    assert order_posts(shop, sent) == []
+
+
 def test_all_policy_accepts_every_paid_line_without_reading_the_catalog(
         tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
     shop = make_shop(tmp_path, emulator, f"sqlite:///{tmp_path / 'state.db'}", monkeypatch,

@@ -179,11 +179,12 @@ def test_saved_plan_is_refused_after_a_reconciliation_read_drift(shop: Shop) -> 
     shop.catalog([catalog_row("A-1")])
     shop.run("apply")
     shop.catalog([catalog_row("A-1", price_fr="150.00")])
-    shop.run("plan", "--format", "json", "--out", str(shop.folder / "plan.json"), code=2)
+    plan = str(shop.folder / "plan.json")
+    shop.run("plan", "--store", "fr", "--format", "json", "--out", plan, code=2)
     shop.server.emulator.sell(TOKEN, "A-1", 2)  # Back Market's quantity moved: 5 -> 3
-    shop.run("reconcile", code=2)
+    shop.run("reconcile", "--store", "fr", code=2)  # the plan is fr's: fr's revision must move
     before = len(shop.server.emulator.exchanges)
-    result = shop.run("apply", "--plan", str(shop.folder / "plan.json"), code=1)
+    result = shop.run("apply", "--plan", plan, code=1)
     assert "snapshot changed since the plan was made" in result.stderr
     assert len(shop.server.emulator.exchanges) == before
 

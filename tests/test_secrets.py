@@ -10,15 +10,18 @@ are searched for the token.
 
 from __future__ import annotations
 
+import io
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import Result
 from sqlalchemy import create_engine, inspect, text
 
 import syncer.client
+from syncer import logs
 from syncer.emulator import EmulatorConfig, EmulatorServer
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
@@ -148,3 +151,19 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
     assert any(path.name == "saved-plan.json" for path in saved)
     for path in saved:
         assert_no_token(str(path), path.read_bytes())
+
+
+def test_a_log_field_named_like_a_secret_is_redacted_whatever_logs_it() -> None:
+    """The last line of defence: a log call that passes a token, a password or headers
+    (a future bug) prints "<redacted>" instead, in the JSON and the console formats."""
+    for fmt in ("json", "console"):
+        stream = io.StringIO()
+        logs.configure(fmt, stream=stream)
+        structlog.get_logger("syncer.test").warning(
+            "about to send", Token=TOKEN, authorization=f"Basic {TOKEN}",
+            password=TOKEN, headers={"Authorization": f"Basic {TOKEN}"}, store="fr")
+        printed = stream.getvalue()
+        assert "about to send" in printed and "fr" in printed
+        assert printed.count("<redacted>") == 4, printed
+        assert_no_token(f"a {fmt} log line", printed)
+    logs.configure("json", stream=io.StringIO())
