@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
+from syncer.answers import Listing, ListingPage, Order, OrderPage, checked
 from syncer.config import LOOPBACK_HOSTS
 from syncer.errors import (
     ApiError,
@@ -43,6 +44,9 @@ from syncer.offers import sku_key
 log = structlog.get_logger("syncer.client")
 
 PAGE_SIZE: Final = 50
+MAX_PAGES: Final = 200_000  # 10 million listings or orders: past this, a paging loop
+# An answer is read up to this size (the category tree, the biggest, is a few MB).
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 MAX_BATCH_LINES: Final = 15_000
 TASK_DONE: Final = 9
 TASK_FAILED: Final = 8
@@ -123,6 +127,7 @@ class BackMarketClient:
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=timeout, verify=_tls_context())
         self._headers = headers
+        self._host = urlsplit(self.base_url).netloc  # named in transport errors
 
     def __repr__(self) -> str:
         return f"BackMarketClient(base_url={self.base_url!r}, store={self.store!r})"
@@ -140,23 +145,43 @@ class BackMarketClient:
     # --- listings -------------------------------------------------------------------------
     def check(self) -> int:
         """One cheap authenticated call; returns how many listings the account has."""
-        body = self._json("GET", "/ws/listings", params={"page": 1, "page-size": 1})
-        return int(body.get("count", 0))
+        return self._count("/ws/listings")
+
+    def _count(self, path: str) -> int:
+        body = checked(ListingPage, self._json("GET", path, params={"page": 1, "page-size": 1}),
+                       f"GET {path}")
+        return int(body.get("count") or 0)
 
     def iter_listings(self, **filters: int) -> Iterator[dict[str, Any]]:
         """Every listing, page by page (``page-size`` 50), following ``next`` until null."""
-        return self._paged("/ws/listings", filters)
+        return self._paged("/ws/listings", filters, ListingPage)
 
-    def _paged(self, path: str, filters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        page = 1
+    def _paged(self, path: str, filters: Mapping[str, Any],
+               model: type[BaseModel]) -> Iterator[dict[str, Any]]:
+        """Every result, page after page. A ``next`` link that does not advance, or pages
+        beyond what ``count`` announced, stop with an error: a broken or hostile server
+        must not keep a run (and its lock) forever."""
+        page, last, previous = 1, None, None
         while True:
-            body = self._json("GET", path,
-                              params={**filters, "page": page, "page-size": PAGE_SIZE})
-            yield from body.get("results", [])
+            where = f"GET {path} page {page}"
+            body = checked(model, self._json(
+                "GET", path, params={**filters, "page": page, "page-size": PAGE_SIZE}), where)
+            results = body.get("results") or []
             following = body.get("next")
+            if following and (not results or results == previous):
+                raise ApiError(f"{where}: {'an empty page' if not results else 'the same page'} "
+                               "links to a next one; stopped reading pages")
+            yield from results
             if not following:
                 return
-            page = _next_page(following, page)
+            if isinstance(body.get("count"), int):
+                last = max(1, -(-body["count"] // PAGE_SIZE))
+            following_page = _next_page(following, page)
+            if following_page <= page or (last is not None and following_page > last + 1) \
+                    or following_page > MAX_PAGES:
+                raise ApiError(f"{where}: the next page link ({following_page}) does not lead "
+                               f"forward (count {body.get('count')!r}); stopped reading pages")
+            page, previous = following_page, results
 
     def category_tree(self) -> list[dict[str, Any]]:
         """Back Market's category tree: leaf categories and the attributes a product of
@@ -172,12 +197,14 @@ class BackMarketClient:
         return body
 
     def get_listing(self, listing_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/ws/listings/{listing_id}")
+        return checked(Listing, self._json("GET", f"/ws/listings/{listing_id}"),
+                       "GET /ws/listings/{id}")
 
     def find_listing(self, sku: str) -> dict[str, Any] | None:
         """The listing with this SKU (matched case-insensitively by Back Market), or None."""
         try:
-            return self._json("GET", "/ws/listings/detail", params={"sku": sku})
+            return checked(Listing, self._json("GET", "/ws/listings/detail", params={"sku": sku}),
+                           "GET /ws/listings/detail")
         except OfferError as exc:
             if exc.status == 404:
                 return None
@@ -188,8 +215,7 @@ class BackMarketClient:
         per SKU, or one pass over every page when that takes fewer requests."""
         wanted = {sku_key(sku) for sku in skus}
         if len(wanted) > PAGE_SIZE:
-            first = self._json("GET", "/ws/listings", params={"page": 1, "page-size": 1})
-            pages = -(-int(first.get("count", 0)) // PAGE_SIZE)
+            pages = -(-self._count("/ws/listings") // PAGE_SIZE)
             if pages < len(wanted):
                 return {key: listing for listing in self.iter_listings()
                         if (key := sku_key(str(listing.get("sku", "")))) in wanted}
@@ -241,10 +267,11 @@ class BackMarketClient:
         """Orders matching the filters (``state``, ``country_code``, ``date_creation``,
         ``date_modification``), page by page, following ``next`` until null. Back Market
         never lists orders in state 0 (payment check) or 8 (not paid)."""
-        return self._paged("/ws/orders", filters)
+        return self._paged("/ws/orders", filters, OrderPage)
 
     def get_order(self, order_id: int) -> dict[str, Any]:
-        return self._json("GET", f"/ws/orders/{int(order_id)}")
+        return checked(Order, self._json("GET", f"/ws/orders/{int(order_id)}"),
+                       "GET /ws/orders/{id}")
 
     def update_order(self, order_id: int, body: Mapping[str, Any], *,
                      applied: Callable[[dict[str, Any]], bool] | None = None
@@ -313,11 +340,10 @@ class BackMarketClient:
                     timeout = max(left, 0.001)
             self.stats.requests += 1
             try:
-                response = self._http.request(method, url, params=params, content=content,
-                                              headers=self._headers, timeout=timeout)
+                response = self._receive(method, url, params, content, timeout)
             except httpx.TransportError as exc:
                 self.stats.transport_errors += 1
-                error = _transport_error(exc, method, path, idempotent)
+                error = _transport_error(exc, method, path, idempotent, self._host)
             else:
                 self.stats.by_status[response.status_code] = \
                     self.stats.by_status.get(response.status_code, 0) + 1
@@ -347,6 +373,32 @@ class BackMarketClient:
                      error=error.message, wait=round(wait, 2))
             if wait:
                 self.sleep(wait)
+
+    def _receive(self, method: str, url: str, params: Mapping[str, Any] | None,
+                 content: bytes | None, timeout: Any) -> httpx.Response:
+        """The whole answer, within ``timeout_seconds`` of sending (httpx's timeouts bound
+        each read: a server dripping a byte a second would hold the run, and its lock, for
+        as long as it likes) and at most ``MAX_ANSWER_BYTES`` once decoded."""
+        limit = timeout if isinstance(timeout, int | float) else self.timeout
+        started = time.monotonic()
+        with self._http.stream(method, url, params=params, content=content,
+                               headers=self._headers, timeout=timeout) as response:
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise ApiError(f"{method} {urlsplit(url).path}: answer larger than "
+                                   f"{MAX_ANSWER_BYTES // 2**20} MiB; not read further",
+                                   status=response.status_code)
+                chunks.append(chunk)
+                if time.monotonic() - started > limit:
+                    raise httpx.ReadTimeout(f"answer not complete after {limit:g} s",
+                                            request=response.request)
+            headers = [(k, v) for k, v in response.headers.multi_items()
+                       if k.lower() not in ("content-encoding", "content-length",
+                                            "transfer-encoding")]
+            return httpx.Response(response.status_code, headers=headers,
+                                  content=b"".join(chunks), request=response.request)
 
     def _give_up(self, error: ApiError, method: str, path: str) -> ApiError:
         """Past the request's deadline: the error of the last attempt, as when the retries
@@ -422,8 +474,10 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
 
 
 def _transport_error(exc: httpx.TransportError, method: str, path: str,
-                     idempotent: bool) -> ApiError:
-    name = type(exc).__name__
+                     idempotent: bool, host: str = "") -> ApiError:
+    name = type(exc).__name__ + (f" from {host}" if host else "")
+    if isinstance(exc, httpx.ReadTimeout) and str(exc).startswith("answer not complete"):
+        name += f": {exc}"
     # Connect failures never reached the server: safe to retry even a batch POST.
     never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     if not idempotent and not never_sent:
