@@ -325,12 +325,19 @@ def _run_once(ctx: JobContext, stores: list[StoreSettings], catalog: Path | None
     return code
 
 
+def _about(store: str, message: str) -> str:
+    """A message about a store, naming it once ("store fr: ..."), whether or not the message
+    already does."""
+    return message if message.startswith((f"store {store}", f"store '{store}'")) else \
+        f"store {store}: {message}"
+
+
 def _print_store_run(store_run: StoreRun) -> None:
     if store_run.skipped:
-        click.echo(f"error: store {store_run.store} skipped: {store_run.skipped}", err=True)
+        click.echo(f"error: {_about(store_run.store, store_run.skipped)} (skipped)", err=True)
         return
     if store_run.error:
-        click.echo(f"error: store {store_run.store}: {store_run.error}", err=True)
+        click.echo(f"error: {_about(store_run.store, store_run.error)}", err=True)
     if store_run.reconciliation is not None:
         click.echo(store_run.reconciliation.to_text(limit=50), nl=False)
     if store_run.products is not None:

@@ -160,6 +160,7 @@ class Rejection:
     value: str | None
     expected: str
     store: str | None = None
+    column: str | None = None  # the catalog's column the field was read from, if any
 
     def message(self) -> str:
         where = f"row {self.row}"
@@ -168,7 +169,9 @@ class Rejection:
         if self.store:
             where += f" [store {self.store}]"
         shown = "empty" if self.value in (None, "") else repr(_clip(self.value))
-        return f"{where}: {self.field} is {shown}; expected {self.expected}"
+        named = self.field if not self.column or self.column == self.field else \
+            f"{self.field} (column {visible(self.column)!r})"
+        return f"{where}: {named} is {shown}; expected {self.expected}"
 
     def to_dict(self) -> dict[str, str | int | None]:
         return {
@@ -176,6 +179,7 @@ class Rejection:
             "sku": self.sku,
             "store": self.store,
             "field": self.field,
+            "column": self.column,
             "value": None if self.value is None else _clip(self.value),
             "expected": self.expected,
             "message": self.message(),

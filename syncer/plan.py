@@ -134,7 +134,7 @@ class Plan:
                                                       n["message"]))
         rejections = [
             Rejection(row=r["row"], sku=r["sku"], field=r["field"], value=r["value"],
-                      expected=r["expected"], store=r.get("store"))
+                      expected=r["expected"], store=r.get("store"), column=r.get("column"))
             for r in data.get("rejections", [])
         ]
         return cls(stores=stores, rejections=rejections, notes=list(data.get("notes", [])),
@@ -209,8 +209,10 @@ class Plan:
                       "| ---: | --- | --- | --- | --- | --- |"]
             for r in self.rejections[:detail_limit]:
                 value = "" if r.value is None else f"`{_md(r.value[:60])}`"
+                field_name = r.field if not r.column or r.column == r.field else \
+                    f"{r.field} ({r.column})"
                 lines.append(f"| {r.row} | {_md(r.sku or '')} | {_md(r.store or 'all')} | "
-                             f"{_md(r.field)} | {value} | {_md(r.expected)} |")
+                             f"{_md(field_name)} | {value} | {_md(r.expected)} |")
             _more(lines, len(self.rejections), detail_limit, "")
         if self.notes:
             lines += [""] + [f"> {_md(note)}" for note in self.notes]

@@ -81,7 +81,8 @@ def _parse_amount(text: str, positive: bool) -> Decimal:
     if negative:
         raw = raw[1:]
     if not _AMOUNT.fullmatch(raw):
-        raise BadValue(("a positive " if positive else "") + AMOUNT_EXPECTED)
+        raise BadValue(AMOUNT_EXPECTED.replace("an amount", "a positive amount", 1) if positive
+                       else AMOUNT_EXPECTED)
     value = Decimal(raw)
     if negative and value != 0:
         raise BadValue("a positive amount" if positive else "an amount of 0 or more")
@@ -191,6 +192,11 @@ class Validator:
         self._seen: dict[str, tuple[int, str]] = {} if seen is None else seen
         self._offer = mapping.offer
         self._all_stores = frozenset(s.store.name for s in mapping.stores)
+        # (field, store or None) -> the seller's column, named in rejections.
+        self._columns: dict[tuple[str, str | None], str] = {
+            (name, None): g.column for name, g in mapping.offer.items() if g.column}
+        self._columns.update({(name, m.store.name): g.column for m in mapping.stores
+                              for name, g in m.fields.items() if g.column})
         # The row-level getters, looked up once (a row calls each of them).
         self._sku = mapping.offer["sku"]
         self._grade = mapping.offer["grade"]
@@ -226,7 +232,9 @@ class Validator:
 
         def reject(field_name: str, value: str | None, expected: str,
                    store: str | None = None) -> None:
-            problems.append(Rejection(row, sku, field_name, value, expected, store))
+            column = self._columns.get((field_name, store)) or \
+                self._columns.get((field_name, None))
+            problems.append(Rejection(row, sku, field_name, value, expected, store, column))
 
         if sku is None:
             result.sku_certain = False

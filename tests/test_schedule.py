@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from syncer.config import Settings, load_settings
 from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
@@ -22,7 +23,7 @@ from syncer.planner import siblings
 from syncer.schedule import job_states, next_due_lines, run_due
 from syncer.state import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
-from tests.helpers import FakeClock, checked_emulator
+from tests.helpers import FakeClock, Shop, checked_emulator
 
 
 @pytest.fixture
@@ -267,3 +268,21 @@ def test_one_stores_safety_stop_does_not_stop_the_others(tmp_path: Path, server:
     assert fr.error is None and [kind for kind, _ in fr.publications] == ["offers"]
     assert de.error is not None and "would zero 1 of 6 live offers" in de.error
     assert server.emulator.listing(TOKEN, "R-5", "fr-fr")["quantity"] == 0  # type: ignore[index]
+
+
+def test_a_store_stopped_by_syncer_run_is_named_once_in_its_error(
+        tmp_path: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    shop = Shop(tmp_path, server, f"sqlite:///{tmp_path / 's.db'}")
+    shop.config.write_text(shop.config.read_text().replace(
+        'locale = "fr-fr"', 'locale = "fr-fr"\nmax_zero_share = 0.0\nzero_allowance = 0'))
+    shop.catalog([catalog_row(f"R-{i}") for i in range(6)])
+    shop.run("apply")
+    shop.catalog([catalog_row(f"R-{i}") for i in range(5)])
+    engine = create_engine(shop.state_url)
+    with engine.begin() as conn:  # as if no job had run yet: the offers job is due
+        conn.execute(text("DELETE FROM run_log"))
+    engine.dispose()
+    result = shop.run("run", code=1)
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: store fr: the plan would zero 1 of 6 live offers"), line

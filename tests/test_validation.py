@@ -286,3 +286,15 @@ def test_parse_count_refuses_non_whole_numbers(text: str) -> None:
 def test_parse_product_id_lowercases_uuid() -> None:
     assert parse_product_id("AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE") == \
         "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+
+
+def test_a_rejection_names_the_sellers_column_and_reads_as_english() -> None:
+    # The field is "price"; the seller's column to fix is price_fr (or prix_fr, or ...).
+    result = run(catalog_row("A-1", price_fr="1.2.3", stock="x"))
+    messages = sorted(r.message() for r in result.rejections)
+    assert any("price (column 'price_fr') is '1.2.3'; expected a positive amount like 199.90"
+               in m for m in messages), messages
+    assert any("stock is 'x'" in m for m in messages), messages  # column named as the field
+    assert all("a positive an" not in m for m in messages)
+    assert {r.field: r.to_dict()["column"] for r in result.rejections} == {
+        "price": "price_fr", "stock": "stock"}
