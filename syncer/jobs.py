@@ -199,12 +199,13 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
     state = ctx.state
     record = state.start_run(ctx.run_id, store.name, "reconcile", at=ctx.now())
     try:
-        offers = catalog_offers(ctx.settings, store, catalog)
+        not_offered: dict[str, str] = {}
+        offers = catalog_offers(ctx.settings, store, catalog, not_offered)
         snapshot = state.snapshot(store.name)
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
             result = reconcile(store.name, store.locale, client.iter_listings(), snapshot,
-                               offers)
+                               offers, not_offered)
             requests = client.stats.requests
         state.record_observed(store.name, [Ack(sku, live, listing_id)
                                            for sku, live, listing_id in result.observed])

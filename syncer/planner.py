@@ -294,16 +294,27 @@ class _FastPath:
 MISSING: Final = object()
 
 
-def catalog_offers(settings: Settings, store: StoreSettings, catalog: CatalogSource
-                   ) -> dict[str, Offer]:
+def catalog_offers(settings: Settings, store: StoreSettings, catalog: CatalogSource,
+                   not_offered: dict[str, str] | None = None) -> dict[str, Offer]:
     """The store's valid offers by SKU key (validated against every store, as planning does,
-    so that duplicates and row numbers agree with the plan)."""
+    so that duplicates and row numbers agree with the plan). ``not_offered``, when given,
+    receives the SKU keys the catalog has but does not offer in this store, with why."""
     profile = load_profile(settings.mapping_path())
     offers: dict[str, Offer] = {}
     with catalog.open() as stream:
         validator = Validator(compile_mapping(profile, stream.header, list(settings.stores)))
         for row, values in stream.rows:
-            for offer in validator.validate(row, values).offers:
+            result = validator.validate(row, values)
+            for offer in result.offers:
                 if offer.store == store.name:
                     offers[offer.sku_key] = offer
+            if not_offered is not None and result.key is not None \
+                    and result.key not in offers:
+                problems = [r for r in result.rejections if r.store in (None, store.name)]
+                not_offered[result.key] = (
+                    f"row {row} rejected: {problems[0].field}" if problems
+                    else f"row {row} has no price for this store")
+    if not_offered is not None:
+        for key in offers:
+            not_offered.pop(key, None)
     return offers

@@ -38,6 +38,7 @@ class Drift:
     snapshot: str | int | None = None
     live: str | int | None = None
     listing_id: str | None = None
+    reason: str | None = None  # unknown: why the catalog does not offer it in this store
 
     def describe(self) -> str:
         if self.kind == "changed":
@@ -47,6 +48,9 @@ class Drift:
             return f"{self.sku}: in the snapshot, but Back Market has no listing for this country"
         if self.kind == "adopted":
             return f"{self.sku}: live listing {self.listing_id} adopted (it is in the catalog)"
+        if self.reason:
+            return (f"{self.sku}: live listing {self.listing_id} is in the catalog but not "
+                    f"offered in this store ({self.reason}); left alone")
         return f"{self.sku}: live listing {self.listing_id} is not in the catalog; left alone"
 
 
@@ -86,7 +90,8 @@ class Reconciliation:
         return {"store": self.store, "locale": self.locale, "summary": self.summary(),
                 "drifts": [{"kind": d.kind, "sku": d.sku, "field": d.field,
                             "snapshot": d.snapshot, "live": d.live,
-                            "listing_id": d.listing_id} for d in self.drifts]}
+                            "listing_id": d.listing_id, "reason": d.reason}
+                           for d in self.drifts]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -117,8 +122,8 @@ def observed(listing: Mapping[str, Any], locale: str, base: Published) -> Publis
 
 
 def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
-              snapshot: Mapping[str, SnapshotEntry], catalog: Mapping[str, Offer]
-              ) -> Reconciliation:
+              snapshot: Mapping[str, SnapshotEntry], catalog: Mapping[str, Offer],
+              not_offered: Mapping[str, str] | None = None) -> Reconciliation:
     result = Reconciliation(store, locale)
     seen: set[str] = set()
     for listing in listings:
@@ -133,7 +138,8 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
         if entry is None or entry.published is None:
             offer = catalog.get(key)
             if offer is None:
-                result.drifts.append(Drift("unknown", sku, listing_id=listing_id))
+                result.drifts.append(Drift("unknown", sku, listing_id=listing_id,
+                                           reason=(not_offered or {}).get(key)))
             elif not no_country:
                 live = observed(listing, locale, offer.published())
                 result.observed.append((sku, live, listing_id))

@@ -73,6 +73,31 @@ def test_reconciliation_finds_exactly_the_drifted_listings_and_the_next_run_rest
     assert shop.plan_json()["changes"] == []
 
 
+def test_a_listing_whose_row_is_rejected_or_unpriced_here_is_not_called_not_in_the_catalog(
+        shop: Shop, emulator: EmulatorServer) -> None:
+    shop.catalog([catalog_row("MINE-1")])
+    csv = ('"sku";"ean";"grade";"quantity";"price";"warranty_delay";"comment"\n'
+           '"BAD-1";"4006381333931";"GOOD";"2";"50.00";"12";""\n'
+           '"NOFR-1";"4006381333931";"GOOD";"2";"50.00";"12";""\n'
+           '"FOREIGN-1";"4006381333931";"GOOD";"2";"50.00";"12";""\n')
+    back_office(emulator, "POST", "/ws/listings",
+                {"catalog": csv, "quotechar": '"', "delimiter": ";", "encoding": "utf-8"})
+    emulator.emulator.run_due_tasks()
+    shop.catalog([catalog_row("MINE-1"), catalog_row("BAD-1", grade="SHINYISH"),
+                  catalog_row("NOFR-1", price_fr="")])
+    result = shop.run("reconcile", "--store", "fr")  # unknown listings are not drift
+    assert "BAD-1: live listing" in result.stdout
+    assert "is in the catalog but not offered in this store (row 3 rejected: grade)" \
+        in result.stdout
+    assert "NOFR-1: live listing" in result.stdout and \
+        "(row 4 has no price for this store); left alone" in result.stdout
+    assert "FOREIGN-1: live listing" in result.stdout
+    lines = {line.split()[1].rstrip(":"): line for line in result.stdout.splitlines()
+             if line.startswith("  UNKNOWN")}
+    assert "is not in the catalog" in lines["FOREIGN-1"]
+    assert "is not in the catalog" not in lines["BAD-1"] + lines["NOFR-1"]
+
+
 def test_listings_made_elsewhere_are_adopted_by_sku_or_left_alone(
         shop: Shop, emulator: EmulatorServer) -> None:
     catalog = shop.catalog([catalog_row("MINE-1"), catalog_row("HAND-1", price_fr="120.00"),
