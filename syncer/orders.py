@@ -360,10 +360,10 @@ def parse_shipments(path: Path, profile: Profile, fallback_override: str | None
             bad("order_id", _expected(cells.get("order_id"), "a Back Market order id (digits)"))
             continue
         if order_id in first_row:
-            bad("order_id", f"order {order_id} is already shipped by row "
-                            f"{first_row[order_id]} of this file")
+            bad("order_id", f"order {order_id} is also in row {first_row[order_id]} of this "
+                            "file: an order is shipped once, from its first valid row; this "
+                            "row is not sent")
             continue
-        first_row[order_id] = number
         tracking = cells.get("tracking_number", "")
         if not tracking:
             bad("tracking_number", "missing; Back Market needs a tracking number to ship")
@@ -397,6 +397,7 @@ def parse_shipments(path: Path, profile: Profile, fallback_override: str | None
         if serial is not None and len(serial) > MAX_SERIAL:
             bad("serial_number", f"at most {MAX_SERIAL} characters")
             continue
+        first_row[order_id] = number
         shipments.append(Shipment(number, order_id, carrier, shipper, tracking, url, imei,
                                   serial, fallback))
     return shipments, problems
@@ -842,7 +843,9 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
                        "Nothing was sent: leave it empty to ship without it", store.name)
             return
     problem = _not_shippable(order["state"], lines)
-    if problem is not None and order["state"] != ORDER_DONE:
+    # A processed order that shipped something is looked at on Back Market (this very
+    # tracking: already done); one whose lines are all cancelled has nothing to ship.
+    if problem is not None and (order["state"] != ORDER_DONE or not _shipped_any(lines)):
         fail("order_id", problem, store.name)
         return
     what = (f"{shipment.shipper}" + (f" (carrier {shipment.carrier!r}, fallback)"
@@ -863,6 +866,10 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
             return
         raise
     _save(state, store, fresh)
+    fresh_lines = [line for line in fresh.get("orderlines") or [] if isinstance(line, dict)]
+    if fresh.get("state") == ORDER_DONE and not _shipped_any(fresh_lines):
+        fail("order_id", str(_not_shippable(ORDER_DONE, fresh_lines)), store.name)
+        return
     if fresh.get("state") == ORDER_DONE:
         if fresh.get("tracking_number") == shipment.tracking_number:
             _record_shipment(state, store, shipment, "confirmed")
@@ -874,7 +881,6 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
                                 if fresh.get("tracking_number") else "")
                              + "; a shipment cannot be sent twice or corrected", store.name)
         return
-    fresh_lines = [line for line in fresh.get("orderlines") or [] if isinstance(line, dict)]
     problem = _not_shippable(int(fresh.get("state", -1)),
                              [{"state": line.get("state")} for line in fresh_lines])
     if problem is not None:
@@ -901,6 +907,10 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
     report.add(Outcome("shipped", store.name, order_id, row=row, message=what))
 
 
+def _shipped_any(lines: Sequence[Mapping[str, Any]]) -> bool:
+    return any(line.get("state") in (LINE_SHIPPED, 6) for line in lines)
+
+
 def _not_shippable(order_state: int, lines: Sequence[Mapping[str, Any]]) -> str | None:
     """Why an order in this state cannot be shipped, or None."""
     if order_state == ORDER_TO_SHIP:
@@ -914,7 +924,7 @@ def _not_shippable(order_state: int, lines: Sequence[Mapping[str, Any]]) -> str 
     if order_state == ORDER_NOT_PAID:
         return "the order was not paid: ignore it"
     if order_state == ORDER_DONE:
-        if not any(line.get("state") in (LINE_SHIPPED, 6) for line in lines):
+        if not _shipped_any(lines):
             return "the order is processed without anything to ship (its lines are cancelled)"
         return "the order is already shipped"
     return f"the order is in state {order_state}, not to ship"

@@ -339,6 +339,38 @@ def test_a_line_shipped_since_it_was_accepted_is_skipped_not_accepted_again(
     assert order_posts(shop, sent) == []
 
 
+def test_a_repeated_order_ships_from_its_first_valid_row_and_says_so(shop: Shop) -> None:
+    order = place(shop, [("A-1", 1)])
+    shop.run("orders", "pull")
+    shop.run("orders", "accept")
+    shipments = write(shop, "shipments.csv", ["order_id;carrier;tracking_number",
+                                              f"{order};dhl;",          # row 2: no tracking
+                                              f"{order};dhl;JD0002",    # row 3: valid
+                                              f"{order};dhl;JD0003"])   # row 4: a repeat
+    out = shop.run("orders", "ship", "--from", str(shipments), code=3).stdout
+    assert "row 2" in out and "tracking_number: missing" in out
+    assert f"row 4, order {order}: order_id: order {order} is also in row 3 of this file" in out
+    assert "already shipped by row" not in out
+    live = emulator_orders(shop)[order]
+    assert (live["state"], live["tracking_number"]) == (9, "JD0002")
+
+
+def test_an_order_whose_lines_are_all_cancelled_is_not_shippable_in_a_dry_run_either(
+        shop: Shop) -> None:
+    order = place(shop, [("C-3", 1)])
+    shop.run("orders", "pull")
+    cancel = write(shop, "cancel.csv", ["order_id;sku", f"{order};C-3"])
+    shop.run("orders", "accept", "--cancel", str(cancel))
+    shipments = write(shop, "shipments.csv", ["order_id;carrier;tracking_number",
+                                              f"{order};dhl;JD0009"])
+    sent = len(shop.server.emulator.exchanges)
+    for args in (("--dry-run",), ()):
+        out = shop.run("orders", "ship", "--from", str(shipments), *args, code=3).stdout
+        assert "processed without anything to ship (its lines are cancelled)" in out, out
+        assert "WOULD-SHIP" not in out and "already processed" not in out
+    assert order_posts(shop, sent) == []
+
+
 def test_all_policy_accepts_every_paid_line_without_reading_the_catalog(
         tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
     shop = make_shop(tmp_path, emulator, f"sqlite:///{tmp_path / 'state.db'}", monkeypatch,
