@@ -215,3 +215,12 @@ def test_a_top_level_list_is_one_clear_error(shop: Shop, hostile: _Server) -> No
     hostile.answer = lambda handler, query: handler.send(b"[1, 2]")
     code, text = run_bounded(shop, "check")
     assert code == 1 and "GET /ws/listings: unexpected answer '[1, 2]'" in text, text
+
+
+def test_an_api_that_is_down_is_named_by_host_and_port(shop: Shop, hostile: _Server) -> None:
+    port = hostile.server_address[1]
+    hostile.shutdown()
+    hostile.server_close()  # nothing listens on the port any more
+    code, text = run_bounded(shop, "check")
+    assert code == 1, text
+    assert f"GET /ws/listings: ConnectError from 127.0.0.1:{port}" in text
