@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,26 @@ def test_the_installed_wheel_plans_the_example_with_the_bundled_profile(
     located = _run(venv / "bin" / "python", "-c",
                    "import syncer.config as c; print(c.BUNDLED_MAPPINGS)", cwd=elsewhere)
     assert str(venv) in located.stdout, located
+
+
+# --- item 16: the command line starts without the database and emulator layers ------------
+
+def test_importing_the_cli_leaves_the_heavy_layers_unimported() -> None:
+    probe = textwrap.dedent("""
+        import sys
+        import syncer.cli
+        heavy = ("sqlalchemy", "sqlmodel", "syncer.emulator", "syncer.state", "pydantic")
+        print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy))
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                            check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_lists_the_commands_without_loading_them() -> None:
+    result = subprocess.run([sys.executable, "-m", "syncer", "--help"], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                            check=True, timeout=60)
+    for command in ("plan", "apply", "run"):
+        assert f"  {command} " in result.stdout
