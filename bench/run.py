@@ -16,6 +16,8 @@ so its peak resident memory is its own.
    lines per hour) on a simulated clock, `syncer apply` every 5 minutes until a backlog of
    price changes is gone: the share of the hourly budget in use whenever work stayed queued,
    and the 429s the client caused (must be 0).
+5. Start-up: `syncer --help`, and `syncer plan` of the example catalog (examples/), each the
+   median of several fresh processes. Baseline: `python -c pass`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from bench.generate import COUNTRIES, LOCALES, generate, header  # noqa: E402
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TARGETS = {"ratio": 3.0, "seconds": 20.0, "peak_mb": 600.0, "acks_sqlite": 50_000,
-           "budget": 0.99}
+           "budget": 0.99, "startup": 0.5}
 
 CASE = textwrap.dedent("""
     import csv, json, resource, sys, time
@@ -316,6 +318,31 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
               verdict([] if refused == 0 else ["must be 0"]))
 
 
+def startup(table: Table, folder: Path, runs: int = 7) -> None:
+    print("5. start-up of the command line", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "SYNCER_STATE_URL": f"sqlite:///{folder / 'startup.db'}"}
+
+    def median(*command: str) -> float:
+        times = []
+        for _ in range(runs):
+            begun = time.perf_counter()
+            subprocess.run([sys.executable, *command], cwd=folder, env=env,
+                           capture_output=True, check=False)
+            times.append(time.perf_counter() - begun)
+        return sorted(times)[runs // 2]
+
+    base = median("-c", "pass")
+    config = str(ROOT / "examples" / "syncer.toml")
+    for name, command in (("syncer --help", ("-m", "syncer", "--help")),
+                          ("syncer plan (example)", ("-m", "syncer", "-c", config,
+                                                     "--log-format", "json", "plan"))):
+        seconds = median(*command)
+        table.add(name, f"{seconds:.2f} s", f"{base:.2f} s", f"{seconds / base:.1f}x", "",
+                  verdict([] if seconds < TARGETS["startup"] else
+                          [f">= {TARGETS['startup']:g} s"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -325,11 +352,17 @@ def main() -> None:
     parser.add_argument("--publish", type=int, default=5000,
                         help="price changes in the publishing backlog")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the start-up figures (section 5)")
     args = parser.parse_args()
     table = Table()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
         folder = Path(tmp)
+        startup(table, folder)
+        if args.startup_only:
+            table.show()
+            return
         print(f"generating {args.skus:,} SKUs x {args.stores} stores = "
               f"{args.skus * args.stores:,} offers, churn {args.churn:.0%}", flush=True)
         v1, v2 = generate(folder, args.skus, args.stores, args.churn)
@@ -341,7 +374,8 @@ def main() -> None:
     print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass and under "
           f"{TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
           f"at least {TARGETS['acks_sqlite']:,}/s on SQLite, budget use at least "
-          f"{TARGETS['budget']:.0%}, no client 429 ({time.monotonic() - started:.0f} s)")
+          f"{TARGETS['budget']:.0%}, no client 429, start-up under {TARGETS['startup']:g} s "
+          f"({time.monotonic() - started:.0f} s)")
 
 
 if __name__ == "__main__":

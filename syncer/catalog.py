@@ -117,9 +117,11 @@ class CsvCatalog:
         if encoding in ("utf-8", "utf8"):
             encoding = "utf-8-sig"  # strips a BOM when present, reads plain UTF-8 otherwise
         try:
-            codecs.lookup(encoding)
+            # str.encode refuses codecs that are not text encodings (rot13, base64...), which
+            # codecs.lookup alone accepts.
+            "sku".encode(encoding)
             if self.legacy_encoding:
-                codecs.lookup(self.legacy_encoding)
+                "sku".encode(self.legacy_encoding)
         except LookupError as exc:
             raise CatalogError(f"unknown catalog encoding: {exc}") from None
         if self.legacy_encoding and not _decodes(self.path, encoding):

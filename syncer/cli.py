@@ -19,37 +19,39 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
-import structlog
 
 from syncer import __version__
-from syncer.config import Settings, StoreSettings, load_settings
 from syncer.errors import ConfigError, StalePlan, SyncerError
-from syncer.jobs import (
-    JobContext,
-    build_client,
-    check_zero_share,
-    paced,
-    publish_store,
-    reconcile_store,
-)
-from syncer.logs import configure
 from syncer.offers import visible
-from syncer.plan import Plan
-from syncer.planner import catalog_source, make_plan, siblings
-from syncer.products import ProductPlan, plan_products
-from syncer.publish import PublishResult
 from syncer.reports import write_csv
-from syncer.schedule import StoreRun, job_states, next_due_lines, run_due
-from syncer.state import StateStore
+
+# The engine (config, state database, client, planner) is imported by the commands that use
+# it: `syncer --help` and a small `plan` must not pay for SQLAlchemy, pydantic and the rest.
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from syncer.config import Settings, StoreSettings
+    from syncer.jobs import JobContext
+    from syncer.plan import Plan
+    from syncer.products import ProductPlan
+    from syncer.publish import PublishResult
+    from syncer.schedule import StoreRun
+    from syncer.state import StateStore
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_PARTIAL = 3
 
-log = structlog.get_logger("syncer")
+
+
+def _log() -> FilteringBoundLogger:
+    import structlog
+
+    return structlog.get_logger("syncer")  # type: ignore[no-any-return]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -59,6 +61,8 @@ class Context:
         self.quiet = quiet
 
     def settings(self) -> Settings:
+        from syncer.config import load_settings
+
         return load_settings(self.config)
 
 
@@ -96,6 +100,8 @@ def cli(ctx: click.Context, config: Path | None, log_format: str, quiet: bool,
       syncer apply                 publish it
       syncer status / errors       what the state says
     """
+    from syncer.logs import configure
+
     configure(log_format, "warning" if quiet else "debug" if verbose else "info")
     ctx.obj = Context(config, quiet)
 
@@ -121,6 +127,11 @@ def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
 
     Exit code 0 when there is nothing to send, 2 when there are changes, 1 on error.
     """
+    from syncer.plan import Plan
+    from syncer.planner import catalog_source, make_plan
+    from syncer.products import plan_products
+    from syncer.state import StateStore
+
     settings = obj.settings()
     stores = settings.selected_stores(store)
     result: Plan | ProductPlan
@@ -167,6 +178,10 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     was confirmed, 3 when Back Market rejected some offers, 1 on error (or when Back Market
     could not be reached for some offers).
     """
+    from syncer.jobs import JobContext, check_zero_share, paced, publish_store
+    from syncer.planner import catalog_source, make_plan, siblings
+    from syncer.state import StateStore
+
     settings = obj.settings()
     saved = _load_plan(plan_file) if plan_file is not None else None
     if saved is not None:
@@ -214,6 +229,8 @@ def _exit_code(results: list[PublishResult]) -> int:
 
 
 def _run_id() -> str:
+    import structlog
+
     run_id = uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)
     return run_id
@@ -230,7 +247,7 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
         if stopping.is_set():
             raise KeyboardInterrupt  # a second signal: stop now
         stopping.set()
-        log.warning("stop requested: finishing the request in flight",
+        _log().warning("stop requested: finishing the request in flight",
                     signal=signal.Signals(signum).name)
 
     if threading.current_thread() is threading.main_thread():
@@ -299,6 +316,10 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
     Exit code 0 when all went well (or nothing was due), 3 when Back Market rejected some
     offers, 1 on error (or when Back Market could not be reached for some offers).
     """
+    from syncer.jobs import JobContext, paced
+    from syncer.planner import siblings
+    from syncer.state import StateStore
+
     settings = obj.settings()
     stores = settings.selected_stores(store)
     with StateStore.open(settings.state_database_url()) as state, \
@@ -311,6 +332,8 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
 
 def _run_once(ctx: JobContext, stores: list[StoreSettings], catalog: Path | None,
               force: bool) -> int:
+    from syncer.schedule import next_due_lines, run_due
+
     runs = run_due(ctx, stores, catalog, force)
     for store_run in runs:
         _print_store_run(store_run)
@@ -360,6 +383,11 @@ def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: flo
 
     On SIGTERM or Ctrl-C it finishes the request in flight, records it, and exits cleanly.
     """
+    from syncer.jobs import JobContext, paced
+    from syncer.planner import siblings
+    from syncer.schedule import job_states, run_due
+    from syncer.state import StateStore
+
     settings = obj.settings()
     stores = settings.selected_stores(store)
     click.echo(f"syncer daemon: {', '.join(s.name for s in stores)}; Ctrl-C or SIGTERM "
@@ -398,6 +426,10 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
     (adopted when the catalog has their SKU). Drifted offers are sent again by the next
     offer run. Exit code 0 when nothing drifted, 2 when drift was found, 1 on error.
     """
+    from syncer.jobs import JobContext, paced, reconcile_store
+    from syncer.planner import catalog_source, siblings
+    from syncer.state import StateStore
+
     settings = obj.settings()
     stores = settings.selected_stores(store)
     reports = []
@@ -429,6 +461,8 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
 @handle_errors
 def status(obj: Context, store: str | None, fmt: str) -> None:
     """Per store: live, zeroed, failed and pending offers, and the last runs."""
+    from syncer.state import StateStore
+
     settings = obj.settings()
     names = [store] if store else [s.name for s in settings.stores]
     report: list[dict[str, Any]] = []
@@ -473,6 +507,8 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
     """Offers Back Market rejected last time, with its message and request id, and product
     proposals it rejected, with its reason. Offers refused too many runs in a row with the
     same error are marked QUARANTINED: `syncer retry SKU` sends them again."""
+    from syncer.state import StateStore
+
     settings = obj.settings()
     after = settings.limits.quarantine_after
     with StateStore.open_readonly(settings.state_database_url()) as state:
@@ -522,6 +558,8 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
 def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
     """Send quarantined offers again at the next run, without waiting for their content to
     change (for example once Back Market support fixed what refused them)."""
+    from syncer.state import StateStore
+
     settings = obj.settings()
     names = [store] if store else [s.name for s in settings.stores]
     missing = []
@@ -547,6 +585,8 @@ def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
 @handle_errors
 def check(obj: Context, store: str | None) -> None:
     """Validate each store's token and settings with one cheap call to Back Market."""
+    from syncer.jobs import build_client
+
     settings = obj.settings()
     failed = False
     for store_settings in settings.selected_stores(store):
@@ -669,7 +709,7 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
         files = steps.export(results, _orders_export_dir(settings), run_id)
         for result in results:
             steps.save_pull(state, result)
-            log.info("orders pull summary", store=result.store, scope=result.scope,
+            _log().info("orders pull summary", store=result.store, scope=result.scope,
                      **result.counts())
     if fmt == "json":
         click.echo(json.dumps({
@@ -772,6 +812,11 @@ def _orders_session(settings: Settings, stores: list[StoreSettings], run_id: str
                     ) -> Iterator[tuple[StateStore, Callable[[StoreSettings], Any]]]:
     """The state (with each store's orders lock) and a client per store, made when first
     needed, sharing one paced limiter per account."""
+    import structlog
+
+    from syncer.jobs import build_client, paced
+    from syncer.state import StateStore
+
     structlog.contextvars.bind_contextvars(run_id=run_id)
     with StateStore.open(settings.state_database_url()) as state, ExitStack() as stack:
         leases = {s.name: stack.enter_context(state.lock(
@@ -809,7 +854,7 @@ def _orders_step(state: StateStore, stores: list[StoreSettings], run_id: str, ki
             counts["unmatched"] = unmatched
         failed = counts.get("failed", 0) + counts.get("unmatched", 0)
         state.finish_run(record, "partial" if failed else "ok", counts)
-        log.info("orders summary", store=name, kind=kind, **counts)
+        _log().info("orders summary", store=name, kind=kind, **counts)
     return report
 
 
@@ -833,6 +878,8 @@ def _orders_export_dir(settings: Settings) -> Path:
 # --- helpers ----------------------------------------------------------------------------------
 
 def _load_plan(path: Path) -> Plan:
+    from syncer.plan import Plan
+
     try:
         return Plan.from_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -9,13 +9,22 @@ needs to talk to Back Market.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +47,17 @@ HOSTS: Final = {
 }
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_CONFIG: Final = "syncer.toml"
-BUNDLED_MAPPINGS: Final = Path(__file__).resolve().parents[1] / "mappings"
+
+
+def _bundled_mappings() -> Path:
+    """The profiles shipped with the package: package data (syncer/mappings) in an installed
+    wheel, the repository's mappings/ folder in a source checkout or an editable install."""
+    package = Path(__file__).resolve().parent
+    installed = package / "mappings"
+    return installed if installed.is_dir() else package.parent / "mappings"
+
+
+BUNDLED_MAPPINGS: Final = _bundled_mappings()
 # A store's run lock (invariant 7) is kept in thirds of its lease: renewed every third, and
 # each request to Back Market, its retries and waits included, given at most a third. A
 # renewal then comes at most two thirds after the one before: a third is left as margin.
@@ -73,6 +92,25 @@ class CatalogSettings(_Section):
     table: str | None = None
     query: str | None = None
     batch_size: int = Field(2000, ge=1, le=100_000)  # rows per fetch from the server
+
+    @field_validator("encoding", "legacy_encoding")
+    @classmethod
+    def _text_encoding(cls, name: str | None) -> str | None:
+        # codecs.lookup knows rot13 and base64 too: only a codec that decodes bytes to text
+        # can read a catalog (str.encode refuses the others).
+        if name is None:
+            return name
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise ValueError(f"unknown encoding {name!r}; expected a text encoding such as "
+                             "utf-8 or cp1252") from None
+        try:
+            "sku".encode(name)
+        except LookupError:
+            raise ValueError(f"{name!r} is not a text encoding; expected one such as utf-8 "
+                             "or cp1252") from None
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> CatalogSettings:
@@ -468,10 +506,12 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
 
 
 def _explain(exc: ValidationError, path: Path) -> str:
-    lines = [f"invalid configuration in {path}:"]
+    problems = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+        problems.append(f"{where}: {message}")
+    if len(problems) == 1:  # the usual case: one line
+        return f"invalid configuration in {path}: {problems[0]}"
+    return "\n  ".join([f"invalid configuration in {path}:", *problems])
 

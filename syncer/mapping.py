@@ -14,9 +14,11 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from syncer.config import StoreSettings
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from syncer.config import BUNDLED_MAPPINGS, StoreSettings
 from syncer.errors import ConfigError
 from syncer.vocabulary import GRADE_STATE, GRADES, SHIPPERS
 
@@ -109,6 +111,8 @@ class Profile:
     product: dict[str, Source] = field(default_factory=dict)
     # Back Market category attribute (its `field`) -> where its value comes from.
     attributes: dict[str, Source] = field(default_factory=dict)
+    # The profile's own spellings of grades (its grades file), for messages.
+    grade_words: tuple[str, ...] = ()
     _seen_grades: dict[str, str | None] = field(default_factory=dict, repr=False,
                                                 compare=False)
 
@@ -123,18 +127,95 @@ class Profile:
         return self.carriers.get(normalise(text), self.carrier_fallback)
 
     def grade_vocabulary(self) -> str:
-        return "a grade such as " + ", ".join(GRADES) + " (or 0-4, 9, Shiny/Gold/Silver/Bronze, "\
-            "Parfait état/Très bon état/Bon état/État correct)"
+        """What this profile accepts, as loaded: never a word its tables do not hold."""
+        states = sorted(str(state) for state in GRADE_STATE.values())
+        plain = {normalise(g) for g in GRADES}.union(states)
+        others = [w for w in dict.fromkeys(self.grade_words) if normalise(w) not in plain]
+        shown = ", ".join(others[:12]) + (", ..." if len(others) > 12 else "")
+        return ("a grade such as " + ", ".join(GRADES) + " (or " + ", ".join(states)
+                + (f", {shown}" if shown else "") + ")")
+
+
+# The shape of a profile and of its value tables, checked before anything is read from them
+# so that a wrong type names the file, the key and what was expected (never a traceback).
+# Field specs themselves (a column name or a table) are checked by Source.parse.
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _ProfileTable(_Table):
+    name: str | None = None
+    description: str | None = None
+    grades: str | None = None
+    carriers: str | None = None
+
+
+class _OfferTable(_Table):
+    model_config = ConfigDict(extra="allow")
+    per_store: dict[str, Any] = {}
+    shipping: list[dict[str, Any]] = []
+
+
+class _ProductTable(_Table):
+    model_config = ConfigDict(extra="allow")
+    attributes: dict[str, Any] = {}
+
+
+class _ProfileFile(_Table):
+    profile: _ProfileTable = _ProfileTable()
+    offer: _OfferTable
+    stores: dict[str, dict[str, Any]] = {}
+    product: _ProductTable = _ProductTable()
+
+
+class _GradesFile(_Table):
+    model_config = ConfigDict(extra="allow")  # a file may hold other tables
+    grades: dict[str, list[str | int]] = {}
+
+
+class _CarriersFile(_Table):
+    model_config = ConfigDict(extra="allow")
+    fallback: str | None = None
+    carriers: dict[str, str] = {}
+
+
+_EXPECTED: Final = {
+    "model_type": "expected a table", "dict_type": "expected a table",
+    "list_type": "expected a list", "string_type": "expected a string",
+    "int_type": "expected a number", "bool_type": "expected true or false",
+    "missing": "missing", "extra_forbidden": "unknown key",
+}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _checked(model: type[M], data: dict[str, Any], path: Path) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            # A union's member names (str, int) are not keys of the file.
+            where = ".".join(str(p) for p in error["loc"]
+                             if not (isinstance(p, str) and p in ("str", "int")))
+            expected = _EXPECTED.get(error["type"], error["msg"])
+            if error["type"] not in ("missing", "extra_forbidden"):
+                expected += f", got {error['input']!r}"[:80]
+            problems.append(f"{where or '(top level)'}: {expected}")
+        raise ConfigError(f"mapping file {path}: " + "; ".join(dict.fromkeys(problems))) \
+            from None
 
 
 def load_profile(path: Path) -> Profile:
     data = _read_toml(path)
-    meta = data.get("profile", {})
-    offer_table = data.get("offer")
-    if not isinstance(offer_table, dict):
+    if "offer" not in data:
         raise ConfigError(f"{path}: missing the [offer] table")
-    per_store_table = offer_table.get("per_store", {})
-    shipping_table = offer_table.get("shipping", [])
+    checked = _checked(_ProfileFile, data, path)
+    meta = checked.profile
+    offer_table = data["offer"]
+    per_store_table = checked.offer.per_store
+    shipping_table = checked.offer.shipping
 
     offer = _sources(
         {k: v for k, v in offer_table.items() if k not in ("per_store", "shipping")},
@@ -150,7 +231,7 @@ def load_profile(path: Path) -> Profile:
     )
     overrides = {
         str(name): _sources(table, STORE_FIELDS, f"{path} [stores.{name}]")
-        for name, table in data.get("stores", {}).items()
+        for name, table in checked.stores.items()
     }
     for required in ("sku", "grade", "stock"):
         if required not in offer:
@@ -168,17 +249,16 @@ def load_profile(path: Path) -> Profile:
     product_table = dict(data.get("product", {}))
     attribute_table = product_table.pop("attributes", {})
     product = _sources(product_table, PRODUCT_FIELDS, f"{path} [product]")
-    if not isinstance(attribute_table, dict):
-        raise ConfigError(f"{path}: [product.attributes] must be a table")
     attributes = {str(name): Source.parse(spec, f"{path} [product.attributes] {name}")
                   for name, spec in attribute_table.items()}
 
-    grades = _grades(path.parent, meta.get("grades"))
-    carriers, fallback = _carriers(path.parent, meta.get("carriers"))
+    grades, grade_words = _grades(path.parent, meta.grades)
+    carriers, fallback = _carriers(path.parent, meta.carriers)
     return Profile(
-        name=str(meta.get("name", path.stem)), path=path, offer=offer, per_store=per_store,
+        name=meta.name or path.stem, path=path, offer=offer, per_store=per_store,
         shipping=shipping, store_overrides=overrides, grades=grades, carriers=carriers,
         carrier_fallback=fallback, product=product, attributes=attributes,
+        grade_words=grade_words,
     )
 
 
@@ -202,36 +282,49 @@ def _sources(table: Any, allowed: Sequence[str], where: str) -> dict[str, Source
     return {name: Source.parse(spec, f"{where} {name}") for name, spec in table.items()}
 
 
-def _grades(folder: Path, file: Any) -> dict[str, str]:
+def _value_table(folder: Path, file: str) -> Path:
+    """A value table named by a profile: beside the profile, else a bundled one by that name,
+    so a copy of a bundled profile keeps working wherever it is put."""
+    beside = folder / file
+    bundled = BUNDLED_MAPPINGS / file
+    if not beside.is_file() and not Path(file).is_absolute() and bundled.is_file():
+        return bundled
+    return beside
+
+
+def _grades(folder: Path, file: str | None) -> tuple[dict[str, str], tuple[str, ...]]:
     vocabulary = {normalise(g): g for g in GRADES}
     vocabulary.update({str(state): grade for grade, state in GRADE_STATE.items()})
+    words: list[str] = []
     if file:
-        table = _read_toml(folder / str(file)).get("grades", {})
-        for grade, words in table.items():
+        path = _value_table(folder, file)
+        table = _checked(_GradesFile, _read_toml(path), path).grades
+        for grade, spellings in table.items():
             if grade not in GRADES:
-                raise ConfigError(f"{folder / str(file)}: {grade!r} is not a Back Market grade; "
+                raise ConfigError(f"{path}: {grade!r} is not a Back Market grade; "
                                   "expected one of " + ", ".join(GRADES))
-            for word in words:
-                key = normalise(str(word))
+            for word in map(str, spellings):
+                key = normalise(word)
                 if vocabulary.get(key, grade) != grade:
-                    raise ConfigError(f"{folder / str(file)}: {word!r} maps to both "
+                    raise ConfigError(f"{path}: {word!r} maps to both "
                                       f"{vocabulary[key]} and {grade}")
                 vocabulary[key] = grade
-    return vocabulary
+                words.append(word)
+    return vocabulary, tuple(words)
 
 
-def _carriers(folder: Path, file: Any) -> tuple[dict[str, str], str | None]:
+def _carriers(folder: Path, file: str | None) -> tuple[dict[str, str], str | None]:
     table = {normalise(s): s for s in SHIPPERS}
     fallback: str | None = None
     if file:
-        path = folder / str(file)
-        data = _read_toml(path)
-        for name, shipper in data.get("carriers", {}).items():
+        path = _value_table(folder, file)
+        data = _checked(_CarriersFile, _read_toml(path), path)
+        for name, shipper in data.carriers.items():
             if shipper not in SHIPPERS:
                 raise ConfigError(f"{path}: carrier {name!r} maps to {shipper!r}, which is not "
                                   "a Back Market shipper value")
             table[normalise(name)] = shipper
-        fallback = data.get("fallback") or None
+        fallback = data.fallback or None
         if fallback is not None and fallback not in SHIPPERS:
             raise ConfigError(f"{path}: fallback {fallback!r} is not a Back Market shipper value")
     return table, fallback

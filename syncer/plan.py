@@ -110,6 +110,9 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if not isinstance(data, dict):  # JSON read from a file may be any value
+            raise ValueError(f"expected a JSON object with a \"format\" key, got a "
+                             f"{type(data).__name__}")
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"unsupported plan format {data.get('format')!r}")
         stores = []

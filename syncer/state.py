@@ -467,6 +467,11 @@ class StateStore:
         except SQLAlchemyError as exc:
             raise _state_error(self.url, exc) from None
         self._empty = False
+        if found is not None and not str(found).isdigit():  # hand-edited or damaged
+            raise StateError(
+                f"the state database {_safe_url(self.url)} is damaged: schema_info."
+                f"schema_version is {found!r}, expected a whole number (at most "
+                f"{SCHEMA_VERSION}); restore it from a backup")
         if found is not None and int(found) > SCHEMA_VERSION:
             raise StateError(
                 f"the state database {_safe_url(self.url)} has schema version {found}, newer "
