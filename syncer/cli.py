@@ -423,7 +423,9 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
 def status(obj: Context, store: str | None, fmt: str) -> None:
     """Per store: live, zeroed, failed and pending offers, and the last runs."""
     settings = obj.settings()
-    names = [store] if store else [s.name for s in settings.stores]
+    names = [settings.store(store).name] if store else [s.name for s in settings.stores]
+    if not names:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     report: list[dict[str, Any]] = []
     with StateStore.open_readonly(settings.state_database_url()) as state:
         for name in names:
@@ -467,6 +469,10 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
     proposals it rejected, with its reason. Offers refused too many runs in a row with the
     same error are marked QUARANTINED: `syncer retry SKU` sends them again."""
     settings = obj.settings()
+    if store is not None:
+        settings.store(store)  # an unknown name is an error, not "No failed offers."
+    elif not settings.stores:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     after = settings.limits.quarantine_after
     with StateStore.open_readonly(settings.state_database_url()) as state:
         rows = state.failures(store)
@@ -516,7 +522,9 @@ def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
     """Send quarantined offers again at the next run, without waiting for their content to
     change (for example once Back Market support fixed what refused them)."""
     settings = obj.settings()
-    names = [store] if store else [s.name for s in settings.stores]
+    names = [settings.store(store).name] if store else [s.name for s in settings.stores]
+    if not names:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     missing = []
     with StateStore.open(settings.state_database_url()) as state:
         for sku in skus:

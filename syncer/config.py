@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +46,7 @@ HOSTS: Final = {
 }
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_CONFIG: Final = "syncer.toml"
+STORE_NAME_MAX: Final = 64
 BUNDLED_MAPPINGS: Final = Path(__file__).resolve().parents[1] / "mappings"
 # A store's run lock (invariant 7) is kept in thirds of its lease: renewed every third, and
 # each request to Back Market, its retries and waits included, given at most a third. A
@@ -217,6 +226,15 @@ class StoreSettings(_Section):
     stock_every_minutes: float = Field(15, gt=0)
     stock_budget_share: float = Field(0.5, gt=0, le=1)
 
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, name: str) -> str:
+        # The state keys every row by store name, in columns of STORE_NAME_MAX characters.
+        if len(name) > STORE_NAME_MAX:
+            raise ValueError(f"store {name!r}: the name has {len(name)} characters, at most "
+                             f"{STORE_NAME_MAX} are allowed")
+        return name
+
     @model_validator(mode="after")
     def _derive(self) -> StoreSettings:
         if self.locale not in PLATFORM_OF:
@@ -278,6 +296,24 @@ class StoreSettings(_Section):
                 f"(the emulator), not {match.group(2)}"
             )
         return env.rstrip("/")
+
+
+class _SettingsOnly(PydanticBaseSettingsSource):
+    """``.env`` read as the environment is: only the keys that name a setting. The rest
+    (store tokens, whatever name ``token_env`` gives them, other tools' variables) is not
+    configuration, so it is no error; tokens are read from it by ``Settings.token``."""
+
+    def __init__(self, settings_cls: type[BaseSettings],
+                 inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.inner().items()
+                if key in self.settings_cls.model_fields}
 
 
 class Settings(BaseSettings):
@@ -342,7 +378,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=settings_cls.model_config.get(
             "toml_file"))
-        return (init_settings, env_settings, dotenv_settings, toml)
+        return (init_settings, env_settings, _SettingsOnly(settings_cls, dotenv_settings), toml)
 
     # --- derived values -------------------------------------------------------------------
     def store(self, name: str) -> StoreSettings:
@@ -445,15 +481,17 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     explicit = path is not None or "SYNCER_CONFIG" in os.environ
     config_path = Path(path or os.environ.get("SYNCER_CONFIG", DEFAULT_CONFIG)).expanduser()
     if not config_path.is_file():
+        # Never "no stores, nothing to do": a command run in the wrong folder says so.
         if explicit:
             raise ConfigError(f"configuration file not found: {config_path}")
-        config_path = Path(os.devnull)  # run on env and defaults alone
-    base_dir = config_path.parent.resolve() if config_path.name != os.devnull else Path.cwd()
+        raise ConfigError(f"no configuration: {config_path.resolve()} not found; run in the "
+                          "folder of your syncer.toml or pass --config FILE")
+    base_dir = config_path.parent.resolve()
     env_file = base_dir / ".env"
 
     class _FileSettings(Settings):
         model_config = SettingsConfigDict(
-            toml_file=config_path if config_path.is_file() else None,
+            toml_file=config_path,
             env_file=env_file if env_file.is_file() else None,
             env_file_encoding="utf-8",
         )
