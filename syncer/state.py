@@ -47,10 +47,18 @@ from syncer.offers import FIELDS, QUANTITY, Published, content_hash, sku_key
 
 log = structlog.get_logger("syncer.state")
 
-SCHEMA_VERSION: Final = 2
-# Schema version -> the statements that bring the previous version to it.
-MIGRATIONS: Final = {
+SCHEMA_VERSION: Final = 3
+# Schema version -> the statements that bring the previous version to it: one tuple for
+# every database, or a tuple per dialect name (a dialect not named has nothing to do).
+MIGRATIONS: Final[dict[int, tuple[str, ...] | dict[str, tuple[str, ...]]]] = {
     2: ("ALTER TABLE offer_snapshot ADD COLUMN source_hash BIGINT",),
+    # What Back Market says (error codes, request ids) is kept in full: a code longer than
+    # VARCHAR(64) stopped whole runs on PostgreSQL. SQLite does not enforce the length.
+    3: {"postgresql": (
+        "ALTER TABLE offer_snapshot ALTER COLUMN error_code TYPE TEXT",
+        "ALTER TABLE offer_snapshot ALTER COLUMN request_id TYPE TEXT",
+        "ALTER TABLE order_line_action ALTER COLUMN request_id TYPE TEXT",
+    )},
 }
 # A run that did its work counts for scheduling, even if Back Market refused some offers
 # (those are retried by the next run anyway). "stopped", "failed", "interrupted" do not.
@@ -96,8 +104,9 @@ class OfferSnapshot(SQLModel, table=True):
     # "live" (confirmed as published) or "failed" (the last attempt failed).
     status: str = Field(default="live", max_length=16)
     last_error: str | None = Field(default=None, sa_column=Column(Text))
-    error_code: str | None = Field(default=None, max_length=64)
-    request_id: str | None = Field(default=None, max_length=128)
+    # As Back Market sent them, whatever their length (schema version 3).
+    error_code: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0  # consecutive failed attempts
     failed_hash: str | None = Field(default=None, max_length=16)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -253,7 +262,7 @@ class OrderLineAction(SQLModel, table=True):
     action: str = Field(max_length=16)  # "accept", "cancel" or "hold"
     status: str = Field(max_length=16)  # "confirmed", "failed" or "held"
     reason: str | None = Field(default=None, sa_column=Column(Text))
-    request_id: str | None = Field(default=None, max_length=128)
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -450,7 +459,10 @@ class StateStore:
     def _migrate(self, conn: Any, version: int) -> None:
         """Bring an older schema up to date, in the transaction that checked its version."""
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
+            statements = MIGRATIONS[target]
+            if isinstance(statements, dict):
+                statements = statements.get(conn.dialect.name, ())
+            for statement in statements:
                 conn.execute(text(statement))
             conn.execute(sa_update(_SCHEMA).where(_SCHEMA.c.key == "schema_version")
                          .values(value=str(target)))
