@@ -31,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncer import secrets
 from syncer.errors import ConfigError
 from syncer.vocabulary import PLATFORM_OF, market_currency
 
@@ -450,16 +451,9 @@ class Settings(BaseSettings):
         return self.resolve("state")
 
     def token(self, store: StoreSettings) -> SecretStr:
-        """The store's token, from the environment or a ``.env`` file; never logged."""
-        assert store.token_env is not None
-        value = os.environ.get(store.token_env)
-        if value is None:
-            for env_file in (self.base_dir / ".env", Path(".env")):
-                if env_file.is_file():
-                    found = dotenv_values(env_file).get(store.token_env)
-                    if found:
-                        value = found
-                        break
+        """The store's token, from the environment or the ``.env`` beside the TOML file (or
+        in the working directory); never logged."""
+        value = self._token_value(store)
         if not value:
             raise ConfigError(
                 f"store {store.name}: no token; set the environment variable "
@@ -467,6 +461,7 @@ class Settings(BaseSettings):
                 "back office"
             )
         token = value.strip()
+        secrets.register(token)
         if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
             # Said without the token itself: it is a secret even when it is wrong.
             raise ConfigError(
@@ -474,6 +469,28 @@ class Settings(BaseSettings):
                 "breaks or non-ASCII characters; copy it again from the Back Market back "
                 "office")
         return SecretStr(token)
+
+    def _token_value(self, store: StoreSettings) -> str | None:
+        assert store.token_env is not None
+        value = os.environ.get(store.token_env)
+        if value is None:
+            for env_file in (self.base_dir / ".env", Path(".env")):
+                if env_file.is_file():
+                    found = dotenv_values(env_file).get(store.token_env)
+                    if found:
+                        return found
+        return value
+
+    def register_secrets(self) -> None:
+        """Tell ``syncer.secrets`` every secret these settings can reach, so that whatever
+        echoes one back (a server, a driver's message) is scrubbed (invariant 9)."""
+        for store in self.stores:
+            value = self._token_value(store)
+            if value:
+                secrets.register(value.strip())
+        secrets.register_url_password(self.state_url)
+        if self.catalog.url is not None:
+            secrets.register_url_password(self.catalog.url.get_secret_value())
 
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
@@ -502,6 +519,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(_explain(exc, config_path)) from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read {config_path}: {exc}") from None
+    settings.register_secrets()
     return settings
 
 

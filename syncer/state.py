@@ -44,6 +44,7 @@ from syncer.config import lease_renew_every
 from syncer.crashpoints import crashpoint
 from syncer.errors import LockHeld, StateError
 from syncer.offers import FIELDS, QUANTITY, Published, content_hash, sku_key
+from syncer.secrets import scrub
 
 log = structlog.get_logger("syncer.state")
 
@@ -380,6 +381,15 @@ class Failure:
     # False: Back Market was not reached (connection, timeout, 5xx or 429 after retries).
     # Only an explicit refusal counts toward quarantine.
     refused: bool = True
+
+    def __post_init__(self) -> None:
+        # What Back Market said may echo a secret (invariant 9): scrubbed before it is
+        # stored, printed or logged.
+        object.__setattr__(self, "message", scrub(self.message))
+        if self.code is not None:
+            object.__setattr__(self, "code", scrub(self.code))
+        if self.request_id is not None:
+            object.__setattr__(self, "request_id", scrub(self.request_id))
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -820,6 +830,8 @@ class StateStore:
         now = utcnow()
         rows = [{"store": store, "reason": None, "product_id": None, **r, "updated_at": now}
                 for r in records]
+        for row in rows:  # a reason is Back Market's text: it may echo a secret
+            row["reason"] = row["reason"] and scrub(row["reason"])
         with self._write() as conn:
             _upsert(conn, _PROPOSALS, rows, ("store", "ean"),
                     ["sku", "content_hash", "status", "reason", "product_id", "updated_at"])
@@ -966,8 +978,9 @@ class StateStore:
             if status == "failed":
                 attempts = 1 + (before.attempts if before and before.status == "failed" else 0)
             row = {"account": account, "orderline_id": orderline_id, "order_id": order_id,
-                   "sku": sku, "action": action, "status": status, "reason": reason,
-                   "request_id": request_id, "attempts": attempts, "updated_at": utcnow()}
+                   "sku": sku, "action": action, "status": status,
+                   "reason": reason and scrub(reason), "request_id": request_id and scrub(
+                       request_id), "attempts": attempts, "updated_at": utcnow()}
             _upsert(conn, _LINE_ACTIONS, [row], ("account", "orderline_id"),
                     [c for c in row if c not in ("account", "orderline_id")])
 
@@ -1068,7 +1081,8 @@ class StateStore:
         with self._write() as conn:
             conn.execute(sa_update(_RUNS).where(_RUNS.c.id == record_id).values(
                 finished_at=at or utcnow(), outcome=outcome,
-                counts=json.dumps(counts, sort_keys=True), message=message))
+                counts=json.dumps(counts, sort_keys=True),
+                message=message and scrub(message)))
 
     def last_success(self, store: str, kinds: Sequence[str]) -> datetime | None:
         """When the last run of one of these kinds that completed its work started."""
@@ -1116,8 +1130,10 @@ class StateStore:
             _SNAPSHOT.c.status == "failed").order_by(_SNAPSHOT.c.store, _SNAPSHOT.c.sku_key)
         if store is not None:
             query = query.where(_SNAPSHOT.c.store == store)
-        with self._read() as conn:
-            return [row._asdict() for row in conn.execute(query)]
+        with self._read() as conn:  # scrubbed again: rows written before the scrubbing
+            return [{**row._asdict(), "last_error": row.last_error and scrub(row.last_error),
+                     "error_code": row.error_code and scrub(row.error_code)}
+                    for row in conn.execute(query)]
 
     def stores(self) -> list[str]:
         if self.empty:
