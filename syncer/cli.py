@@ -464,7 +464,9 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
     from syncer.state import StateStore
 
     settings = obj.settings()
-    names = [store] if store else [s.name for s in settings.stores]
+    names = [settings.store(store).name] if store else [s.name for s in settings.stores]
+    if not names:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     report: list[dict[str, Any]] = []
     with StateStore.open_readonly(settings.state_database_url()) as state:
         for name in names:
@@ -510,6 +512,10 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
     from syncer.state import StateStore
 
     settings = obj.settings()
+    if store is not None:
+        settings.store(store)  # an unknown name is an error, not "No failed offers."
+    elif not settings.stores:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     after = settings.limits.quarantine_after
     with StateStore.open_readonly(settings.state_database_url()) as state:
         rows = state.failures(store)
@@ -561,7 +567,9 @@ def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
     from syncer.state import StateStore
 
     settings = obj.settings()
-    names = [store] if store else [s.name for s in settings.stores]
+    names = [settings.store(store).name] if store else [s.name for s in settings.stores]
+    if not names:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     missing = []
     with StateStore.open(settings.state_database_url()) as state:
         for sku in skus:

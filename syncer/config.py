@@ -32,6 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncer import secrets
 from syncer.errors import ConfigError
 from syncer.vocabulary import PLATFORM_OF, market_currency
 
@@ -47,6 +48,7 @@ HOSTS: Final = {
 }
 LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_CONFIG: Final = "syncer.toml"
+STORE_NAME_MAX: Final = 64  # the state keeps store names in columns of this length
 
 
 def _bundled_mappings() -> Path:
@@ -255,6 +257,15 @@ class StoreSettings(_Section):
     stock_every_minutes: float = Field(15, gt=0)
     stock_budget_share: float = Field(0.5, gt=0, le=1)
 
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, name: str) -> str:
+        # The state keys every row by store name, in columns of STORE_NAME_MAX characters.
+        if len(name) > STORE_NAME_MAX:
+            raise ValueError(f"store {name!r}: the name has {len(name)} characters, at most "
+                             f"{STORE_NAME_MAX} are allowed")
+        return name
+
     @model_validator(mode="after")
     def _derive(self) -> StoreSettings:
         if self.locale not in PLATFORM_OF:
@@ -316,6 +327,24 @@ class StoreSettings(_Section):
                 f"(the emulator), not {match.group(2)}"
             )
         return env.rstrip("/")
+
+
+class _SettingsOnly(PydanticBaseSettingsSource):
+    """``.env`` read as the environment is: only the keys that name a setting. The rest
+    (store tokens, whatever name ``token_env`` gives them, other tools' variables) is not
+    configuration, so it is no error; tokens are read from it by ``Settings.token``."""
+
+    def __init__(self, settings_cls: type[BaseSettings],
+                 inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.inner().items()
+                if key in self.settings_cls.model_fields}
 
 
 class Settings(BaseSettings):
@@ -380,7 +409,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=settings_cls.model_config.get(
             "toml_file"))
-        return (init_settings, env_settings, dotenv_settings, toml)
+        return (init_settings, env_settings, _SettingsOnly(settings_cls, dotenv_settings), toml)
 
     # --- derived values -------------------------------------------------------------------
     def store(self, name: str) -> StoreSettings:
@@ -452,16 +481,9 @@ class Settings(BaseSettings):
         return self.resolve("state")
 
     def token(self, store: StoreSettings) -> SecretStr:
-        """The store's token, from the environment or a ``.env`` file; never logged."""
-        assert store.token_env is not None
-        value = os.environ.get(store.token_env)
-        if value is None:
-            for env_file in (self.base_dir / ".env", Path(".env")):
-                if env_file.is_file():
-                    found = dotenv_values(env_file).get(store.token_env)
-                    if found:
-                        value = found
-                        break
+        """The store's token, from the environment or the ``.env`` beside the TOML file (or
+        in the working directory); never logged."""
+        value = self._token_value(store)
         if not value:
             raise ConfigError(
                 f"store {store.name}: no token; set the environment variable "
@@ -469,6 +491,7 @@ class Settings(BaseSettings):
                 "back office"
             )
         token = value.strip()
+        secrets.register(token)
         if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
             # Said without the token itself: it is a secret even when it is wrong.
             raise ConfigError(
@@ -477,21 +500,45 @@ class Settings(BaseSettings):
                 "office")
         return SecretStr(token)
 
+    def _token_value(self, store: StoreSettings) -> str | None:
+        assert store.token_env is not None
+        value = os.environ.get(store.token_env)
+        if value is None:
+            for env_file in (self.base_dir / ".env", Path(".env")):
+                if env_file.is_file():
+                    found = dotenv_values(env_file).get(store.token_env)
+                    if found:
+                        return found
+        return value
+
+    def register_secrets(self) -> None:
+        """Tell ``syncer.secrets`` every secret these settings can reach, so that whatever
+        echoes one back (a server, a driver's message) is scrubbed (invariant 9)."""
+        for store in self.stores:
+            value = self._token_value(store)
+            if value:
+                secrets.register(value.strip())
+        secrets.register_url_password(self.state_url)
+        if self.catalog.url is not None:
+            secrets.register_url_password(self.catalog.url.get_secret_value())
+
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Read the TOML file (``syncer.toml`` by default, or ``$SYNCER_CONFIG``) and the env."""
     explicit = path is not None or "SYNCER_CONFIG" in os.environ
     config_path = Path(path or os.environ.get("SYNCER_CONFIG", DEFAULT_CONFIG)).expanduser()
     if not config_path.is_file():
+        # Never "no stores, nothing to do": a command run in the wrong folder says so.
         if explicit:
             raise ConfigError(f"configuration file not found: {config_path}")
-        config_path = Path(os.devnull)  # run on env and defaults alone
-    base_dir = config_path.parent.resolve() if config_path.name != os.devnull else Path.cwd()
+        raise ConfigError(f"no configuration: {config_path.resolve()} not found; run in the "
+                          "folder of your syncer.toml or pass --config FILE")
+    base_dir = config_path.parent.resolve()
     env_file = base_dir / ".env"
 
     class _FileSettings(Settings):
         model_config = SettingsConfigDict(
-            toml_file=config_path if config_path.is_file() else None,
+            toml_file=config_path,
             env_file=env_file if env_file.is_file() else None,
             env_file_encoding="utf-8",
         )
@@ -502,6 +549,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(_explain(exc, config_path)) from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read {config_path}: {exc}") from None
+    settings.register_secrets()
     return settings
 
 

@@ -207,6 +207,14 @@ class Faults:
     share_reject: float = 0.0  # share of per-SKU rejections (batch rows and single updates)
     # SKU (case-insensitive) -> error message: always rejected
     reject_skus: dict[str, str] = field(default_factory=dict)
+    # Set: a refused single-listing update is answered {"error": {"code": reject_code, ...}}
+    # instead of the bare string the spec documents, as a gateway in front of Back Market
+    # may answer (outside the spec: not for contract-checked tests). Codes have no length
+    # the client may rely on.
+    reject_code: str | None = None
+    # SKUs (case-insensitive) always rejected by a message that echoes the request's
+    # Authorization header, as a proxy or WAF page quoting headers does: the token comes back
+    echo_auth_skus: list[str] = field(default_factory=list)
     # EAN -> reason: a product proposal for it is rejected by Back Market's review
     reject_eans: dict[str, str] = field(default_factory=dict)
     # SKU (case-insensitive) -> "applied" or "skipped": its batch rows are left out of the
@@ -227,6 +235,7 @@ UNREPORTED: Final = ("applied", "skipped")  # what happens to a row left out of 
 def _copy_faults(faults: Faults) -> Faults:
     """Faults whose mappings can change without changing the configured ones."""
     return replace(faults, reject_skus=dict(faults.reject_skus),
+                   echo_auth_skus=list(faults.echo_auth_skus),
                    reject_eans=dict(faults.reject_eans),
                    unreported_skus=dict(faults.unreported_skus))
 
@@ -1090,9 +1099,11 @@ class Emulator:
         found = self._find(call, call.params["listing"])
         body = call.json_object()
         self._spend_sku_lines(self._seller(call.token), 1, self._clock())
-        rejection = self._rejection(found.sku)
+        rejection = self._rejection(found.sku, call.headers.get("authorization", ""))
         if rejection:
-            raise call.bad_request(rejection)
+            if self.faults.reject_code is None:
+                raise call.bad_request(rejection)
+            raise HttpError(error_v1(400, self.faults.reject_code, rejection))
         unknown = sorted(set(body) - SINGLE_UPDATE_FIELDS)
         if unknown:
             raise call.bad_request(
@@ -1212,6 +1223,12 @@ class Emulator:
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
                     raise call.bad_request(f"{name} must map SKUs to messages")
+            elif name == "reject_code":
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise call.bad_request("reject_code must be a non-empty string or null")
+            elif name == "echo_auth_skus":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise call.bad_request("echo_auth_skus must be a list of SKUs")
             elif name == "unreported_skus":
                 if not isinstance(value, dict) or not all(
                     isinstance(k, str) and v in UNREPORTED for k, v in value.items()
@@ -1377,9 +1394,12 @@ class Emulator:
             "markets": markets,
         }
 
-    def _rejection(self, sku: str) -> str | None:
+    def _rejection(self, sku: str, authorization: str) -> str | None:
         """Why the marketplace refuses this SKU (configured or drawn), else None."""
         wanted = sku_key(sku)
+        if any(sku_key(echoed) == wanted for echoed in self.faults.echo_auth_skus):
+            return f"request refused by the gateway; request headers: Authorization: " \
+                   f"{authorization}"
         for rejected, message in self.faults.reject_skus.items():
             if sku_key(rejected) == wanted:
                 return message
@@ -1738,7 +1758,7 @@ class Emulator:
             return fail([(None, problem)])
         if not sku:
             return fail([("sku", "sku is required")])
-        rejection = self._rejection(sku)
+        rejection = self._rejection(sku, f"Basic {task.token}")
         if rejection:
             return fail([(None, rejection)])
         market = existing.markets.get(task.locale) if existing else None

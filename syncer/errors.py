@@ -17,15 +17,21 @@
             └── Blocked              HTTP 403 from the WAF or bot management (cf-ray kept)
 
 Row-level data problems are not exceptions: validation turns them into ``Rejection`` values.
-No error message ever carries an API token: tokens live in ``SecretStr`` and the client
-redacts its headers.
+No error message ever carries an API token: tokens live in ``SecretStr``, the client
+redacts its headers, and every message is scrubbed of the known secrets as the error is
+made (a server may echo a token back in its own message).
 """
 
 from __future__ import annotations
 
+from syncer.secrets import scrub
+
 
 class SyncerError(Exception):
     """Base of every error this package raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(scrub(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigError(SyncerError):
@@ -71,11 +77,12 @@ class ApiError(SyncerError):
         code: str | None = None,
         request_id: str | None = None,
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.status = status
-        self.code = code
-        self.request_id = request_id
+        self.code = None if code is None else scrub(code)
+        self.request_id = None if request_id is None else scrub(request_id)
 
 
 class RetriableError(ApiError):

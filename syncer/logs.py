@@ -1,8 +1,10 @@
 """Logging, configured once by the CLI: readable on a terminal, JSON lines otherwise.
 
 Library modules only ask for ``structlog.get_logger(...)`` and bind context (store, run id,
-SKU). A last processor drops anything that looks like a credential, as a second line of
-defence: tokens are never passed to a logger in the first place.
+SKU). Two processors keep secrets out (invariant 9): one drops the value of any key that
+names a credential (tokens are never passed to a logger in the first place), the last one
+replaces every known secret value in every string of the event, the formatted traceback
+included (a server may echo a token in a message we log).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any, Final, TextIO
 
 import structlog
 
+from syncer.secrets import scrub_value
+
 SECRET_KEYS: Final = frozenset({"token", "authorization", "password", "secret", "headers"})
 
 
@@ -22,6 +26,13 @@ def _drop_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
     for key in list(event):
         if key.lower() in SECRET_KEYS:
             event[key] = "<redacted>"
+    return event
+
+
+def _scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        event[key] = scrub_value(value)
     return event
 
 
@@ -39,6 +50,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_secrets,
             structlog.processors.format_exc_info,
+            _scrub_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -44,13 +44,22 @@ from syncer.config import lease_renew_every
 from syncer.crashpoints import crashpoint
 from syncer.errors import LockHeld, StateError
 from syncer.offers import FIELDS, QUANTITY, Published, content_hash, sku_key
+from syncer.secrets import scrub
 
 log = structlog.get_logger("syncer.state")
 
-SCHEMA_VERSION: Final = 2
-# Schema version -> the statements that bring the previous version to it.
-MIGRATIONS: Final = {
+SCHEMA_VERSION: Final = 3
+# Schema version -> the statements that bring the previous version to it: one tuple for
+# every database, or a tuple per dialect name (a dialect not named has nothing to do).
+MIGRATIONS: Final[dict[int, tuple[str, ...] | dict[str, tuple[str, ...]]]] = {
     2: ("ALTER TABLE offer_snapshot ADD COLUMN source_hash BIGINT",),
+    # What Back Market says (error codes, request ids) is kept in full: a code longer than
+    # VARCHAR(64) stopped whole runs on PostgreSQL. SQLite does not enforce the length.
+    3: {"postgresql": (
+        "ALTER TABLE offer_snapshot ALTER COLUMN error_code TYPE TEXT",
+        "ALTER TABLE offer_snapshot ALTER COLUMN request_id TYPE TEXT",
+        "ALTER TABLE order_line_action ALTER COLUMN request_id TYPE TEXT",
+    )},
 }
 # A run that did its work counts for scheduling, even if Back Market refused some offers
 # (those are retried by the next run anyway). "stopped", "failed", "interrupted" do not.
@@ -96,8 +105,9 @@ class OfferSnapshot(SQLModel, table=True):
     # "live" (confirmed as published) or "failed" (the last attempt failed).
     status: str = Field(default="live", max_length=16)
     last_error: str | None = Field(default=None, sa_column=Column(Text))
-    error_code: str | None = Field(default=None, max_length=64)
-    request_id: str | None = Field(default=None, max_length=128)
+    # As Back Market sent them, whatever their length (schema version 3).
+    error_code: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0  # consecutive failed attempts
     failed_hash: str | None = Field(default=None, max_length=16)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -253,7 +263,7 @@ class OrderLineAction(SQLModel, table=True):
     action: str = Field(max_length=16)  # "accept", "cancel" or "hold"
     status: str = Field(max_length=16)  # "confirmed", "failed" or "held"
     reason: str | None = Field(default=None, sa_column=Column(Text))
-    request_id: str | None = Field(default=None, max_length=128)
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -372,6 +382,15 @@ class Failure:
     # Only an explicit refusal counts toward quarantine.
     refused: bool = True
 
+    def __post_init__(self) -> None:
+        # What Back Market said may echo a secret (invariant 9): scrubbed before it is
+        # stored, printed or logged.
+        object.__setattr__(self, "message", scrub(self.message))
+        if self.code is not None:
+            object.__setattr__(self, "code", scrub(self.code))
+        if self.request_id is not None:
+            object.__setattr__(self, "request_id", scrub(self.request_id))
+
 
 # --- the store --------------------------------------------------------------------------------
 
@@ -450,7 +469,10 @@ class StateStore:
     def _migrate(self, conn: Any, version: int) -> None:
         """Bring an older schema up to date, in the transaction that checked its version."""
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
+            statements = MIGRATIONS[target]
+            if isinstance(statements, dict):
+                statements = statements.get(conn.dialect.name, ())
+            for statement in statements:
                 conn.execute(text(statement))
             conn.execute(sa_update(_SCHEMA).where(_SCHEMA.c.key == "schema_version")
                          .values(value=str(target)))
@@ -813,6 +835,8 @@ class StateStore:
         now = utcnow()
         rows = [{"store": store, "reason": None, "product_id": None, **r, "updated_at": now}
                 for r in records]
+        for row in rows:  # a reason is Back Market's text: it may echo a secret
+            row["reason"] = row["reason"] and scrub(row["reason"])
         with self._write() as conn:
             _upsert(conn, _PROPOSALS, rows, ("store", "ean"),
                     ["sku", "content_hash", "status", "reason", "product_id", "updated_at"])
@@ -959,8 +983,9 @@ class StateStore:
             if status == "failed":
                 attempts = 1 + (before.attempts if before and before.status == "failed" else 0)
             row = {"account": account, "orderline_id": orderline_id, "order_id": order_id,
-                   "sku": sku, "action": action, "status": status, "reason": reason,
-                   "request_id": request_id, "attempts": attempts, "updated_at": utcnow()}
+                   "sku": sku, "action": action, "status": status,
+                   "reason": reason and scrub(reason), "request_id": request_id and scrub(
+                       request_id), "attempts": attempts, "updated_at": utcnow()}
             _upsert(conn, _LINE_ACTIONS, [row], ("account", "orderline_id"),
                     [c for c in row if c not in ("account", "orderline_id")])
 
@@ -1061,7 +1086,8 @@ class StateStore:
         with self._write() as conn:
             conn.execute(sa_update(_RUNS).where(_RUNS.c.id == record_id).values(
                 finished_at=at or utcnow(), outcome=outcome,
-                counts=json.dumps(counts, sort_keys=True), message=message))
+                counts=json.dumps(counts, sort_keys=True),
+                message=message and scrub(message)))
 
     def last_success(self, store: str, kinds: Sequence[str]) -> datetime | None:
         """When the last run of one of these kinds that completed its work started."""
@@ -1109,8 +1135,10 @@ class StateStore:
             _SNAPSHOT.c.status == "failed").order_by(_SNAPSHOT.c.store, _SNAPSHOT.c.sku_key)
         if store is not None:
             query = query.where(_SNAPSHOT.c.store == store)
-        with self._read() as conn:
-            return [row._asdict() for row in conn.execute(query)]
+        with self._read() as conn:  # scrubbed again: rows written before the scrubbing
+            return [{**row._asdict(), "last_error": row.last_error and scrub(row.last_error),
+                     "error_code": row.error_code and scrub(row.error_code)}
+                    for row in conn.execute(query)]
 
     def stores(self) -> list[str]:
         if self.empty:

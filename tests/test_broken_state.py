@@ -23,6 +23,7 @@ from click.testing import Result
 from sqlalchemy import create_engine, text
 
 from syncer.emulator import EmulatorServer
+from syncer.state import SCHEMA_VERSION
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 
@@ -181,7 +182,8 @@ def test_a_state_from_a_newer_schema_stops_before_sending(
     with engine.begin() as conn:
         conn.execute(text("UPDATE schema_info SET value = '99' WHERE key = 'schema_version'"))
     engine.dispose()
-    message = "has schema version 99, newer than this syncer understands (2); upgrade"
+    message = (f"has schema version 99, newer than this syncer understands ({SCHEMA_VERSION}); "
+               "upgrade")
     assert_apply_sends_nothing(shop, message)
     assert_stops_clearly(shop.run("plan", code=None), message)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from syncer.cli import cli
 from syncer.config import StoreSettings, load_settings
 from syncer.errors import ConfigError
 from tests.conftest import TOKEN, write_config
+from tests.helpers import checked_emulator
 
 
 def test_toml_is_read_and_relative_paths_follow_the_file(tmp_path: Path) -> None:
@@ -97,3 +100,62 @@ def test_a_token_with_spaces_breaks_or_non_ascii_is_refused_without_showing_it(
     with pytest.raises(ConfigError, match="copy it again") as caught:
         settings.token(settings.store("fr"))
     assert bad not in str(caught.value)
+
+
+def test_tokens_in_dotenv_beside_the_config_work_from_any_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's way: tokens in ``.env`` beside ``syncer.toml``, under the default name
+    (SYNCER_TOKEN_FR) or the one token_env gives (BM_TOKEN), next to entries of other tools.
+    Every command reads them, run from the folder or from elsewhere with --config."""
+    for name in ("SYNCER_TOKEN_FR", "BM_TOKEN", "SYNCER_TEST_TOKEN", "SYNCER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    folder, elsewhere = tmp_path / "shop", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    with checked_emulator() as server:
+        config = write_config(folder, state_url="sqlite:///state/syncer.db",
+                              environment=server.base_url)
+        text = config.read_text(encoding="utf-8")
+        text = text.replace('token_env = "SYNCER_TEST_TOKEN"', "", 1)  # fr: SYNCER_TOKEN_FR
+        config.write_text(text.replace("SYNCER_TEST_TOKEN", "BM_TOKEN"), encoding="utf-8")
+        (folder / ".env").write_text(
+            f"SYNCER_TOKEN_FR={TOKEN}\nBM_TOKEN={TOKEN}\nOTHER_TOOL_URL=https://x.example\n"
+            "SYNCER_STATE_URL=sqlite:///state/from-dotenv.db\n", encoding="utf-8")
+        settings = load_settings(config)
+        assert [s.token_env for s in settings.stores] == ["SYNCER_TOKEN_FR", "BM_TOKEN"]
+        assert settings.state_url == "sqlite:///state/from-dotenv.db"  # .env still configures
+
+        for cwd, args in ((elsewhere, ["--config", str(config)]), (folder, [])):
+            monkeypatch.chdir(cwd)
+            for command in (["check"], ["status"]):
+                result = CliRunner().invoke(cli, [*args, *command])
+                assert result.exit_code == 0, (cwd, command, result.output, result.stderr)
+            assert "fr: OK" in CliRunner().invoke(cli, [*args, "check"]).stdout
+
+
+def test_a_store_name_longer_than_the_state_keeps_is_refused_naming_it(tmp_path: Path) -> None:
+    name = "shop-" + "x" * 60
+    config = write_config(tmp_path, state_url="sqlite:///a.db", stores=((name, "fr-fr"),))
+    with pytest.raises(ConfigError, match=f"store '{name}': the name has 65 characters, at "
+                                          "most 64"):
+        load_settings(config)
+
+
+def test_no_configuration_is_an_error_naming_where_it_looked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty folder is not "no stores, all is well": every command says what is missing
+    (one error line, exit 1), and an unknown store is an error for status and errors too."""
+    monkeypatch.delenv("SYNCER_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for command in (["status"], ["errors"], ["plan"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert result.stdout == ""
+        assert result.stderr == (f"error: no configuration: {tmp_path / 'syncer.toml'} not "
+                                 "found; run in the folder of your syncer.toml or pass "
+                                 "--config FILE\n"), command
+    write_config(tmp_path, state_url="sqlite:///state/syncer.db")
+    for command in ("status", "errors", "plan"):
+        result = CliRunner().invoke(cli, [command, "--store", "nope"])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.stderr == "error: no store named 'nope'; configured stores: fr, de\n"

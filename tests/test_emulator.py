@@ -582,6 +582,25 @@ def test_named_sku_is_always_rejected_and_left_unchanged(
     assert (after["quantity"], after["price"]) == (5, "100.00")
 
 
+def test_echo_auth_fault_answers_with_the_request_authorization_header(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"ECHO-1;{EAN};GOOD;5;100;12"])[0]
+    for bad in ({"echo_auth_skus": "ECHO-1"}, {"echo_auth_skus": [1]}, {"reject_code": ""}):
+        assert client.post("/_emulator/faults", json=bad).status_code == 400, bad
+    assert client.post("/_emulator/faults", json={"echo_auth_skus": ["echo-1"]}).status_code \
+        == 200
+    authorization = client.headers["authorization"]
+    response = client.post(f"/ws/listings/{listing['id']}", json={"quantity": 0})
+    assert response.status_code == 400
+    assert response.json().endswith(f"Authorization: {authorization}")
+    results = finish_task(client, clock, post_batch(client, ["ECHO-1;;;9;50;"]))["result"]
+    assert authorization in results["listings"][0]["errors"][0]["message"]
+    assert detail(client, "echo-1")["quantity"] == 5
+
+
 def test_dropped_connection_after_apply_really_applies_the_change(
     start: Start, connect: Connect, clock: FakeClock
 ) -> None:

@@ -15,7 +15,7 @@ from syncer.config import Settings, load_settings
 from syncer.diff import Change, ChangeLog
 from syncer.errors import StateError
 from syncer.planner import catalog_source, make_plan
-from syncer.state import Ack, StateStore
+from syncer.state import SCHEMA_VERSION, Ack, StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 
 
@@ -139,4 +139,4 @@ def test_older_state_schema_is_migrated_by_a_publishing_command(state_url: str) 
     with engine.connect() as conn:
         version = conn.execute(text("SELECT value FROM schema_info")).scalar()
     engine.dispose()
-    assert version == "2"
+    assert version == str(SCHEMA_VERSION)

@@ -2,10 +2,10 @@
 file or traceback, whatever the command and however the run ends.
 
 One shop goes through plan (every format, and a saved plan), apply (with offers Back Market
-refuses), errors, status, check, reconcile, an orders pull with its export files, a run that
-crashes deep inside, and runs against an API that rejects the token (401), all with JSON debug
-logs. Then every output, every row of every state table and every file of the shop's folder
-are searched for the token.
+refuses, one by a message that echoes the token back), errors, status, check, reconcile, an
+orders pull with its export files, a run that crashes deep inside, and runs against an API
+that rejects the token (401), all with JSON debug logs. Then every output, every row of every
+state table and every file of the shop's folder are searched for the token.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
 from click.testing import Result
 from sqlalchemy import create_engine, inspect, text
 
 import syncer.client
-from syncer import logs
+from syncer import logs, secrets
+from syncer.config import load_settings
 from syncer.emulator import EmulatorConfig, EmulatorServer
-from tests.conftest import TOKEN, catalog_row
+from syncer.errors import ConfigError, OfferError, StateError
+from tests.conftest import TOKEN, catalog_row, write_config
 from tests.helpers import Shop, checked_emulator
 
 # The token and a fragment of it: a token cut short (a clipped message) still leaks.
@@ -88,8 +91,9 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
                 extra="[limits]\nrate_block_seconds = 0.01\n")
     out = Transcript(shop)
     emulator.emulator.faults.reject_skus["C-3"] = "unknown product for this grade"
+    emulator.emulator.faults.echo_auth_skus.append("E-5")  # refused, quoting our token
     shop.catalog([catalog_row("A-1"), catalog_row("B-2"), catalog_row("C-3"),
-                  catalog_row("BAD", ean="123")])
+                  catalog_row("E-5"), catalog_row("BAD", ean="123")])
 
     for fmt in ("text", "markdown", "json"):
         out.run("plan", "--format", fmt, code=2)
@@ -167,3 +171,84 @@ def test_a_log_field_named_like_a_secret_is_redacted_whatever_logs_it() -> None:
         assert printed.count("<redacted>") == 4, printed
         assert_no_token(f"a {fmt} log line", printed)
     logs.configure("json", stream=io.StringIO())
+
+
+def test_a_token_echoed_back_by_back_market_is_redacted_everywhere(
+        tmp_path: Path, emulator: EmulatorServer, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy or WAF page that quotes the request's Authorization header in its refusal:
+    the token comes back inside Back Market's own message, on a batch row (a create) and on
+    a single-listing update (a stock change). It reaches no output, log, state row, report
+    or saved plan: only "<redacted>" does."""
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    shop = Shop(tmp_path, emulator, state_url)
+    out = Transcript(shop)
+    admin = httpx.post(emulator.base_url + "/_emulator/faults",
+                       json={"echo_auth_skus": ["B-2", "C-3"]})
+    assert admin.status_code == 200, admin.text
+    shop.catalog([catalog_row("A-1"), catalog_row("C-3")])
+    out.run("apply", code=3)  # C-3's create refused with the echo, on its batch row
+    emulator.emulator.faults.echo_auth_skus.remove("B-2")
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2"), catalog_row("C-3")])
+    out.run("apply", code=3)
+    emulator.emulator.faults.echo_auth_skus.append("B-2")
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2", stock="2"), catalog_row("C-3")])
+    out.run("apply", code=3)  # B-2's stock change refused with the echo, in real time
+    # Back Market did echo it: in a task's result (GET) and a single update's answer (POST)
+    echoed = {e.method for e in emulator.emulator.exchanges if TOKEN in str(e.response)}
+    assert echoed == {"GET", "POST"}, echoed
+    for fmt in ("text", "json", "csv"):
+        out.run("errors", "--format", fmt)
+    for fmt in ("text", "json"):
+        out.run("status", "--format", fmt)
+    for fmt in ("text", "markdown", "json"):
+        out.run("plan", "--format", fmt, code=2)
+    out.run("plan", "--format", "json", "--out", str(tmp_path / "saved-plan.json"), code=2)
+
+    errors_text = out.texts[[w for w, _ in out.texts].index("stdout of errors --format text")][1]
+    assert "B-2" in errors_text and "C-3" in errors_text
+    assert errors_text.count("Authorization: Basic <redacted>") == 4, errors_text  # 2 stores
+    for where, content in out.texts:
+        assert_no_token(where, content)
+    for table, row in state_rows(state_url):
+        assert_no_token(f"state table {table}", row)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert_no_token(str(path), path.read_bytes())
+
+
+def test_a_known_secret_is_scrubbed_from_log_values_and_error_messages() -> None:
+    """Wherever a secret sits in a log event (the message, a nested value, a traceback) or an
+    error's message, code or request id, it is replaced by "<redacted>"."""
+    secrets.register(TOKEN)
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+    try:
+        raise OfferError(f"refused: Authorization: Basic {TOKEN}", status=400,
+                         code=f"x-{TOKEN}", request_id=TOKEN)
+    except OfferError as exc:
+        error = exc
+        structlog.get_logger("syncer.test").error(
+            f"echo {TOKEN}", detail={"page": [f"Basic {TOKEN}"]}, error=exc, exc_info=True)
+    logs.configure("json", stream=io.StringIO())
+    printed = stream.getvalue()
+    assert "echo <redacted>" in printed and "Basic <redacted>" in printed
+    assert_no_token("a JSON log line", printed)
+    assert_no_token("an error", f"{error} {error.message} {error.code} {error.request_id}")
+    assert_no_token("a raised error", ConfigError(f"bad {TOKEN}").args[0])
+
+
+def test_database_passwords_of_the_settings_are_scrubbed_as_written_and_decoded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the settings makes their database passwords known: the state's and the
+    catalog's, as the URL writes them (percent-encoded) and as a driver would quote them."""
+    monkeypatch.setenv("SYNCER_CATALOG__URL", "postgresql://shop:cat%2Fpass-77@db/erp")
+    monkeypatch.setenv("SYNCER_CATALOG__TABLE", "offers")
+    config = write_config(tmp_path, state_url="postgresql://u:state-pass-88@db/state")
+    (tmp_path / "syncer.toml").write_text(
+        config.read_text(encoding="utf-8").replace('path = "catalog.csv"', ""),
+        encoding="utf-8")
+    load_settings(config)
+    for password in ("state-pass-88", "cat/pass-77", "cat%2Fpass-77"):
+        error = StateError(f"connection failed: password {password!r} refused")
+        assert password not in str(error) and "<redacted>" in str(error), error

@@ -159,3 +159,29 @@ def test_run_log_records_counts(state_url: str) -> None:
         state.finish_run(record, "ok", {"created": 2})
         [run] = state.runs("fr")
         assert (run["run_id"], run["outcome"], run["counts"]) == ("r1", "ok", {"created": 2})
+
+
+def test_schema_2_is_migrated_to_keep_long_error_codes(state_url: str) -> None:
+    """Schema version 3 stores error codes and request ids as text: a state made by version 2
+    (VARCHAR(64) and (128), enforced by PostgreSQL) is altered by the first publishing open."""
+    StateStore.open(state_url).close()
+    engine = create_engine(state_url)
+    with engine.begin() as conn:  # as version 2 left it
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE offer_snapshot ALTER COLUMN error_code TYPE "
+                              "VARCHAR(64)"))
+            conn.execute(text("ALTER TABLE offer_snapshot ALTER COLUMN request_id TYPE "
+                              "VARCHAR(128)"))
+            conn.execute(text("ALTER TABLE order_line_action ALTER COLUMN request_id TYPE "
+                              "VARCHAR(128)"))
+        conn.execute(text("UPDATE schema_info SET value = '2' WHERE key = 'schema_version'"))
+    code, request_id = "c" * 200, "r" * 300
+    with StateStore.open(state_url) as state:
+        state.record_failures("fr", [Failure("A", "refused", code=code, request_id=request_id)])
+        state.record_line_action("EU@x", 1, 1, "A", "accept", "failed", "refused", request_id)
+        assert [(f["error_code"], f["request_id"]) for f in state.failures("fr")] == [
+            (code, request_id)]
+        assert state.line_actions("EU@x", 1)[1]["request_id"] == request_id
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM schema_info")).scalar() == "3"
+    engine.dispose()
