@@ -28,6 +28,18 @@ HEADER = ("sku;product_id;ean;grade;stock;safety_stock;max_quantity;price_fr;pri
 
 
 @pytest.fixture(autouse=True)
+def _no_token_left_in_files(tmp_path: Path) -> Iterator[None]:
+    """Guarantee 8, on every test of the suite: no file a test leaves behind (state
+    databases, exports, reports, saved plans, logs) holds the token, except the `.env` files
+    where sellers put it."""
+    yield
+    needle = TOKEN.encode()
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != ".env" and path.stat().st_size < 64 * 2**20:
+            assert needle not in path.read_bytes(), f"the token is left in {path}"
+
+
+@pytest.fixture(autouse=True)
 def _quiet_logs() -> Iterator[None]:
     structlog.configure(
         processors=[structlog.processors.JSONRenderer()],

@@ -43,6 +43,8 @@ class Shop:
                                           *args])
         if code is not None:
             assert result.exit_code == code, (result.output, result.stderr, result.exception)
+        # Guarantee 8, on every command of the suite: the token is never printed.
+        assert TOKEN not in result.output + result.stderr, f"the token leaks from {args}"
         return result
 
     def plan_json(self, *args: str) -> dict:  # type: ignore[type-arg]
