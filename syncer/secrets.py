@@ -1,8 +1,9 @@
 """The secret values this process knows (API tokens, database passwords), and ``scrub``.
 
-Invariant 9 holds even when a server echoes a secret back (a proxy or WAF page that quotes
-the request's headers in its message): every text that enters a log, the state, a report
-or an exception goes through ``scrub``, which replaces each known secret by "<redacted>".
+The README's guarantee 8 holds even when a server echoes a secret back (a proxy or WAF
+page that quotes the request's headers in its message): every text that enters a log, the
+state, a report or an exception goes through ``scrub``, which replaces each known secret
+by "<redacted>".
 Settings register the values as they read them; nothing else holds them.
 """
 
