@@ -170,6 +170,14 @@ def test_a_log_field_named_like_a_secret_is_redacted_whatever_logs_it() -> None:
         assert "about to send" in printed and "fr" in printed
         assert printed.count("<redacted>") == 4, printed
         assert_no_token(f"a {fmt} log line", printed)
+        # A credential nobody registered (a password typed into a log call) is dropped by
+        # the name of its field.
+        stream = io.StringIO()
+        logs.configure(fmt, stream=stream)
+        structlog.get_logger("syncer.test").warning("connecting", password="hunter2-unknown",
+                                                    authorization="Bearer zz-unknown")
+        assert "hunter2-unknown" not in stream.getvalue()
+        assert "zz-unknown" not in stream.getvalue()
     logs.configure("json", stream=io.StringIO())
 
 
