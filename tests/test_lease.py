@@ -162,8 +162,12 @@ def lock_taken_at(url: str, timeout: float = 20.0) -> float:
     pytest.fail("the first run never took its lock")
 
 
-def test_two_applies_of_one_store_never_overlap_under_a_short_lease(
-        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", ["apply", "run"])
+def test_two_runs_of_one_store_never_overlap_under_a_short_lease(
+        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch,
+        command: str) -> None:
+    """`syncer apply`, and `syncer run` (what cron and the daemon run): the first renews its
+    lease while it sends; the second is refused (run: skips the store) meanwhile."""
     monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
     url = f"sqlite:///{tmp_path / 'state.db'}"
     shop = Shop(tmp_path, emulator, url, stores=(("fr", "fr-fr"),),  # type: ignore[arg-type]
@@ -171,18 +175,23 @@ def test_two_applies_of_one_store_never_overlap_under_a_short_lease(
                 api_extra="timeout_seconds = 1.2\nbackoff_cap_seconds = 0.1\n")
     shop.catalog([catalog_row(s) for s in OFFERS])
     shop.run("apply")
+    if command == "run":
+        engine = create_engine(url)
+        with engine.begin() as conn:  # as if no job had run yet: the offers job is due
+            conn.execute(text("DELETE FROM run_log"))
+        engine.dispose()
     shop.catalog([catalog_row(s, stock="2") for s in OFFERS])
     sent_before = len(emulator.emulator.exchanges)
     emulator.emulator.faults.share_slow = 1.0
     emulator.emulator.faults.slow_seconds = SLOW_SECONDS
 
-    first = start_apply(shop.config)
+    first = start_apply(shop.config, command)
     try:
         taken = lock_taken_at(url)
         # Past the lease: a lease that was not renewed in time has run out by now.
         time.sleep(max(0.0, taken + LEASE + 1.5 - time.monotonic()))
         assert first.poll() is None, "the first run had already ended: nothing overlapped"
-        second = start_apply(shop.config)
+        second = start_apply(shop.config, command)
         out, err = second.communicate(timeout=60)
         still_sending = first.poll() is None
         first_out, first_err = first.communicate(timeout=60)
@@ -191,52 +200,13 @@ def test_two_applies_of_one_store_never_overlap_under_a_short_lease(
             first.kill()
             first.wait()
     assert second.returncode == 1, (out, err)
-    assert "error: store 'fr' is locked by another run" in err
+    assert "error: store 'fr' is locked by another run" in err, (out, err)
+    if command == "run":
+        assert "(skipped)" in err, err
     assert still_sending, "the second run was refused only after the first had ended"
     assert first.returncode == 0, (first_out, first_err)
-    assert "Store fr: 0 created, 50 updated" in first_out
-    updates = Counter(e.path for e in emulator.emulator.exchanges[sent_before:]
-                      if e.method == "POST" and e.path.startswith("/ws/listings/"))
-    assert len(updates) == 50
-    assert set(updates.values()) == {1}, "an update was sent twice"
-
-
-def test_two_scheduled_runs_of_one_store_never_overlap_under_a_short_lease(
-        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same for `syncer run` (what cron and the daemon run): its publisher renews the
-    lease too, and a second run skips the store while the first is still sending."""
-    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    shop = Shop(tmp_path, emulator, url, stores=(("fr", "fr-fr"),),  # type: ignore[arg-type]
-                extra=f"[limits]\nlock_lease_seconds = {LEASE}\nrate_block_seconds = 0.1\n",
-                api_extra="timeout_seconds = 1.2\nbackoff_cap_seconds = 0.1\n")
-    shop.catalog([catalog_row(s) for s in OFFERS])
-    shop.run("apply")
-    engine = create_engine(url)
-    with engine.begin() as conn:  # as if no job had run yet: the offers job is due
-        conn.execute(text("DELETE FROM run_log"))
-    engine.dispose()
-    shop.catalog([catalog_row(s, stock="2") for s in OFFERS])
-    sent_before = len(emulator.emulator.exchanges)
-    emulator.emulator.faults.share_slow = 1.0
-    emulator.emulator.faults.slow_seconds = SLOW_SECONDS
-
-    first = start_apply(shop.config, "run")
-    try:
-        taken = lock_taken_at(url)
-        time.sleep(max(0.0, taken + LEASE + 1.5 - time.monotonic()))
-        assert first.poll() is None, "the first run had already ended: nothing overlapped"
-        second = start_apply(shop.config, "run")
-        out, err = second.communicate(timeout=60)
-        still_sending = first.poll() is None
-        first_out, first_err = first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-    assert "error: store 'fr' is locked by another run" in err and "(skipped)" in err, (out, err)
-    assert still_sending, "the second run was refused only after the first had ended"
-    assert first.returncode == 0, (first_out, first_err)
+    if command == "apply":
+        assert "Store fr: 0 created, 50 updated" in first_out
     updates = Counter(e.path for e in emulator.emulator.exchanges[sent_before:]
                       if e.method == "POST" and e.path.startswith("/ws/listings/"))
     assert len(updates) == 50
