@@ -1,6 +1,6 @@
 """The state database: snapshot of confirmed publications, run log, locks, batches in flight.
 
-SQLite by default (a file under ``state/``), PostgreSQL in production, through SQLModel.
+SQLite by default (a file under ``state/``), PostgreSQL in production, through SQLAlchemy Core.
 The snapshot moves only on a confirmed acknowledgement, offer by offer (invariant 2); a
 failure is recorded beside the last confirmed values, never over them. ``plan`` opens the
 state read-only and never creates it (invariant 1).
@@ -22,8 +22,15 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import (
     BigInteger,
+    Column,
+    DateTime,
     Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
     Text,
+    TypeDecorator,
     and_,
     case,
     create_engine,
@@ -35,10 +42,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
-from sqlmodel import Column, Field, SQLModel
 
 from syncer.config import lease_renew_every
 from syncer.crashpoints import crashpoint
@@ -74,253 +79,254 @@ def utcnow() -> datetime:
 
 # --- tables ----------------------------------------------------------------------------------
 
-class OfferSnapshot(SQLModel, table=True):
-    """Per store and SKU: the fields Back Market last confirmed, and the last failure."""
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every database: SQLite keeps no
+    offset, so what it gives back is read as UTC. A naive datetime is refused (a bug)."""
 
-    __tablename__ = "offer_snapshot"
-    store: str = Field(primary_key=True, max_length=64)
-    sku_key: str = Field(primary_key=True, max_length=128)
-    sku: str = Field(max_length=128)
-    listing_id: str | None = Field(default=None, max_length=64)
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} written to the state: use utcnow()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else _aware(value)
+
+
+def _column(name: str, kind: Any, *, key: bool = False, null: bool = False,
+            **options: Any) -> Column[Any]:
+    """A column that is NOT NULL unless ``null`` (primary keys never are)."""
+    return Column(name, kind, primary_key=key, nullable=null and not key, **options)
+
+
+def _text(name: str, length: int | None = None, **options: Any) -> Column[Any]:
+    return _column(name, Text if length is None else String(length), **options)
+
+
+def _when(name: str, **options: Any) -> Column[Any]:
+    return _column(name, UTCDateTime(), **options)
+
+
+def _stamp(name: str) -> Column[Any]:
+    return _when(name, default=utcnow)
+
+
+def _int(name: str, **options: Any) -> Column[Any]:
+    return _column(name, Integer, **options)
+
+
+# Declared with SQLAlchemy Core, as every query here is Core: tables as plain values cost a
+# command's start-up a fraction of what model classes do (issue 12, item 16).
+METADATA: Final = MetaData()
+
+# Per store and SKU: the fields Back Market last confirmed, and the last failure.
+_SNAPSHOT = Table(
+    "offer_snapshot", METADATA,
+    _text("store", 64, key=True),
+    _text("sku_key", 128, key=True),
+    _text("sku", 128),
+    _text("listing_id", 64, null=True),
     # Confirmed published fields (all None until the first confirmation).
-    product_id: str | None = Field(default=None, max_length=64)
-    ean: str | None = Field(default=None, max_length=16)
-    grade: str | None = Field(default=None, max_length=16)
-    quantity: int | None = None
-    price: str | None = Field(default=None, max_length=24)
-    currency: str | None = Field(default=None, max_length=3)
-    warranty_delay: int | None = None
-    comment: str | None = Field(default=None, sa_column=Column(Text))
-    min_price: str | None = Field(default=None, max_length=24)
-    max_price: str | None = Field(default=None, max_length=24)
-    deee: str | None = Field(default=None, max_length=24)
-    shipping: str | None = Field(default=None, sa_column=Column(Text))
-    content_hash: str | None = Field(default=None, max_length=16)
+    _text("product_id", 64, null=True),
+    _text("ean", 16, null=True),
+    _text("grade", 16, null=True),
+    _int("quantity", null=True),
+    _text("price", 24, null=True),
+    _text("currency", 3, null=True),
+    _int("warranty_delay", null=True),
+    _text("comment", null=True),
+    _text("min_price", 24, null=True),
+    _text("max_price", 24, null=True),
+    _text("deee", 24, null=True),
+    _text("shipping", null=True),
+    _text("content_hash", 16, null=True),
     # Hash of the catalog row (and mapping) the confirmed fields came from: a row with the same
     # hash next time is unchanged without being validated again. None: not known.
-    source_hash: int | None = Field(default=None, sa_column=Column(BigInteger))
+    _column("source_hash", BigInteger, null=True),
     # When the request Back Market confirmed was sent: a confirmation of an older request
     # never replaces it (a batch can settle after a newer real-time update).
-    confirmed_at: datetime | None = None
+    _when("confirmed_at", null=True),
     # "live" (confirmed as published) or "failed" (the last attempt failed).
-    status: str = Field(default="live", max_length=16)
-    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    _text("status", 16, default="live"),
+    _text("last_error", null=True),
     # As Back Market sent them, whatever their length (schema version 3).
-    error_code: str | None = Field(default=None, sa_column=Column(Text))
-    request_id: str | None = Field(default=None, sa_column=Column(Text))
-    attempts: int = 0  # consecutive failed attempts
-    failed_hash: str | None = Field(default=None, max_length=16)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-class StoreRevision(SQLModel, table=True):
-    """Bumped on every snapshot change: a saved plan records it to detect staleness."""
-
-    __tablename__ = "store_revision"
-    store: str = Field(primary_key=True, max_length=64)
-    revision: int = 0
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-class RunRecord(SQLModel, table=True):
-    __tablename__ = "run_log"
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: str = Field(index=True, max_length=64)
-    store: str = Field(index=True, max_length=64)
-    kind: str = Field(max_length=16)
-    started_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
-    outcome: str = Field(default="running", max_length=16)
-    counts: str = Field(default="{}", sa_column=Column(Text))
-    message: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class StoreLock(SQLModel, table=True):
-    __tablename__ = "store_lock"
-    store: str = Field(primary_key=True, max_length=64)
-    holder: str = Field(max_length=200)
-    acquired_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime
-
-
-class PendingBatch(SQLModel, table=True):
-    """A batch POST in flight. Written before sending: its outcome is checked, never guessed."""
-
-    __tablename__ = "pending_batch"
-    id: int | None = Field(default=None, primary_key=True)
-    store: str = Field(index=True, max_length=64)
-    task_id: int | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    # JSON: {sku_key: [sku, *published]} of every offer in the batch.
-    offers: str = Field(sa_column=Column(Text))
-
-
-class BudgetSpend(SQLModel, table=True):
-    """SKU lines sent on listing updates, per account: the hourly budget is a sliding sum."""
-
-    __tablename__ = "budget_ledger"
-    id: int | None = Field(default=None, primary_key=True)
-    account: str = Field(index=True, max_length=300)
-    spent_at: datetime = Field(index=True)
-    lines: int
-
-
-class QueuedOffer(SQLModel, table=True):
-    """A change that did not fit this run (the hourly budget): it goes first next run."""
-
-    __tablename__ = "offer_queue"
-    store: str = Field(primary_key=True, max_length=64)
-    sku_key: str = Field(primary_key=True, max_length=128)
-    sku: str = Field(max_length=128)
-    reason: str = Field(sa_column=Column(Text))
-    queued_at: datetime
-
-
-class ProductProposal(SQLModel, table=True):
-    """A product proposed to Back Market, per store (its country's content) and EAN."""
-
-    __tablename__ = "product_proposal"
-    store: str = Field(primary_key=True, max_length=64)
-    ean: str = Field(primary_key=True, max_length=16)
-    sku: str = Field(max_length=128)
-    content_hash: str = Field(max_length=16)
-    # "proposed" (waiting for review), "live" (validated) or "rejected".
-    status: str = Field(max_length=16)
-    reason: str | None = Field(default=None, sa_column=Column(Text))
-    product_id: str | None = Field(default=None, max_length=64)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-class CategoryCache(SQLModel, table=True):
-    """Back Market's category tree as last read, so that plans can check attributes."""
-
-    __tablename__ = "category_cache"
-    account: str = Field(primary_key=True, max_length=300)
-    tree: str = Field(sa_column=Column(Text))
-    fetched_at: datetime = Field(default_factory=utcnow)
-
-
-class RequestPace(SQLModel, table=True):
-    """When an account's last requests were sent (wall clock), so that the next run starts
-    within Back Market's per-10-seconds limit instead of bursting over it."""
-
-    __tablename__ = "request_pace"
-    account: str = Field(primary_key=True, max_length=300)
-    sent: str = Field(sa_column=Column(Text))  # JSON list of epoch seconds
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-class OrderRecord(SQLModel, table=True):
-    """An order as Back Market last showed it (a pull, or the answer to a change), per
-    account (order ids are Back Market's, unique on one platform)."""
-
-    __tablename__ = "order_record"
-    account: str = Field(primary_key=True, max_length=300)
-    order_id: int = Field(primary_key=True)
-    store: str = Field(index=True, max_length=64)  # the store that first pulled it
-    country_code: str = Field(max_length=8)
-    state: int
-    currency: str | None = Field(default=None, max_length=3)
-    price: str | None = Field(default=None, max_length=24)
-    shipping_price: str | None = Field(default=None, max_length=24)
-    date_creation: datetime | None = None
-    date_modification: datetime | None = None
-    date_payment: datetime | None = None
-    date_shipping: datetime | None = None
-    tracking_number: str | None = Field(default=None, max_length=200)
-    tracking_url: str | None = Field(default=None, sa_column=Column(Text))
-    shipper: str | None = Field(default=None, max_length=200)
-    content_hash: str = Field(max_length=16)  # of the order's canonical JSON
-    data: str = Field(sa_column=Column(Text))  # the order's JSON as Back Market sent it
-    pulled_at: datetime = Field(default_factory=utcnow)
-
-
-class OrderLineRecord(SQLModel, table=True):
-    __tablename__ = "order_line"
-    account: str = Field(primary_key=True, max_length=300)
-    orderline_id: int = Field(primary_key=True)
-    order_id: int = Field(index=True)
-    sku: str = Field(max_length=128)
-    quantity: int
-    price: str | None = Field(default=None, max_length=24)  # unit price
-    shipping_price: str | None = Field(default=None, max_length=24)
-    currency: str | None = Field(default=None, max_length=3)
-    state: int
-    product: str | None = Field(default=None, sa_column=Column(Text))
-    imei: str | None = Field(default=None, max_length=15)
-    serial_number: str | None = Field(default=None, max_length=50)
-
-
-class OrderLineAction(SQLModel, table=True):
-    """What the syncer did or decided about a paid line: accepted, cancelled, or held for
-    the seller (with the reason), and whether Back Market confirmed it."""
-
-    __tablename__ = "order_line_action"
-    account: str = Field(primary_key=True, max_length=300)
-    orderline_id: int = Field(primary_key=True)
-    order_id: int = Field(index=True)
-    sku: str = Field(max_length=128)
-    action: str = Field(max_length=16)  # "accept", "cancel" or "hold"
-    status: str = Field(max_length=16)  # "confirmed", "failed" or "held"
-    reason: str | None = Field(default=None, sa_column=Column(Text))
-    request_id: str | None = Field(default=None, sa_column=Column(Text))
-    attempts: int = 0
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-class OrderShipment(SQLModel, table=True):
-    """A shipment sent for an order. Once ``confirmed`` it is never sent again."""
-
-    __tablename__ = "order_shipment"
-    account: str = Field(primary_key=True, max_length=300)
-    order_id: int = Field(primary_key=True)
-    store: str = Field(max_length=64)
-    carrier: str = Field(max_length=200)  # the seller's name for it
-    shipper: str | None = Field(default=None, max_length=200)  # Back Market's value
-    tracking_number: str = Field(max_length=200)
-    tracking_url: str | None = Field(default=None, sa_column=Column(Text))
-    imei: str | None = Field(default=None, max_length=15)
-    serial_number: str | None = Field(default=None, max_length=50)
-    status: str = Field(max_length=16)  # "confirmed" or "failed"
-    error: str | None = Field(default=None, sa_column=Column(Text))
-    request_id: str | None = Field(default=None, max_length=128)
-    attempts: int = 0
-    confirmed_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-class OrderPull(SQLModel, table=True):
-    """Per store and scope: the latest ``date_modification`` a successful pull has seen."""
-
-    __tablename__ = "order_pull"
-    store: str = Field(primary_key=True, max_length=64)
-    scope: str = Field(primary_key=True, max_length=8)  # "store" or "all"
-    watermark: datetime | None = None
-    pulled_at: datetime = Field(default_factory=utcnow)
-
-
-class SchemaInfo(SQLModel, table=True):
-    __tablename__ = "schema_info"
-    key: str = Field(primary_key=True, max_length=64)
-    value: str = Field(max_length=200)
-
-
-_SNAPSHOT = OfferSnapshot.__table__  # type: ignore[attr-defined]
-_REVISION = StoreRevision.__table__  # type: ignore[attr-defined]
-_RUNS = RunRecord.__table__  # type: ignore[attr-defined]
-_LOCKS = StoreLock.__table__  # type: ignore[attr-defined]
-_BATCHES = PendingBatch.__table__  # type: ignore[attr-defined]
-_SCHEMA = SchemaInfo.__table__  # type: ignore[attr-defined]
-_LEDGER = BudgetSpend.__table__  # type: ignore[attr-defined]
-_QUEUE = QueuedOffer.__table__  # type: ignore[attr-defined]
-_PACE = RequestPace.__table__  # type: ignore[attr-defined]
-_PROPOSALS = ProductProposal.__table__  # type: ignore[attr-defined]
-_CATEGORIES = CategoryCache.__table__  # type: ignore[attr-defined]
-_ORDERS = OrderRecord.__table__  # type: ignore[attr-defined]
-_ORDER_LINES = OrderLineRecord.__table__  # type: ignore[attr-defined]
-_LINE_ACTIONS = OrderLineAction.__table__  # type: ignore[attr-defined]
-_SHIPMENTS = OrderShipment.__table__  # type: ignore[attr-defined]
-_ORDER_PULLS = OrderPull.__table__  # type: ignore[attr-defined]
+    _text("error_code", null=True),
+    _text("request_id", null=True),
+    _int("attempts", default=0),  # consecutive failed attempts
+    _text("failed_hash", 16, null=True),
+    _stamp("updated_at"),
+)
+# Bumped on every snapshot change: a saved plan records it to detect staleness.
+_REVISION = Table(
+    "store_revision", METADATA,
+    _text("store", 64, key=True),
+    _int("revision", default=0),
+    _stamp("updated_at"),
+)
+_RUNS = Table(
+    "run_log", METADATA,
+    _int("id", key=True),
+    _text("run_id", 64, index=True),
+    _text("store", 64, index=True),
+    _text("kind", 16),
+    _stamp("started_at"),
+    _when("finished_at", null=True),
+    _text("outcome", 16, default="running"),
+    _text("counts", null=True),
+    _text("message", null=True),
+)
+_LOCKS = Table(
+    "store_lock", METADATA,
+    _text("store", 64, key=True),
+    _text("holder", 200),
+    _stamp("acquired_at"),
+    _when("expires_at"),
+)
+# A batch POST in flight. Written before sending: its outcome is checked, never guessed.
+_BATCHES = Table(
+    "pending_batch", METADATA,
+    _int("id", key=True),
+    _text("store", 64, index=True),
+    _int("task_id", null=True),
+    _stamp("created_at"),
+    _text("offers", null=True),  # JSON: {sku_key: [sku, *published]} of every offer in the batch
+)
+# SKU lines sent on listing updates, per account: the hourly budget is a sliding sum.
+_LEDGER = Table(
+    "budget_ledger", METADATA,
+    _int("id", key=True),
+    _text("account", 300, index=True),
+    _when("spent_at", index=True),
+    _int("lines"),
+)
+# A change that did not fit this run (the hourly budget): it goes first next run.
+_QUEUE = Table(
+    "offer_queue", METADATA,
+    _text("store", 64, key=True),
+    _text("sku_key", 128, key=True),
+    _text("sku", 128),
+    _text("reason", null=True),
+    _when("queued_at"),
+)
+# A product proposed to Back Market, per store (its country's content) and EAN.
+_PROPOSALS = Table(
+    "product_proposal", METADATA,
+    _text("store", 64, key=True),
+    _text("ean", 16, key=True),
+    _text("sku", 128),
+    _text("content_hash", 16),
+    _text("status", 16),  # "proposed" (waiting for review), "live" (validated) or "rejected"
+    _text("reason", null=True),
+    _text("product_id", 64, null=True),
+    _stamp("updated_at"),
+)
+# Back Market's category tree as last read, so that plans can check attributes.
+_CATEGORIES = Table(
+    "category_cache", METADATA,
+    _text("account", 300, key=True),
+    _text("tree", null=True),
+    _stamp("fetched_at"),
+)
+# When an account's last requests were sent (wall clock), so that the next run starts within
+# Back Market's per-10-seconds limit instead of bursting over it.
+_PACE = Table(
+    "request_pace", METADATA,
+    _text("account", 300, key=True),
+    _text("sent", null=True),  # JSON list of epoch seconds
+    _stamp("updated_at"),
+)
+# An order as Back Market last showed it (a pull, or the answer to a change), per account
+# (order ids are Back Market's, unique on one platform).
+_ORDERS = Table(
+    "order_record", METADATA,
+    _text("account", 300, key=True),
+    _int("order_id", key=True),
+    _text("store", 64, index=True),  # the store that first pulled it
+    _text("country_code", 8),
+    _int("state"),
+    _text("currency", 3, null=True),
+    _text("price", 24, null=True),
+    _text("shipping_price", 24, null=True),
+    _when("date_creation", null=True),
+    _when("date_modification", null=True),
+    _when("date_payment", null=True),
+    _when("date_shipping", null=True),
+    _text("tracking_number", 200, null=True),
+    _text("tracking_url", null=True),
+    _text("shipper", 200, null=True),
+    _text("content_hash", 16),  # of the order's canonical JSON
+    _text("data", null=True),  # the order's JSON as Back Market sent it
+    _stamp("pulled_at"),
+)
+_ORDER_LINES = Table(
+    "order_line", METADATA,
+    _text("account", 300, key=True),
+    _int("orderline_id", key=True),
+    _int("order_id", index=True),
+    _text("sku", 128),
+    _int("quantity"),
+    _text("price", 24, null=True),  # unit price
+    _text("shipping_price", 24, null=True),
+    _text("currency", 3, null=True),
+    _int("state"),
+    _text("product", null=True),
+    _text("imei", 15, null=True),
+    _text("serial_number", 50, null=True),
+)
+# What the syncer did or decided about a paid line: accepted, cancelled, or held for the
+# seller (with the reason), and whether Back Market confirmed it.
+_LINE_ACTIONS = Table(
+    "order_line_action", METADATA,
+    _text("account", 300, key=True),
+    _int("orderline_id", key=True),
+    _int("order_id", index=True),
+    _text("sku", 128),
+    _text("action", 16),  # "accept", "cancel" or "hold"
+    _text("status", 16),  # "confirmed", "failed" or "held"
+    _text("reason", null=True),
+    _text("request_id", null=True),
+    _int("attempts", default=0),
+    _stamp("updated_at"),
+)
+# A shipment sent for an order. Once ``confirmed`` it is never sent again.
+_SHIPMENTS = Table(
+    "order_shipment", METADATA,
+    _text("account", 300, key=True),
+    _int("order_id", key=True),
+    _text("store", 64),
+    _text("carrier", 200),  # the seller's name for it
+    _text("shipper", 200, null=True),  # Back Market's value
+    _text("tracking_number", 200),
+    _text("tracking_url", null=True),
+    _text("imei", 15, null=True),
+    _text("serial_number", 50, null=True),
+    _text("status", 16),  # "confirmed" or "failed"
+    _text("error", null=True),
+    _text("request_id", 128, null=True),
+    _int("attempts", default=0),
+    _when("confirmed_at", null=True),
+    _stamp("updated_at"),
+)
+# Per store and scope: the latest ``date_modification`` a successful pull has seen.
+_ORDER_PULLS = Table(
+    "order_pull", METADATA,
+    _text("store", 64, key=True),
+    _text("scope", 8, key=True),  # "store" or "all"
+    _when("watermark", null=True),
+    _stamp("pulled_at"),
+)
+_SCHEMA = Table(
+    "schema_info", METADATA,
+    _text("key", 64, key=True),
+    _text("value", 200),
+)
 _TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _PROPOSALS,
            _CATEGORIES, _ORDERS, _ORDER_LINES, _LINE_ACTIONS, _SHIPMENTS, _ORDER_PULLS,
            _SCHEMA)
@@ -451,7 +457,7 @@ class StateStore:
         assert self.engine is not None
         self._check_schema()
         try:
-            SQLModel.metadata.create_all(self.engine, tables=list(_TABLES))
+            METADATA.create_all(self.engine, tables=list(_TABLES))
             with self.engine.begin() as conn:
                 found = conn.execute(select(_SCHEMA.c.value).where(
                     _SCHEMA.c.key == "schema_version")).scalar()
@@ -1391,9 +1397,13 @@ def _upsert(conn: Any, table: Any, rows: list[dict[str, Any]], keys: Sequence[st
             update: Iterable[str]) -> None:
     dialect = conn.dialect.name
     stmt: Any
+    # Each dialect is imported where it is used: the engine has loaded it already, and a
+    # command on SQLite does not pay for PostgreSQL's (issue 12, item 16).
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
         stmt = postgresql.insert(table)
     elif dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
         stmt = sqlite.insert(table)
     else:
         raise StateError(f"state databases on {dialect} are not supported; use SQLite or "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -185,3 +186,16 @@ def test_schema_2_is_migrated_to_keep_long_error_codes(state_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT value FROM schema_info")).scalar() == "3"
     engine.dispose()
+
+
+def test_times_come_back_aware_in_utc_and_a_naive_one_is_refused(state_url: str) -> None:
+    paris = timezone(timedelta(hours=1))
+    with StateStore.open(state_url) as state:
+        state.set_order_watermark("fr", "store", datetime(2026, 12, 4, 15, 0, tzinfo=paris))
+        found = state.order_watermark("fr", "store")
+        assert found == datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
+        assert found is not None and found.utcoffset() == timedelta(0)
+        # A naive time is a bug of ours: refused, not stored as if it were UTC.
+        with pytest.raises(StateError, match="naive datetime"):
+            state.set_order_watermark("fr", "store", datetime(2026, 12, 4, 16, 0))
+        assert state.order_watermark("fr", "store") == found
