@@ -313,6 +313,21 @@ def test_guozhi_cancel_a_paid_line(scene: Scene) -> None:
     assert scene.http.get(f"/ws/orders/{order_id}").json()["orderlines"][0]["state"] == 4
 
 
+def test_guozhi_refund_after_shipping_with_a_return_reason(scene: Scene) -> None:
+    """``refundAfterShipping``: ``{order_id, new_state: 6, sku, return_reason,
+    return_message}`` on a shipped line."""
+    order_id, sku = scene.order["order_id"], scene.skus[0]
+    guozhi_post_order(scene, {"order_id": order_id, "new_state": 2, "sku": sku})
+    guozhi_post_order(scene, {"order_id": order_id, "new_state": 3,
+                              "tracking_number": "FAKE-TRACK-0003", "shipper": "USPS"})
+    answer = guozhi_post_order(scene, {"order_id": order_id, "new_state": 6, "sku": sku,
+                                       "return_reason": 21,
+                                       "return_message": "Fake fixture: faulty on opening"})
+    assert answer.status_code == 200, answer.text
+    line = scene.http.get(f"/ws/orders/{order_id}").json()["orderlines"][0]
+    assert (line["state"], line["return_reason"]) == (6, 21)
+
+
 # --- ChrisForeman/backmarket-node ---------------------------------------------------------------
 
 def test_chris_bulk_catalog_with_trailing_delimiters_creates_and_updates(scene: Scene) -> None:
@@ -422,3 +437,4 @@ def test_naidoken_order_model_fields_are_all_in_an_orders_page(scene: Scene) -> 
                            "tracking_url": str, "orderlines": list, "country_code": str},
                  "GET /ws/orders results")
     assert_reads([o["shipping_address"] for o in results], ADDRESS_FIELDS, "shipping_address")
+
