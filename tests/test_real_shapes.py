@@ -394,21 +394,25 @@ class _TaskProxy(ThreadingHTTPServer):
     def emulator(self) -> Any:  # Shop.live reads listings through it
         return self.upstream.emulator
 
-    def real_result(self, result: dict[str, Any]) -> dict[str, Any]:
+    def real_result(self, task_id: int) -> dict[str, Any]:
+        """The recorded shape for the rows of this task, from what the emulator did (a row
+        whose SKU is live succeeded), whatever shape the emulator's own result has."""
         recorded = self.recorded["result"]
-        live = {sku_key(item["sku"]): item for item in self.upstream.emulator.listings(TOKEN)}
+        emulator = self.upstream.emulator
+        live = {sku_key(item["sku"]): item for item in emulator.listings(TOKEN)}
         success: dict[str, Any] = {}
         errors: dict[str, Any] = {}
-        for entry in result.get("listings", []):
-            sku = entry["sku"]
-            if entry["status"] in ("created", "updated"):
-                listing = live[sku_key(sku)]
-                success[sku] = {**copy.deepcopy(recorded["product_success"].get(sku, {})),
-                                "listing_id": listing["listing_id"],
-                                "backmarket_id": listing["backmarket_id"],
-                                "publication_state": 2 if listing["quantity"] > 0 else 3}
+        for row in emulator.batch_rows:
+            if row.task_id != task_id:
+                continue
+            listing = live.get(sku_key(row.sku))
+            if listing is not None:
+                success[row.sku] = {**copy.deepcopy(recorded["product_success"].get(row.sku, {})),
+                                    "listing_id": listing["listing_id"],
+                                    "backmarket_id": listing["backmarket_id"],
+                                    "publication_state": 2 if listing["quantity"] > 0 else 3}
             else:
-                errors[sku] = recorded["product_errors"][sku]
+                errors[row.sku] = recorded["product_errors"][row.sku]
         return {"product_success": success, "product_errors": errors}
 
 
@@ -429,7 +433,7 @@ class _TaskProxyHandler(BaseHTTPRequestHandler):
                 and response.status == 200:
             task = json.loads(data)
             if task.get("action_status") == 9:
-                task["result"] = self.server.real_result(task.get("result") or {})
+                task["result"] = self.server.real_result(int(task["task_id"]))
                 data = json.dumps(task).encode()
         self.send_response(response.status)
         for name, value in response.headers.items():

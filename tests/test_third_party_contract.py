@@ -16,10 +16,10 @@ Clients transcribed (repository, file, what was taken):
 - GuozhiTang/BackMarket_Merchant_API: backmarket_api/BackMarketAPI.php (headers; the
   ``en-us`` market on backmarket.com; ``getAllListings``, ``getOneListing``,
   ``updateOneListing``, ``getAllOrders``, ``getNewOrders``, ``validateOrderlines``,
-  ``shippingOrderlines``, ``refundOrCancellation``: paths, query strings built by hand, page
-  after page while ``next`` is not null, bodies without ``id``), testscripts/bm_listings.php
-  (the listing fields read, the ``state`` 0-4 legacy names, an update of
-  ``{"quantity": 93, "price": 39.99}``).
+  ``shippingOrderlines``, ``refundOrCancellation``, ``refundAfterShipping``: paths, query
+  strings built by hand, page after page while ``next`` is not null, bodies without ``id``),
+  testscripts/bm_listings.php (the listing fields read, the ``state`` 0-4 legacy names, an
+  update of ``{"quantity": 93, "price": 39.99}``).
 - naidoken/backmarket-api: models/order.js, models/address.js (the order and snake_case
   address fields it stores, ``shipper``/``tracking_*`` required).
 
@@ -185,8 +185,11 @@ def scene(request: pytest.FixtureRequest) -> Iterator[Scene]:
             as server, httpx.Client(base_url=server.base_url, headers=headers) as http:
         built = Scene(server, http, headers["Accept-Language"])
         grades = list(GRADE_STATE)
-        rows = [{"sku": f"FAKE-TP-{n:02d}", "ean": EANS[n % 3], "quantity": 3, "price": 150 + n,
-                 "grade": grades[n % 6], "warranty_delay": 12} for n in range(12)]
+        # One listing per product and grade: Back Market may reuse a listing of the same
+        # product and grade (issue 13 part 2), which this scene is not about.
+        rows = [{"sku": f"FAKE-TP-{n:02d}", "ean": EANS[n // 6], "quantity": 3,
+                 "price": 150 + n, "grade": grades[n % 6], "warranty_delay": 12}
+                for n in range(12)]
         answer = chris_bulk(built, rows)
         assert answer.status_code == 200, answer.text
         built.wait_task(answer.json()["bodymessage"])
@@ -330,19 +333,29 @@ def test_guozhi_refund_after_shipping_with_a_return_reason(scene: Scene) -> None
 
 # --- ChrisForeman/backmarket-node ---------------------------------------------------------------
 
-def test_chris_bulk_catalog_with_trailing_delimiters_creates_and_updates(scene: Scene) -> None:
-    """``updateListingBulk`` + ``getCatalogString``: rows lacking a column leave its cell
-    empty; an update row sends only ``quantity``."""
-    answer = chris_bulk(scene, [{"sku": scene.skus[1], "quantity": 7},
-                                {"sku": scene.skus[4], "price": 123.4}])
+def test_chris_bulk_catalog_with_trailing_delimiters_updates(scene: Scene) -> None:
+    """``updateListingBulk`` + ``getCatalogString``: sorted columns, every line ended by the
+    delimiter (an empty, nameless last column), values unquoted, numbers as JS prints them."""
+    answer = chris_bulk(scene, [{"sku": scene.skus[1], "quantity": 7, "price": 123.4},
+                                {"sku": scene.skus[4], "quantity": 5, "price": 99}])
     assert answer.status_code == 200, answer.text
     assert isinstance(answer.json()["bodymessage"], int)
     task = scene.wait_task(answer.json()["bodymessage"])
     assert task["action_status"] == 9, task
     one = scene.server.emulator.listing(TOKEN, scene.skus[1], scene.locale)
     four = scene.server.emulator.listing(TOKEN, scene.skus[4], scene.locale)
-    assert one is not None and one["quantity"] == 7
-    assert four is not None and four["price"] == "123.40" and four["quantity"] == 3
+    assert one is not None and (one["quantity"], one["price"]) == (7, "123.40")
+    assert four is not None and (four["quantity"], four["price"]) == (5, "99.00")
+
+
+def test_chris_bulk_rows_with_empty_cells_are_taken_as_a_task(scene: Scene) -> None:
+    """Rows that lack a column leave its cell empty. What Back Market does with an empty cell
+    is unknown (issue 13 part 3 documents the emulator's reading), so only this is pinned:
+    the batch is accepted and its task finishes."""
+    answer = chris_bulk(scene, [{"sku": scene.skus[1], "quantity": 7},
+                                {"sku": scene.skus[4], "price": 123.4}])
+    assert answer.status_code == 200, answer.text
+    assert scene.wait_task(answer.json()["bodymessage"])["action_status"] == 9
 
 
 @pytest.mark.xfail(strict=True, reason=PART1)
