@@ -5,9 +5,12 @@ observed (``reference/BACKMARKET.md``, "Observed in production integrations"; se
 beside them), not captures. A small HTTP server on loopback serves them as Back Market would
 (paging with ``page``/``page-size``, ``page_size`` ignored; orders of every country whatever
 the ``Accept-Language``) and the real commands run against it: ``syncer check``,
-``syncer reconcile``, ``syncer orders pull``. For the batch task, a proxy in front of the
-emulator rewrites only the task's ``result`` into the recorded shape, and ``syncer apply``
-runs through it.
+``syncer reconcile`` then ``syncer plan``, ``syncer orders pull``, ``accept`` and ``ship``.
+For the batch task, a proxy in front of the emulator rewrites only the task's ``result``
+into the recorded shape, and ``syncer apply`` then ``syncer errors`` run through it.
+
+Strict xfails name the part of issue 13 that fixes them, or say "found here" for a
+difference this file found that issue 13 does not list.
 """
 
 from __future__ import annotations
