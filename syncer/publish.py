@@ -129,6 +129,8 @@ class Publisher:
         self.on_task = on_task
         self.log = log.bind(store=store.name)
         self._unavailable = 0
+        # (new SKU, old SKU, listing ids) of the listings reused in the batch being settled
+        self._reused: list[tuple[str, str, set[str]]] = []
 
     # --- entry point ----------------------------------------------------------------------
     def apply(self, plan: StorePlan) -> PublishResult:
@@ -222,6 +224,13 @@ class Publisher:
             result.counts["in_flight"] += 1
             return None
         confirmed = entry.published if entry is not None else None
+        if confirmed is None and change.action == "zero":
+            # Its snapshot entry went since the plan was made (the old SKU of a listing Back
+            # Market reused, a listing reconciliation found gone): nothing to take offline,
+            # and a batch row would create or zero whatever holds the SKU now.
+            result.counts["already_published"] += 1
+            self.progress(1)
+            return None
         if confirmed is None:
             return ()
         fields = _changed(confirmed, change.target)
@@ -360,6 +369,7 @@ class Publisher:
             self.state.remove_batch(batch_id)
             return True
         lines = self._sent_lines(offers)
+        self._reused = []
         report = task_outcomes(task, lines)
         self.on_task(task, report)
         crashpoint("batch:before-acks")
@@ -404,6 +414,7 @@ class Publisher:
             failures += missing_late
         if failures:
             self.state.record_failures(self.store.name, failures)
+        self._retire(self._reused, offers, {sku_key(ack.sku) for ack in acks})
         self.state.remove_batch(batch_id)
         for ack in acks:
             change = by_key.get(sku_key(ack.sku))
@@ -473,9 +484,11 @@ class Publisher:
                 acks.append(Ack(sku, tuple(target), str(listing["id"]), source_hash))
             else:
                 left.append(key)
-        others = [self._listing_by_id(o.listing_id) for o in report.untied
-                  if o.ok and o.listing_id]
-        candidates = [listing for listing in others if listing is not None]
+        ids = dict.fromkeys(o.listing_id for o in report.untied if o.ok and o.listing_id)
+        others = [self._listing_by_id(listing_id) for listing_id in ids if listing_id] \
+            if left else []
+        candidates = list({str(listing["id"]): listing for listing in others
+                           if listing is not None}.values())
         matches = {key: [listing for listing in candidates
                          if listing_matches(listing, tuple(offers[key][2:]), self.store)]
                    for key in left} if candidates else {}
@@ -491,6 +504,22 @@ class Publisher:
                 missing.append(key)
         return acks, missing
 
+    def _retire(self, reused: Sequence[tuple[str, str, set[str]]], offers: Mapping[str, Any],
+                confirmed: set[str]) -> None:
+        """A listing Back Market reused now serves the new SKU: the old SKU's snapshot
+        entries that point at it (in this store and the stores sharing its quantity) are
+        forgotten, or a zero of the old SKU would take the new offer offline."""
+        for sku, shown, ids in reused:
+            key = sku_key(shown)
+            if key in offers or sku_key(sku) not in confirmed:
+                continue  # the old SKU is answered in this batch, or the new one not taken
+            for store in (self.store.name, *self.siblings):
+                entry = self.state.snapshot_entries(store, [key]).get(key)
+                if entry is not None and entry.listing_id in ids:
+                    self.state.forget(store, [shown])
+                    self.log.info("old SKU of a reused listing forgotten", store=store,
+                                  sku=shown, listing_id=entry.listing_id)
+
     def _listing_by_id(self, listing_id: str) -> dict[str, Any] | None:
         try:
             return self.client.get_listing(listing_id)
@@ -504,6 +533,8 @@ class Publisher:
         if sku_key(shown) == sku_key(sku):
             return
         number = listing.get("listing_id") or listing.get("id")
+        self._reused.append((sku, shown, {str(listing.get(name)) for name in ("id", "listing_id")
+                                          if listing.get(name) is not None}))
         note = f"Back Market reused listing {number} (SKU {shown}) for {sku}"
         result.notices.append(note)
         result.counts["reused"] += 1

@@ -10,6 +10,9 @@ Pure: the caller reads the live listings (paged) and the catalog. Differences ar
 - ``adopted``: a listing unknown to the snapshot (made by hand or by another tool) whose SKU is
   in the catalog: the snapshot takes it as it is live, so it is updated, never re-created.
 - ``unknown``: a listing unknown to the snapshot and to the catalog: reported, left alone.
+
+A listing whose SKU the snapshot does not know, but whose id it does, is the offer that
+holds that id: Back Market reused the listing for a new SKU and kept the old one on it.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
               not_offered: Mapping[str, str] | None = None) -> Reconciliation:
     result = Reconciliation(store, locale)
     seen: set[str] = set()
+    held: dict[str, str] | None = None  # listing id -> snapshot key, built when needed
     for listing in listings:
         result.checked += 1
         sku = str(listing.get("sku", ""))
@@ -133,6 +137,15 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
         seen.add(key)
         listing_id = None if listing.get("id") is None else str(listing["id"])
         entry = snapshot.get(key)
+        if entry is None and listing_id is not None:
+            # A listing Back Market reused for another SKU of ours keeps its old SKU: the
+            # snapshot knows it by its id.
+            if held is None:
+                held = {e.listing_id: k for k, e in snapshot.items()
+                        if e.listing_id and e.published is not None}
+            if (owner := held.get(listing_id)) is not None:
+                key, entry = owner, snapshot[owner]
+                seen.add(key)
         no_country = _money(listing.get("price")) in (None, "0.00") or \
             listing.get("publication_state") == 0
         if entry is None or entry.published is None:

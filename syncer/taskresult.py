@@ -141,6 +141,10 @@ def task_outcomes(task: Mapping[str, Any], lines: Sequence[SentLine]) -> TaskRep
                 m for m in (known.message, outcome.message) if m))
         elif known.ok and known.listing_id != outcome.listing_id:
             conflicts.add(key)  # two listings for one line: the listings decide
+        elif known.ok:
+            # A second success for one line answers another line too (a reused listing
+            # shows its old SKU): left to the lines the result leaves open.
+            report.untied.append(outcome)
     for key in conflicts:
         if report.outcomes[key].ok:
             report.untied.append(report.outcomes.pop(key))
