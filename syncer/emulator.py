@@ -683,6 +683,8 @@ class Emulator:
             raise ValueError("a product needs an EAN or a product id")
         if ean is not None and not _valid_ean(ean):
             raise ValueError(f"{ean!r} is not a valid EAN")
+        if family is not None and not isinstance(family, str):
+            raise ValueError("a product's family is a name (a string)")
         with self._lock:
             pid = str(uuid.UUID(product_id)) if product_id else product_id_for_ean(cast(str, ean))
             product = self._products.get(pid) or self._new_product(

@@ -827,3 +827,49 @@ def test_state_path_keeps_listings_tasks_and_ids_across_restart(
     assert third["listing_id"] == created[1]["listing_id"] + 1
     assert client.post("/_emulator/reset").status_code == 200
     assert client.get("/ws/listings").json()["count"] == 0
+
+
+# --- observed behaviour: reused listings, resolved products (issue 13) ----------------------
+
+
+def test_realistic_profile_reuses_a_listing_of_the_same_product_and_grade_keeping_its_sku(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start(realistic=True)
+    assert server.emulator.config.result_key == "row"
+    client = connect(server)
+    task = finish_task(client, clock, post_batch(client, [f"OLD-1;{EAN};GOOD;5;100;12"]))
+    old = in_row_order(task)[0]
+    task = finish_task(client, clock, post_batch(client, [
+        f"NEW-1;{EAN};GOOD;2;90;12", f"NEW-2;{EAN};FAIR;1;80;12"]))
+    reused, fresh = in_row_order(task)
+    assert (reused["sku"], reused["listing_id"], reused["id"]) == ("OLD-1", old["listing_id"],
+                                                                   old["id"])
+    assert fresh["sku"] == "NEW-2" and fresh["listing_id"] != old["listing_id"]
+    assert [(item["sku"], item["quantity"]) for item in server.emulator.listings(TOKEN)] == [
+        ("OLD-1", 2), ("NEW-2", 1)]
+    # The switch is a fault like the others: off, a new SKU is a new listing.
+    assert client.post("/_emulator/faults", json={"reuse_listings": "yes"}).status_code == 400
+    assert client.post("/_emulator/faults", json={"reuse_listings": False}).status_code == 200
+    task = finish_task(client, clock, post_batch(client, [f"NEW-3;{EAN};GOOD;1;70;12"]))
+    assert in_row_order(task)[0]["sku"] == "NEW-3"
+    assert len(server.emulator.listings(TOKEN)) == 3
+
+
+def test_a_product_of_a_model_family_is_resolved_to_the_familys_first_product(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    first, other = str(uuid.uuid4()), str(uuid.uuid4())
+    for pid in (first, other):
+        body = {"product_id": pid, "title": "iPhone 13", "family": "iphone-13"}
+        assert client.post("/_emulator/products", json=body).status_code == 200
+    header = "sku;product_id;grade;quantity;price;warranty_delay"
+    assert create(client, clock, [f"A-1;{other};GOOD;1;10;12"], header)[0]["product_id"] == other
+    assert client.post("/_emulator/faults", json={"resolve_products": True}).status_code == 200
+    created = create(client, clock, [f"B-1;{other};GOOD;1;10;12"], header)[0]
+    assert created["product_id"] == first
+    # A listing of the family's first product takes a row naming another of the family.
+    assert create(client, clock, [f"B-1;{other};GOOD;3;10;12"], header)[0]["status"] == \
+        "updated"
