@@ -568,7 +568,8 @@ class Publisher:
                                        "newer update, then not found", attempted=ack.published,
                                        refused=False))
             else:
-                seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published),
+                seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published,
+                                                  confirmed=True),
                                 str(listing["id"]), None))
         self.state.record_observed(self.store.name, seen)
         self.log.info("late batch confirmations read back from the listings", task_id=task_id,

@@ -100,9 +100,13 @@ class Reconciliation:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
-def observed(listing: Mapping[str, Any], locale: str, base: Published) -> Published:
+def observed(listing: Mapping[str, Any], locale: str, base: Published, *,
+             confirmed: bool = False) -> Published:
     """The published fields as a listing shows them for one country. What a listing does not
-    show (EAN, DEEE) and a product id the offer was not linked by are kept from ``base``."""
+    show (EAN, DEEE) and a product id the offer was not linked by are kept from ``base``; so
+    is the product id of a ``confirmed`` base: a listing's product never changes, and the one
+    it shows may be another of the model family Back Market resolved the sent one to (taking
+    it would make the catalog's row look like a change of product, refused every run)."""
     values = list(base)
     values[F["grade"]] = listing.get("grade")
     values[F["quantity"]] = listing.get("quantity")
@@ -113,7 +117,7 @@ def observed(listing: Mapping[str, Any], locale: str, base: Published) -> Publis
     values[F["min_price"]] = _money(listing.get("min_price"))
     if base[F["max_price"]] is not None:
         values[F["max_price"]] = _money(listing.get("max_price"))
-    if base[F["product_id"]] is not None:
+    if base[F["product_id"]] is not None and not confirmed:
         values[F["product_id"]] = listing.get("product_id")
     shipping = ";".join(
         f"{s.get('shipper')}|{_money(s.get('shipping_price'))}|{s.get('shipping_delay')}"
@@ -163,7 +167,7 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
                 result.missing.append(entry.sku)
                 result.drifts.append(Drift("missing", entry.sku, listing_id=listing_id))
             continue
-        live = observed(listing, locale, entry.published)
+        live = observed(listing, locale, entry.published, confirmed=True)
         if live != entry.published or (listing_id and listing_id != entry.listing_id):
             for name in VISIBLE:
                 old, new = entry.published[F[name]], live[F[name]]

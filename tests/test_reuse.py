@@ -100,7 +100,16 @@ def test_a_product_back_market_resolved_within_its_family_is_confirmed_once(
     assert shop.live("X-1", "fr-fr")["product_id"] == FAMILY_FIRST  # type: ignore[index]
     assert shop.plan_json()["changes"] == []
     shop.run("apply")
+    # Reconciliation sees the resolved product on the listing: not a product the row would
+    # change (a rejection that holds the offer back), not a change to send back.
+    shop.run("reconcile")
+    plan = shop.plan_json()
+    assert plan["changes"] == [] and plan["rejections"] == []
+    shop.run("apply")
     assert rows_sent(shop, "X-1") == 2  # once per store, never again
+    shop.catalog([catalog_row("X-1", ean="", product_id=FAMILY_OTHER, stock="2")])
+    shop.run("apply")
+    assert shop.live("X-1", "fr-fr")["quantity"] == 2  # type: ignore[index]
 
 
 class ShiftedRows(httpx.BaseTransport):
