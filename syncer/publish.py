@@ -458,7 +458,7 @@ class Publisher:
                 acks.append(Ack(sku, published, None if listing is None else str(listing["id"]),
                                 source_hash))
                 continue
-            if listing is None or not listing_matches(
+            if listing is None or _answers_another(listing, key, offers) or not listing_matches(
                     listing, published, self.store, products=(outcome.product_id,)):
                 absent.append(key)
                 continue
@@ -488,7 +488,8 @@ class Publisher:
         others = [self._listing_by_id(listing_id) for listing_id in ids if listing_id] \
             if left else []
         candidates = list({str(listing["id"]): listing for listing in others
-                           if listing is not None}.values())
+                           if listing is not None
+                           and not _answers_another(listing, "", offers)}.values())
         matches = {key: [listing for listing in candidates
                          if listing_matches(listing, tuple(offers[key][2:]), self.store)]
                    for key in left} if candidates else {}
@@ -668,6 +669,13 @@ class _Unavailable(Exception):
 
 class _Interrupted(Exception):
     pass
+
+
+def _answers_another(listing: Mapping[str, Any], key: str, offers: Mapping[str, Any]) -> bool:
+    """The listing shows the SKU of another line of the batch: it answers that line (two
+    lines alike, a row counted differently), whatever the values it shares with this one."""
+    shown = sku_key(str(listing.get("sku") or ""))
+    return shown != key and shown in offers
 
 
 def _changed(confirmed: Published, target: Published) -> tuple[str, ...]:

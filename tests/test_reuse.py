@@ -7,7 +7,6 @@ nothing Back Market did not do is ever confirmed."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,9 +140,9 @@ def test_a_success_tied_to_the_wrong_row_confirms_nothing_it_did_not_do(
     with checked_emulator(task_delay=0.0, sku_lines_per_hour=0, result_key="row") as server:
         shop = Shop(tmp_path, server, f"sqlite:///{tmp_path / 'state.db'}",
                     stores=(("fr", "fr-fr"),))
+        # Lines alike but for their SKU: a neighbour's listing carries what this line sent.
         skus = [f"R-{n}" for n in range(4)]
-        shop.catalog([catalog_row(sku, ean="", product_id=str(uuid.uuid4()), stock=str(n + 1))
-                      for n, sku in enumerate(skus)])
+        shop.catalog([catalog_row(sku, ean="", product_id=PRODUCT) for sku in skus])
         settings = load_settings(shop.config)
         fr = settings.store("fr")
         with httpx.Client(transport=ShiftedRows()) as http, \
