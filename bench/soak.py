@@ -221,7 +221,7 @@ def verify(server: EmulatorServer, catalog: Catalog) -> tuple[int, int]:
                     Decimal(live["price"]) != price or (live["comment"] or "") != comment:
                 lost += 1
     created = Counter(entry["sku"].casefold() for task in server.emulator.tasks(TOKEN)
-                      for entry in task["result"].get("listings", [])
+                      for entry in (task["result"].get("product_success") or {}).values()
                       if entry["status"] == "created")
     duplicates = sum(count - 1 for count in created.values() if count > 1)
     return lost, duplicates

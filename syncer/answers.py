@@ -92,6 +92,42 @@ class OrderPage(_Page):
     results: list[Order] = []
 
 
+class TaskEntry(_Answer):
+    """One entry of a batch task's result: what it carries ties it to the line it answers
+    (``syncer.taskresult``); none of it is required, its types are."""
+
+    sku: str | int | None = None
+    id: str | int | None = None
+    listing_id: int | str | None = None
+    product_id: str | int | None = None
+    backmarket_id: int | str | None = None
+    publication_state: int | None = None
+    grade: str | None = None
+    ean: str | int | None = None
+    row: int | str | None = None
+    status: str | None = None
+
+
+# An error entry may be an object, a bare message or a list of messages.
+ErrorEntry = TaskEntry | str | list[Any]
+
+
+class TaskResult(_Answer):
+    """``product_success`` and ``product_errors`` as Back Market answers (both objects, their
+    keys of unknown meaning); ``listings``, the shape this project first guessed."""
+
+    product_success: dict[str, TaskEntry] | list[TaskEntry] | None = None
+    product_errors: dict[str, ErrorEntry] | list[ErrorEntry] | None = None
+    listings: list[TaskEntry] | None = None
+
+
+class Task(_Answer):
+    task_id: int | None = None
+    action_status: int
+    last_action_error: str | None = None
+    result: TaskResult | list[TaskEntry] | str | None = None
+
+
 def checked(model: type[BaseModel], body: dict[str, Any], where: str) -> dict[str, Any]:
     """``body`` when it has the shape of ``model``; else an ApiError naming ``where`` (the
     method and path) and the first field that is wrong."""

@@ -271,7 +271,8 @@ def _print_results(results: list[PublishResult], fmt: str) -> None:
 def _result_dict(r: PublishResult) -> dict[str, Any]:
     return {"store": r.store, "outcome": r.outcome, "counts": r.counts, "stopped": r.stopped,
             "failures": [{"sku": f.sku, "error": f.message, "code": f.code,
-                          "request_id": f.request_id} for f in r.failures]}
+                          "request_id": f.request_id} for f in r.failures],
+            "notices": r.notices}
 
 
 def _result_line(r: PublishResult, prefix: str = "") -> str:
@@ -288,6 +289,7 @@ def _result_line(r: PublishResult, prefix: str = "") -> str:
         line += f", {c['queued']} queued for the next run (hourly budget)"
     line += f" ({c.get('requests', 0)} requests, {c.get('retries', 0)} retries)"
     lines = [line]
+    lines += [f"  NOTE {visible(notice)}" for notice in r.notices[:50]]
     for failure in r.failures[:50]:
         rid = f" [request {failure.request_id}]" if failure.request_id else ""
         lines.append(f"  FAILED {visible(failure.sku)}: {visible(failure.message)}{rid}")
@@ -640,11 +642,17 @@ def check(obj: Context, store: str | None) -> None:
 @click.option("--rate", type=int, default=200, show_default=True,
               help="Requests per 10 s per token before 429s (Back Market's limit).")
 @click.option("--seed", type=int, help="Seed of the fault generator.")
+@click.option("--realistic", is_flag=True,
+              help="Behave as production integrations observed where the spec is silent: "
+                   "listings of the same product and grade reused, products resolved within "
+                   "their model family, task results keyed by row.")
+@click.option("--result-key", type=click.Choice(["sku", "row"]),
+              help="What keys a task result's entries (default: row if --realistic, else sku).")
 def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_delay: float,
              budget: int, state_path: Path | None, reject_skus: tuple[str, ...],
              fault_429: float, fault_5xx: float, fault_drop: float, fault_slow: float,
              slow_seconds: float, fault_reject: float, waf_block: bool, rate: int,
-             seed: int | None) -> None:
+             seed: int | None, realistic: bool, result_key: str | None) -> None:
     """Serve a local emulator of the Back Market seller API (listings, tasks) over HTTP.
 
     It follows Back Market's published spec, limits and failures included; faults can also
@@ -662,7 +670,8 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
     config = EmulatorConfig(
         tokens=tokens or ("emulator-token",), platform=platform, task_delay=task_delay,
         sku_lines_per_hour=budget, requests_per_window=rate, faults=faults,
-        state_path=None if state_path is None else str(state_path))
+        state_path=None if state_path is None else str(state_path), realistic=realistic,
+        result_key=result_key)
     serve(config, host, port)
 
 

@@ -26,7 +26,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, SecretStr
 
-from syncer.answers import Listing, ListingPage, Order, OrderPage, checked
+from syncer.answers import Listing, ListingPage, Order, OrderPage, Task, checked
 from syncer.config import LOOPBACK_HOSTS
 from syncer.errors import (
     ApiError,
@@ -40,6 +40,10 @@ from syncer.errors import (
 )
 from syncer.limits import ApiLimits
 from syncer.offers import sku_key
+from syncer.taskresult import SentLine, TaskOutcome, TaskReport, task_outcomes
+
+__all__ = ["BackMarketClient", "SentLine", "TaskOutcome", "TaskReport", "batch_csv",
+           "classify", "task_outcomes"]
 
 log = structlog.get_logger("syncer.client")
 
@@ -61,16 +65,6 @@ class ClientStats:
     server_errors: int = 0
     transport_errors: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOutcome:
-    """What a batch task says about one SKU."""
-
-    sku: str
-    ok: bool
-    listing_id: str | None = None
-    message: str | None = None
 
 
 class BackMarketClient:
@@ -245,7 +239,9 @@ class BackMarketClient:
         return task
 
     def get_task(self, task_id: int) -> dict[str, Any]:
-        return self._json("GET", f"/ws/tasks/{task_id}")
+        """The task, its ``result`` checked for the shapes ``syncer.taskresult`` reads: a
+        malformed one is one ApiError naming the field."""
+        return checked(Task, self._json("GET", f"/ws/tasks/{task_id}"), "GET /ws/tasks/{id}")
 
     def wait_task(self, task_id: int, *, poll_seconds: float, timeout_seconds: float,
                   clock: Callable[[], float] = time.monotonic,
@@ -506,50 +502,3 @@ def batch_csv(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> str:
     for row in rows:
         writer.writerow([row.get(column, "") for column in columns])
     return out.getvalue()
-
-
-def task_outcomes(task: Mapping[str, Any]) -> dict[str, TaskOutcome]:
-    """Per-SKU outcomes of a finished task, keyed by case-folded SKU.
-
-    The spec leaves ``result`` open ("depends on the task action"); this reads a list of
-    per-SKU entries, either bare or under ``listings``, or a mapping keyed by SKU."""
-    result = task.get("result")
-    entries: list[Any] = []
-    if isinstance(result, dict) and isinstance(result.get("listings"), list):
-        entries = result["listings"]
-    elif isinstance(result, list):
-        entries = result
-    elif isinstance(result, dict):
-        entries = [{"sku": sku, **value} if isinstance(value, dict) else
-                   {"sku": sku, "status": value} for sku, value in result.items()]
-    outcomes: dict[str, TaskOutcome] = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or not entry.get("sku"):
-            continue
-        sku = str(entry["sku"])
-        status = str(entry.get("status", "")).lower()
-        errors = entry.get("errors") or entry.get("error") or []
-        ok = status in ("created", "updated", "success", "ok", "done") and not errors
-        message = None
-        if not ok:
-            message = _join_errors(errors) or f"rejected by Back Market ({status or 'no status'})"
-        listing_id = entry.get("id") or entry.get("listing_id")
-        outcomes[sku_key(sku)] = TaskOutcome(
-            sku, ok, None if listing_id is None else str(listing_id), message)
-    return outcomes
-
-
-def _join_errors(errors: Any) -> str:
-    if isinstance(errors, str):
-        return errors
-    if isinstance(errors, list):
-        parts = []
-        for error in errors:
-            if isinstance(error, dict):
-                field_name = error.get("field")
-                text = str(error.get("message", error))
-                parts.append(f"{field_name}: {text}" if field_name else text)
-            else:
-                parts.append(str(error))
-        return "; ".join(parts)
-    return str(errors)

@@ -10,13 +10,26 @@ slow answers, dropped connections, WAF blocks, per-SKU rejections).
     EmulatorServer    the same behind a real HTTP server (tests and demos use a loopback port)
     serve()           a blocking server for ``syncer emulator``
 
-A finished batch task's ``result`` is ``{"listings": [entry, ...]}`` in catalog row order, each
-entry ``{"sku": str | None, "status": "created" | "updated" | "error", "id": uuid | None,
-"listing_id": int | None, "errors": [{"field": str | None, "message": str}]}``; a row in error
-changes nothing. A catalog that cannot be read at all fails the task (``action_status`` 8,
-``last_action_error`` says why). ``Faults.unreported_skus`` leaves chosen rows out of it.
-``Emulator.batch_rows`` lists every batch row received, which task results cannot show (a row
-sent again for an existing SKU is answered "updated").
+A finished batch task's ``result`` has Back Market's observed shape (``BACKMARKET.md``,
+"Observed in production integrations"): ``{"product_success": {key: entry},
+"product_errors": {key: entry}}``, two objects whose keys are the rows' SKUs
+(``EmulatorConfig.result_key = "sku"``, the default; a row without a SKU is keyed by its row)
+or their row numbers (``"row"``: "1" is the first data row), as the meaning of the real keys
+is not known. A success entry is the listing the row created or updated: ``{"sku", "id"
+(uuid), "listing_id" (int), "backmarket_id", "product_id", "publication_state", "status"}``
+(``sku`` is the listing's, which is not the row's when a listing was reused); an error entry
+``{"sku": str | None, "code": str, "message": str}``, the message joining each problem
+("field: what"). A row in error changes nothing. A catalog that cannot be read at all fails
+the task (``action_status`` 8, ``last_action_error`` says why). ``Faults.unreported_skus``
+leaves chosen rows out of it. ``Emulator.batch_rows`` lists every batch row received, which
+task results cannot show (a row sent again for an existing SKU is answered "updated").
+
+Where production integrations saw Back Market do more than the spec says, a switch does it:
+``Faults.reuse_listings`` (a new SKU for a product and grade the seller already has a listing
+of goes onto that listing, which keeps its old SKU) and ``Faults.resolve_products`` (a product
+of a model family, see ``add_product(family=)``, is resolved to the family's first product).
+``EmulatorConfig(realistic=True)`` (``syncer emulator --realistic``) turns both on and keys
+task results by row: the profile to rehearse against what sellers' integrations really see.
 
 Endpoints under ``/_emulator/`` are not Back Market's and need no authentication:
 ``GET listings?token=``, ``GET|POST faults`` (JSON merged into ``Faults``), ``POST sell``
@@ -226,10 +239,17 @@ class Faults:
     # for its whole length, unlike share_5xx's mix of 500, 502 and 503)
     outage: bool = False
     fail_tasks: bool = False  # batch tasks end failed (action_status 8, last_action_error)
+    # A batch row creating a SKU for a product and grade the seller already has a listing of
+    # updates that listing instead, which keeps its old SKU (as production integrators report)
+    reuse_listings: bool = False
+    # A product of a model family (add_product(family=)) is resolved to the family's first
+    # product: listings are created for that one
+    resolve_products: bool = False
     seed: int | None = None
 
 
 UNREPORTED: Final = ("applied", "skipped")  # what happens to a row left out of a task result
+RESULT_KEYS: Final = ("sku", "row")
 
 
 def _copy_faults(faults: Faults) -> Faults:
@@ -263,8 +283,18 @@ class EmulatorConfig:
     state_path: str | None = None  # SQLite file keeping the model across restarts
     # Injectable for tests: rate window, hourly budget and task delay all read this clock.
     clock: Callable[[], float] = field(default=time.monotonic)
+    # What keys a task result's entries: "sku" or "row" (None: "row" if realistic, else "sku")
+    result_key: str | None = None
+    # Behave as production integrations observed: reuse_listings and resolve_products on,
+    # task results keyed by row.
+    realistic: bool = False
 
     def __post_init__(self) -> None:
+        if self.result_key is None:
+            self.result_key = "row" if self.realistic else "sku"
+        if self.result_key not in RESULT_KEYS:
+            raise ValueError(f"result_key must be one of {', '.join(RESULT_KEYS)}: "
+                             f"{self.result_key!r}")
         if self.platform not in PLATFORMS:
             raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}: {self.platform!r}")
         if not self.tokens:
@@ -427,6 +457,7 @@ class _Product:
     proposed_at: float | None = None
     proposer: str | None = None  # the seller's token, the only one who may update it
     content: dict[str, str] = field(default_factory=dict)
+    family: str | None = None  # model family: Back Market may resolve it to another of it
 
 
 @dataclass
@@ -567,6 +598,8 @@ class Emulator:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.faults = _copy_faults(config.faults)
+        if config.realistic:
+            self.faults.reuse_listings = self.faults.resolve_products = True
         self.exchanges: list[Exchange] = []
         # Every batch row Back Market received (its POST processed, whatever was answered), in
         # order: what shows a row sent twice, which the task results hide (a row sent again
@@ -641,13 +674,17 @@ class Emulator:
             self._flush()
 
     def add_product(
-        self, *, ean: str | None = None, product_id: str | None = None, title: str | None = None
+        self, *, ean: str | None = None, product_id: str | None = None, title: str | None = None,
+        family: str | None = None,
     ) -> dict[str, Any]:
-        """Make a product known (needed when ``auto_products`` is off)."""
+        """Make a product known (needed when ``auto_products`` is off), of a model ``family``
+        if given (``Faults.resolve_products`` resolves it to the family's first product)."""
         if ean is None and product_id is None:
             raise ValueError("a product needs an EAN or a product id")
         if ean is not None and not _valid_ean(ean):
             raise ValueError(f"{ean!r} is not a valid EAN")
+        if family is not None and not isinstance(family, str):
+            raise ValueError("a product's family is a name (a string)")
         with self._lock:
             pid = str(uuid.UUID(product_id)) if product_id else product_id_for_ean(cast(str, ean))
             product = self._products.get(pid) or self._new_product(
@@ -655,7 +692,9 @@ class Emulator:
             )
             if title:
                 product.title = title
-                self._dirty_products.add(pid)
+            if family:
+                product.family = family
+            self._dirty_products.add(pid)
             self._flush()
             return asdict(product)
 
@@ -1235,7 +1274,8 @@ class Emulator:
                 ):
                     raise call.bad_request(
                         f"unreported_skus must map SKUs to one of: {', '.join(UNREPORTED)}")
-            elif name in ("waf_block", "outage", "fail_tasks"):
+            elif name in ("waf_block", "outage", "fail_tasks", "reuse_listings",
+                          "resolve_products"):
                 if not isinstance(value, bool):
                     raise call.bad_request(f"{name} must be true or false")
             elif name == "seed":
@@ -1271,7 +1311,8 @@ class Emulator:
             return Reply(
                 200,
                 self.add_product(
-                    ean=body.get("ean"), product_id=body.get("product_id"), title=body.get("title")
+                    ean=body.get("ean"), product_id=body.get("product_id"), title=body.get("title"),
+                    family=body.get("family"),
                 ),
             )
         except ValueError as exc:
@@ -1554,6 +1595,16 @@ class Emulator:
         return messages
 
     def _resolve_product(self, cells: Mapping[str, str], changes: _Changes) -> _Product | None:
+        """The product a batch row's listing is for: the one it names, or with
+        ``resolve_products`` the first product of that one's model family."""
+        product = self._named_product(cells, changes)
+        if product is None or product.family is None or not self.faults.resolve_products:
+            return product
+        return min((p for p in self._products.values()
+                    if p.family == product.family and p.status == "validated"),
+                   key=lambda p: p.backmarket_id, default=product)
+
+    def _named_product(self, cells: Mapping[str, str], changes: _Changes) -> _Product | None:
         """The product a batch row names: product_id wins over backmarket_id, then ean."""
         auto = self.config.auto_products
         if "product_id" in cells:
@@ -1722,48 +1773,62 @@ class Emulator:
             return
         seller = self._seller(task.token)
         unreported = {sku_key(sku): how for sku, how in self.faults.unreported_skus.items()}
-        results = []
-        for cells, problem in rows:
+        success: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for row, (cells, problem) in enumerate(rows, start=1):
             how = unreported.get(sku_key(cells.get("sku", "")))
             if how == "skipped":
                 continue
-            entry = self._process_row(seller, task, cells, problem)
+            ok, entry = self._process_row(seller, task, cells, problem)
             if how is None:
-                results.append(entry)
-        task.action_status, task.result = 9, {"listings": results}
+                sku = cells.get("sku", "").strip()
+                key = sku if self.config.result_key == "sku" and sku else str(row)
+                (success if ok else errors)[key] = entry
+        task.action_status = 9
+        task.result = {"product_success": success, "product_errors": errors}
 
     def _process_row(
         self, seller: _Seller, task: _Task, cells: dict[str, str], problem: str | None
-    ) -> dict[str, Any]:
-        """One catalog row: create the listing, or update the one with this SKU."""
+    ) -> tuple[bool, dict[str, Any]]:
+        """One catalog row: create the listing, or update the one with this SKU (or, with
+        ``reuse_listings``, the one of its product and grade). Returns whether it succeeded
+        and its entry of the task result."""
         sku = cells.get("sku", "").strip()
         existing = seller.by_sku(sku) if sku else None
-        entry: dict[str, Any] = {
-            "sku": sku or None,
-            "status": "error",
-            "id": existing.id if existing else None,
-            "listing_id": existing.listing_id if existing else None,
-            "errors": [],
-        }
 
-        def fail(errors: list[tuple[str | None, str]]) -> dict[str, Any]:
-            entry["errors"] = [{"field": name, "message": message} for name, message in errors]
+        def fail(errors: list[tuple[str | None, str]],
+                 code: str = "invalid_field") -> tuple[bool, dict[str, Any]]:
             if changes is not None and changes.proposed_new and changes.proposed is not None:
                 self._forget_product(changes.proposed)  # the row failed: nothing proposed
-            return entry
+            message = "; ".join(f"{name}: {text}" if name else text for name, text in errors)
+            return False, {"sku": sku or None, "code": code, "message": message}
+
+        def success(listing: _Listing, status: str) -> tuple[bool, dict[str, Any]]:
+            product = self._products[listing.product_id]
+            return True, {"sku": listing.sku, "id": listing.id, "listing_id": listing.listing_id,
+                          "backmarket_id": product.backmarket_id,
+                          "product_id": listing.product_id,
+                          "publication_state": self._publication_state(listing, task.locale),
+                          "status": status}
 
         changes: _Changes | None = None
 
         if problem:
-            return fail([(None, problem)])
+            return fail([(None, problem)], "invalid_row")
         if not sku:
             return fail([("sku", "sku is required")])
         rejection = self._rejection(sku, f"Basic {task.token}")
         if rejection:
-            return fail([(None, rejection)])
+            return fail([(None, rejection)], "listing_rejected")
         market = existing.markets.get(task.locale) if existing else None
         changes = self._parse_changes(cells, task.locale, market)
         product = self._resolve_product(cells, changes)
+        if existing is None and product is not None and self.faults.reuse_listings:
+            existing = self._same_slot(seller, product.product_id, changes.grade)
+            if existing is not None:  # the row's values go onto it, against its own market
+                changes = replace(self._parse_changes(cells, task.locale,
+                                                      existing.markets.get(task.locale)),
+                                  proposed=changes.proposed)
         if existing is not None:
             if product is not None and product.product_id != existing.product_id:
                 changes.error(
@@ -1775,9 +1840,7 @@ class Emulator:
                 return fail(changes.errors)
             self._apply(existing, task.locale, changes)
             self._touch(task.token, existing)
-            entry["status"] = "updated"
-            _note_product(entry, changes)
-            return entry
+            return success(existing, "updated")
         product_fields = ("product_id", "backmarket_id", "ean")
         if product is None and not changes.proposal_refused \
                 and not any(name in product_fields for name, _ in changes.errors):
@@ -1804,11 +1867,16 @@ class Emulator:
         listing.markets[task.locale].warranty_delay = listing.warranty_delay
         seller.add(listing)
         self._touch(task.token, listing)
-        entry.update(status="created", id=listing.id, listing_id=listing.listing_id)
-        _note_product(entry, changes)
         if changes.proposed is not None:
             changes.proposed.proposer = task.token
-        return entry
+        return success(listing, "created")
+
+    def _same_slot(self, seller: _Seller, product_id: str, grade: str | None) -> _Listing | None:
+        """The seller's listing of this product and grade, which Back Market reuses."""
+        if grade is None:
+            return None
+        return next((listing for listing in seller.listings.values()
+                     if listing.product_id == product_id and listing.grade == grade), None)
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -1915,14 +1983,6 @@ def _money(value: object, name: str, changes: _Changes, *, positive: bool) -> st
         changes.error(name, f"{name} has more than 2 decimals: {value!r}")
         return None
     return f"{amount.quantize(CENT):f}"
-
-
-def _note_product(entry: dict[str, Any], changes: _Changes) -> None:
-    """A row that proposed (or updated a proposal for) a product says what became of it."""
-    product = changes.proposed
-    if product is not None:
-        entry["product"] = {"ean": product.ean, "product_id": product.product_id,
-                            "status": product.status}
 
 
 def _valid_ean(code: str) -> bool:
@@ -2193,6 +2253,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task-delay", type=float, default=2.0)
     parser.add_argument("--warranty-min", type=int, default=6)
     parser.add_argument("--state", help="SQLite file keeping the model across restarts")
+    parser.add_argument("--realistic", action="store_true",
+                        help="behave as production integrations observed (module docstring)")
     args = parser.parse_args(argv)
     config = EmulatorConfig(
         tokens=tuple(args.token or ("emulator-token",)),
@@ -2200,6 +2262,7 @@ def main(argv: list[str] | None = None) -> None:
         task_delay=args.task_delay,
         warranty_min=args.warranty_min,
         state_path=args.state,
+        realistic=args.realistic,
     )
     serve(config, args.host, args.port)
 

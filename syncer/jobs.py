@@ -31,6 +31,7 @@ from syncer.planner import catalog_offers, siblings
 from syncer.publish import Publisher, PublishResult
 from syncer.reconcile import Reconciliation, reconcile
 from syncer.state import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
+from syncer.taskresult import TaskReport
 
 log = structlog.get_logger("syncer.jobs")
 
@@ -147,7 +148,8 @@ class JobContext:
 
 def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClient, *,
                   lane: bool = False, extra_columns: Mapping[str, Mapping[str, str]] | None = None,
-                  on_task: Callable[[dict[str, Any]], None] = lambda _task: None) -> Publisher:
+                  on_task: Callable[[dict[str, Any], TaskReport], None] =
+                  lambda _task, _report: None) -> Publisher:
     """A publisher for one store, with its account's hourly budget (or the stock lane's share
     of it), its lock lease, and the command's progress display and stop signal."""
     settings = ctx.settings

@@ -28,8 +28,9 @@ from syncer.catalog import CatalogSource
 from syncer.config import Settings, StoreSettings
 from syncer.diff import Change, _changes
 from syncer.mapping import StoreMapping, compile_mapping, load_profile
-from syncer.offers import Offer, Rejection, sku_key
+from syncer.offers import Offer, Rejection
 from syncer.state import StateStore
+from syncer.taskresult import TaskOutcome, TaskReport
 from syncer.validation import BadValue, Validator, parse_amount, parse_count
 
 log = structlog.get_logger("syncer.products")
@@ -345,9 +346,10 @@ def publish_products(ctx: Any, store: StoreSettings, catalog: CatalogSource) -> 
                         "create" if before is None else "update", store.name, c.offer.sku,
                         c.offer.published(), _changes(before, c.offer.published()),
                         row=c.offer.row))
-                outcomes: list[dict[str, Any]] = []
-                publisher = publisher_for(ctx, store, client, extra_columns=extra,
-                                          on_task=outcomes.append)
+                outcomes: list[TaskReport] = []
+                publisher = publisher_for(
+                    ctx, store, client, extra_columns=extra,
+                    on_task=lambda _task, report: outcomes.append(report))
                 result = publisher.publish_batch(changes)
                 _record_outcomes(state, store, by_key, outcomes, counts)
                 counts["failed_offers"] = result.counts["failed"]
@@ -378,27 +380,36 @@ def _review_pending(state: StateStore, store: StoreSettings, client: Any) -> int
 
 
 def _record_outcomes(state: StateStore, store: StoreSettings,
-                     by_key: Mapping[str, ProductChange], tasks: Sequence[dict[str, Any]],
+                     by_key: Mapping[str, ProductChange], reports: Sequence[TaskReport],
                      counts: dict[str, int]) -> None:
+    """What the batch tasks said of each proposal, recorded once: refused (with Back
+    Market's text, not proposed again until its content changes), or accepted (live, or
+    waiting for review while its listing is pending validation). A proposal the tasks
+    said nothing certain about stays as it was: the next run looks again."""
     records = []
-    for task in tasks:
-        result = task.get("result") or {}
-        for entry in result.get("listings", []) if isinstance(result, dict) else []:
-            change = by_key.get(sku_key(str(entry.get("sku", ""))))
-            if change is None:
+    for report in reports:
+        for key, outcome in report.outcomes.items():
+            change = by_key.get(key)
+            if change is None or (outcome.ok and outcome.weak):
                 continue
-            product = entry.get("product") or {}
             base: dict[str, Any] = {"ean": change.content.ean, "sku": change.content.sku,
-                    "content_hash": change.content.content_hash()}
-            if entry.get("status") == "error":
-                reason = "; ".join(
-                    (f"{e.get('field')}: " if e.get("field") else "") + str(e.get("message"))
-                    for e in entry.get("errors") or []) or "rejected"
-                records.append({**base, "status": "rejected", "reason": reason})
+                                    "content_hash": change.content.content_hash()}
+            if not outcome.ok:
+                records.append({**base, "status": "rejected",
+                                "reason": outcome.message or "rejected"})
                 counts["rejected"] += 1
-            else:
-                live = product.get("status") == "validated" or not product
-                records.append({**base, "status": "live" if live else "proposed",
-                                "product_id": product.get("product_id")})
-                counts["updated" if change.action == "update" else "proposed"] += 1
+                continue
+            records.append({**base, "status": "live" if _validated(outcome) else "proposed",
+                            "product_id": outcome.product_id})
+            counts["updated" if change.action == "update" else "proposed"] += 1
     state.record_proposals(store.name, records)
+
+
+def _validated(outcome: TaskOutcome) -> bool:
+    """Back Market validated the product: its listing is no longer pending validation
+    (publication_state 1). The first guess of a result told it in ``product.status``."""
+    product = outcome.fields.get("product")
+    if isinstance(product, dict) and product.get("status") is not None:
+        return product.get("status") == "validated"
+    state = outcome.fields.get("publication_state")
+    return isinstance(state, int) and state != 1 and not isinstance(state, bool)

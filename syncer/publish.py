@@ -19,7 +19,14 @@ from typing import Any, Final
 
 import structlog
 
-from syncer.client import MAX_BATCH_LINES, BackMarketClient, task_outcomes
+from syncer.client import (
+    MAX_BATCH_LINES,
+    BackMarketClient,
+    SentLine,
+    TaskOutcome,
+    TaskReport,
+    task_outcomes,
+)
 from syncer.config import StoreSettings
 from syncer.crashpoints import crashpoint
 from syncer.diff import LOOKUP_BATCH, Change, StorePlan
@@ -56,8 +63,12 @@ class PublishResult:
     counts: dict[str, int] = field(default_factory=lambda: {
         "created": 0, "updated": 0, "zeroed": 0, "retried": 0, "failed": 0,
         "already_published": 0, "in_flight": 0, "queued": 0,
-        "unreachable": 0})  # of the failed: Back Market not reached (sent again next run)
+        "unreachable": 0,  # of the failed: Back Market not reached (sent again next run)
+        "reused": 0, "resolved": 0})  # of the confirmed: what Back Market did otherwise
     failures: list[Failure] = field(default_factory=list)
+    # In plain words, what Back Market did other than asked ("reused listing 1234 (SKU
+    # OLD-1) for NEW-1"): the offer is confirmed, the seller should know.
+    notices: list[str] = field(default_factory=list)
     stopped: str | None = None
 
     interrupted: bool = False
@@ -98,7 +109,7 @@ class Publisher:
         stop: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
         extra_columns: Mapping[str, Mapping[str, str]] | None = None,
-        on_task: Callable[[dict[str, Any]], None] = lambda _task: None,
+        on_task: Callable[[dict[str, Any], TaskReport], None] = lambda _task, _report: None,
     ) -> None:
         self.store = store
         self.client = client
@@ -118,6 +129,8 @@ class Publisher:
         self.on_task = on_task
         self.log = log.bind(store=store.name)
         self._unavailable = 0
+        # (new SKU, old SKU, listing ids) of the listings reused in the batch being settled
+        self._reused: list[tuple[str, str, set[str]]] = []
 
     # --- entry point ----------------------------------------------------------------------
     def apply(self, plan: StorePlan) -> PublishResult:
@@ -211,6 +224,13 @@ class Publisher:
             result.counts["in_flight"] += 1
             return None
         confirmed = entry.published if entry is not None else None
+        if confirmed is None and change.action == "zero":
+            # Its snapshot entry went since the plan was made (the old SKU of a listing Back
+            # Market reused, a listing reconciliation found gone): nothing to take offline,
+            # and a batch row would create or zero whatever holds the SKU now.
+            result.counts["already_published"] += 1
+            self.progress(1)
+            return None
         if confirmed is None:
             return ()
         fields = _changed(confirmed, change.target)
@@ -338,7 +358,6 @@ class Publisher:
             self._settle_unknown([(batch_id, offers)], result)
             return True
         by_key = {c.key: c for c in changes} if changes else {}
-        self.on_task(task)
         if task.get("action_status") != 9:
             reason = task.get("last_action_error") or f"task {task_id} failed"
             # The task as a whole failed: no offer was refused, none counts to quarantine.
@@ -349,43 +368,53 @@ class Publisher:
             result.failures.extend(failures)
             self.state.remove_batch(batch_id)
             return True
-        outcomes = task_outcomes(task)
+        lines = self._sent_lines(offers)
+        self._reused = []
+        report = task_outcomes(task, lines)
+        self.on_task(task, report)
         crashpoint("batch:before-acks")
-        # What the task does not say (an unreported SKU, a success without its listing id)
-        # is read from the listings.
-        unclear = [sku for key, (sku, _, *_) in offers.items()
-                   if key not in outcomes or (outcomes[key].ok and not outcomes[key].listing_id)]
-        listings = self.client.find_listings(unclear) if unclear else {}
         acks: list[Ack] = []
         failures = []
+        # What the result leaves open: a line it does not report, a success to check on the
+        # listing it names (tied by its row alone, or showing another listing's SKU), a
+        # success without its listing id.
+        absent: list[str] = []
+        check: dict[str, TaskOutcome] = {}
         for key, (sku, source_hash, *target) in offers.items():
-            outcome = outcomes.get(key)
+            outcome = report.outcomes.get(key)
             published = tuple(target)
-            listing = listings.get(key)
             if outcome is None:
-                if listing is not None and listing_matches(listing, published, self.store):
-                    acks.append(Ack(sku, published, str(listing["id"]), source_hash))
-                else:
-                    failures.append(Failure(sku, f"not reported by batch task {task_id} and "
-                                                 "not found as sent", attempted=published,
-                                            refused=False))
-            elif outcome.ok:
-                listing_id = outcome.listing_id or (None if listing is None
-                                                    else str(listing["id"]))
-                acks.append(Ack(sku, published, listing_id, source_hash))
-            else:
+                absent.append(key)
+            elif not outcome.ok:
                 failures.append(Failure(sku, outcome.message or "rejected",
-                                        code="task-error", attempted=published))
+                                        code=outcome.code or "task-error", attempted=published))
+            elif outcome.weak or not outcome.listing_id:
+                check[key] = outcome
+            else:
+                acks.append(Ack(sku, published, outcome.listing_id, source_hash))
+                self._note_product(result, sku, published, outcome.product_id)
+        acks += self._check_reported(offers, check, absent, result)
+        found, missing = self._find_open(offers, absent, report, result)
+        acks += found
+        untied = report.untied_errors()
+        for key in missing:
+            sku, _, *target = offers[key]
+            message = f"not reported by batch task {task_id} and not found as sent"
+            if untied:  # Back Market's own words, though it did not say for which line
+                message += "; the task reported errors for lines it did not name: " + \
+                    "; ".join(untied)
+            failures.append(Failure(sku, message, attempted=tuple(target), refused=False))
         stale = self.state.record_acks(self.store.name, acks,
                                        sent_at=self.state.batch_sent_at(batch_id))
         if stale:
             late = {sku_key(ack.sku) for ack in stale}
             acks = [ack for ack in acks if sku_key(ack.sku) not in late]
-            missing = self._read_back(stale, task_id)
-            self.progress(len(stale) - len(missing))
-            failures += missing
+            missing_late = self._read_back(stale, task_id)
+            self.progress(len(stale) - len(missing_late))
+            failures += missing_late
         if failures:
             self.state.record_failures(self.store.name, failures)
+        self._retire(self._reused, offers, {sku_key(ack.sku) for ack in acks})
         self.state.remove_batch(batch_id)
         for ack in acks:
             change = by_key.get(sku_key(ack.sku))
@@ -398,8 +427,131 @@ class Publisher:
         result.failures.extend(failures)
         self.progress(len(failures))
         self.log.info("batch settled", task_id=task_id, confirmed=len(acks),
-                      failed=len(failures))
+                      failed=len(failures), read_back=len(check) + len(absent))
         return True
+
+    def _sent_lines(self, offers: Mapping[str, list[Any]]) -> list[SentLine]:
+        """The batch's lines in the order they were sent, with the listing each one
+        updates when the snapshot knows it: what ties the task's entries to them."""
+        known = self.state.snapshot_entries(self.store.name, list(offers))
+        return [SentLine(sku, row, target[F["ean"]],
+                         entry.listing_id if (entry := known.get(key)) else None)
+                for row, (key, (sku, _, *target)) in enumerate(offers.items(), start=1)]
+
+    def _check_reported(self, offers: Mapping[str, list[Any]], check: dict[str, TaskOutcome],
+                        absent: list[str], result: PublishResult) -> list[Ack]:
+        """Successes to see on their listing before confirming: the listing the task names
+        must carry what was sent (its product may be one Back Market resolved it to). What
+        does not is added to ``absent``, read by its SKU like a line the task left out."""
+        acks = []
+        by_sku = [key for key, outcome in check.items() if not outcome.listing_id]
+        listings = self.client.find_listings([offers[key][0] for key in by_sku]) \
+            if by_sku else {}
+        for key, outcome in check.items():
+            sku, source_hash, *target = offers[key]
+            published = tuple(target)
+            listing = listings.get(key) if not outcome.listing_id else \
+                self._listing_by_id(outcome.listing_id)
+            if not outcome.weak:
+                # Back Market said this very SKU succeeded, without its listing id: confirmed,
+                # the listing only tells its id.
+                acks.append(Ack(sku, published, None if listing is None else str(listing["id"]),
+                                source_hash))
+                continue
+            if listing is None or _answers_another(listing, key, offers) or not listing_matches(
+                    listing, published, self.store, products=(outcome.product_id,)):
+                absent.append(key)
+                continue
+            acks.append(Ack(sku, published, str(listing["id"]), source_hash))
+            self._note_reuse(result, sku, listing)
+            self._note_product(result, sku, published, listing.get("product_id"))
+        return acks
+
+    def _find_open(self, offers: Mapping[str, list[Any]], absent: Sequence[str],
+                   report: TaskReport, result: PublishResult) -> tuple[list[Ack], list[str]]:
+        """Lines the result leaves open, read from the listings: by their SKU, then among
+        the listings of successes the task tied to no line (Back Market may have put a new
+        SKU on an existing listing of the same product and grade). Returns the
+        confirmations and the lines not found as sent."""
+        if not absent:
+            return [], []
+        listings = self.client.find_listings([offers[key][0] for key in absent])
+        acks, left = [], []
+        for key in absent:
+            sku, source_hash, *target = offers[key]
+            listing = listings.get(key)
+            if listing is not None and listing_matches(listing, tuple(target), self.store):
+                acks.append(Ack(sku, tuple(target), str(listing["id"]), source_hash))
+            else:
+                left.append(key)
+        ids = dict.fromkeys(o.listing_id for o in report.untied if o.ok and o.listing_id)
+        others = [self._listing_by_id(listing_id) for listing_id in ids if listing_id] \
+            if left else []
+        candidates = list({str(listing["id"]): listing for listing in others
+                           if listing is not None
+                           and not _answers_another(listing, "", offers)}.values())
+        matches = {key: [listing for listing in candidates
+                         if listing_matches(listing, tuple(offers[key][2:]), self.store)]
+                   for key in left} if candidates else {}
+        missing = []
+        for key in left:
+            sku, source_hash, *target = offers[key]
+            found = matches.get(key, [])
+            # Only a listing no other open line matches, and the only one this line matches.
+            if len(found) == 1 and sum(found[0] in m for m in matches.values()) == 1:
+                acks.append(Ack(sku, tuple(target), str(found[0]["id"]), source_hash))
+                self._note_reuse(result, sku, found[0])
+            else:
+                missing.append(key)
+        return acks, missing
+
+    def _retire(self, reused: Sequence[tuple[str, str, set[str]]], offers: Mapping[str, Any],
+                confirmed: set[str]) -> None:
+        """A listing Back Market reused now serves the new SKU: the old SKU's snapshot
+        entries that point at it (in this store and the stores sharing its quantity) are
+        forgotten, or a zero of the old SKU would take the new offer offline."""
+        for sku, shown, ids in reused:
+            key = sku_key(shown)
+            if key in offers or sku_key(sku) not in confirmed:
+                continue  # the old SKU is answered in this batch, or the new one not taken
+            for store in (self.store.name, *self.siblings):
+                entry = self.state.snapshot_entries(store, [key]).get(key)
+                if entry is not None and entry.listing_id in ids:
+                    self.state.forget(store, [shown])
+                    self.log.info("old SKU of a reused listing forgotten", store=store,
+                                  sku=shown, listing_id=entry.listing_id)
+
+    def _listing_by_id(self, listing_id: str) -> dict[str, Any] | None:
+        try:
+            return self.client.get_listing(listing_id)
+        except OfferError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+
+    def _note_reuse(self, result: PublishResult, sku: str, listing: Mapping[str, Any]) -> None:
+        shown = str(listing.get("sku") or "")
+        if sku_key(shown) == sku_key(sku):
+            return
+        number = listing.get("listing_id") or listing.get("id")
+        self._reused.append((sku, shown, {str(listing.get(name)) for name in ("id", "listing_id")
+                                          if listing.get(name) is not None}))
+        note = f"Back Market reused listing {number} (SKU {shown}) for {sku}"
+        result.notices.append(note)
+        result.counts["reused"] += 1
+        self.log.warning("Back Market reused a listing", sku=sku, listing_sku=shown,
+                         listing_id=number, notice=note)
+
+    def _note_product(self, result: PublishResult, sku: str, target: Published,
+                      product: Any) -> None:
+        sent = target[F["product_id"]]
+        if sent is None or product is None or str(product) == sent:
+            return
+        note = f"Back Market resolved product {sent} to {product} for {sku}"
+        result.notices.append(note)
+        result.counts["resolved"] += 1
+        self.log.warning("Back Market resolved a product", sku=sku, sent=sent,
+                         product_id=str(product), notice=note)
 
     def _read_back(self, stale: Sequence[Ack], task_id: int) -> list[Failure]:
         """Offers a batch confirmed after a newer confirmation of their listing (another
@@ -410,12 +562,15 @@ class Publisher:
         seen, missing = [], []
         for ack in stale:
             listing = listings.get(sku_key(ack.sku))
+            if listing is None and ack.listing_id:  # a listing Back Market reused
+                listing = self._listing_by_id(ack.listing_id)
             if listing is None:
                 missing.append(Failure(ack.sku, f"confirmed by batch task {task_id} after a "
                                        "newer update, then not found", attempted=ack.published,
                                        refused=False))
             else:
-                seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published),
+                seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published,
+                                                  confirmed=True),
                                 str(listing["id"]), None))
         self.state.record_observed(self.store.name, seen)
         self.log.info("late batch confirmations read back from the listings", task_id=task_id,
@@ -516,6 +671,13 @@ class _Interrupted(Exception):
     pass
 
 
+def _answers_another(listing: Mapping[str, Any], key: str, offers: Mapping[str, Any]) -> bool:
+    """The listing shows the SKU of another line of the batch: it answers that line (two
+    lines alike, a row counted differently), whatever the values it shares with this one."""
+    shown = sku_key(str(listing.get("sku") or ""))
+    return shown != key and shown in offers
+
+
 def _changed(confirmed: Published, target: Published) -> tuple[str, ...]:
     return tuple(name for name, a, b in zip(FIELDS, confirmed, target, strict=True) if a != b)
 
@@ -597,8 +759,11 @@ def batch_rows(changes: Sequence[Change], *, send_deee: bool,
     return columns, rows
 
 
-def listing_matches(listing: dict[str, Any], target: Published, store: StoreSettings) -> bool:
-    """Does a listing, as Back Market shows it for the store's country, carry the target?"""
+def listing_matches(listing: Mapping[str, Any], target: Published, store: StoreSettings, *,
+                    products: Sequence[Any] = ()) -> bool:
+    """Does a listing, as Back Market shows it for the store's country, carry the target?
+    Its product is the one sent, or one of ``products``: what Back Market reported it
+    resolved the sent one to, for this very line."""
     checks: list[tuple[Any, Any]] = [
         (listing.get("quantity"), target[F["quantity"]]),
         (listing.get("grade"), target[F["grade"]]),
@@ -609,7 +774,8 @@ def listing_matches(listing: dict[str, Any], target: Published, store: StoreSett
         (_amount(listing.get("min_price")), _amount(target[F["min_price"]])),
     ]
     if target[F["product_id"]] is not None:
-        checks.append((listing.get("product_id"), target[F["product_id"]]))
+        allowed = {target[F["product_id"]], *(str(p) for p in products if p is not None)}
+        checks.append((str(listing.get("product_id")) in allowed, True))
     if target[F["max_price"]] is not None:
         checks.append((_amount(listing.get("max_price")), _amount(target[F["max_price"]])))
     return all(a == b for a, b in checks)

@@ -10,6 +10,9 @@ Pure: the caller reads the live listings (paged) and the catalog. Differences ar
 - ``adopted``: a listing unknown to the snapshot (made by hand or by another tool) whose SKU is
   in the catalog: the snapshot takes it as it is live, so it is updated, never re-created.
 - ``unknown``: a listing unknown to the snapshot and to the catalog: reported, left alone.
+
+A listing whose SKU the snapshot does not know, but whose id it does, is the offer that
+holds that id: Back Market reused the listing for a new SKU and kept the old one on it.
 """
 
 from __future__ import annotations
@@ -97,9 +100,13 @@ class Reconciliation:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
-def observed(listing: Mapping[str, Any], locale: str, base: Published) -> Published:
+def observed(listing: Mapping[str, Any], locale: str, base: Published, *,
+             confirmed: bool = False) -> Published:
     """The published fields as a listing shows them for one country. What a listing does not
-    show (EAN, DEEE) and a product id the offer was not linked by are kept from ``base``."""
+    show (EAN, DEEE) and a product id the offer was not linked by are kept from ``base``; so
+    is the product id of a ``confirmed`` base: a listing's product never changes, and the one
+    it shows may be another of the model family Back Market resolved the sent one to (taking
+    it would make the catalog's row look like a change of product, refused every run)."""
     values = list(base)
     values[F["grade"]] = listing.get("grade")
     values[F["quantity"]] = listing.get("quantity")
@@ -110,7 +117,7 @@ def observed(listing: Mapping[str, Any], locale: str, base: Published) -> Publis
     values[F["min_price"]] = _money(listing.get("min_price"))
     if base[F["max_price"]] is not None:
         values[F["max_price"]] = _money(listing.get("max_price"))
-    if base[F["product_id"]] is not None:
+    if base[F["product_id"]] is not None and not confirmed:
         values[F["product_id"]] = listing.get("product_id")
     shipping = ";".join(
         f"{s.get('shipper')}|{_money(s.get('shipping_price'))}|{s.get('shipping_delay')}"
@@ -126,6 +133,7 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
               not_offered: Mapping[str, str] | None = None) -> Reconciliation:
     result = Reconciliation(store, locale)
     seen: set[str] = set()
+    held: dict[str, str] | None = None  # listing id -> snapshot key, built when needed
     for listing in listings:
         result.checked += 1
         sku = str(listing.get("sku", ""))
@@ -133,6 +141,15 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
         seen.add(key)
         listing_id = None if listing.get("id") is None else str(listing["id"])
         entry = snapshot.get(key)
+        if entry is None and listing_id is not None:
+            # A listing Back Market reused for another SKU of ours keeps its old SKU: the
+            # snapshot knows it by its id.
+            if held is None:
+                held = {e.listing_id: k for k, e in snapshot.items()
+                        if e.listing_id and e.published is not None}
+            if (owner := held.get(listing_id)) is not None:
+                key, entry = owner, snapshot[owner]
+                seen.add(key)
         no_country = _money(listing.get("price")) in (None, "0.00") or \
             listing.get("publication_state") == 0
         if entry is None or entry.published is None:
@@ -150,7 +167,7 @@ def reconcile(store: str, locale: str, listings: Iterable[Mapping[str, Any]],
                 result.missing.append(entry.sku)
                 result.drifts.append(Drift("missing", entry.sku, listing_id=listing_id))
             continue
-        live = observed(listing, locale, entry.published)
+        live = observed(listing, locale, entry.published, confirmed=True)
         if live != entry.published or (listing_id and listing_id != entry.listing_id):
             for name in VISIBLE:
                 old, new = entry.published[F[name]], live[F[name]]

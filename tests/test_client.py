@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.client import BackMarketClient, batch_csv, task_outcomes
+from syncer.client import BackMarketClient, SentLine, batch_csv, task_outcomes
 from syncer.errors import (
     Blocked,
     OfferError,
@@ -233,12 +233,12 @@ def test_limiter_spaces_requests() -> None:
     assert waits == [10.0, 10.0]
 
 
-def test_task_outcomes_read_per_sku_results() -> None:
+def test_task_outcomes_still_read_the_first_guessed_shape() -> None:
     task = {"action_status": 9, "result": {"listings": [
         {"sku": "A", "status": "created", "id": "u1", "errors": []},
         {"sku": "b", "status": "error", "id": None,
          "errors": [{"field": "grade", "message": "unknown grade"}]}]}}
-    outcomes = task_outcomes(task)
+    outcomes = task_outcomes(task, [SentLine("A", 1), SentLine("B", 2)]).outcomes
     assert outcomes["a"].ok and outcomes["a"].listing_id == "u1"
     assert not outcomes["b"].ok and outcomes["b"].message == "grade: unknown grade"
 

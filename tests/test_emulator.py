@@ -162,13 +162,35 @@ def finish_task(client: httpx.Client, clock: FakeClock, task_id: int) -> dict[st
     return task
 
 
+def entries(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A finished task's result entries by key, each marked ``ok`` (in product_success) or
+    not (in product_errors); a key in both would be a bug."""
+    result = task["result"]
+    assert set(result) == {"product_success", "product_errors"}, result
+    success, errors = result["product_success"], result["product_errors"]
+    assert not set(success) & set(errors), result
+    return {**{k: {**v, "ok": True} for k, v in success.items()},
+            **{k: {**v, "ok": False} for k, v in errors.items()}}
+
+
+def in_row_order(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of a task result keyed by row, in row order."""
+    found = entries(task)
+    assert all(key.isdigit() for key in found), found
+    return [found[key] for key in sorted(found, key=int)]
+
+
 def create(
     client: httpx.Client, clock: FakeClock, rows: list[str], header: str = HEADER
 ) -> list[dict[str, Any]]:
+    """Successes of a batch, in row order (the result is keyed by SKU: one row per SKU)."""
     task = finish_task(client, clock, post_batch(client, rows, header))
     assert task["action_status"] == 9, task
-    results: list[dict[str, Any]] = task["result"]["listings"]
-    assert all(r["status"] in ("created", "updated") for r in results), results
+    found = entries(task)
+    skus = [row.split(";")[0] for row in rows]
+    assert list(found) == list(dict.fromkeys(skus)), found
+    results = [found[sku] for sku in dict.fromkeys(skus)]
+    assert all(r["ok"] and r["status"] in ("created", "updated") for r in results), results
     return results
 
 
@@ -257,10 +279,10 @@ def test_unknown_locale_is_400_and_absent_locale_is_the_platform_first(
 # --- batch creation and tasks --------------------------------------------------------------
 
 
-def test_batch_creates_listings_and_task_reports_each_sku_in_row_order(
+def test_batch_creates_listings_and_task_reports_each_row_keyed_by_row_or_sku(
     start: Start, connect: Connect, clock: FakeClock
 ) -> None:
-    server = start()
+    server = start(result_key="row")
     client = connect(server)
     product = str(uuid.uuid4())
     header = (
@@ -284,16 +306,27 @@ def test_batch_creates_listings_and_task_reports_each_sku_in_row_order(
     assert client.get(f"/ws/tasks/{task_id}").json()["action_status"] == 2
     task = finish_task(client, clock, task_id)
     assert task["action_status"] == 9
-    results = task["result"]["listings"]
+    results = in_row_order(task)
     assert [r["sku"] for r in results] == [
         "PHONE-1", "PHONE-2", "PHONE-3", "PHONE-4", "PHONE-5", "PHONE-6", "PHONE-7", None,
     ]
-    assert [r["status"] for r in results] == ["created", "created"] + ["error"] * 6
-    assert [r["errors"][0]["field"] for r in results[2:]] == [
+    assert [r["ok"] for r in results] == [True, True] + [False] * 6
+    assert [r["status"] for r in results[:2]] == ["created", "created"]
+    assert [r["message"].split(":")[0] for r in results[2:]] == [
         "ean", "grade", "warranty_delay", "price", "shipper_1", "sku",
     ]
-    assert all(r["id"] is None and r["listing_id"] is None for r in results[2:])
+    assert all(set(r) == {"sku", "code", "message", "ok"} for r in results[2:])
     assert results[1]["listing_id"] == results[0]["listing_id"] + 1
+    for created in results[:2]:
+        assert {"listing_id", "backmarket_id", "publication_state", "product_id", "id"} <= \
+            set(created)
+        assert created["publication_state"] == 2
+    # Keyed by SKU (the default), a row without one by its row number.
+    server.emulator.config.result_key = "sku"
+    by_sku = entries(finish_task(client, clock, post_batch(client, rows, header)))
+    assert set(by_sku) == {
+        "PHONE-1", "PHONE-2", "PHONE-3", "PHONE-4", "PHONE-5", "PHONE-6", "PHONE-7", "8"}
+    assert by_sku["PHONE-1"]["status"] == "updated" and by_sku["8"]["sku"] is None
 
     first = client.get(f"/ws/listings/{results[0]['id']}").json()
     assert first["product_id"] == product_id_for_ean(EAN)
@@ -488,7 +521,7 @@ def test_unknown_listing_or_task_is_404(
     client = connect(server)
     other = connect(server, token=OTHER_TOKEN)
     task_id = post_batch(client, [f"SKU-1;{EAN};GOOD;5;100;12"])
-    listing = finish_task(client, clock, task_id)["result"]["listings"][0]
+    listing = entries(finish_task(client, clock, task_id))["SKU-1"]
     for response in (
         client.get(f"/ws/listings/{uuid.uuid4()}"),
         client.get("/ws/listings/999999"),
@@ -567,14 +600,14 @@ def test_named_sku_is_always_rejected_and_left_unchanged(
     listing = create(client, clock, [f"Blocked-SKU;{EAN};GOOD;5;100;12"])[0]
     faults = {"reject_skus": {"blocked-sku": "EAN blacklisted for this seller"}}
     assert client.post("/_emulator/faults", json=faults).status_code == 200
-    results = finish_task(
+    results = entries(finish_task(
         client,
         clock,
         post_batch(client, ["BLOCKED-SKU;;;9;50;", f"OTHER-SKU;{EAN};GOOD;1;10;12"]),
-    )["result"]["listings"]
-    assert results[0]["status"] == "error"
-    assert results[0]["errors"] == [{"field": None, "message": "EAN blacklisted for this seller"}]
-    assert results[1]["status"] == "created"
+    ))
+    assert results["BLOCKED-SKU"] == {"sku": "BLOCKED-SKU", "code": "listing_rejected",
+                                      "message": "EAN blacklisted for this seller", "ok": False}
+    assert results["OTHER-SKU"]["ok"] and results["OTHER-SKU"]["status"] == "created"
     response = client.post(f"/ws/listings/{listing['id']}", json={"quantity": 0})
     assert response.status_code == 400
     assert response.json() == "EAN blacklisted for this seller"
@@ -596,8 +629,8 @@ def test_echo_auth_fault_answers_with_the_request_authorization_header(
     response = client.post(f"/ws/listings/{listing['id']}", json={"quantity": 0})
     assert response.status_code == 400
     assert response.json().endswith(f"Authorization: {authorization}")
-    results = finish_task(client, clock, post_batch(client, ["ECHO-1;;;9;50;"]))["result"]
-    assert authorization in results["listings"][0]["errors"][0]["message"]
+    results = entries(finish_task(client, clock, post_batch(client, ["ECHO-1;;;9;50;"])))
+    assert authorization in results["ECHO-1"]["message"]
     assert detail(client, "echo-1")["quantity"] == 5
 
 
@@ -677,7 +710,7 @@ def test_every_batch_row_received_is_recorded_even_when_the_answer_is_lost(
     assert client.post("/ws/listings", json=body).status_code >= 500  # received, answer lost
     client.post("/_emulator/faults", json={"share_5xx_after": 0})
     again = finish_task(client, clock, post_batch(client, [f"SKU-1;{EAN};GOOD;3;100;12"]))
-    assert again["result"]["listings"][0]["status"] == "updated"  # the result cannot tell
+    assert entries(again)["SKU-1"]["status"] == "updated"  # the result cannot tell
     rows = server.emulator.batch_rows
     assert [(r.token, r.locale, r.sku) for r in rows] == [
         (TOKEN, "fr-fr", "SKU-1"), (TOKEN, "fr-fr", "SKU-2"), (TOKEN, "fr-fr", "SKU-1"),
@@ -699,7 +732,7 @@ def test_unreported_skus_are_left_out_of_task_results_applied_or_not(
     assert client.post("/_emulator/faults", json=faults).status_code == 200
     task = finish_task(client, clock, post_batch(
         client, [f"SKU-{n};{EAN};GOOD;{5 + n};100;12" for n in (1, 2, 3)]))
-    assert [entry["sku"] for entry in task["result"]["listings"]] == ["SKU-3"]
+    assert [entry["sku"] for entry in entries(task).values()] == ["SKU-3"]
     assert [detail(client, f"SKU-{n}")["quantity"] for n in (1, 2, 3)] == [6, 1, 8]
     server.emulator.reset()  # back to the configured faults
     assert server.emulator.faults.unreported_skus == {}
@@ -775,7 +808,7 @@ def test_state_path_keeps_listings_tasks_and_ids_across_restart(
     first = start(state_path=state)
     client = connect(first)
     task_id = post_batch(client, [f"SKU-1;{EAN};GOOD;5;100;12", f"SKU-2;{EAN_2};FAIR;1;50;12"])
-    created = finish_task(client, clock, task_id)["result"]["listings"]
+    created = list(entries(finish_task(client, clock, task_id)).values())
     german = {"Accept-Language": "de-de"}
     client.post(f"/ws/listings/{created[0]['id']}", json={"price": "120"}, headers=german)
     pending = post_batch(client, ["SKU-1;;;9;;"])  # still waiting when the emulator stops
@@ -787,10 +820,56 @@ def test_state_path_keeps_listings_tasks_and_ids_across_restart(
     assert (listing["id"], listing["listing_id"], listing["price"]) == (
         created[0]["id"], created[0]["listing_id"], "120.00",
     )
-    assert client.get(f"/ws/tasks/{task_id}").json()["result"]["listings"] == created
-    assert finish_task(client, clock, pending)["result"]["listings"][0]["status"] == "updated"
+    assert list(entries(client.get(f"/ws/tasks/{task_id}").json()).values()) == created
+    assert entries(finish_task(client, clock, pending))["SKU-1"]["status"] == "updated"
     assert detail(client, "SKU-1")["quantity"] == 9
     third = create(client, clock, [f"SKU-3;{EAN};GOOD;1;10;12"])[0]
     assert third["listing_id"] == created[1]["listing_id"] + 1
     assert client.post("/_emulator/reset").status_code == 200
     assert client.get("/ws/listings").json()["count"] == 0
+
+
+# --- observed behaviour: reused listings, resolved products (issue 13) ----------------------
+
+
+def test_realistic_profile_reuses_a_listing_of_the_same_product_and_grade_keeping_its_sku(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start(realistic=True)
+    assert server.emulator.config.result_key == "row"
+    client = connect(server)
+    task = finish_task(client, clock, post_batch(client, [f"OLD-1;{EAN};GOOD;5;100;12"]))
+    old = in_row_order(task)[0]
+    task = finish_task(client, clock, post_batch(client, [
+        f"NEW-1;{EAN};GOOD;2;90;12", f"NEW-2;{EAN};FAIR;1;80;12"]))
+    reused, fresh = in_row_order(task)
+    assert (reused["sku"], reused["listing_id"], reused["id"]) == ("OLD-1", old["listing_id"],
+                                                                   old["id"])
+    assert fresh["sku"] == "NEW-2" and fresh["listing_id"] != old["listing_id"]
+    assert [(item["sku"], item["quantity"]) for item in server.emulator.listings(TOKEN)] == [
+        ("OLD-1", 2), ("NEW-2", 1)]
+    # The switch is a fault like the others: off, a new SKU is a new listing.
+    assert client.post("/_emulator/faults", json={"reuse_listings": "yes"}).status_code == 400
+    assert client.post("/_emulator/faults", json={"reuse_listings": False}).status_code == 200
+    task = finish_task(client, clock, post_batch(client, [f"NEW-3;{EAN};GOOD;1;70;12"]))
+    assert in_row_order(task)[0]["sku"] == "NEW-3"
+    assert len(server.emulator.listings(TOKEN)) == 3
+
+
+def test_a_product_of_a_model_family_is_resolved_to_the_familys_first_product(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    server = start()
+    client = connect(server)
+    first, other = str(uuid.uuid4()), str(uuid.uuid4())
+    for pid in (first, other):
+        body = {"product_id": pid, "title": "iPhone 13", "family": "iphone-13"}
+        assert client.post("/_emulator/products", json=body).status_code == 200
+    header = "sku;product_id;grade;quantity;price;warranty_delay"
+    assert create(client, clock, [f"A-1;{other};GOOD;1;10;12"], header)[0]["product_id"] == other
+    assert client.post("/_emulator/faults", json={"resolve_products": True}).status_code == 200
+    created = create(client, clock, [f"B-1;{other};GOOD;1;10;12"], header)[0]
+    assert created["product_id"] == first
+    # A listing of the family's first product takes a row naming another of the family.
+    assert create(client, clock, [f"B-1;{other};GOOD;3;10;12"], header)[0]["status"] == \
+        "updated"

@@ -124,7 +124,7 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
     assert any('"event": "retrying"' in str(content) for _, content in out.texts)
 
     # A crash deep inside a run, after the batch went out.
-    def broken(_task: object) -> dict[str, object]:
+    def broken(*_args: object) -> dict[str, object]:
         raise RuntimeError("task result in an unexpected shape")
 
     monkeypatch.setattr(syncer.client, "task_outcomes", broken)
