@@ -1016,10 +1016,10 @@ class Emulator:
         seller = self._seller(call.token)
         query = call.query
         page = query_int(call, "page", minimum=1) or 1
-        # The spec names it page-size; page_size (as integrators write it) is an alias.
-        size_name = "page-size" if "page-size" in query or "page_size" not in query else "page_size"
+        # The spec names it page-size. page_size (as some integrators write it) is ignored,
+        # as the real API does: it answered 10 results a page to page_size=100.
         # Larger pages are clamped, as Django REST framework's max_page_size does.
-        size = min(query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = min(query_int(call, "page-size", minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         state = query_int(call, "publication_state", minimum=0)
         if state is not None and state > 4:
             raise call.bad_request("publication_state must be one of 0, 1, 2, 3, 4")
