@@ -640,11 +640,14 @@ def check(obj: Context, store: str | None) -> None:
 @click.option("--rate", type=int, default=200, show_default=True,
               help="Requests per 10 s per token before 429s (Back Market's limit).")
 @click.option("--seed", type=int, help="Seed of the fault generator.")
+@click.option("--strict-fields", is_flag=True,
+              help="Refuse a single-listing update with a field the spec lacks (Back Market "
+                   "ignores it): to check an integration sends only the spec's fields.")
 def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_delay: float,
              budget: int, state_path: Path | None, reject_skus: tuple[str, ...],
              fault_429: float, fault_5xx: float, fault_drop: float, fault_slow: float,
              slow_seconds: float, fault_reject: float, waf_block: bool, rate: int,
-             seed: int | None) -> None:
+             seed: int | None, strict_fields: bool) -> None:
     """Serve a local emulator of the Back Market seller API (listings, tasks) over HTTP.
 
     It follows Back Market's published spec, limits and failures included; faults can also
@@ -662,7 +665,7 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
     config = EmulatorConfig(
         tokens=tokens or ("emulator-token",), platform=platform, task_delay=task_delay,
         sku_lines_per_hour=budget, requests_per_window=rate, faults=faults,
-        state_path=None if state_path is None else str(state_path))
+        strict_fields=strict_fields, state_path=None if state_path is None else str(state_path))
     serve(config, host, port)
 
 

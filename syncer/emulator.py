@@ -18,6 +18,10 @@ changes nothing. A catalog that cannot be read at all fails the task (``action_s
 ``Emulator.batch_rows`` lists every batch row received, which task results cannot show (a row
 sent again for an existing SKU is answered "updated").
 
+A single-listing update (``POST /ws/listings/{id}``) ignores a field its request body in the
+spec lacks, as the real API does (production integrations send ``pub_state``), and lists it
+in the exchange's ``ignored``; ``EmulatorConfig.strict_fields`` refuses it instead (400).
+
 Endpoints under ``/_emulator/`` are not Back Market's and need no authentication:
 ``GET listings?token=``, ``GET|POST faults`` (JSON merged into ``Faults``), ``POST sell``
 ``{token, sku, quantity}``, ``POST products`` ``{ean | product_id, title}``, ``POST reset``.
@@ -261,6 +265,11 @@ class EmulatorConfig:
     review_delay: float = 1.0
     faults: Faults = field(default_factory=Faults)
     state_path: str | None = None  # SQLite file keeping the model across restarts
+    # A single-listing update with a field its request body in the spec lacks is answered
+    # 400 instead of being ignored as the real API does (which accepted pub_state in
+    # production): for our own tests, so that the client sending such a field is caught.
+    # Ignored fields are listed in each exchange of the log either way (Exchange.ignored).
+    strict_fields: bool = False
     # Injectable for tests: rate window, hourly budget and task delay all read this clock.
     clock: Callable[[], float] = field(default=time.monotonic)
 
@@ -292,6 +301,8 @@ class Exchange:
     # "5xx-after" (processed, then answered with an error); None when the endpoint answered.
     fault: str | None = None
     at: float = 0.0  # the emulator's clock when the request was handled
+    # Fields of the request body the endpoint ignored (not in its request body in the spec).
+    ignored: tuple[str, ...] = ()
 
 
 class BatchRow(NamedTuple):
@@ -351,6 +362,7 @@ class Call:
     locale: str = ""
     params: dict[str, str] = field(default_factory=dict)
     fault: str | None = None  # the injected fault that answered it (see Exchange.fault)
+    ignored: tuple[str, ...] = ()  # body fields the endpoint ignored (see Exchange.ignored)
     # The spec documents a bare JSON string as the 400 body of this operation.
     string_errors: bool = False
 
@@ -989,6 +1001,7 @@ class Emulator:
                 dropped=dropped,
                 fault=call.fault,
                 at=self._clock(),
+                ignored=call.ignored,
             )
         )
         if len(self.exchanges) > EXCHANGE_LOG_SIZE:
@@ -1098,17 +1111,21 @@ class Emulator:
         """Real-time update of the fields given (one SKU line of the hourly budget)."""
         found = self._find(call, call.params["listing"])
         body = call.json_object()
+        unknown = sorted(set(body) - SINGLE_UPDATE_FIELDS)
+        if not self.config.strict_fields:
+            # As the real API: a field it does not know is ignored (and logged here).
+            call.ignored = tuple(unknown)
+            body = {name: value for name, value in body.items() if name not in unknown}
         self._spend_sku_lines(self._seller(call.token), 1, self._clock())
         rejection = self._rejection(found.sku, call.headers.get("authorization", ""))
         if rejection:
             if self.faults.reject_code is None:
                 raise call.bad_request(rejection)
             raise HttpError(error_v1(400, self.faults.reject_code, rejection))
-        unknown = sorted(set(body) - SINGLE_UPDATE_FIELDS)
-        if unknown:
+        if unknown and self.config.strict_fields:
             raise call.bad_request(
                 f"unknown field(s) {', '.join(unknown)}: this endpoint accepts"
-                f" {', '.join(sorted(SINGLE_UPDATE_FIELDS))}"
+                f" {', '.join(sorted(SINGLE_UPDATE_FIELDS))} (strict_fields)"
             )
         changes = self._parse_changes(body, call.locale, found.markets.get(call.locale))
         if changes.errors:

@@ -231,8 +231,14 @@ def check_response(
 
 
 def check_exchange(exchange: Any) -> None:
-    """An ``Exchange`` logged by the emulator: its request, and its response when one was sent."""
+    """An ``Exchange`` logged by the emulator: its request, and its response when one was sent.
+    A request field the endpoint ignored (one the spec's request body lacks, which the
+    schemas let through: they do not forbid other properties) fails the check too."""
     check_request(exchange.method, exchange.path, exchange.request)
+    if getattr(exchange, "ignored", ()):
+        raise AssertionError(
+            f"{exchange.method} {exchange.path}: the request sent field(s) the spec's request"
+            f" body lacks, ignored by the endpoint: {', '.join(exchange.ignored)}")
     if exchange.status is not None:
         content_type = exchange.response_headers.get("Content-Type")
         check_response(

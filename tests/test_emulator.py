@@ -26,7 +26,7 @@ from syncer.emulator import (
     Faults,
     product_id_for_ean,
 )
-from tests.contract import check_request, check_response
+from tests.contract import check_exchange, check_request, check_response
 from tests.helpers import FakeClock
 
 TOKEN = "seller-a-token"
@@ -426,10 +426,36 @@ def test_single_update_changes_only_the_fields_given(
         response = client.post(url, json=bad)
         assert response.status_code == 400, bad
         assert message in response.json()
-    response = client.post(url, json={"max_price": "200"})  # not a field of this endpoint
-    assert response.status_code == 400
-    assert "max_price" in response.json()
     assert client.get(url).json()["price"] == "95.50"
+
+
+def test_single_update_ignores_unknown_fields_and_logs_them_unless_strict(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    """Production integrations send pub_state on this endpoint and Back Market accepts it:
+    the emulator ignores what the spec's body lacks, and says so in its exchange log."""
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    response = client.post(url, json={"quantity": 3, "pub_state": 2, "max_price": "150"})
+    assert response.status_code == 200, response.text
+    (held,) = server.emulator.listings(TOKEN)
+    assert (held["quantity"], held["markets"]["fr-fr"]["max_price"]) == (3, None)
+    posted = [e for e in server.emulator.exchanges if e.method == "POST" and e.path == url]
+    assert posted[-1].ignored == ("max_price", "pub_state")
+    assert posted[-1].request == {"quantity": 3, "pub_state": 2, "max_price": "150"}
+    with pytest.raises(AssertionError, match="max_price, pub_state"):
+        check_exchange(posted[-1])  # our own client sending them fails the contract check
+
+    strict = start(strict_fields=True)
+    client = connect(strict)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    response = client.post(url, json={"quantity": 3, "pub_state": 2})
+    assert response.status_code == 400
+    assert "pub_state" in response.json()
+    assert strict.emulator.listings(TOKEN)[0]["quantity"] == 5
 
 
 def test_currency_that_is_not_the_market_one_is_rejected(
