@@ -1383,8 +1383,11 @@ class Emulator:
             "price": market.price or "0.00",
             "comment": market.comment,
             "min_price": market.min_price,
-            # Required and not nullable in the spec: "0.00" stands for "no maximum set".
-            "max_price": market.max_price or "0.00",
+            # A number on the real API (the spec says a string): 199 or 199.9. Required and
+            # not nullable: 0 stands for "no maximum set".
+            "max_price": _json_number(market.max_price or "0"),
+            # Deprecated (broken TouchID of an iPhone), still on every real listing.
+            "snowden": False,
         }
 
     def _dump(self, listing: _Listing) -> dict[str, Any]:
@@ -1932,6 +1935,13 @@ def _money(value: object, name: str, changes: _Changes, *, positive: bool) -> st
         changes.error(name, f"{name} has more than 2 decimals: {value!r}")
         return None
     return f"{amount.quantize(CENT):f}"
+
+
+def _json_number(amount: str) -> int | float:
+    """An amount as the real API writes ``max_price``: an integer when whole, else a float
+    (only on the wire: the model keeps the canonical string)."""
+    value = Decimal(amount)
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _note_product(entry: dict[str, Any], changes: _Changes) -> None:
