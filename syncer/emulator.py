@@ -18,6 +18,14 @@ changes nothing. A catalog that cannot be read at all fails the task (``action_s
 ``Emulator.batch_rows`` lists every batch row received, which task results cannot show (a row
 sent again for an existing SKU is answered "updated").
 
+Batch CSV cells: an empty cell is read as a column the row does not give, so the listing
+keeps that field's value (and a create lacks it). What Back Market does with an empty cell
+is not known (clear the field, keep it, refuse the row): the engine never sends one, so this
+reading is a choice of the emulator, not a fact to rely on. A row's ``state`` is not read as
+the legacy grade code: as integrators use it, ``state=3`` creates (or puts) the listing as a
+draft, offline whatever its quantity, and another value ends the draft. A created row
+without a grade is GOOD, as integrators report Back Market does.
+
 A single-listing update (``POST /ws/listings/{id}``) ignores a field its request body in the
 spec lacks, as the real API does (production integrations send ``pub_state``), and lists it
 in the exchange's ``ignored``; ``EmulatorConfig.strict_fields`` refuses it instead (400).
@@ -89,7 +97,10 @@ DEFAULT_CURRENCY: Final[dict[str, str]] = {"EU": "EUR", "US": "USD"}
 
 # grade -> the deprecated integer ``state`` (ListingStateValue)
 GRADES: Final[dict[str, int]] = GRADE_STATE
-_GRADE_OF_STATE: Final = {state: grade for grade, state in GRADES.items()}
+# A batch row's ``state`` is not the legacy grade code: integrators send 3 to create a
+# listing as a draft (offline), and a row without a grade makes a GOOD listing.
+DRAFT_STATE: Final = 3
+DEFAULT_GRADE: Final = "GOOD"
 
 
 USER_AGENT: Final = re.compile(r"^BM-[^-;]+-[^;]+;[^@\s]+@[^@\s]+$")
@@ -421,6 +432,7 @@ class _Listing:
     quantity: int
     warranty_delay: int  # shown in a country that has none of its own yet
     markets: dict[str, _Market] = field(default_factory=dict)
+    draft: bool = False  # made or put offline by a batch row's state=3: publication_state 3
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _Listing:
@@ -494,6 +506,7 @@ class _Changes:
     proposed: _Product | None = None  # a product this row proposed or updated
     proposed_new: bool = False
     proposal_refused: bool = False  # the row proposed a product, and it was refused
+    draft: bool | None = None  # a batch row's state: 3 makes a draft, another value ends it
 
     def error(self, name: str | None, message: str) -> None:
         self.errors.append((name, message))
@@ -1358,7 +1371,7 @@ class Emulator:
         product = self._products.get(listing.product_id)
         if product is not None and product.status == "pending":
             return 1  # pending validation of its product
-        return 2 if listing.quantity > 0 else 3
+        return 2 if listing.quantity > 0 and not listing.draft else 3
 
     def _public(self, listing: _Listing, locale: str) -> dict[str, Any]:
         """The listing in one country, in the spec's ``ListingPublic`` shape."""
@@ -1411,6 +1424,7 @@ class Emulator:
             "state": GRADES[listing.grade],
             "quantity": listing.quantity,
             "warranty_delay": listing.warranty_delay,
+            "draft": listing.draft,
             "markets": markets,
         }
 
@@ -1479,12 +1493,11 @@ class Emulator:
                 changes.error(
                     "grade", f"grade must be one of {', '.join(GRADES)}, got {grade!r}"
                 )
-        elif "state" in values:
+        if "state" in values:
+            # Not the legacy grade code: integrators send state=3 to keep a listing a draft.
             state = _integer(values["state"], "state", changes, minimum=0)
-            if state is not None and state not in _GRADE_OF_STATE:
-                changes.error("state", f"state must be one of 9, 0, 1, 2, 3, 4, got {state}")
-            elif state is not None:
-                changes.grade = _GRADE_OF_STATE[state]
+            if state is not None:
+                changes.draft = state == DRAFT_STATE
         return changes
 
     def _parse_currency(self, values: Mapping[str, object], locale: str, changes: _Changes) -> None:
@@ -1555,6 +1568,8 @@ class Emulator:
         """Apply validated changes; returns the messages of ``shippings_response``."""
         if changes.grade is not None:
             listing.grade = changes.grade
+        if changes.draft is not None:
+            listing.draft = changes.draft
         if changes.quantity is not None:
             listing.quantity = changes.quantity
         messages: list[str] = []
@@ -1802,8 +1817,8 @@ class Emulator:
         if product is None and not changes.proposal_refused \
                 and not any(name in product_fields for name, _ in changes.errors):
             changes.error("product_id", "product_id or ean is required to create a listing")
-        if changes.grade is None and "grade" not in cells and "state" not in cells:
-            changes.error("grade", "grade is required to create a listing")
+        if changes.grade is None and "grade" not in cells:
+            changes.grade = DEFAULT_GRADE  # as integrators report Back Market does
         if changes.quantity is None and "quantity" not in cells:
             changes.error("quantity", "quantity is required to create a listing")
         if "price" not in cells:

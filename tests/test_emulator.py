@@ -269,9 +269,10 @@ def test_batch_creates_listings_and_task_reports_each_sku_in_row_order(
     )
     rows = [
         f"PHONE-1;;{EAN};EXCELLENT;;5;199.90;12;UPS;4.90;48",
-        f"PHONE-2;{product};{EAN_2};;2;3;150;24;;;",  # product_id wins; legacy state 2 = GOOD
+        # product_id wins; no grade: GOOD (state is not read as the legacy grade code)
+        f"PHONE-2;{product};{EAN_2};;0;3;150;24;;;",
         "PHONE-3;;4006381333932;GOOD;;1;10;12;;;",  # bad check digit
-        f"PHONE-4;;{EAN};;;1;10;12;;;",  # no grade
+        f"PHONE-4;;{EAN};MINT;;1;10;12;;;",  # not a grade
         f"PHONE-5;;{EAN};GOOD;;1;10;3;;;",  # warranty below 6 months
         f"PHONE-6;;{EAN};GOOD;;1;0;12;;;",  # price must be positive
         f"PHONE-7;;{EAN};GOOD;;1;10;12;Pigeon Post;1;24",  # not a Back Market shipper

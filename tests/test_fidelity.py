@@ -4,6 +4,8 @@ reads real-shaped answers, and the emulator answers and refuses as the real API 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -15,13 +17,15 @@ from pydantic import SecretStr
 from syncer.answers import ListingPage, checked
 from syncer.client import BackMarketClient
 from syncer.config import StoreSettings
+from syncer.diff import Change
+from syncer.emulator import EmulatorServer
 from syncer.offers import Offer
-from syncer.publish import listing_matches
+from syncer.publish import batch_files, listing_matches
 from syncer.reconcile import observed, reconcile
 from syncer.state import SnapshotEntry
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.contract import check_response
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import FakeClock, Shop, checked_emulator
 
 UA = "BM-Tests-suite;tests@example.com"
 
@@ -113,3 +117,82 @@ def test_the_emulator_answers_listings_in_the_real_shape_and_the_engine_reads_th
         result = shop.run("reconcile", "--format", "json")
         assert all(not report["drifts"] for report in json.loads(result.stdout))
         assert shop.plan_json()["changes"] == []
+
+
+# --- batch CSV: no empty cell, state is not a grade -----------------------------------------
+
+
+def batch_catalogs(server: EmulatorServer) -> list[list[dict[str, str]]]:
+    """Every batch CSV the emulator received, as rows of cells by column."""
+    return [list(csv.DictReader(io.StringIO(e.request["catalog"]), delimiter=";"))
+            for e in server.emulator.exchanges if e.method == "POST" and e.path == "/ws/listings"]
+
+
+def test_no_batch_row_carries_an_empty_cell_rows_are_grouped_by_the_columns_they_fill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
+        shop = Shop(tmp_path, server, f"sqlite:///{tmp_path / 'state.db'}",
+                    stores=(("fr", "fr-fr"),))  # type: ignore[arg-type]
+        shop.catalog([catalog_row("E-1", comment_fr="Boxed"), catalog_row("E-2"),
+                      catalog_row("E-3", comment_fr="As new"),
+                      catalog_row("E-4", product_id="9b1e7c2a-4d3f-4e5a-8b6c-7d8e9f0a1b2c",
+                                  ean="")])
+        shop.run("apply")
+        files = batch_catalogs(server)
+        assert all(value != "" for rows in files for row in rows for value in row.values())
+        assert sorted(sorted(row["sku"] for row in rows) for rows in files) == [
+            ["E-1", "E-3"], ["E-2"], ["E-4"]]
+        by_sku = {row["sku"]: row for rows in files for row in rows}
+        assert "comment" not in by_sku["E-2"] and "ean" not in by_sku["E-4"]
+        assert "product_id" not in by_sku["E-1"]
+        for sku, comment in (("E-1", "Boxed"), ("E-2", None), ("E-3", "As new"), ("E-4", None)):
+            listing = shop.live(sku, "fr-fr")
+            assert listing is not None and listing["comment"] == comment, sku
+            assert listing["quantity"] == 5 and listing["price"] == "199.90"
+        assert shop.plan_json()["changes"] == []
+
+
+def test_batch_files_group_changes_in_order_and_leave_empty_fields_out() -> None:
+    def change(sku: str, **fields: object) -> Change:
+        target = offer(sku=sku, **fields).published()
+        return Change("create", "fr", sku, target, None, row=2)
+
+    changes = [change("A", comment=None, max_price=None), change("B"),
+               change("C", comment=None, max_price=None), change("D", comment="x" * 3)]
+    files = batch_files(changes, send_deee=False)
+    assert [[c.sku for c in f.changes] for f in files] == [["A", "C"], ["B", "D"]]
+    assert files[0].columns == ["sku", "ean", "grade", "quantity", "price", "currency",
+                                "warranty_delay"]
+    assert files[1].columns == [*files[0].columns, "comment", "max_price"]
+    assert [row["comment"] for row in files[1].rows] == ["Boxed", "xxx"]
+    assert all("" not in row.values() for f in files for row in f.rows)
+
+
+def test_a_batch_row_state_is_a_draft_not_a_grade_and_no_grade_means_good() -> None:
+    clock = FakeClock()
+    with checked_emulator(task_delay=1.0, clock=clock.monotonic) as server:
+        client = httpx.Client(base_url=server.base_url, headers={
+            "Authorization": f"Basic {TOKEN}", "User-Agent": UA, "Accept-Language": "fr-fr"})
+
+        def batch(catalog: str) -> None:
+            answer = client.post("/ws/listings", json={
+                "catalog": catalog, "quotechar": '"', "delimiter": ";", "encoding": "utf-8"})
+            assert answer.status_code == 200, answer.text
+            clock.advance(1.0)
+            server.emulator.run_due_tasks()
+
+        batch("sku;ean;state;quantity;price\nD-1;4006381333931;3;5;100\n"
+              "D-2;5901234123457;0;4;90\n")
+        held = {item["sku"]: item for item in server.emulator.listings(TOKEN)}
+        assert (held["D-1"]["grade"], held["D-1"]["draft"], held["D-1"]["quantity"]) == (
+            "GOOD", True, 5)
+        assert held["D-1"]["markets"]["fr-fr"]["publication_state"] == 3  # a draft: offline
+        # state 0 was once read as EXCELLENT: it is not a grade.
+        assert (held["D-2"]["grade"], held["D-2"]["draft"]) == ("GOOD", False)
+        assert held["D-2"]["markets"]["fr-fr"]["publication_state"] == 2
+        batch("sku;state\nD-1;2\n")  # another state ends the draft; the grade stays
+        (d1,) = [item for item in server.emulator.listings(TOKEN) if item["sku"] == "D-1"]
+        assert (d1["grade"], d1["draft"], d1["markets"]["fr-fr"]["publication_state"]) == (
+            "GOOD", False, 2)
+        client.close()
