@@ -26,6 +26,10 @@ the legacy grade code: as integrators use it, ``state=3`` creates (or puts) the 
 draft, offline whatever its quantity, and another value ends the draft. A created row
 without a grade is GOOD, as integrators report Back Market does.
 
+A write (single update or batch row) that leaves a listing's price outside the BackPricer
+band, ``min_price <= price <= min_price x 1.08``, is refused with ``INVALID_BACKPRICER_RANGE``,
+as integrators observe (the spec says nothing of it).
+
 A single-listing update (``POST /ws/listings/{id}``) ignores a field its request body in the
 spec lacks, as the real API does (production integrations send ``pub_state``), and lists it
 in the exchange's ``ignored``; ``EmulatorConfig.strict_fields`` refuses it instead (400).
@@ -59,7 +63,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, NamedTuple, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -112,6 +116,9 @@ HOUR: Final = 3600.0
 MAX_AMOUNT: Final = Decimal("1000000")
 MAX_INT: Final = 2**31 - 1
 CENT: Final = Decimal("0.01")
+# The BackPricer keeps min_price <= price <= min_price x 1.08 (observed in production).
+BACKPRICER_BAND: Final = Decimal("1.08")
+BACKPRICER_ERROR: Final = "INVALID_BACKPRICER_RANGE"
 _SLOTS: Final = ("1", "2", "3")
 _SHIPPING_KEYS: Final = ("shipper", "shipper_display", "shipping_delay", "shipping_price")
 # What the spec's request body of POST /ws/listings/{listingId} accepts.
@@ -1482,6 +1489,7 @@ class Emulator:
                 )
             else:
                 changes.market["comment"] = comment
+        self._check_backpricer_band(changes, market)
         self._parse_currency(values, locale, changes)
         for slot in _SLOTS:
             self._parse_shipping(values, slot, market, changes)
@@ -1499,6 +1507,22 @@ class Emulator:
             if state is not None:
                 changes.draft = state == DRAFT_STATE
         return changes
+
+    @staticmethod
+    def _check_backpricer_band(changes: _Changes, market: _Market | None) -> None:
+        """A write of a price or a min_price that leaves min_price <= price <= min_price x
+        1.08 is refused, as integrators observe Back Market does."""
+        if "price" not in changes.market and "min_price" not in changes.market:
+            return
+        price = changes.market.get("price", market.price if market else None)
+        floor = changes.market.get("min_price", market.min_price if market else None)
+        if price is None or floor is None:
+            return
+        if not Decimal(floor) <= Decimal(price) <= Decimal(floor) * BACKPRICER_BAND:
+            top = (Decimal(floor) * BACKPRICER_BAND).quantize(CENT, rounding=ROUND_FLOOR)
+            changes.error("min_price", f"{BACKPRICER_ERROR}: price {price} is outside the"
+                                       f" BackPricer range of min_price {floor}: {floor} to"
+                                       f" {top}")
 
     def _parse_currency(self, values: Mapping[str, object], locale: str, changes: _Changes) -> None:
         expected = self._markets[locale]

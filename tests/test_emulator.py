@@ -408,10 +408,10 @@ def test_single_update_changes_only_the_fields_given(
     client = connect(start())
     listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
     url = f"/ws/listings/{listing['id']}"
-    assert client.post(url, json={"comment": "Boxed", "min_price": 80}).status_code == 200
+    assert client.post(url, json={"comment": "Boxed", "min_price": 95}).status_code == 200
     body = client.post(url, json={"price": 95.5, "warranty_delay": "24"}).json()
     assert (body["price"], body["comment"], body["min_price"], body["warranty_delay"]) == (
-        "95.50", "Boxed", "80.00", 24,
+        "95.50", "Boxed", "95.00", 24,
     )
     body = client.post(
         url, json={"shipper_1": "DHL Express", "shipping_price_1": "0", "shipping_delay_1": 24}

@@ -196,3 +196,93 @@ def test_a_batch_row_state_is_a_draft_not_a_grade_and_no_grade_means_good() -> N
         assert (d1["grade"], d1["draft"], d1["markets"]["fr-fr"]["publication_state"]) == (
             "GOOD", False, 2)
         client.close()
+
+
+# --- the BackPricer band ---------------------------------------------------------------------
+
+
+def test_the_emulator_refuses_a_price_outside_the_backpricer_band_single_and_batch() -> None:
+    clock = FakeClock()
+    with checked_emulator(task_delay=1.0, clock=clock.monotonic) as server:
+        client = httpx.Client(base_url=server.base_url, headers={
+            "Authorization": f"Basic {TOKEN}", "User-Agent": UA, "Accept-Language": "fr-fr"})
+
+        def batch(catalog: str) -> list[dict[str, object]]:
+            answer = client.post("/ws/listings", json={
+                "catalog": catalog, "quotechar": '"', "delimiter": ";", "encoding": "utf-8"})
+            assert answer.status_code == 200, answer.text
+            clock.advance(1.0)
+            server.emulator.run_due_tasks()
+            return server.emulator.listings(TOKEN)
+
+        def held(sku: str) -> dict[str, object] | None:
+            listing = server.emulator.listing(TOKEN, sku, "fr-fr")
+            return None if listing is None else {k: listing[k] for k in ("price", "min_price")}
+
+        # 100 x 1.08 = 108: the band's top is in, a cent above is out, below min_price too.
+        batch("sku;ean;grade;quantity;price;min_price\n"
+              "B-1;4006381333931;GOOD;1;108;100\nB-2;4006381333931;FAIR;1;108.01;100\n"
+              "B-3;5901234123457;GOOD;1;99.99;100\n")
+        assert held("B-1") == {"price": "108.00", "min_price": "100.00"}
+        assert held("B-2") is None and held("B-3") is None
+        tasks = server.emulator.tasks(TOKEN)
+        assert "INVALID_BACKPRICER_RANGE" in json.dumps(tasks[-1]["result"])
+
+        listing = server.emulator.listing(TOKEN, "B-1", "fr-fr")
+        assert listing is not None
+        url = f"/ws/listings/{listing['id']}"
+        for body in ({"price": "108.01", "currency": "EUR"}, {"min_price": "99.99"},
+                     {"price": "90", "currency": "EUR"}):
+            answer = client.post(url, json=body)
+            assert answer.status_code == 400, body
+            assert answer.json().startswith("INVALID_BACKPRICER_RANGE"), answer.text
+        assert held("B-1") == {"price": "108.00", "min_price": "100.00"}  # nothing changed
+        for body in ({"price": "100", "currency": "EUR"}, {"min_price": "92.60"},
+                     {"min_price": None, "price": "150", "currency": "EUR"}):
+            assert client.post(url, json=body).status_code == 200, body
+        assert held("B-1") == {"price": "150.00", "min_price": None}
+        # Once in band again, an update of the existing listing through the batch is checked
+        # against the min_price it holds.
+        assert client.post(url, json={"min_price": "140"}).status_code == 200
+        batch("sku;price\nB-1;151.20\n")
+        assert held("B-1") == {"price": "151.20", "min_price": "140.00"}
+        batch("sku;price\nB-1;151.21\n")
+        assert held("B-1") == {"price": "151.20", "min_price": "140.00"}
+        client.close()
+
+
+def test_an_offer_outside_the_band_is_rejected_before_sending_and_the_rest_goes_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
+        shop = Shop(tmp_path, server, f"sqlite:///{tmp_path / 'state.db'}",
+                    stores=(("fr", "fr-fr"),))  # type: ignore[arg-type]
+        write_catalog(tmp_path / "catalog.csv", [
+            catalog_row("IN-1", price_fr="108") + ";100",
+            catalog_row("OUT-1", price_fr="108.01") + ";100",
+        ], HEADER + ";min_price_fr")
+        (rejection,) = shop.plan_json()["rejections"]
+        assert (rejection["row"], rejection["sku"], rejection["column"], rejection["value"]) \
+            == (3, "OUT-1", "min_price_fr", "100")
+        assert "INVALID_BACKPRICER_RANGE" in rejection["expected"]
+        shop.run("apply")
+        assert shop.live("IN-1", "fr-fr") is not None
+        assert shop.live("OUT-1", "fr-fr") is None
+        sent = {row["sku"] for rows in batch_catalogs(server) for row in rows}
+        assert sent == {"IN-1"}
+
+
+def test_with_the_band_check_off_back_markets_refusal_reaches_the_seller(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
+        shop = Shop(tmp_path, server, f"sqlite:///{tmp_path / 'state.db'}",
+                    stores=(("fr", "fr-fr"),))  # type: ignore[arg-type]
+        with shop.config.open("a", encoding="utf-8") as config:  # the last [[stores]] table
+            config.write("backpricer_band = false\n")
+        write_catalog(tmp_path / "catalog.csv", [
+            catalog_row("OUT-1", price_fr="108.01") + ";100"], HEADER + ";min_price_fr")
+        assert shop.plan_json()["rejections"] == []
+        shop.run("apply", code=None)
+        assert shop.live("OUT-1", "fr-fr") is None
+        assert "INVALID_BACKPRICER_RANGE" in shop.run("errors").output
