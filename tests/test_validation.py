@@ -198,6 +198,16 @@ def test_min_price_keeps_the_price_within_the_backpricer_band(min_price: str,
         assert "INVALID_BACKPRICER_RANGE" in r.expected
 
 
+@pytest.mark.parametrize("price, accepted", [("108", True), ("108.01", False),
+                                           ("100", True)], ids=["top", "above", "bottom"])
+def test_the_backpricer_band_holds_both_its_ends(price: str, accepted: bool) -> None:
+    """min_price 100: the band is 100 to 108.00, both included."""
+    v = validator(HEADER + ";min_price_fr")
+    result = v.validate(2, (catalog_row("E", price_fr=price) + ";100").split(";"))
+    assert ("fr" in [o.store for o in result.offers]) is accepted
+    assert [r.field for r in result.rejections] == ([] if accepted else ["min_price"])
+
+
 def test_the_backpricer_band_check_can_be_turned_off_per_store() -> None:
     stores = [StoreSettings(name="fr", locale="fr-fr", backpricer_band=False), STORES[1]]
     v = validator(HEADER + ";min_price_fr", stores)
