@@ -648,11 +648,15 @@ def check(obj: Context, store: str | None) -> None:
                    "their model family, task results keyed by row.")
 @click.option("--result-key", type=click.Choice(["sku", "row"]),
               help="What keys a task result's entries (default: row if --realistic, else sku).")
+@click.option("--strict-fields", is_flag=True,
+              help="Refuse a single-listing update with a field the spec lacks (Back Market "
+                   "ignores it): to check an integration sends only the spec's fields.")
 def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_delay: float,
              budget: int, state_path: Path | None, reject_skus: tuple[str, ...],
              fault_429: float, fault_5xx: float, fault_drop: float, fault_slow: float,
              slow_seconds: float, fault_reject: float, waf_block: bool, rate: int,
-             seed: int | None, realistic: bool, result_key: str | None) -> None:
+             seed: int | None, realistic: bool, result_key: str | None,
+             strict_fields: bool) -> None:
     """Serve a local emulator of the Back Market seller API (listings, tasks) over HTTP.
 
     It follows Back Market's published spec, limits and failures included; faults can also
@@ -671,7 +675,7 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
         tokens=tokens or ("emulator-token",), platform=platform, task_delay=task_delay,
         sku_lines_per_hour=budget, requests_per_window=rate, faults=faults,
         state_path=None if state_path is None else str(state_path), realistic=realistic,
-        result_key=result_key)
+        result_key=result_key, strict_fields=strict_fields)
     serve(config, host, port)
 
 

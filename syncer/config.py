@@ -232,6 +232,10 @@ class StoreSettings(_Section):
     currency: str | None = None
     token_env: str | None = None
     warranty_min_months: int = Field(6, ge=1)
+    # A min_price sent with a price must keep Back Market's BackPricer band, min_price <=
+    # price <= min_price x 1.08 (it answers INVALID_BACKPRICER_RANGE, or BackBox overrides
+    # the price): such a row is rejected for this store. false: only min_price <= price.
+    backpricer_band: bool = True
     # Send the DEEE (French recycling fee) only where the marketplace accepts it.
     send_deee: bool = False
     max_zero_share: float | None = Field(None, ge=0, le=1)

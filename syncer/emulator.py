@@ -31,6 +31,22 @@ of a model family, see ``add_product(family=)``, is resolved to the family's fir
 ``EmulatorConfig(realistic=True)`` (``syncer emulator --realistic``) turns both on and keys
 task results by row: the profile to rehearse against what sellers' integrations really see.
 
+Batch CSV cells: an empty cell is read as a column the row does not give, so the listing
+keeps that field's value (and a create lacks it). What Back Market does with an empty cell
+is not known (clear the field, keep it, refuse the row): the engine never sends one, so this
+reading is a choice of the emulator, not a fact to rely on. A row's ``state`` is not read as
+the legacy grade code: as integrators use it, ``state=3`` creates (or puts) the listing as a
+draft, offline whatever its quantity, and another value ends the draft. A created row
+without a grade is GOOD, as integrators report Back Market does.
+
+A write (single update or batch row) that leaves a listing's price outside the BackPricer
+band, ``min_price <= price <= min_price x 1.08``, is refused with ``INVALID_BACKPRICER_RANGE``,
+as integrators observe (the spec says nothing of it).
+
+A single-listing update (``POST /ws/listings/{id}``) ignores a field its request body in the
+spec lacks, as the real API does (production integrations send ``pub_state``), and lists it
+in the exchange's ``ignored``; ``EmulatorConfig.strict_fields`` refuses it instead (400).
+
 Endpoints under ``/_emulator/`` are not Back Market's and need no authentication:
 ``GET listings?token=``, ``GET|POST faults`` (JSON merged into ``Faults``), ``POST sell``
 ``{token, sku, quantity}``, ``POST products`` ``{ean | product_id, title}``, ``POST reset``.
@@ -60,7 +76,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, NamedTuple, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -98,7 +114,10 @@ DEFAULT_CURRENCY: Final[dict[str, str]] = {"EU": "EUR", "US": "USD"}
 
 # grade -> the deprecated integer ``state`` (ListingStateValue)
 GRADES: Final[dict[str, int]] = GRADE_STATE
-_GRADE_OF_STATE: Final = {state: grade for grade, state in GRADES.items()}
+# A batch row's ``state`` is not the legacy grade code: integrators send 3 to create a
+# listing as a draft (offline), and a row without a grade makes a GOOD listing.
+DRAFT_STATE: Final = 3
+DEFAULT_GRADE: Final = "GOOD"
 
 
 USER_AGENT: Final = re.compile(r"^BM-[^-;]+-[^;]+;[^@\s]+@[^@\s]+$")
@@ -110,6 +129,9 @@ HOUR: Final = 3600.0
 MAX_AMOUNT: Final = Decimal("1000000")
 MAX_INT: Final = 2**31 - 1
 CENT: Final = Decimal("0.01")
+# The BackPricer keeps min_price <= price <= min_price x 1.08 (observed in production).
+BACKPRICER_BAND: Final = Decimal("1.08")
+BACKPRICER_ERROR: Final = "INVALID_BACKPRICER_RANGE"
 _SLOTS: Final = ("1", "2", "3")
 _SHIPPING_KEYS: Final = ("shipper", "shipper_display", "shipping_delay", "shipping_price")
 # What the spec's request body of POST /ws/listings/{listingId} accepts.
@@ -281,6 +303,11 @@ class EmulatorConfig:
     review_delay: float = 1.0
     faults: Faults = field(default_factory=Faults)
     state_path: str | None = None  # SQLite file keeping the model across restarts
+    # A single-listing update with a field its request body in the spec lacks is answered
+    # 400 instead of being ignored as the real API does (which accepted pub_state in
+    # production): for our own tests, so that the client sending such a field is caught.
+    # Ignored fields are listed in each exchange of the log either way (Exchange.ignored).
+    strict_fields: bool = False
     # Injectable for tests: rate window, hourly budget and task delay all read this clock.
     clock: Callable[[], float] = field(default=time.monotonic)
     # What keys a task result's entries: "sku" or "row" (None: "row" if realistic, else "sku")
@@ -322,6 +349,8 @@ class Exchange:
     # "5xx-after" (processed, then answered with an error); None when the endpoint answered.
     fault: str | None = None
     at: float = 0.0  # the emulator's clock when the request was handled
+    # Fields of the request body the endpoint ignored (not in its request body in the spec).
+    ignored: tuple[str, ...] = ()
 
 
 class BatchRow(NamedTuple):
@@ -381,6 +410,7 @@ class Call:
     locale: str = ""
     params: dict[str, str] = field(default_factory=dict)
     fault: str | None = None  # the injected fault that answered it (see Exchange.fault)
+    ignored: tuple[str, ...] = ()  # body fields the endpoint ignored (see Exchange.ignored)
     # The spec documents a bare JSON string as the 400 body of this operation.
     string_errors: bool = False
 
@@ -439,6 +469,7 @@ class _Listing:
     quantity: int
     warranty_delay: int  # shown in a country that has none of its own yet
     markets: dict[str, _Market] = field(default_factory=dict)
+    draft: bool = False  # made or put offline by a batch row's state=3: publication_state 3
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _Listing:
@@ -513,6 +544,7 @@ class _Changes:
     proposed: _Product | None = None  # a product this row proposed or updated
     proposed_new: bool = False
     proposal_refused: bool = False  # the row proposed a product, and it was refused
+    draft: bool | None = None  # a batch row's state: 3 makes a draft, another value ends it
 
     def error(self, name: str | None, message: str) -> None:
         self.errors.append((name, message))
@@ -1028,6 +1060,7 @@ class Emulator:
                 dropped=dropped,
                 fault=call.fault,
                 at=self._clock(),
+                ignored=call.ignored,
             )
         )
         if len(self.exchanges) > EXCHANGE_LOG_SIZE:
@@ -1055,10 +1088,10 @@ class Emulator:
         seller = self._seller(call.token)
         query = call.query
         page = query_int(call, "page", minimum=1) or 1
-        # The spec names it page-size; page_size (as integrators write it) is an alias.
-        size_name = "page-size" if "page-size" in query or "page_size" not in query else "page_size"
+        # The spec names it page-size. page_size (as some integrators write it) is ignored,
+        # as the real API does: it answered 10 results a page to page_size=100.
         # Larger pages are clamped, as Django REST framework's max_page_size does.
-        size = min(query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = min(query_int(call, "page-size", minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         state = query_int(call, "publication_state", minimum=0)
         if state is not None and state > 4:
             raise call.bad_request("publication_state must be one of 0, 1, 2, 3, 4")
@@ -1137,17 +1170,21 @@ class Emulator:
         """Real-time update of the fields given (one SKU line of the hourly budget)."""
         found = self._find(call, call.params["listing"])
         body = call.json_object()
+        unknown = sorted(set(body) - SINGLE_UPDATE_FIELDS)
+        if not self.config.strict_fields:
+            # As the real API: a field it does not know is ignored (and logged here).
+            call.ignored = tuple(unknown)
+            body = {name: value for name, value in body.items() if name not in unknown}
         self._spend_sku_lines(self._seller(call.token), 1, self._clock())
         rejection = self._rejection(found.sku, call.headers.get("authorization", ""))
         if rejection:
             if self.faults.reject_code is None:
                 raise call.bad_request(rejection)
             raise HttpError(error_v1(400, self.faults.reject_code, rejection))
-        unknown = sorted(set(body) - SINGLE_UPDATE_FIELDS)
-        if unknown:
+        if unknown and self.config.strict_fields:
             raise call.bad_request(
                 f"unknown field(s) {', '.join(unknown)}: this endpoint accepts"
-                f" {', '.join(sorted(SINGLE_UPDATE_FIELDS))}"
+                f" {', '.join(sorted(SINGLE_UPDATE_FIELDS))} (strict_fields)"
             )
         changes = self._parse_changes(body, call.locale, found.markets.get(call.locale))
         if changes.errors:
@@ -1382,7 +1419,7 @@ class Emulator:
         product = self._products.get(listing.product_id)
         if product is not None and product.status == "pending":
             return 1  # pending validation of its product
-        return 2 if listing.quantity > 0 else 3
+        return 2 if listing.quantity > 0 and not listing.draft else 3
 
     def _public(self, listing: _Listing, locale: str) -> dict[str, Any]:
         """The listing in one country, in the spec's ``ListingPublic`` shape."""
@@ -1407,8 +1444,11 @@ class Emulator:
             "price": market.price or "0.00",
             "comment": market.comment,
             "min_price": market.min_price,
-            # Required and not nullable in the spec: "0.00" stands for "no maximum set".
-            "max_price": market.max_price or "0.00",
+            # A number on the real API (the spec says a string): 199 or 199.9. Required and
+            # not nullable: 0 stands for "no maximum set".
+            "max_price": _json_number(market.max_price or "0"),
+            # Deprecated (broken TouchID of an iPhone), still on every real listing.
+            "snowden": False,
         }
 
     def _dump(self, listing: _Listing) -> dict[str, Any]:
@@ -1432,6 +1472,7 @@ class Emulator:
             "state": GRADES[listing.grade],
             "quantity": listing.quantity,
             "warranty_delay": listing.warranty_delay,
+            "draft": listing.draft,
             "markets": markets,
         }
 
@@ -1489,6 +1530,7 @@ class Emulator:
                 )
             else:
                 changes.market["comment"] = comment
+        self._check_backpricer_band(changes, market)
         self._parse_currency(values, locale, changes)
         for slot in _SLOTS:
             self._parse_shipping(values, slot, market, changes)
@@ -1500,13 +1542,28 @@ class Emulator:
                 changes.error(
                     "grade", f"grade must be one of {', '.join(GRADES)}, got {grade!r}"
                 )
-        elif "state" in values:
+        if "state" in values:
+            # Not the legacy grade code: integrators send state=3 to keep a listing a draft.
             state = _integer(values["state"], "state", changes, minimum=0)
-            if state is not None and state not in _GRADE_OF_STATE:
-                changes.error("state", f"state must be one of 9, 0, 1, 2, 3, 4, got {state}")
-            elif state is not None:
-                changes.grade = _GRADE_OF_STATE[state]
+            if state is not None:
+                changes.draft = state == DRAFT_STATE
         return changes
+
+    @staticmethod
+    def _check_backpricer_band(changes: _Changes, market: _Market | None) -> None:
+        """A write of a price or a min_price that leaves min_price <= price <= min_price x
+        1.08 is refused, as integrators observe Back Market does."""
+        if "price" not in changes.market and "min_price" not in changes.market:
+            return
+        price = changes.market.get("price", market.price if market else None)
+        floor = changes.market.get("min_price", market.min_price if market else None)
+        if price is None or floor is None:
+            return
+        if not Decimal(floor) <= Decimal(price) <= Decimal(floor) * BACKPRICER_BAND:
+            top = (Decimal(floor) * BACKPRICER_BAND).quantize(CENT, rounding=ROUND_FLOOR)
+            changes.error("min_price", f"{BACKPRICER_ERROR}: price {price} is outside the"
+                                       f" BackPricer range of min_price {floor}: {floor} to"
+                                       f" {top}")
 
     def _parse_currency(self, values: Mapping[str, object], locale: str, changes: _Changes) -> None:
         expected = self._markets[locale]
@@ -1576,6 +1633,8 @@ class Emulator:
         """Apply validated changes; returns the messages of ``shippings_response``."""
         if changes.grade is not None:
             listing.grade = changes.grade
+        if changes.draft is not None:
+            listing.draft = changes.draft
         if changes.quantity is not None:
             listing.quantity = changes.quantity
         messages: list[str] = []
@@ -1845,8 +1904,8 @@ class Emulator:
         if product is None and not changes.proposal_refused \
                 and not any(name in product_fields for name, _ in changes.errors):
             changes.error("product_id", "product_id or ean is required to create a listing")
-        if changes.grade is None and "grade" not in cells and "state" not in cells:
-            changes.error("grade", "grade is required to create a listing")
+        if changes.grade is None and "grade" not in cells:
+            changes.grade = DEFAULT_GRADE  # as integrators report Back Market does
         if changes.quantity is None and "quantity" not in cells:
             changes.error("quantity", "quantity is required to create a listing")
         if "price" not in cells:
@@ -1983,6 +2042,13 @@ def _money(value: object, name: str, changes: _Changes, *, positive: bool) -> st
         changes.error(name, f"{name} has more than 2 decimals: {value!r}")
         return None
     return f"{amount.quantize(CENT):f}"
+
+
+def _json_number(amount: str) -> int | float:
+    """An amount as the real API writes ``max_price``: an integer when whole, else a float
+    (only on the wire: the model keeps the canonical string)."""
+    value = Decimal(amount)
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _valid_ean(code: str) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import structlog
 
@@ -187,12 +187,17 @@ class Publisher:
     def _send_batches(self, batch: Sequence[Change], result: PublishResult) -> None:
         granted = self._take(len(batch))
         send, deferred = batch[:granted], list(batch[granted:])
-        for start in range(0, len(send), self.batch_rows):
-            if self.stop():
-                self._refund(len(send) - start)  # taken for batches not sent
-                self._defer(deferred, result)
-                raise _Interrupted
-            self._send_batch(send[start:start + self.batch_rows], result)
+        sent = 0
+        for file in batch_files(send, send_deee=self.store.send_deee, extra=self.extra_columns):
+            for start in range(0, len(file.changes), self.batch_rows):
+                if self.stop():
+                    self._refund(len(send) - sent)  # taken for batches not sent
+                    self._defer(deferred, result)
+                    raise _Interrupted
+                end = start + self.batch_rows
+                self._send_batch(BatchFile(file.columns, file.changes[start:end],
+                                           file.rows[start:end]), result)
+                sent += len(file.changes[start:end])
         self._defer(deferred, result)
 
     def _run(self, body: Callable[[PublishResult], None]) -> PublishResult:
@@ -290,10 +295,9 @@ class Publisher:
         return True
 
     # --- batches --------------------------------------------------------------------------
-    def _send_batch(self, changes: Sequence[Change], result: PublishResult) -> None:
+    def _send_batch(self, file: BatchFile, result: PublishResult) -> None:
         self._keep_lease()
-        columns, rows = batch_rows(changes, send_deee=self.store.send_deee,
-                                   extra=self.extra_columns)
+        columns, changes, rows = file
         offers = {c.key: [c.sku, c.source_hash, *c.target] for c in changes}
         batch_id = self.state.add_pending_batch(self.store.name, offers)
         crashpoint("batch:before-post")
@@ -725,38 +729,51 @@ BATCH_COLUMNS: Final = (
 )
 
 
-def batch_rows(changes: Sequence[Change], *, send_deee: bool,
-               extra: Mapping[str, Mapping[str, str]] | None = None
-               ) -> tuple[list[str], list[dict[str, str]]]:
-    """Rows of the batch CSV, every field of the target given (values are absolute), plus
-    the ``extra`` columns of some SKUs (a product proposal's content)."""
-    columns = list(BATCH_COLUMNS)
-    if send_deee:
-        columns.append("deee")
-    extra = extra or {}
-    extra_columns: dict[str, None] = {}
-    shipping_slots = 0
-    rows = []
-    for change in changes:
-        target = change.target
-        row = {"sku": change.sku}
-        for name in columns[1:]:
-            value = target[F[name]]
-            row[name] = "" if value is None else str(value)
-        options = parse_shipping(_text(target[F["shipping"]]))
-        shipping_slots = max(shipping_slots, len(options))
-        for number, option in enumerate(options, start=1):
-            row[f"shipper_{number}"] = option.shipper
-            row[f"shipping_price_{number}"] = f"{option.price:.2f}"
-            row[f"shipping_delay_{number}"] = str(option.delay_hours)
-        for name, value in extra.get(change.key, {}).items():
-            extra_columns[name] = None
+class BatchFile(NamedTuple):
+    """One batch CSV: its columns, the changes it carries and their rows, in that order."""
+
+    columns: list[str]
+    changes: list[Change]
+    rows: list[dict[str, str]]
+
+
+def batch_row(change: Change, *, send_deee: bool,
+              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The batch row of a change: every field of the target that has a value (values are
+    absolute), plus ``extra`` columns (a product proposal's content). A field without a
+    value has no cell at all: what Back Market does with an empty cell is unknown (clear
+    the field, keep it, refuse the row), so a row never carries one."""
+    target = change.target
+    row = {"sku": change.sku}
+    for name in BATCH_COLUMNS[1:] + (("deee",) if send_deee else ()):
+        value = target[F[name]]
+        if value is not None and str(value) != "":
+            row[name] = str(value)
+    for number, option in enumerate(parse_shipping(_text(target[F["shipping"]])), start=1):
+        row[f"shipper_{number}"] = option.shipper
+        row[f"shipping_price_{number}"] = f"{option.price:.2f}"
+        row[f"shipping_delay_{number}"] = str(option.delay_hours)
+    for name, value in (extra or {}).items():
+        if value != "":
             row[name] = value
-        rows.append(row)
-    for number in range(1, shipping_slots + 1):
-        columns += [f"shipper_{number}", f"shipping_price_{number}", f"shipping_delay_{number}"]
-    columns += [name for name in extra_columns if name not in columns]
-    return columns, rows
+    return row
+
+
+def batch_files(changes: Sequence[Change], *, send_deee: bool,
+                extra: Mapping[str, Mapping[str, str]] | None = None) -> list[BatchFile]:
+    """The batch CSVs that carry these changes: rows grouped by the columns they fill, each
+    group its own CSV, so that no cell is left empty (see ``batch_row``). Groups come in the
+    order of their first change, rows in the order of the changes."""
+    extra = extra or {}
+    groups: dict[frozenset[str], BatchFile] = {}
+    for change in changes:
+        row = batch_row(change, send_deee=send_deee, extra=extra.get(change.key))
+        file = groups.get(key := frozenset(row))
+        if file is None:
+            file = groups[key] = BatchFile(list(row), [], [])
+        file.changes.append(change)
+        file.rows.append(row)
+    return list(groups.values())
 
 
 def listing_matches(listing: Mapping[str, Any], target: Published, store: StoreSettings, *,

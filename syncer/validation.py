@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import lru_cache
 from typing import Final, NamedTuple, Protocol
 
@@ -23,8 +23,13 @@ from syncer.offers import Offer, Rejection, ShippingOption, money, sku_key
 
 # Bump when a rule changes what a row publishes: rows confirmed under older rules are then
 # validated again instead of being taken as unchanged (see planner.fingerprint).
-VALIDATION_VERSION: Final = 2
+VALIDATION_VERSION: Final = 3
 MAX_COMMENT: Final = 500
+# Back Market's BackPricer keeps min_price <= price <= min_price * 1.08 (reference/
+# BACKMARKET.md, observed in production: INVALID_BACKPRICER_RANGE, or BackBox silently
+# overrides the price). A store's backpricer_band setting turns the check off.
+BACKPRICER_BAND: Final = Decimal("1.08")
+_CENT: Final = Decimal("0.01")
 MAX_SKU: Final = 64
 _BAD_SKU: Final = re.compile(r'[\r\n\t;"\x00-\x1f\x7f\ud800-\udfff]')
 # Never in text sent or stored: control characters (PostgreSQL cannot even store a NUL) and
@@ -461,6 +466,14 @@ def _store_fields(
             ok = False
         if min_price is not None and min_price > price:
             reject("min_price", str(min_price), f"at most the price {price}", name)
+            ok = False
+        elif min_price is not None and store.backpricer_band \
+                and price > min_price * BACKPRICER_BAND:
+            lowest = (price / BACKPRICER_BAND).quantize(_CENT, rounding=ROUND_CEILING)
+            reject("min_price", str(min_price),
+                   f"between {lowest} and the price {price}: Back Market's BackPricer keeps "
+                   f"the price at most {BACKPRICER_BAND} x min_price "
+                   "(INVALID_BACKPRICER_RANGE)", name)
             ok = False
 
     shipping: list[ShippingOption] = []

@@ -18,6 +18,10 @@ says so, also beside ``enum`` (the nullable ``Shipper``) or ``anyOf`` (the nulla
 price), as OpenAPI 3.0.0-3.0.2 tools did. OpenAPI 3.0.3 narrowed ``nullable`` to schemas with
 a ``type``, which would leave the spec's "nullable" shipper and shipping price unable to be
 null, the only way the single-listing update has to remove a shipping option.
+
+Where Back Market's real answers differ from the spec (``reference/BACKMARKET.md``, "Observed
+in production integrations"), the real shape is the contract: a listing's ``max_price`` is
+a number or a string.
 """
 
 from __future__ import annotations
@@ -56,7 +60,26 @@ def spec() -> dict[str, Any]:
     with path.open(encoding="utf-8") as stream:
         document: dict[str, Any] = yaml.load(stream, Loader=loader)
     _honour_nullable(document)
+    _observed_in_production(document)
     return document
+
+
+def _observed_in_production(node: Any) -> None:
+    """Where the real API differs from the spec (``reference/BACKMARKET.md``, "Observed in
+    production integrations"), the real shape is the contract: a listing's ``max_price`` is
+    a number (199, 199.9), not the string the spec names."""
+    if isinstance(node, dict):
+        properties = node.get("properties")
+        if isinstance(properties, dict) and properties.get("max_price", {}).get("type") \
+                == "string" and "listing_id" in properties:
+            described = properties["max_price"].get("description", "")
+            properties["max_price"] = {"description": described,
+                                       "anyOf": [{"type": "string"}, {"type": "number"}]}
+        for value in node.values():
+            _observed_in_production(value)
+    elif isinstance(node, list):
+        for item in node:
+            _observed_in_production(item)
 
 
 def _honour_nullable(node: Any) -> None:
@@ -231,8 +254,14 @@ def check_response(
 
 
 def check_exchange(exchange: Any) -> None:
-    """An ``Exchange`` logged by the emulator: its request, and its response when one was sent."""
+    """An ``Exchange`` logged by the emulator: its request, and its response when one was sent.
+    A request field the endpoint ignored (one the spec's request body lacks, which the
+    schemas let through: they do not forbid other properties) fails the check too."""
     check_request(exchange.method, exchange.path, exchange.request)
+    if getattr(exchange, "ignored", ()):
+        raise AssertionError(
+            f"{exchange.method} {exchange.path}: the request sent field(s) the spec's request"
+            f" body lacks, ignored by the endpoint: {', '.join(exchange.ignored)}")
     if exchange.status is not None:
         content_type = exchange.response_headers.get("Content-Type")
         check_response(

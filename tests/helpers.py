@@ -104,7 +104,9 @@ def state_fingerprint(url: str) -> str:
 @contextmanager
 def checked_emulator(**config: Any) -> Iterator[EmulatorServer]:
     """The emulator on a loopback port; when done, every request the client sent and every
-    answer are checked against Back Market's published spec."""
+    answer are checked against Back Market's published spec. Strict on fields: a field our
+    client sends that the spec lacks is refused, where the real API would ignore it."""
+    config.setdefault("strict_fields", True)
     with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), **config)) as server:
         yield server
         for exchange in server.emulator.exchanges:

@@ -26,7 +26,7 @@ from syncer.emulator import (
     Faults,
     product_id_for_ean,
 )
-from tests.contract import check_request, check_response
+from tests.contract import check_exchange, check_request, check_response
 from tests.helpers import FakeClock
 
 TOKEN = "seller-a-token"
@@ -291,9 +291,10 @@ def test_batch_creates_listings_and_task_reports_each_row_keyed_by_row_or_sku(
     )
     rows = [
         f"PHONE-1;;{EAN};EXCELLENT;;5;199.90;12;UPS;4.90;48",
-        f"PHONE-2;{product};{EAN_2};;2;3;150;24;;;",  # product_id wins; legacy state 2 = GOOD
+        # product_id wins; no grade: GOOD (state is not read as the legacy grade code)
+        f"PHONE-2;{product};{EAN_2};;0;3;150;24;;;",
         "PHONE-3;;4006381333932;GOOD;;1;10;12;;;",  # bad check digit
-        f"PHONE-4;;{EAN};;;1;10;12;;;",  # no grade
+        f"PHONE-4;;{EAN};MINT;;1;10;12;;;",  # not a grade
         f"PHONE-5;;{EAN};GOOD;;1;10;3;;;",  # warranty below 6 months
         f"PHONE-6;;{EAN};GOOD;;1;0;12;;;",  # price must be positive
         f"PHONE-7;;{EAN};GOOD;;1;10;12;Pigeon Post;1;24",  # not a Back Market shipper
@@ -440,10 +441,10 @@ def test_single_update_changes_only_the_fields_given(
     client = connect(start())
     listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
     url = f"/ws/listings/{listing['id']}"
-    assert client.post(url, json={"comment": "Boxed", "min_price": 80}).status_code == 200
+    assert client.post(url, json={"comment": "Boxed", "min_price": 95}).status_code == 200
     body = client.post(url, json={"price": 95.5, "warranty_delay": "24"}).json()
     assert (body["price"], body["comment"], body["min_price"], body["warranty_delay"]) == (
-        "95.50", "Boxed", "80.00", 24,
+        "95.50", "Boxed", "95.00", 24,
     )
     body = client.post(
         url, json={"shipper_1": "DHL Express", "shipping_price_1": "0", "shipping_delay_1": 24}
@@ -459,10 +460,36 @@ def test_single_update_changes_only_the_fields_given(
         response = client.post(url, json=bad)
         assert response.status_code == 400, bad
         assert message in response.json()
-    response = client.post(url, json={"max_price": "200"})  # not a field of this endpoint
-    assert response.status_code == 400
-    assert "max_price" in response.json()
     assert client.get(url).json()["price"] == "95.50"
+
+
+def test_single_update_ignores_unknown_fields_and_logs_them_unless_strict(
+    start: Start, connect: Connect, clock: FakeClock
+) -> None:
+    """Production integrations send pub_state on this endpoint and Back Market accepts it:
+    the emulator ignores what the spec's body lacks, and says so in its exchange log."""
+    server = start()
+    client = connect(server)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    response = client.post(url, json={"quantity": 3, "pub_state": 2, "max_price": "150"})
+    assert response.status_code == 200, response.text
+    (held,) = server.emulator.listings(TOKEN)
+    assert (held["quantity"], held["markets"]["fr-fr"]["max_price"]) == (3, None)
+    posted = [e for e in server.emulator.exchanges if e.method == "POST" and e.path == url]
+    assert posted[-1].ignored == ("max_price", "pub_state")
+    assert posted[-1].request == {"quantity": 3, "pub_state": 2, "max_price": "150"}
+    with pytest.raises(AssertionError, match="max_price, pub_state"):
+        check_exchange(posted[-1])  # our own client sending them fails the contract check
+
+    strict = start(strict_fields=True)
+    client = connect(strict)
+    listing = create(client, clock, [f"SKU-1;{EAN};GOOD;5;100;12"])[0]
+    url = f"/ws/listings/{listing['id']}"
+    response = client.post(url, json={"quantity": 3, "pub_state": 2})
+    assert response.status_code == 400
+    assert "pub_state" in response.json()
+    assert strict.emulator.listings(TOKEN)[0]["quantity"] == 5
 
 
 def test_currency_that_is_not_the_market_one_is_rejected(
@@ -505,7 +532,9 @@ def test_listings_are_paged_with_absolute_next_links(
         pages += 1
     assert pages == 3
     assert seen == [f"SKU-{n:02d}" for n in range(23)]
-    assert len(client.get("/ws/listings", params={"page_size": 5}).json()["results"]) == 5
+    # page_size (underscore) is not the spec's name: ignored, the default page size answers.
+    ignored = client.get("/ws/listings", params={"page_size": 5}).json()
+    assert (len(ignored["results"]), ignored["count"]) == (10, 23)
     assert len(client.get("/ws/listings", params={"page-size": 500}).json()["results"]) == 23
     offline = client.get("/ws/listings", params={"publication_state": 3}).json()
     assert offline["count"] == 8

@@ -137,6 +137,8 @@ def assert_keeps_the_rules(offer: Offer, row: int) -> None:
     for amount in (offer.min_price, offer.max_price, offer.deee):
         assert amount is None or amount >= 0
     assert offer.min_price is None or offer.min_price <= offer.price
+    # the BackPricer band (every store of these properties keeps the default check)
+    assert offer.min_price is None or offer.price <= offer.min_price * Decimal("1.08")
     assert offer.max_price is None or offer.price <= offer.max_price
     assert offer.key == sku_key(offer.sku)
     assert offer.published() == offer.compute_published()

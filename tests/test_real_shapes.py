@@ -494,7 +494,6 @@ def test_a_batch_answered_in_the_real_shape_confirms_every_sku(
     assert "No failed offers." in run_clean(shop, "errors").stdout
 
 
-@pytest.mark.xfail(strict=True, reason=PART1)
 def test_a_per_sku_refusal_in_the_real_shape_reaches_syncer_errors(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The task's ``product_errors`` text is Back Market's reason: the seller reads it in

@@ -231,7 +231,6 @@ def test_guozhi_get_all_listings_pages_by_next_and_reads_every_field(scene: Scen
         assert item["state"] in (0, 1, 2, 3, 4, 9)
 
 
-@pytest.mark.xfail(strict=True, reason=PART3_LISTINGS)
 def test_guozhi_listings_carry_the_real_snowden_and_numeric_max_price(scene: Scene) -> None:
     assert_reads(guozhi_all_listings(scene), LISTING_REAL_FIELDS, "GET /ws/listings results")
 
@@ -358,7 +357,6 @@ def test_chris_bulk_rows_with_empty_cells_are_taken_as_a_task(scene: Scene) -> N
     assert scene.wait_task(answer.json()["bodymessage"])["action_status"] == 9
 
 
-@pytest.mark.xfail(strict=True, reason=PART1)
 def test_chris_bulk_task_result_is_the_real_shape(scene: Scene) -> None:
     answer = chris_bulk(scene, [{"sku": scene.skus[1], "quantity": 7}])
     result = scene.wait_task(answer.json()["bodymessage"])["result"]
@@ -369,7 +367,6 @@ def test_chris_bulk_task_result_is_the_real_shape(scene: Scene) -> None:
                  "result.product_success")
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND_BATCH_STATE)
 def test_chris_bulk_state_column_is_not_the_grade(scene: Scene) -> None:
     """``CatalogFields`` has ``state`` and no ``grade``: Back Market makes a draft of
     ``state=3`` and defaults the grade to GOOD (BACKMARKET.md, "Batch CSV state column")."""
@@ -392,7 +389,6 @@ def test_chris_update_listing_with_numbers(scene: Scene) -> None:
     assert live is not None and (live["quantity"], live["price"]) == (4, "179.90")
 
 
-@pytest.mark.xfail(strict=True, reason=PART3_UPDATE)
 def test_chris_update_listing_with_a_field_the_endpoint_does_not_take(scene: Scene) -> None:
     """``UpdateListingFields`` carries ``snowden``: unknown fields are not known to be
     refused (BACKMARKET.md, "Single-listing update")."""

@@ -177,6 +177,47 @@ def test_min_price_may_equal_the_price_but_not_exceed_it_by_a_cent(min_price: st
             ("min_price", "199.91", "fr", "at most the price 199.90")
 
 
+@pytest.mark.parametrize("min_price, accepted", [
+    ("185.10", True), ("185.09", False), ("100.00", False)],
+    ids=["band-edge", "a-cent-below-the-band", "far-below"])
+def test_min_price_keeps_the_price_within_the_backpricer_band(min_price: str,
+                                                             accepted: bool) -> None:
+    """min_price <= price <= min_price x 1.08: 185.10 x 1.08 = 199.908 holds 199.90,
+    185.09 x 1.08 = 199.8972 does not."""
+    v = validator(HEADER + ";min_price_fr")
+    result = v.validate(7, (catalog_row("B", price_fr="199.90") + f";{min_price}").split(";"))
+    assert [o.store for o in result.offers] == (["fr", "de"] if accepted else ["de"])
+    if accepted:
+        assert not result.rejections
+        assert result.offers[0].min_price == Decimal(min_price)
+    else:
+        (r,) = result.rejections
+        assert (r.row, r.sku, r.field, r.column, r.value, r.store) == \
+            (7, "B", "min_price", "min_price_fr", min_price, "fr")
+        assert r.expected.startswith("between 185.10 and the price 199.90")
+        assert "INVALID_BACKPRICER_RANGE" in r.expected
+
+
+@pytest.mark.parametrize("price, accepted", [("108", True), ("108.01", False),
+                                           ("100", True)], ids=["top", "above", "bottom"])
+def test_the_backpricer_band_holds_both_its_ends(price: str, accepted: bool) -> None:
+    """min_price 100: the band is 100 to 108.00, both included."""
+    v = validator(HEADER + ";min_price_fr")
+    result = v.validate(2, (catalog_row("E", price_fr=price) + ";100").split(";"))
+    assert ("fr" in [o.store for o in result.offers]) is accepted
+    assert [r.field for r in result.rejections] == ([] if accepted else ["min_price"])
+
+
+def test_the_backpricer_band_check_can_be_turned_off_per_store() -> None:
+    stores = [StoreSettings(name="fr", locale="fr-fr", backpricer_band=False), STORES[1]]
+    v = validator(HEADER + ";min_price_fr", stores)
+    result = v.validate(2, (catalog_row("B", price_fr="199.90") + ";100").split(";"))
+    assert not result.rejections
+    assert result.offers[0].min_price == Decimal("100")
+    result = v.validate(3, (catalog_row("C", price_fr="199.90") + ";199.91").split(";"))
+    assert [r.field for r in result.rejections] == ["min_price"]  # still at most the price
+
+
 def test_negative_stock_is_rejected_in_every_store() -> None:
     field, value, expected = only_problem(catalog_row("S", stock="-2"))
     assert (field, value) == ("stock", "-2")
