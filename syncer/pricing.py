@@ -331,11 +331,9 @@ def bounds(offer: Offer, inputs: RowPricing, rules: PricingRules) -> Bounds:
 
 
 def suggest(offer: Offer, competition: Competition | None, rules: PricingRules,
-            history: Sequence[Move] = (), now: datetime | None = None, *,
-            current: Decimal | None = None, inputs: RowPricing | None = None) -> Decision:
-    """The price one offer should have now, and why. See the module's docstring."""
-    if now is None:
-        raise TypeError("suggest needs now: pricing reads no clock")
+            history: Sequence[Move], now: datetime, *, current: Decimal | None = None,
+            inputs: RowPricing | None = None) -> Decision:
+    """The price one offer should have at ``now``, and why. See the module's docstring."""
     inputs = inputs or RowPricing()
     catalog = offer.price
     held = catalog if current is None else current
@@ -431,7 +429,10 @@ def suggest(offer: Offer, competition: Competition | None, rules: PricingRules,
     if target == held:
         return hold(f"{_pct(rules.max_change_per_run)} of {_amount(held)} is under a cent")
     if target < floor or (ceiling is not None and target > ceiling):
-        return hold(f"{'; '.join(notes)}: outside floor {_amount(floor)} and ceiling "
+        # The price is far outside its bounds (a new cost, a lower catalog price): the
+        # guards let it go only part of the way, which would still be outside.
+        return hold(f"the guards let it move only to {_amount(target)} (wanted "
+                    f"{_amount(wanted)}), outside floor {_amount(floor)} and ceiling "
                     f"{_amount(ceiling) if ceiling is not None else 'none'}")
     trace = "; ".join([f"price {_amount(held)} → {_amount(target)}: {how}", *notes,
                        limits.trace(), seen])
@@ -497,7 +498,7 @@ def price_stop(store: str, decisions: Iterable[Decision], live: int, rules: Pric
               and abs(d.price - d.current) > d.current * rules.mass_change_move)
     if not big:
         return None
-    share = big / live if live else 1.0
+    share = Decimal(big) / live if live else Decimal(1)
     whole_store = live > 1 and big >= live
     allowance = rules.mass_change_allowance
     if not whole_store and (big <= allowance or share <= rules.mass_change_share):
