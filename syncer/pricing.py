@@ -394,17 +394,21 @@ def suggest(offer: Offer, competition: Competition | None, rules: PricingRules,
         target = _down(winner)
         basis = f"winner price {_amount(winner)}"
         how = f"match ({basis})"
+    notes = []
+    if strategy == "win" and target < floor <= to_win:
+        target = floor  # the floor still wins: the step is what gives way
+        notes.append(f"raised to the floor {_amount(floor)}")
     if target < floor:
         return hold(f"competitor below our floor {_amount(floor)} ({basis})")
-    notes = []
     if ceiling is not None and target > ceiling:
         target = ceiling
         notes.append(f"capped at the ceiling {_amount(ceiling)}")
     if target == held:
         return hold(f"already at the {strategy} price ({basis})")
     recent = [m for m in history if now - DAY < m.at <= now]
-    if recent and rules.cooldown_minutes:
-        last = max(m.at for m in recent)
+    past = [m.at for m in history if m.at <= now]
+    if past and rules.cooldown_minutes:
+        last = max(past)
         wait = timedelta(minutes=rules.cooldown_minutes)
         if now - last < wait:
             return hold(f"cooldown: last move {_duration(now - last)} ago "

@@ -100,6 +100,22 @@ def test_a_competitor_below_our_floor_leads_to_no_move_and_says_why() -> None:
                                "350.00): no move")
 
 
+def test_win_takes_the_floor_when_only_the_step_goes_below_it() -> None:
+    decision = suggest(OFFER, market("362.36"), WIN, (), NOW, current=D("370.00"),
+                       inputs=COSTS)
+    assert (decision.price, decision.moved, decision.wins) == (D("362.36"), True, True)
+    assert decision.reason.startswith("price 370.00 → 362.36: win (price to win 362.36, step "
+                                      "0.01); raised to the floor 362.36; floor 362.36 = ")
+
+
+def test_a_cooldown_longer_than_a_day_counts_older_moves() -> None:
+    rules = WIN.model_copy(update={"cooldown_minutes": 48 * 60})
+    history = [Move(NOW - timedelta(hours=30), D("410.00"), D("409.00"))]
+    decision = suggest(OFFER, market(), rules, history, NOW, inputs=COSTS)
+    assert decision.reason == ("price 409.00: cooldown: last move 30 h ago (min 48 h): "
+                               "no move")
+
+
 def test_stale_competition_data_never_moves_a_price() -> None:
     decision = suggest(OFFER, market(minutes=180), WIN, (), NOW, inputs=COSTS)
     assert not decision.moved
