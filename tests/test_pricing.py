@@ -9,6 +9,7 @@ table, the mass-change guard for prices, the budget order, and properties over a
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncer import pricing
 from syncer.competition import Competition
 from syncer.config import BUNDLED_MAPPINGS, StoreSettings
 from syncer.errors import ConfigError, SafetyStop
@@ -290,6 +292,21 @@ def test_priced_offer_publishes_the_decided_price_and_min_price() -> None:
     offer = priced(OFFER._replace(target=OFFER.compute_published()), decision)
     assert offer.published()[4] == "398.99" and offer.published()[8] == "369.44"
     assert priced(OFFER, suggest(OFFER, None, WIN, (), NOW)) is OFFER
+
+
+def test_pricing_reads_no_clock_and_does_no_io() -> None:
+    # The design's pure stages: time comes in as `now`, data as arguments.
+    tree = ast.parse(Path(pricing.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in (node.names if isinstance(node, ast.Import) else
+                              [ast.alias(node.module or "")])}
+    assert imported.isdisjoint({"time", "os", "httpx", "sqlalchemy", "socket", "subprocess"})
+    called = {node.func.attr if isinstance(node.func, ast.Attribute) else
+              getattr(node.func, "id", "") for node in ast.walk(tree)
+              if isinstance(node, ast.Call)}
+    assert called.isdisjoint({"now", "utcnow", "today", "time", "monotonic", "open",
+                              "read_text", "read_bytes", "write_text"})
 
 
 # --- the profile's [pricing] --------------------------------------------------------------------
