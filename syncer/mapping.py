@@ -14,13 +14,16 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from syncer.config import BUNDLED_MAPPINGS, StoreSettings
 from syncer.errors import ConfigError
 from syncer.vocabulary import GRADE_STATE, GRADES, SHIPPERS
+
+if TYPE_CHECKING:  # syncer.pricing reads profiles: imported when a profile is loaded
+    from syncer.pricing import PricingProfile
 
 GLOBAL_FIELDS: Final = (
     "sku", "product_id", "ean", "grade", "stock", "safety_quantity", "max_quantity", "deee",
@@ -113,6 +116,8 @@ class Profile:
     attributes: dict[str, Source] = field(default_factory=dict)
     # The profile's own spellings of grades (its grades file), for messages.
     grade_words: tuple[str, ...] = ()
+    # [pricing]: the rules per store and the row columns they read (syncer/pricing.py).
+    pricing: PricingProfile | None = None
     _seen_grades: dict[str, str | None] = field(default_factory=dict, repr=False,
                                                 compare=False)
 
@@ -166,6 +171,7 @@ class _ProfileFile(_Table):
     offer: _OfferTable
     stores: dict[str, dict[str, Any]] = {}
     product: _ProductTable = _ProductTable()
+    pricing: dict[str, Any] = {}  # checked by syncer.pricing.load_pricing
 
 
 class _GradesFile(_Table):
@@ -208,6 +214,8 @@ def _checked(model: type[M], data: dict[str, Any], path: Path) -> M:
 
 
 def load_profile(path: Path) -> Profile:
+    from syncer.pricing import load_pricing
+
     data = _read_toml(path)
     if "offer" not in data:
         raise ConfigError(f"{path}: missing the [offer] table")
@@ -258,7 +266,7 @@ def load_profile(path: Path) -> Profile:
         name=meta.name or path.stem, path=path, offer=offer, per_store=per_store,
         shipping=shipping, store_overrides=overrides, grades=grades, carriers=carriers,
         carrier_fallback=fallback, product=product, attributes=attributes,
-        grade_words=grade_words,
+        grade_words=grade_words, pricing=load_pricing(data.get("pricing"), path),
     )
 
 
@@ -355,6 +363,7 @@ class StoreMapping:
     shipping: tuple[dict[str, Getter], ...]
     product: dict[str, Getter] = field(default_factory=dict)
     attributes: dict[str, Getter] = field(default_factory=dict)
+    pricing: dict[str, Getter] = field(default_factory=dict)  # [pricing.columns]
 
 
 @dataclass(frozen=True)
@@ -426,7 +435,12 @@ def compile_mapping(
         attributes = {name: getter(f"attribute {name} ({store.name})",
                                    source.for_store(store), False)
                       for name, source in profile.attributes.items()}
-        compiled_stores.append(StoreMapping(store, fields, shipping, product, attributes))
+        pricing = {name: getter(f"pricing {name} ({store.name})", source.for_store(store),
+                                False)
+                   for name, source in (profile.pricing.columns if profile.pricing else {}
+                                        ).items()}
+        compiled_stores.append(StoreMapping(store, fields, shipping, product, attributes,
+                                            pricing))
     links = [offer[name] for name in ("product_id", "ean") if name in offer]
     if links and all(g.index is None and g.column is not None for g in links):
         raise ConfigError(
