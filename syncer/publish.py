@@ -59,6 +59,7 @@ class PublishResult:
         "unreachable": 0})  # of the failed: Back Market not reached (sent again next run)
     failures: list[Failure] = field(default_factory=list)
     stopped: str | None = None
+    fatal: FatalApiError | None = None  # what stopped it, when Back Market did (401, 403...)
 
     interrupted: bool = False
 
@@ -192,7 +193,7 @@ class Publisher:
             result.stopped = "interrupted: finished the request in flight and stopped"
             self.log.warning("run interrupted", **{k: v for k, v in result.counts.items() if v})
         except FatalApiError as exc:
-            result.stopped = exc.message
+            result.stopped, result.fatal = exc.message, exc
             self.log.error("run stopped", reason=exc.message, cf_ray=getattr(exc, "cf_ray", None))
         except _Unavailable as exc:
             result.stopped = str(exc)

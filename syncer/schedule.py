@@ -17,6 +17,7 @@ from typing import Final
 
 import structlog
 
+from syncer.alerts import StoreTurn
 from syncer.config import StoreSettings
 from syncer.errors import LockHeld, SyncerError
 from syncer.jobs import JobContext, check_zero_share, publish_store, reconcile_store
@@ -74,6 +75,7 @@ class StoreRun:
     reconciliation: Reconciliation | None = None
     skipped: str | None = None  # e.g. locked by another run
     error: str | None = None  # what stopped this store's turn (the other stores go on)
+    failure: SyncerError | None = None  # the error itself, for the alerts
     products: dict[str, int] | None = None
 
 
@@ -99,10 +101,13 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
             outcome.skipped = str(exc)
             log.warning("store skipped", store=store.name, reason=str(exc))
         except SyncerError as exc:  # one store's trouble must not stop the others, nor a daemon
-            outcome.error = str(exc)
+            outcome.error, outcome.failure = str(exc), exc
             log.error("store stopped", store=store.name, reason=str(exc))
         finally:
             ctx.leases.pop(store.name, None)
+        if outcome.skipped is None:  # a store another run holds is that run's to tell
+            ctx.finished(StoreTurn(store, outcome.failure,
+                                   tuple(r for _, r in outcome.publications), tuple(outcome.ran)))
         runs.append(outcome)
         if ctx.stop():
             break
