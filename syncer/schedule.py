@@ -75,7 +75,6 @@ class StoreRun:
     reconciliation: Reconciliation | None = None
     skipped: str | None = None  # e.g. locked by another run
     error: str | None = None  # what stopped this store's turn (the other stores go on)
-    failure: SyncerError | None = None  # the error itself, for the alerts
     products: dict[str, int] | None = None
 
 
@@ -96,22 +95,32 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
                 # Another run may have done it while we waited: look again under the lock.
                 now = ctx.now()
                 due = [j.kind for j in job_states(ctx, store, now) if j.due(now)]
-                _run_store(ctx, store, due, catalog, force, outcome)
+                try:
+                    _run_store(ctx, store, due, catalog, force, outcome)
+                except SyncerError as exc:
+                    _finished(ctx, store, outcome, exc)
+                    raise
+                _finished(ctx, store, outcome)
         except LockHeld as exc:
             outcome.skipped = str(exc)
             log.warning("store skipped", store=store.name, reason=str(exc))
         except SyncerError as exc:  # one store's trouble must not stop the others, nor a daemon
-            outcome.error, outcome.failure = str(exc), exc
+            outcome.error = str(exc)
             log.error("store stopped", store=store.name, reason=str(exc))
         finally:
             ctx.leases.pop(store.name, None)
-        if outcome.skipped is None:  # a store another run holds is that run's to tell
-            ctx.finished(StoreTurn(store, outcome.failure,
-                                   tuple(r for _, r in outcome.publications), tuple(outcome.ran)))
         runs.append(outcome)
         if ctx.stop():
             break
     return runs
+
+
+def _finished(ctx: JobContext, store: StoreSettings, outcome: StoreRun,
+              error: SyncerError | None = None) -> None:
+    """Tell what the store's turn came to (the alerts), still under its lock: two runs of a
+    store never tell one problem twice."""
+    ctx.finished(StoreTurn(store, error, tuple(r for _, r in outcome.publications),
+                           tuple(outcome.ran)))
 
 
 def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: Path | None,
