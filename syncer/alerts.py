@@ -125,13 +125,15 @@ def _stops(turn: StoreTurn, found: Findings) -> None:
     if isinstance(turn.error, SafetyStop) or turn.publications:
         found.known.add("safety_stop")  # a publication ran: the plan passed the check
     fatal = turn.api_fatal
+    # What the stopped publication had done by then (none when reconciliation stopped).
+    counts = next((dict(p.counts) for p in turn.publications if p.fatal is not None), {})
     if isinstance(fatal, TokenRejected):
         found.problems.append(Problem(
             "token_rejected", "", f"{fatal.message}. Nothing more is sent for store "
-            f"{store.name} until the token in {store.token_env} is replaced."))
+            f"{store.name} until the token in {store.token_env} is replaced.", counts))
         found.known |= {"token_rejected", "blocked"}  # a 401 came from behind the firewall
     elif isinstance(fatal, Blocked):
-        found.problems.append(Problem("blocked", "", fatal.message))
+        found.problems.append(Problem("blocked", "", fatal.message, counts))
         found.known.add("blocked")
     if turn.reached:
         found.known |= {"token_rejected", "blocked"}

@@ -127,7 +127,7 @@ class WebhookSender:
 
     def body(self, alert: Alert) -> bytes:
         data = {"text": alert.slack_text()} if self.name == "slack" else alert.payload()
-        return scrub(json.dumps(data, ensure_ascii=False, sort_keys=True)).encode()
+        return scrub(json.dumps(data, ensure_ascii=False)).encode()
 
     def send(self, alert: Alert) -> None:
         try:
