@@ -178,6 +178,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     was confirmed, 3 when Back Market rejected some offers, 1 on error (or when Back Market
     could not be reached for some offers).
     """
+    from syncer.alerts import StoreTurn, notifier
+    from syncer.errors import SafetyStop
     from syncer.jobs import JobContext, check_zero_share, paced, publish_store
     from syncer.planner import catalog_source, make_plan, siblings
     from syncer.state import StateStore
@@ -207,11 +209,24 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             the_plan = saved
         else:
             the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
-        check_zero_share(settings, the_plan, force)
+        ctx = JobContext(settings, state, run_id, limiter_for, leases, stop=stop)
+        ctx.finished = notifier(ctx)
+        try:
+            check_zero_share(settings, the_plan, force)
+        except SafetyStop as exc:
+            if exc.store is not None:
+                ctx.finished(StoreTurn(settings.store(exc.store), exc))
+            raise
         with _progress(the_plan.change_count(), obj.quiet) as advance:
-            ctx = JobContext(settings, state, run_id, limiter_for, leases, advance, stop)
+            ctx.progress = advance
             for store_plan in the_plan.stores:
-                results.append(publish_store(ctx, store_plan))
+                try:
+                    results.append(publish_store(ctx, store_plan))
+                except SyncerError as exc:
+                    ctx.finished(StoreTurn(settings.store(store_plan.store), exc))
+                    raise
+                ctx.finished(StoreTurn(settings.store(store_plan.store),
+                                       publications=results[-1:], ran=("offers",)))
                 if stop():
                     break
     _print_results(results, fmt)
@@ -318,6 +333,7 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
     Exit code 0 when all went well (or nothing was due), 3 when Back Market rejected some
     offers, 1 on error (or when Back Market could not be reached for some offers).
     """
+    from syncer.alerts import notifier
     from syncer.jobs import JobContext, paced
     from syncer.planner import siblings
     from syncer.state import StateStore
@@ -328,6 +344,7 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
+        ctx.finished = notifier(ctx)
         code = _run_once(ctx, stores, catalog, force)
     sys.exit(code)
 
@@ -385,6 +402,7 @@ def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: flo
 
     On SIGTERM or Ctrl-C it finishes the request in flight, records it, and exits cleanly.
     """
+    from syncer.alerts import notifier
     from syncer.jobs import JobContext, paced
     from syncer.planner import siblings
     from syncer.schedule import job_states, run_due
@@ -400,6 +418,7 @@ def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: flo
         while not stop():
             with paced(settings, state) as limiter_for:
                 ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
+                ctx.finished = notifier(ctx)
                 for store_run in run_due(ctx, stores, catalog):
                     _print_store_run(store_run)
             now = ctx.now()
@@ -894,6 +913,42 @@ def _print_order_report(report: Any, fmt: str) -> None:
 def _orders_export_dir(settings: Settings) -> Path:
     folder = settings.orders.export_dir
     return settings.state_dir() / "orders" if folder is None else settings.resolve(folder)
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+@cli.group(name="alerts")
+def alerts_group() -> None:
+    """Alerts: the events that need a person, sent to a webhook, Slack or e-mail.
+
+    \b
+      syncer alerts test   a test message through every configured channel
+    """
+
+
+@alerts_group.command(name="test")
+@click.option("--store", help="This store's channels only (default: every store's).")
+@click.pass_obj
+@handle_errors
+def alerts_test(obj: Context, store: str | None) -> None:
+    """Send a test message through every alert channel configured ([alerts] and each
+    store's [stores.alerts]); a channel several stores share gets one message. Records
+    nothing. Exit code 0 when every channel took it, 1 otherwise."""
+    from syncer.alerts import send_test
+
+    settings = obj.settings()
+    stores = [settings.store(store)] if store else settings.stores
+    if not stores:
+        raise ConfigError("no store is configured ([[stores]] in the TOML file)")
+    outcomes = send_test(settings, stores, _run_id())
+    if not outcomes:
+        raise ConfigError("no alert channel is configured: add [alerts.webhook], "
+                          "[alerts.slack] or [alerts.email] to the TOML file")
+    for o in outcomes:
+        state = "OK" if o.error is None else f"FAILED: {o.error}"
+        click.echo(f"{o.channel} ({o.where}) for {', '.join(o.stores)}: {state}")
+    if any(o.error for o in outcomes):
+        sys.exit(EXIT_ERROR)
 
 
 # --- helpers ----------------------------------------------------------------------------------

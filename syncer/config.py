@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from syncer import secrets
+from syncer.alert_settings import AlertSettings, register_webhook_url
 from syncer.errors import ConfigError
 from syncer.vocabulary import PLATFORM_OF, market_currency
 
@@ -260,6 +261,8 @@ class StoreSettings(_Section):
     stock_lane: bool = True
     stock_every_minutes: float = Field(15, gt=0)
     stock_budget_share: float = Field(0.5, gt=0, le=1)
+    # [stores.alerts]: this store's alert settings, key by key over the global [alerts].
+    alerts: AlertSettings | None = None
 
     @field_validator("name")
     @classmethod
@@ -363,6 +366,7 @@ class Settings(BaseSettings):
     limits: Limits = Limits()
     orders: OrderSettings = OrderSettings()
     stores: list[StoreSettings] = Field(default_factory=list)
+    alerts: AlertSettings = AlertSettings()  # see syncer/alert_settings.py
 
     # Where relative paths resolve: the directory of the TOML file (not part of the file).
     base_dir: Path = Path(".")
@@ -525,6 +529,35 @@ class Settings(BaseSettings):
         secrets.register_url_password(self.state_url)
         if self.catalog.url is not None:
             secrets.register_url_password(self.catalog.url.get_secret_value())
+        self._register_alert_secrets()
+
+    # --- alerts (syncer/alerts.py) ----------------------------------------------------------
+    def alerts_for(self, store: StoreSettings) -> AlertSettings:
+        """The store's alert settings: its own [stores.alerts] over the global [alerts]."""
+        return self.alerts if store.alerts is None else store.alerts.over(self.alerts)
+
+    def env_value(self, name: str) -> str | None:
+        """A variable from the environment, else from the ``.env`` beside the TOML file (or
+        in the working directory), as tokens are read; None when unset or blank."""
+        value = os.environ.get(name)
+        if value is None:
+            for env_file in (self.base_dir / ".env", Path(".env")):
+                if env_file.is_file():
+                    value = dotenv_values(env_file).get(name) or None
+                    if value:
+                        break
+        return value.strip() if value and value.strip() else None
+
+    def _register_alert_secrets(self) -> None:
+        """Webhook URLs (whole, and their path: the credential part) and SMTP passwords of
+        every store's alert channels, so that no log or message ever shows one."""
+        for alerts in [self.alerts, *(s.alerts for s in self.stores if s.alerts)]:
+            for channel in (alerts.webhook, alerts.slack):
+                if channel is not None:
+                    register_webhook_url(channel.url.get_secret_value() if channel.url
+                                         else self.env_value(channel.url_env or ""))
+            if alerts.email is not None and alerts.email.password_env:
+                secrets.register(self.env_value(alerts.email.password_env))
 
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:

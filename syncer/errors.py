@@ -65,6 +65,10 @@ class StalePlan(StateError):
 class SafetyStop(SyncerError):
     """The run would zero more live offers than the configured share allows."""
 
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store  # the store whose plan was stopped
+
 
 class ApiError(SyncerError):
     """Back Market refused a request, or the request could not complete."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -32,6 +32,9 @@ from syncer.publish import Publisher, PublishResult
 from syncer.reconcile import Reconciliation, reconcile
 from syncer.state import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
 from syncer.taskresult import TaskReport
+
+if TYPE_CHECKING:
+    from syncer.alerts import StoreTurn
 
 log = structlog.get_logger("syncer.jobs")
 
@@ -107,7 +110,7 @@ def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
         share, allowance = settings.zero_limits(settings.store(store_plan.store))
         stop = store_plan.zero_stop(share, allowance)
         if stop is not None:
-            raise SafetyStop(stop)
+            raise SafetyStop(stop, store=store_plan.store)
 
 
 class LaneBudget(SkuBudget):
@@ -144,6 +147,8 @@ class JobContext:
     progress: Callable[[int], None] = lambda _n: None
     stop: Callable[[], bool] = lambda: False
     now: Callable[[], datetime] = utcnow
+    # Told when a store's work is over, whatever became of it (the alerts, syncer/alerts.py).
+    finished: Callable[[StoreTurn], None] = lambda _turn: None
 
 
 def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClient, *,

@@ -70,6 +70,7 @@ class PublishResult:
     # OLD-1) for NEW-1"): the offer is confirmed, the seller should know.
     notices: list[str] = field(default_factory=list)
     stopped: str | None = None
+    fatal: FatalApiError | None = None  # what stopped it, when Back Market did (401, 403...)
 
     interrupted: bool = False
 
@@ -210,7 +211,7 @@ class Publisher:
             result.stopped = "interrupted: finished the request in flight and stopped"
             self.log.warning("run interrupted", **{k: v for k, v in result.counts.items() if v})
         except FatalApiError as exc:
-            result.stopped = exc.message
+            result.stopped, result.fatal = exc.message, exc
             self.log.error("run stopped", reason=exc.message, cf_ray=getattr(exc, "cf_ray", None))
         except _Unavailable as exc:
             result.stopped = str(exc)

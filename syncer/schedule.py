@@ -17,6 +17,7 @@ from typing import Final
 
 import structlog
 
+from syncer.alerts import StoreTurn
 from syncer.config import StoreSettings
 from syncer.errors import LockHeld, SyncerError
 from syncer.jobs import JobContext, check_zero_share, publish_store, reconcile_store
@@ -94,7 +95,12 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
                 # Another run may have done it while we waited: look again under the lock.
                 now = ctx.now()
                 due = [j.kind for j in job_states(ctx, store, now) if j.due(now)]
-                _run_store(ctx, store, due, catalog, force, outcome)
+                try:
+                    _run_store(ctx, store, due, catalog, force, outcome)
+                except SyncerError as exc:
+                    _finished(ctx, store, outcome, exc)
+                    raise
+                _finished(ctx, store, outcome)
         except LockHeld as exc:
             outcome.skipped = str(exc)
             log.warning("store skipped", store=store.name, reason=str(exc))
@@ -107,6 +113,14 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
         if ctx.stop():
             break
     return runs
+
+
+def _finished(ctx: JobContext, store: StoreSettings, outcome: StoreRun,
+              error: SyncerError | None = None) -> None:
+    """Tell what the store's turn came to (the alerts), still under its lock: two runs of a
+    store never tell one problem twice."""
+    ctx.finished(StoreTurn(store, error, tuple(r for _, r in outcome.publications),
+                           tuple(outcome.ran)))
 
 
 def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: Path | None,

@@ -322,6 +322,26 @@ _ORDER_PULLS = Table(
     _when("watermark", null=True),
     _stamp("pulled_at"),
 )
+# What each alert channel was told about a problem (syncer/alerts.py): one row per store,
+# kind, subject and channel, so that a problem is said once per channel, reminded after a
+# delay, and a message a channel could not take stays pending for the next run.
+_ALERTS = Table(
+    "alert_state", METADATA,
+    _text("store", 64, key=True),
+    _text("kind", 32, key=True),
+    _text("subject", 200, key=True),  # a SKU, a job kind, or "" (the store itself)
+    _text("channel", 16, key=True),  # "webhook", "slack" or "email"
+    _text("status", 16),  # "open", "resolved", or "done" (said once, never again)
+    _text("pending", 16, null=True),  # still to tell: "opened", "reminder" or "resolved"
+    _text("message"),  # scrubbed: what the pending (or last) message says
+    _text("counts", null=True),  # JSON
+    _text("run_id", 64),
+    _when("opened_at"),
+    _when("sent_at", null=True),  # the last message this channel took
+    _int("failures", default=0),  # deliveries failed in a row
+    _text("last_error", null=True),
+    _stamp("updated_at"),
+)
 _SCHEMA = Table(
     "schema_info", METADATA,
     _text("key", 64, key=True),
@@ -329,7 +349,7 @@ _SCHEMA = Table(
 )
 _TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _PROPOSALS,
            _CATEGORIES, _ORDERS, _ORDER_LINES, _LINE_ACTIONS, _SHIPMENTS, _ORDER_PULLS,
-           _SCHEMA)
+           _ALERTS, _SCHEMA)
 _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
 _ENTRY_COLUMNS: Final = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
                          _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
@@ -1152,6 +1172,41 @@ class StateStore:
         with self._read() as conn:
             return [r[0] for r in conn.execute(
                 select(_SNAPSHOT.c.store).distinct().order_by(_SNAPSHOT.c.store))]
+
+    # -- alerts (syncer/alerts.py) --
+    def finished_runs(self, store: str, kinds: Sequence[str], *, limit: int | None = None,
+                      oldest_first: bool = False) -> list[dict[str, Any]]:
+        """The store's finished runs of these kinds, newest first (or oldest first)."""
+        if self.empty:
+            return []
+        order = _RUNS.c.id.asc() if oldest_first else _RUNS.c.id.desc()
+        query = select(_RUNS).where(_RUNS.c.store == store, _RUNS.c.kind.in_(list(kinds)),
+                                    _RUNS.c.outcome != "running").order_by(order).limit(limit)
+        with self._read() as conn:
+            return [{**row._asdict(), "counts": json.loads(row.counts or "{}")}
+                    for row in conn.execute(query)]
+
+    def alert_rows(self, store: str) -> list[dict[str, Any]]:
+        if self.empty:
+            return []
+        with self._read() as conn:
+            return [{**row._asdict(), "counts": json.loads(row.counts or "{}")}
+                    for row in conn.execute(select(_ALERTS).where(_ALERTS.c.store == store)
+                                            .order_by(_ALERTS.c.kind, _ALERTS.c.subject))]
+
+    def save_alert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace whole rows of the alert state (messages scrubbed again)."""
+        if not rows:
+            return
+        now = utcnow()
+        records = [{**row, "message": scrub(row["message"]),
+                    "last_error": row.get("last_error") and scrub(row["last_error"]),
+                    "counts": json.dumps(row.get("counts") or {}, sort_keys=True),
+                    "updated_at": now} for row in rows]
+        keys = ("store", "kind", "subject", "channel")
+        with self._write() as conn:
+            _upsert(conn, _ALERTS, records, keys,
+                    [c.name for c in _ALERTS.columns if c.name not in keys])
 
 
 class StoreSnapshot:
