@@ -155,7 +155,7 @@ class BackMarketClient:
         """Every result, page after page. A ``next`` link that does not advance, or pages
         beyond what ``count`` announced, stop with an error: a broken or hostile server
         must not keep a run (and its lock) forever."""
-        page, last, previous = 1, None, None
+        page, last, previous, size = 1, None, None, PAGE_SIZE
         while True:
             where = f"GET {path} page {page}"
             body = checked(model, self._json(
@@ -168,8 +168,12 @@ class BackMarketClient:
             yield from results
             if not following:
                 return
+            if page == 1:
+                # Pages as long as the first one, which may be fewer than asked for (the real
+                # API answered 10 when sent page_size=100): the bound counts what was served.
+                size = min(len(results), PAGE_SIZE)
             if isinstance(body.get("count"), int):
-                last = max(1, -(-body["count"] // PAGE_SIZE))
+                last = max(1, -(-body["count"] // size))
             following_page = _next_page(following, page)
             if following_page <= page or (last is not None and following_page > last + 1) \
                     or following_page > MAX_PAGES:

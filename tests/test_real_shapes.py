@@ -297,7 +297,6 @@ def test_a_negative_live_quantity_is_set_back_to_the_catalog_stock(uk_shop: Shop
     assert not {"FAKE-IP11-128-WHT-FAIR", "FAKE-IP12-64-BLK-VG"} & changes.keys()
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND_PAGING)
 @pytest.mark.parametrize("cap", [10, 4])
 def test_reconcile_follows_pages_smaller_than_it_asked_for(uk_shop: Shop, replay: _Replay,
                                                            cap: int) -> None:
