@@ -75,7 +75,9 @@ def main() -> None:
     WORK.mkdir()
     shutil.copy(ROOT / "examples" / "catalog.csv", WORK / "catalog.csv")
 
-    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.3, sku_lines_per_hour=0,
+    # The realistic profile: Back Market as production integrations observed it (listings
+    # reused, products resolved within their family, task results keyed by row).
+    config = EmulatorConfig(tokens=(TOKEN,), task_delay=0.3, sku_lines_per_hour=0, realistic=True,
                             faults=Faults(reject_skus={REJECTED: "product is not sellable "
                                                                  "in this condition"}))
     with EmulatorServer(config) as server:
