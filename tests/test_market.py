@@ -439,3 +439,34 @@ def test_the_public_shop_view_shows_grade_prices_within_the_monthly_credits(
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.name != ".env":
             assert SHOP_KEY.encode() not in path.read_bytes()
+
+
+def test_the_scheduled_pass_reads_stock_holding_and_losing_listings_first(
+        tmp_path: Path, emulator: EmulatorServer) -> None:
+    import time
+
+    shop = Shop(tmp_path, emulator, f"sqlite:///{tmp_path / 'state.db'}",
+                stores=(("fr", "fr-fr"),), extra="[market]\nmax_reads = 2\n")
+    text = shop.config.read_text(encoding="utf-8")
+    shop.config.write_text(text.replace(
+        'token_env = "SYNCER_TEST_TOKEN"',
+        'token_env = "SYNCER_TEST_TOKEN"\nwatch_market = true\nmarket_every_minutes = 0.01\n'
+        'reconcile = false'), encoding="utf-8")
+    shop.catalog([catalog_row("A-1"), catalog_row("B-2", ean="4006381333948", stock="0"),
+                  catalog_row("C-3", ean="4006381333955")])
+    shop.run("apply")
+    ids = {sku: (shop.live(sku, "fr-fr") or {})["id"] for sku in ("A-1", "B-2", "C-3")}
+    admin(emulator, "market", {"token": TOKEN, "sku": "C-3", "market": "FR",
+                               "undercut": "5"})
+
+    def read_by_the_next_run() -> list[str]:
+        seen = len(competitor_calls(emulator))
+        assert "Store fr market: 3 due, 2 read" in shop.run("run").stdout
+        by_id = {v: k for k, v in ids.items()}
+        return [by_id[call.path.rsplit("/", 1)[1]] for call in competitor_calls(emulator)[seen:]]
+
+    first = read_by_the_next_run()
+    assert sorted(first) == ["A-1", "C-3"]  # with stock first: B-2 has none
+    time.sleep(0.7)  # past market_every_minutes: every listing is due again
+    assert read_by_the_next_run() == ["C-3", "A-1"]  # C-3 lost its BackBox: first
+    assert all(call.status == 200 for call in competitor_calls(emulator))
