@@ -12,6 +12,7 @@ The validated answer is the JSON as received: the models check, they do not conv
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -140,4 +141,69 @@ def checked(model: type[BaseModel], body: dict[str, Any], where: str) -> dict[st
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise ApiError(f"{where}: unexpected answer from Back Market: field {field}: "
                        f"{error['msg'].removeprefix('Value error, ')} (got {shown})") from None
+    return body
+
+
+# --- GET /ws/backbox/v1/competitors/{listingId} -----------------------------------------------
+
+# The spec's ``MonetaryAmount.amount``: digits, an optional point and decimals (trailing
+# zeros allowed, "13.000"); at most 32 characters and below a million, so that a hostile
+# answer ("1e400", a 10 MB string of digits) is refused here, not stored.
+_MONEY = r"^\d{1,12}(\.\d{0,18})?$"
+MAX_COMPETITION_AMOUNT = Decimal("1000000")
+MAX_COMPETITORS = 200  # entries in one answer: one per market, 16 markets at most today
+
+
+def _money_amount(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("expected the amount as a decimal string")
+    if len(value) > 32 or not re.fullmatch(_MONEY, value):
+        raise ValueError("expected a decimal string such as \"399.00\"")
+    number = Decimal(value)
+    if number >= MAX_COMPETITION_AMOUNT:
+        raise ValueError(f"amount not below {MAX_COMPETITION_AMOUNT}")
+    if number != number.quantize(Decimal("0.01")):
+        raise ValueError("more decimals than cents")
+    return value
+
+
+class MonetaryAmount(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    amount: Annotated[str, BeforeValidator(_money_amount)]
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class Competitor(BaseModel):
+    """One listing x market of the answer (the spec's ``Competitor``), every field the
+    engine reads checked strictly: ``is_winning`` a boolean, not "yes" or 1."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    listing_id: str = Field(min_length=1, max_length=64)
+    product_id: str | None = Field(None, max_length=64)
+    market: str = Field(pattern=r"^[A-Z]{2}$")
+    price: MonetaryAmount
+    min_price: MonetaryAmount | None
+    price_to_win: MonetaryAmount
+    winner_price: MonetaryAmount | None
+    is_winning: bool
+
+
+class Competitors(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    entries: list[Competitor] = Field(max_length=MAX_COMPETITORS)
+
+
+def checked_competitors(body: Any, where: str) -> list[dict[str, Any]]:
+    """The competitors answer (a JSON list) when every entry has the spec's shape; else one
+    ApiError naming ``where`` and the first wrong field (``0.price.amount``)."""
+    if not isinstance(body, list):
+        raise ApiError(f"{where}: unexpected answer from Back Market: expected a list of "
+                       f"competitors (got {type(body).__name__})")
+    try:
+        checked(Competitors, {"entries": body}, where)
+    except ApiError as exc:  # name the entry as it is in the answer: "0.price.amount"
+        raise ApiError(str(exc).replace("field entries.", "field ", 1)) from None
     return body

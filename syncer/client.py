@@ -19,14 +19,25 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
 from pydantic import BaseModel, SecretStr
 
-from syncer.answers import Listing, ListingPage, Order, OrderPage, Task, checked
+from syncer.answers import (
+    Listing,
+    ListingPage,
+    Order,
+    OrderPage,
+    Task,
+    checked,
+    checked_competitors,
+)
+from syncer.competition import Competition
 from syncer.config import LOOPBACK_HOSTS
 from syncer.errors import (
     ApiError,
@@ -305,6 +316,39 @@ class BackMarketClient:
                 if applied(order):
                     return order
 
+    # --- competition (BackBox) ------------------------------------------------------------
+    def competitors(self, listing_id: str, *, read_at: datetime | None = None
+                    ) -> list[Competition]:
+        """What each market's BackBox says of one of our listings (``GET
+        /ws/backbox/v1/competitors/{listingId}``, 2 calls a second per token: the limiter's
+        backbox routes). An answer of the wrong shape is one ApiError naming the field."""
+        where = "GET /ws/backbox/v1/competitors/{id}"
+        response = self._send("GET", f"/ws/backbox/v1/competitors/{quote(listing_id, safe='')}",
+                              params=None, json_body=None, idempotent=True)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(f"{where}: answer is not JSON") from None
+        entries = checked_competitors(body, where)
+        when = read_at or datetime.now(UTC)
+        found = []
+        for number, entry in enumerate(entries):
+            currency = entry["price"]["currency"]
+            for name in ("min_price", "price_to_win", "winner_price"):
+                amount = entry.get(name)
+                if amount is not None and amount["currency"] != currency:
+                    raise ApiError(f"{where}: unexpected answer from Back Market: field "
+                                   f"{number}.{name}.currency: {amount['currency']!r}, not "
+                                   f"the price's {currency!r}")
+            found.append(Competition(
+                listing_id=entry["listing_id"], market=entry["market"], currency=currency,
+                price=Decimal(entry["price"]["amount"]),
+                min_price=_amount_of(entry.get("min_price")),
+                price_to_win=Decimal(entry["price_to_win"]["amount"]),
+                winner_price=_amount_of(entry.get("winner_price")),
+                is_winning=entry["is_winning"], read_at=when))
+        return found
+
     # --- transport ------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
               json_body: Any = None, idempotent: bool = True) -> dict[str, Any]:
@@ -495,6 +539,10 @@ def _next_page(following: str, page: int) -> int:
         if name == "page" and value.isdigit():
             return int(value)
     return page + 1
+
+
+def _amount_of(amount: Mapping[str, Any] | None) -> Decimal | None:
+    return None if amount is None else Decimal(amount["amount"])
 
 
 def batch_csv(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> str:

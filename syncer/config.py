@@ -182,6 +182,12 @@ class Limits(_Section):
     # SKU lines per hour on listing updates (single = 1, batch = its rows), shared by every
     # run and store of one account through the state database. 0: no client-side budget.
     sku_lines_per_hour: int = Field(2000, ge=0)
+    # The BackBox competitors endpoint: 2 calls a second per token, Back Market says. The
+    # window is 10% longer than a second: a call's arrival time differs from its sending
+    # time, and 2 sent a second apart may arrive 0.99 s apart. They count under the
+    # general limit too (Cloudflare's limit is per client, whatever the endpoint).
+    backbox_requests_per_window: int = Field(2, gt=0)
+    backbox_window_seconds: float = Field(1.1, gt=0)
     # After a 429, Back Market blocks the client for about 10 s.
     rate_block_seconds: float = Field(10.0, ge=0)
     # A store's run lock, renewed every third of it; at least Settings.min_lease_seconds().
@@ -224,6 +230,41 @@ class OrderSettings(_Section):
         return self
 
 
+class ShopSettings(_Section):
+    """``[market.shop]``: the public shop as buyers see it, through the parse.bot Back
+    Market scraper API (``X-API-Key``; a rate and a monthly credit allowance by tier)."""
+
+    # The scraper's base URL, up to the scraper id: .../scraper/<id>
+    base_url: str
+    # The environment variable (or .env key) that holds the API key; never in this file.
+    key_env: str = "SYNCER_SHOP_KEY"
+    # Free 5, Hobby 20, Developer 250 requests a minute.
+    requests_per_minute: int = Field(5, gt=0, le=250)
+    # Credits (one per call) spent at most per calendar month (UTC), kept in the state.
+    monthly_credits: int = Field(100, ge=0)
+    timeout_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _secure(cls, url: str) -> str:
+        match = re.fullmatch(r"(https?)://([^/:]+|\[[^\]]+\])(:\d+)?(/.*)?", url.strip())
+        if not match:
+            raise ValueError(f"{url!r} is not a base URL like https://api.parse.bot/scraper/ID")
+        if match.group(1) == "http" and match.group(2) not in LOOPBACK_HOSTS:
+            raise ValueError("plain http:// is only allowed on loopback (the emulator)")
+        return url.strip().rstrip("/")
+
+
+class MarketSettings(_Section):
+    """``[market]``: how BackBox reads are spent."""
+
+    # Seconds one market pass may read for, per store; what is left waits for the next.
+    pass_seconds: float = Field(300.0, gt=0)
+    # Reads per pass at most, per store (0: as many as pass_seconds allows).
+    max_reads: int = Field(0, ge=0)
+    shop: ShopSettings | None = None
+
+
 class StoreSettings(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     locale: str
@@ -263,6 +304,13 @@ class StoreSettings(_Section):
     stock_budget_share: float = Field(0.5, gt=0, le=1)
     # [stores.alerts]: this store's alert settings, key by key over the global [alerts].
     alerts: AlertSettings | None = None
+
+    # The market pass (`syncer market`, and `syncer run` when watch_market is on): reads
+    # the BackBox of the store's listings (2 a second per token), those with stock that are
+    # losing, changed or never read first; a listing read less than market_every_minutes
+    # ago is not read again. Off by default: each read is a request to Back Market.
+    watch_market: bool = False
+    market_every_minutes: float = Field(60, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -365,6 +413,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     limits: Limits = Limits()
     orders: OrderSettings = OrderSettings()
+    market: MarketSettings = MarketSettings()
     stores: list[StoreSettings] = Field(default_factory=list)
     alerts: AlertSettings = AlertSettings()  # see syncer/alert_settings.py
 
@@ -510,20 +559,42 @@ class Settings(BaseSettings):
 
     def _token_value(self, store: StoreSettings) -> str | None:
         assert store.token_env is not None
-        value = os.environ.get(store.token_env)
+        return self._secret_value(store.token_env)
+
+    def _secret_value(self, name: str) -> str | None:
+        value = os.environ.get(name)
         if value is None:
             for env_file in (self.base_dir / ".env", Path(".env")):
                 if env_file.is_file():
-                    found = dotenv_values(env_file).get(store.token_env)
+                    found = dotenv_values(env_file).get(name)
                     if found:
                         return found
         return value
+
+    def shop_key(self) -> SecretStr:
+        """The public-shop scraper's API key (``[market.shop] key_env``); never logged."""
+        shop = self.market.shop
+        if shop is None:
+            raise ConfigError("no public-shop view configured ([market.shop] base_url)")
+        value = (self._secret_value(shop.key_env) or "").strip()
+        if not value:
+            raise ConfigError(f"market.shop: no API key; set the environment variable "
+                              f"{shop.key_env} (or put it in .env)")
+        secrets.register(value)
+        if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+            raise ConfigError(f"market.shop: the key in {shop.key_env} contains spaces, line "
+                              "breaks or non-ASCII characters")
+        return SecretStr(value)
 
     def register_secrets(self) -> None:
         """Tell ``syncer.secrets`` every secret these settings can reach, so that whatever
         echoes one back (a server, a driver's message) is scrubbed (invariant 9)."""
         for store in self.stores:
             value = self._token_value(store)
+            if value:
+                secrets.register(value.strip())
+        if self.market.shop is not None:
+            value = self._secret_value(self.market.shop.key_env)
             if value:
                 secrets.register(value.strip())
         secrets.register_url_password(self.state_url)

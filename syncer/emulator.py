@@ -649,6 +649,7 @@ class Emulator:
         self._install_routes()
         self.add_route("GET", r"/ws/category/tree", self._category_tree)
         self.add_route("GET", r"/ws/category/tree/(?P<category>-?\d+)", self._category_branch)
+        self._install_market_routes()
         if self._store is not None:
             self._load()
 
@@ -815,6 +816,16 @@ class Emulator:
 
         order_book(self).clear()
 
+    def _install_market_routes(self) -> None:
+        from syncer.emulator_market import install_market_routes
+
+        install_market_routes(self)
+
+    def _clear_market(self) -> None:
+        from syncer.emulator_market import market_book
+
+        market_book(self).clear()
+
     def run_due_tasks(self) -> None:
         """Process the batch tasks whose delay has passed (requests do it too)."""
         with self._lock:
@@ -836,6 +847,7 @@ class Emulator:
             if self._store is not None:
                 self._store.clear()
             self._clear_orders()
+            self._clear_market()
 
     def close(self) -> None:
         with self._lock:

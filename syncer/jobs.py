@@ -45,7 +45,9 @@ def build_limits(settings: Settings, clock: Callable[[], float] = time.monotonic
     return ApiLimits(
         RateLimiter(limits.requests_per_window, limits.window_seconds, clock, sleep),
         RateLimiter(limits.catalog_requests_per_window, limits.window_seconds, clock, sleep),
-        limits.catalog_routes)
+        limits.catalog_routes,
+        backbox=RateLimiter(limits.backbox_requests_per_window, limits.backbox_window_seconds,
+                            clock, sleep))
 
 
 def build_client(settings: Settings, store: StoreSettings,

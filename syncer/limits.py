@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 from syncer.state import StateStore, utcnow
 
@@ -63,41 +64,66 @@ class RateLimiter:
             self._sent.extend(t for t in recent if t > now - self.window)
 
 
+# Routes under the BackBox limit: "METHOD /path", a trailing * matches a prefix.
+BACKBOX_ROUTES: Final = ("GET /ws/backbox/*",)
+
+
 class ApiLimits:
     """Back Market's traffic limits as the client keeps them: every request under the
-    general limit, and requests on catalog routes under their own, lower one too."""
+    general limit, and requests on catalog routes under their own, lower one too.
+
+    The BackBox competitors endpoint has its own limit (2 calls a second per token, the
+    spec's words on that operation) on top of the general one: the spec's "Traffic
+    limitation" (about 200 requests in 10 s) is Cloudflare's and counts every request of a
+    client, whatever its endpoint, so a competitors read spends from both."""
 
     def __init__(self, general: RateLimiter, catalog: RateLimiter | None = None,
-                 catalog_routes: tuple[str, ...] = ()) -> None:
+                 catalog_routes: tuple[str, ...] = (), *,
+                 backbox: RateLimiter | None = None,
+                 backbox_routes: tuple[str, ...] = BACKBOX_ROUTES) -> None:
         self.general = general
         self.catalog = catalog
         self.catalog_routes = tuple(_route(r) for r in catalog_routes)
+        self.backbox = backbox
+        self.backbox_routes = tuple(_route(r) for r in backbox_routes)
 
     def is_catalog(self, method: str, path: str) -> bool:
-        for route_method, route_path, prefix in self.catalog_routes:
-            if method == route_method and (path.startswith(route_path) if prefix
-                                           else path == route_path):
-                return True
-        return False
+        return _matches(self.catalog_routes, method, path)
+
+    def is_backbox(self, method: str, path: str) -> bool:
+        return _matches(self.backbox_routes, method, path)
 
     def acquire(self, method: str, path: str) -> None:
         if self.catalog is not None and self.is_catalog(method, path):
             self.catalog.acquire()
+        if self.backbox is not None and self.is_backbox(method, path):
+            self.backbox.acquire()
         self.general.acquire()
 
+    def _limiters(self) -> dict[str, RateLimiter | None]:
+        return {"general": self.general, "catalog": self.catalog, "backbox": self.backbox}
+
     def block(self, seconds: float) -> None:
-        self.general.block(seconds)
-        if self.catalog is not None:
-            self.catalog.block(seconds)
+        for limiter in self._limiters().values():
+            if limiter is not None:
+                limiter.block(seconds)
 
     def history(self, wall_now: float) -> dict[str, list[float]]:
-        return {"general": self.general.history(wall_now),
-                "catalog": self.catalog.history(wall_now) if self.catalog else []}
+        return {name: limiter.history(wall_now) if limiter else []
+                for name, limiter in self._limiters().items()}
 
     def seed(self, history: dict[str, list[float]], wall_now: float) -> None:
-        self.general.seed(history.get("general", []), wall_now)
-        if self.catalog is not None:
-            self.catalog.seed(history.get("catalog", []), wall_now)
+        for name, limiter in self._limiters().items():
+            if limiter is not None:
+                limiter.seed(history.get(name, []), wall_now)
+
+
+def _matches(routes: tuple[tuple[str, str, bool], ...], method: str, path: str) -> bool:
+    for route_method, route_path, prefix in routes:
+        if method == route_method and (path.startswith(route_path) if prefix
+                                       else path == route_path):
+            return True
+    return False
 
 
 def _route(text: str) -> tuple[str, str, bool]:

@@ -28,7 +28,8 @@ from syncer.reconcile import Reconciliation
 
 log = structlog.get_logger("syncer.schedule")
 
-KINDS: Final = ("reconcile", "products", "offers", "stock")
+# The market pass comes last: it reads the BackBox of the prices the offer run just sent.
+KINDS: Final = ("reconcile", "products", "offers", "stock", "market")
 # A full offer run also sends what the stock lane would.
 COUNTS_FOR: Final = {"stock": ("stock", "offers")}
 
@@ -51,6 +52,7 @@ def settings_of(store: StoreSettings, kind: str) -> tuple[bool, timedelta]:
         "products": (store.publish_products, store.products_every_minutes),
         "reconcile": (store.reconcile, store.reconcile_every_minutes),
         "stock": (store.stock_lane and store.publish_offers, store.stock_every_minutes),
+        "market": (store.watch_market, store.market_every_minutes),
     }[kind]
     return enabled, timedelta(minutes=minutes)
 
@@ -76,6 +78,7 @@ class StoreRun:
     skipped: str | None = None  # e.g. locked by another run
     error: str | None = None  # what stopped this store's turn (the other stores go on)
     products: dict[str, int] | None = None
+    market: dict[str, int] | None = None  # the market pass's counts
 
 
 def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | None = None,
@@ -139,6 +142,10 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
             plan = make_plan(ctx.settings, [store], source, ctx.state)
             check_zero_share(ctx.settings, plan, force)
             outcome.publications.append((kind, publish_store(ctx, plan.stores[0], kind=kind)))
+        elif kind == "market":
+            from syncer.market import market_store
+
+            outcome.market = market_store(ctx, store).counts()
         outcome.ran.append(kind)
 
 

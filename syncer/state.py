@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,6 +46,7 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from syncer.competition import Competition
 from syncer.config import lease_renew_every
 from syncer.crashpoints import crashpoint
 from syncer.errors import LockHeld, StateError
@@ -356,6 +358,41 @@ _ENTRY_COLUMNS: Final = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listi
                          _SNAPSHOT.c.attempts, _SNAPSHOT.c.request_id, _SNAPSHOT.c.source_hash,
                          _SNAPSHOT.c.failed_hash, *_FIELD_COLUMNS)
 
+# What the BackBox said of one listing in one market, when it was read (issue 15). One read
+# (GET /ws/backbox/v1/competitors/{id}) answers every market of a listing: kept per account,
+# the stores of one account share it. No schema version: create_all adds the table to an
+# older database, and readers of a database without it see no competition data.
+_COMPETITION = Table(
+    "listing_competition", METADATA,
+    _text("account", 300, key=True),
+    _text("listing_id", 64, key=True),
+    _text("market", 8, key=True),
+    _text("currency", 3),
+    _text("price", 24),
+    _text("min_price", 24, null=True),
+    _text("price_to_win", 24),
+    _text("winner_price", 24, null=True),
+    _int("is_winning"),
+    _when("read_at", index=True),
+)
+# Credits spent on the public-shop scraper per calendar month (UTC), per scraper and key
+# name (never the key): its allowance is monthly.
+_SHOP_CREDITS = Table(
+    "shop_credits", METADATA,
+    _text("shop", 300, key=True),
+    _text("month", 7, key=True),  # "2026-12"
+    _int("spent", default=0),
+)
+# The public shop's view of a product as last read: the scraper's answer (JSON).
+_SHOP_VIEWS = Table(
+    "shop_view", METADATA,
+    _text("shop", 300, key=True),
+    _text("product", 64, key=True),
+    _text("data"),
+    _when("read_at"),
+)
+_MARKET_TABLES: Final = (_COMPETITION, _SHOP_CREDITS, _SHOP_VIEWS)
+
 
 # --- values read out of the state -------------------------------------------------------------
 
@@ -431,6 +468,7 @@ class StateStore:
         self.readonly = readonly
         # Stores sharing listings with each store (same account), for global quantity.
         self.siblings: dict[str, tuple[str, ...]] = {}
+        self._tables_seen: dict[str, bool] = {}  # table name -> present (see _has_table)
 
     # -- opening --
     @classmethod
@@ -477,7 +515,7 @@ class StateStore:
         assert self.engine is not None
         self._check_schema()
         try:
-            METADATA.create_all(self.engine, tables=list(_TABLES))
+            METADATA.create_all(self.engine, tables=[*_TABLES, *_MARKET_TABLES])
             with self.engine.begin() as conn:
                 found = conn.execute(select(_SCHEMA.c.value).where(
                     _SCHEMA.c.key == "schema_version")).scalar()
@@ -1207,6 +1245,109 @@ class StateStore:
         with self._write() as conn:
             _upsert(conn, _ALERTS, records, keys,
                     [c.name for c in _ALERTS.columns if c.name not in keys])
+
+
+    # -- competition (the BackBox) and the public shop (issue 15) --
+    def _has_table(self, table: Table) -> bool:
+        """False on a database made before the table existed and opened read-only (plan,
+        market): nothing was read into it yet."""
+        if self.empty:
+            return False
+        if table.name not in self._tables_seen:
+            with self._read() as conn:
+                self._tables_seen[table.name] = inspect(conn).has_table(table.name)
+        return self._tables_seen[table.name]
+
+    def save_competition(self, account: str, items: Sequence[Competition]) -> None:
+        """What BackBox reads said; a read replaces an older one of its listing x market."""
+        if not items:
+            return
+        rows = [{"account": account, "listing_id": c.listing_id, "market": c.market,
+                 "currency": c.currency, "price": f"{c.price:f}",
+                 "min_price": None if c.min_price is None else f"{c.min_price:f}",
+                 "price_to_win": f"{c.price_to_win:f}",
+                 "winner_price": None if c.winner_price is None else f"{c.winner_price:f}",
+                 "is_winning": int(c.is_winning), "read_at": c.read_at} for c in items]
+        with self._write() as conn:
+            for start in range(0, len(rows), _BULK):
+                _upsert(conn, _COMPETITION, rows[start:start + _BULK],
+                        ("account", "listing_id", "market"),
+                        ["currency", "price", "min_price", "price_to_win", "winner_price",
+                         "is_winning", "read_at"])
+        self._tables_seen[_COMPETITION.name] = True
+
+    def competition(self, account: str) -> dict[tuple[str, str], Competition]:
+        """(listing id, market) -> what the BackBox said at its last read."""
+        if not self._has_table(_COMPETITION):
+            return {}
+        c = _COMPETITION.c
+        with self._read() as conn:
+            rows = conn.execute(select(
+                c.listing_id, c.market, c.currency, c.price, c.min_price, c.price_to_win,
+                c.winner_price, c.is_winning, c.read_at).where(c.account == account))
+            return {(row.listing_id, row.market): Competition(
+                listing_id=row.listing_id, market=row.market, currency=row.currency,
+                price=Decimal(row.price),
+                min_price=None if row.min_price is None else Decimal(row.min_price),
+                price_to_win=Decimal(row.price_to_win),
+                winner_price=None if row.winner_price is None else Decimal(row.winner_price),
+                is_winning=bool(row.is_winning), read_at=_aware(row.read_at))
+                for row in rows}
+
+    def market_listings(self, store: str) -> list[tuple[str, str, int, str | None,
+                                                        str | None, datetime]]:
+        """(sku, listing id, quantity, price, currency, confirmed_at) of every confirmed
+        offer of the store whose listing is known: what a market pass may read."""
+        if self.empty:
+            return []
+        c = _SNAPSHOT.c
+        with self._read() as conn:
+            rows = conn.execute(select(
+                c.sku, c.listing_id, c.quantity, c.price, c.currency, c.confirmed_at).where(
+                c.store == store, c.listing_id.is_not(None), c.confirmed_at.is_not(None))
+                .order_by(c.sku_key))
+            return [(sku, listing_id, int(quantity or 0), price, currency, _aware(at))
+                    for sku, listing_id, quantity, price, currency, at in rows]
+
+    def shop_credits_spent(self, shop: str, month: str) -> int:
+        if not self._has_table(_SHOP_CREDITS):
+            return 0
+        with self._read() as conn:
+            return int(conn.execute(select(_SHOP_CREDITS.c.spent).where(
+                _SHOP_CREDITS.c.shop == shop, _SHOP_CREDITS.c.month == month)).scalar() or 0)
+
+    def spend_shop_credits(self, shop: str, month: str, credits: int, cap: int) -> int:
+        """Take up to ``credits`` from the month's allowance of ``cap``; returns what was
+        granted (check and spend in one transaction, as the hourly SKU budget)."""
+        with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:shop))"),
+                             {"shop": shop})
+            c = _SHOP_CREDITS.c
+            spent = int(conn.execute(select(c.spent).where(
+                c.shop == shop, c.month == month)).scalar() or 0)
+            granted = max(0, min(credits, cap - spent))
+            if granted:
+                _upsert(conn, _SHOP_CREDITS, [{"shop": shop, "month": month,
+                                               "spent": spent + granted}],
+                        ("shop", "month"), ["spent"])
+        return granted
+
+    def save_shop_view(self, shop: str, product: str, data: dict[str, Any],
+                       read_at: datetime) -> None:
+        with self._write() as conn:
+            _upsert(conn, _SHOP_VIEWS, [{"shop": shop, "product": product,
+                                         "data": json.dumps(data, sort_keys=True),
+                                         "read_at": read_at}],
+                    ("shop", "product"), ["data", "read_at"])
+
+    def shop_view(self, shop: str, product: str) -> tuple[dict[str, Any], datetime] | None:
+        if not self._has_table(_SHOP_VIEWS):
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(_SHOP_VIEWS.c.data, _SHOP_VIEWS.c.read_at).where(
+                _SHOP_VIEWS.c.shop == shop, _SHOP_VIEWS.c.product == product)).first()
+        return None if row is None else (dict(json.loads(row.data)), _aware(row.read_at))
 
 
 class StoreSnapshot:
