@@ -727,9 +727,11 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
         return
     for r in results:
         where = "own country" if r.scope == "store" else "all countries"
+        foreign = (f"; {r.other_countries} of other countries left out"
+                   if r.other_countries else "")
         click.echo(f"Store {r.store} ({where}): {r.fetched} orders since {_iso(r.since)}: "
                    f"{r.new} new, {r.changed} changed, {r.unchanged} unchanged "
-                   f"({r.lines} lines stored)")
+                   f"({r.lines} lines stored{foreign})")
     click.echo("Exported: " + ", ".join(str(f) for f in files) if files
                else "Nothing new to export.")
 

@@ -58,12 +58,12 @@ from __future__ import annotations
 
 import re
 import weakref
-from email.parser import BytesParser
-from email.policy import HTTP
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any, Final
 from urllib.parse import urlencode
 

@@ -35,6 +35,7 @@ from typing import Any, Final
 import structlog
 from stdnum import imei as stdnum_imei
 
+from syncer import answers
 from syncer.catalog import sniff_delimiter
 from syncer.client import BackMarketClient
 from syncer.config import Settings, StoreSettings
@@ -188,6 +189,7 @@ class PullResult:
     changed: int = 0
     unchanged: int = 0
     lines: int = 0
+    other_countries: int = 0  # answered despite the country_code filter: left out
     previous: datetime | None = None  # the watermark before this pull
     watermark: datetime | None = None
     exported: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (change, order)
@@ -195,8 +197,11 @@ class PullResult:
     line_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"fetched": self.fetched, "new": self.new, "changed": self.changed,
-                "unchanged": self.unchanged, "lines": self.lines}
+        counts = {"fetched": self.fetched, "new": self.new, "changed": self.changed,
+                  "unchanged": self.unchanged, "lines": self.lines}
+        if self.other_countries:
+            counts["other_countries"] = self.other_countries
+        return counts
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -259,7 +264,7 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
     row = {
         "account": account, "order_id": order_id, "store": store,
         "country_code": str(order.get("country_code") or ""),
-        "state": int(order.get("state", -1)),
+        "state": _state(order.get("state")),
         "currency": _text(order.get("currency"), 3),
         "price": _text(order.get("price"), 24),
         "shipping_price": _text(order.get("shipping_price"), 24),
@@ -267,9 +272,10 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
         "date_modification": parse_date(order.get("date_modification")),
         "date_payment": parse_date(order.get("date_payment")),
         "date_shipping": parse_date(order.get("date_shipping")),
-        "tracking_number": _text(order.get("tracking_number"), 200),
-        "tracking_url": _text(order.get("tracking_url"), 2000),
-        "shipper": _text(order.get("shipper_display") or order.get("shipper"), 200),
+        # Back Market writes "" until the order ships: kept as "not set".
+        "tracking_number": _text(order.get("tracking_number"), 200) or None,
+        "tracking_url": _text(order.get("tracking_url"), 2000) or None,
+        "shipper": _text(order.get("shipper_display") or order.get("shipper"), 200) or None,
         "content_hash": order_hash(order),
         "data": json.dumps(order, sort_keys=True, default=str),
         "pulled_at": datetime.now(UTC),
@@ -282,7 +288,7 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
             "price": _text(line.get("price"), 24),
             "shipping_price": _text(line.get("shipping_price"), 24),
             "currency": _text(line.get("currency"), 3),
-            "state": int(line.get("state", -1)),
+            "state": _state(line.get("state")),
             "product": _text(line.get("product"), 10_000),
             "imei": _text(line.get("imei"), 15) or None,
             "serial_number": _text(line.get("serial_number"), 50) or None,
@@ -295,6 +301,10 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
 
 def _text(value: object, limit: int) -> str | None:
     return None if value is None else str(value)[:limit]
+
+
+def _state(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 # --- input files ----------------------------------------------------------------------------
@@ -480,11 +490,22 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
     if scope == "store":
         filters["country_code"] = store.locale
     fetched: dict[int, dict[str, Any]] = {}
+    foreign = 0
     for order in client.iter_orders(**filters):
-        if isinstance(order, dict) and isinstance(order.get("order_id"), int):
-            fetched[order["order_id"]] = order  # a page shift may show an order twice
+        if not isinstance(order, dict) or not isinstance(order.get("order_id"), int):
+            continue
+        # Back Market does not filter orders by Accept-Language (one real call returned
+        # several countries): a store pulling its own country keeps only that country's,
+        # even if the country_code filter were ignored, so no store takes another's order.
+        if scope == "store" and order.get("country_code") != store.locale:
+            foreign += 1
+            continue
+        fetched[order["order_id"]] = order  # a page shift may show an order twice
     result = PullResult(store.name, scope, since, fetched=len(fetched), previous=watermark,
-                        watermark=watermark)
+                        watermark=watermark, other_countries=foreign)
+    if foreign:
+        log.warning("orders of other countries left out", store=store.name, count=foreign,
+                    country_code=store.locale)
     known = state.order_hashes(store.account, sorted(fetched))
     for order_id, order in sorted(fetched.items()):
         previous = known.get(order_id)
@@ -543,11 +564,7 @@ def export(results: Sequence[PullResult], folder: Path, run_id: str,
 
 def _export_rows(store: str, change: str, order: Mapping[str, Any]
                  ) -> Iterable[dict[str, Any]]:
-    address = order.get("shipping_address") or {}
-
-    def pick(*names: str) -> Any:
-        return next((address[n] for n in names if address.get(n) not in (None, "")), "")
-
+    address = answers.address(order.get("shipping_address"))
     base = {
         "store": store, "change": change, "order_id": order.get("order_id"),
         "order_state": order.get("state"), "country_code": order.get("country_code"),
@@ -555,12 +572,12 @@ def _export_rows(store: str, change: str, order: Mapping[str, Any]
         "date_modification": order.get("date_modification"),
         "date_payment": order.get("date_payment"), "currency": order.get("currency"),
         "order_price": order.get("price"), "order_shipping_price": order.get("shipping_price"),
-        "first_name": pick("firstName", "first_name"), "last_name": pick("lastName", "last_name"),
-        "company": pick("company"), "street": pick("street"), "street2": pick("street2"),
-        "postal_code": pick("postalCode", "postal_code"), "city": pick("city"),
-        "country": pick("country"), "phone": pick("phoneNumber", "phone"),
-        "email": pick("email"), "tracking_number": order.get("tracking_number"),
-        "shipper": order.get("shipper_display"), "date_shipping": order.get("date_shipping"),
+        **{name: address[name] for name in ("first_name", "last_name", "company", "street",
+                                            "street2", "postal_code", "city", "country",
+                                            "phone", "email")},
+        "tracking_number": order.get("tracking_number"),
+        "shipper": order.get("shipper_display") or order.get("shipper"),
+        "date_shipping": order.get("date_shipping"),
     }
     for line in order.get("orderlines") or [{}]:
         yield {**base, "orderline_id": line.get("id"), "sku": line.get("listing"),

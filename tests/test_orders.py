@@ -40,7 +40,7 @@ from syncer.orders import (
 )
 from syncer.state import StateStore
 from syncer.validation import BadValue
-from tests.conftest import TOKEN, catalog_row
+from tests.conftest import TOKEN, catalog_row, write_config
 from tests.contract import check_exchange
 from tests.helpers import Shop, checked_emulator
 
@@ -654,3 +654,103 @@ def test_order_state_upserts_keep_the_first_store_and_shipments_stay_confirmed(
         state.set_order_watermark("fr", "store", datetime(2030, 1, 1, tzinfo=UTC))
         assert state.order_watermark("fr", "store") == datetime(2030, 1, 1, tzinfo=UTC)
         assert state.order_watermark("fr", "all") is None
+
+
+# --- reading Back Market's orders -------------------------------------------------------------
+
+def mock_client(handler: Any) -> BackMarketClient:
+    return BackMarketClient("http://127.0.0.1:1", SecretStr(TOKEN), "fr-fr",
+                            "BM-T-t;t@example.com",
+                            http=httpx.Client(transport=httpx.MockTransport(handler)),
+                            sleep=lambda _s: None)
+
+
+def real_order(order_id: int, country: str = "fr-fr", **changes: Any) -> dict[str, Any]:
+    """An order in the shape production integrations cached (reference/BACKMARKET.md)."""
+    address = {"first_name": "Ada", "last_name": "Lovelace", "street": "1 Analytical Row",
+               "street2": "", "postal_code": "N1 9GU", "city": "London", "country": "GB",
+               "phone": "+447700900123", "email": "ada@example.com", "company": "",
+               "customer_id_number": "", "first_name_pronunciation": ""}
+    order = {"order_id": order_id, "state": 1, "country_code": country, "currency": "GBP",
+             "price": "199.00", "shipping_price": "0.00",
+             "date_creation": "2030-01-01T10:00:00Z", "date_modification": "2030-01-01T10:00:00Z",
+             "date_payment": "2030-01-01T10:01:00Z", "shipping_address": address,
+             "billing_address": address, "tracking_number": "", "tracking_url": "",
+             "shipper": "", "shipper_display": "", "date_bill_provided": None,
+             "psp_reference": "X", "is_backship": False,
+             "orderlines": [{"id": order_id * 10, "listing": "A-1", "listing_id": 42,
+                             "product_id": 1234, "quantity": 1, "price": "199.00",
+                             "state": 1, "condition": 3, "shipper": "", "return_reason": 0,
+                             "return_message": "", "imei": "", "serial_number": "",
+                             "backcare": False, "orderline_fee": "19.90"}]}
+    order.update(changes)
+    return order
+
+
+def test_real_order_shapes_are_read_and_exported_and_camel_case_addresses_too(
+        tmp_path: Path) -> None:
+    from syncer.orders import PullResult, export, order_rows
+
+    camel = real_order(8, shipping_address={"firstName": "Victor", "lastName": "Hugo",
+                                            "postalCode": "75003", "phoneNumber": "+336",
+                                            "street": "3 rue", "city": "Paris"})
+    page = {"count": 2, "next": None, "previous": None, "results": [real_order(7), camel]}
+    client = mock_client(lambda request: httpx.Response(200, json=page))
+    orders = list(client.iter_orders())
+    assert [o["order_id"] for o in orders] == [7, 8]
+    row, lines = order_rows("EU@x", "fr", orders[0])
+    assert (row["tracking_number"], row["tracking_url"], row["shipper"]) == (None, None, None)
+    assert (lines[0]["imei"], lines[0]["serial_number"]) == (None, None)
+    result = PullResult("fr", "store", datetime(2030, 1, 1, tzinfo=UTC),
+                        exported=[("new", o) for o in orders])
+    [csv_path, _] = export([result], tmp_path, "run1")
+    with csv_path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";"))
+    assert [(r["first_name"], r["postal_code"], r["phone"]) for r in rows] == \
+        [("Ada", "N1 9GU", "'+447700900123"), ("Victor", "75003", "'+336")]
+
+
+@pytest.mark.parametrize(("order", "where"), [
+    (real_order(7, date_modification="yesterday"),
+     "order 7, field results.0.date_modification: expected an RFC 3339 date-time"),
+    (real_order(7, orderlines=[{"id": 70, "listing": "A-1", "state": "shipped"}]),
+     "order 7, field results.0.orderlines.0.state"),
+    (real_order(7, shipping_address={"first_name": ["Ada"]}),
+     "order 7, field results.0.shipping_address.first_name"),
+    (real_order(7, orderlines=[{"listing": "A-1", "state": 1}]),
+     "order 7, field results.0.orderlines.0.id: Field required"),
+])
+def test_a_malformed_order_is_one_error_naming_the_order_and_the_field(
+        order: dict[str, Any], where: str) -> None:
+    from syncer.errors import ApiError
+
+    page = {"count": 1, "next": None, "results": [order]}
+    client = mock_client(lambda request: httpx.Response(200, json=page))
+    with pytest.raises(ApiError) as caught:
+        list(client.iter_orders())
+    assert f"GET /ws/orders page 1: unexpected answer from Back Market: {where}" in \
+        caught.value.message
+
+
+def test_a_store_pulling_its_own_country_keeps_only_its_orders_even_if_the_filter_is_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Back Market does not filter orders by Accept-Language: one real call returned several
+    # countries. The pull asks for country_code and still drops any other country's order.
+    from syncer.orders import pull
+
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    settings = load_settings(write_config(tmp_path, state_url=f"sqlite:///{tmp_path}/s.db"))
+    asked: list[str] = []
+
+    def ignores_the_filter(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params.get("country_code", ""))
+        return httpx.Response(200, json={"count": 2, "next": None, "results": [
+            real_order(7, "fr-fr"), real_order(8, "de-de")]})
+
+    with StateStore.open(settings.state_database_url()) as state:
+        result = pull(settings, settings.store("fr"), mock_client(ignores_the_filter), state,
+                      scope="store")
+    assert asked == ["fr-fr"]
+    assert [order["order_id"] for _, order in result.exported] == [7]
+    assert result.counts() == {"fetched": 1, "new": 1, "changed": 0, "unchanged": 0,
+                               "lines": 1, "other_countries": 1}
