@@ -781,7 +781,7 @@ def orders_accept(obj: Context, store: str | None, accept_file: Path | None,
 @click.option("--from", "from_file", required=True,
               type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Shipments CSV: order_id, carrier, tracking_number, tracking_url, imei, "
-                   "serial_number (';' or ',' separated).")
+                   "serial_number, and optionally shipper (';' or ',' separated).")
 @click.option("--store", help="This store only (default: every enabled store).")
 @click.option("--dry-run", is_flag=True, help="Check every row and say what would be sent; "
                                               "send and record nothing.")
@@ -795,7 +795,8 @@ def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
 
     Each row is checked before anything is sent for it: a known order with all its paid
     lines decided, a tracking number, a carrier mapped to a Back Market shipper by the
-    carrier table (or its fallback), an IMEI with a valid check digit, and an IMEI or serial
+    carrier table (or its fallback) or a `shipper` cell sent as written (free text, at most
+    200 characters), an IMEI with a valid check digit, and an IMEI or serial
     number only for an order of one line of quantity 1. A bad row is reported with its row
     number and field; the others go on. A confirmed shipment is never sent again.
     Exit code 0, 3 when some rows failed, 1 on error.

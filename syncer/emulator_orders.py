@@ -83,6 +83,7 @@ from syncer.emulator import (
 from syncer.vocabulary import (
     IMEI_DIGITS,
     MAX_SERIAL,
+    MAX_SHIPPER,
     MAX_TRACKING_NUMBER,
     MAX_TRACKING_URL,
 )
@@ -108,7 +109,6 @@ FINAL_LINE_STATES: Final = frozenset({3, 4, 5, 6, 7})
 LINE_STATE_AT_CREATION: Final = {0: 0, 10: 8, 1: 1, 8: 7}
 DEFAULT_PAGE_SIZE: Final = 10
 MAX_PAGE_SIZE: Final = 50
-MAX_SHIPPER: Final = 200
 MAX_RETURN_MESSAGE: Final = 500
 DISPATCH_DELAY: Final = timedelta(days=2)
 # An orderline's ``condition`` by the listing's grade: real orders carry 0-4 and 10-12; the

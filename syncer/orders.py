@@ -46,7 +46,13 @@ from syncer.planner import catalog_source
 from syncer.reports import csv_cell
 from syncer.state import StateStore
 from syncer.validation import BadValue, parse_count
-from syncer.vocabulary import IMEI_DIGITS, MAX_SERIAL, MAX_TRACKING_NUMBER, MAX_TRACKING_URL
+from syncer.vocabulary import (
+    IMEI_DIGITS,
+    MAX_SERIAL,
+    MAX_SHIPPER,
+    MAX_TRACKING_NUMBER,
+    MAX_TRACKING_URL,
+)
 
 log = structlog.get_logger("syncer.orders")
 
@@ -73,7 +79,7 @@ LINE_STATE_NAMES: Final = {
 }
 
 SHIPMENT_COLUMNS: Final = ("order_id", "carrier", "tracking_number", "tracking_url", "imei",
-                           "serial_number")
+                           "serial_number", "shipper")
 LINE_LIST_COLUMNS: Final = ("order_id", "sku")
 EXPORT_COLUMNS: Final = (
     "store", "change", "order_id", "order_state", "country_code", "date_creation",
@@ -355,7 +361,7 @@ def parse_shipments(path: Path, profile: Profile, fallback_override: str | None
     """Every row of a shipments file checked on its own: the valid shipments, and one
     problem per bad row naming the row and the field."""
     rows, problems = read_table(path, ("order_id", "carrier", "tracking_number"),
-                                ("tracking_url", "imei", "serial_number"))
+                                ("tracking_url", "imei", "serial_number", "shipper"))
     shipments: list[Shipment] = []
     first_row: dict[int, int] = {}
     for number, cells in rows:
@@ -388,10 +394,19 @@ def parse_shipments(path: Path, profile: Profile, fallback_override: str | None
                                                "characters"))
             continue
         carrier = cells.get("carrier", "")
-        if not carrier:
-            bad("carrier", "missing; give the carrier's name (see mappings/carriers.toml)")
+        given = cells.get("shipper", "")
+        if len(given) > MAX_SHIPPER:
+            bad("shipper", f"{len(given)} characters; expected Back Market's shipper name of "
+                           f"at most {MAX_SHIPPER} characters")
             continue
-        shipper, fallback = shipper_for(profile, carrier, fallback_override)
+        if not carrier and not given:
+            bad("carrier", "missing; give the carrier's name (see mappings/carriers.toml) or "
+                           "Back Market's shipper name in a shipper column")
+            continue
+        # A shipper cell is sent as written (free text: the spec's list is the known values).
+        shipper, fallback = ((given, False) if given
+                             else shipper_for(profile, carrier, fallback_override))
+        carrier = carrier or given
         if shipper is None:
             bad("carrier", f"{carrier!r} is not in the carrier table and no fallback is "
                            "configured; add it to the carrier table or set a fallback")

@@ -240,6 +240,28 @@ def test_bad_shipments_are_each_reported_and_nothing_is_sent_for_them(
     assert live[single]["tracking_number"] == ""  # empty until shipped, as on Back Market
 
 
+def test_a_shipper_column_is_sent_as_written_and_one_past_200_characters_is_refused(
+        shop: Shop) -> None:
+    # The spec's Shipper list is the known values, not a closed enum: the column is Back
+    # Market's shipper name, free text, taking over from the carrier table.
+    named = place(shop, [("A-1", 1)])
+    too_long = place(shop, [("B-2", 1)])
+    shop.run("orders", "pull")
+    shop.run("orders", "accept")
+    shipments = write(shop, "ship.csv", [
+        "order_id,carrier,tracking_number,shipper",
+        f"{named},,RM0001GB,Velocargo Same Day",
+        f"{too_long},Royal Mail,RM0002GB,{'R' * 201}"])
+    out = shop.run("orders", "ship", "--from", str(shipments), code=3).stdout
+    assert f"SHIPPED   row 2, order {named}: Velocargo Same Day, tracking RM0001GB" in out
+    assert f"row 3, order {too_long}: shipper: 201 characters; expected Back Market's shipper " \
+           "name of at most 200 characters" in out
+    live = emulator_orders(shop)
+    assert (live[named]["shipper"], live[named]["tracking_number"]) == \
+        ("Velocargo Same Day", "RM0001GB")
+    assert live[too_long]["state"] == 3
+
+
 def test_an_imei_for_two_units_or_a_serial_for_two_lines_is_refused_and_not_sent(
         shop: Shop) -> None:
     # Back Market takes an IMEI or a serial number only on an order of one line of quantity
@@ -612,8 +634,12 @@ def test_order_settings_defaults_and_an_unknown_fallback_is_refused(tmp_path: Pa
     orders = load_settings(config).orders
     assert (orders.pull_scope, orders.accept_policy, orders.overlap_minutes) == \
         ("store", "stock", 60)
-    config.write_text('[orders]\ncarrier_fallback = "Pigeon"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match="not a Back Market shipper value"):
+    # A shipper is free text (the spec's list is the known values), of at most 200 characters.
+    config.write_text('[orders]\ncarrier_fallback = "Pigeon Post Ltd"\n', encoding="utf-8")
+    assert load_settings(config).orders.carrier_fallback == "Pigeon Post Ltd"
+    config.write_text(f'[orders]\ncarrier_fallback = "{"P" * 201}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="201 characters long; Back Market takes a shipper "
+                                          "of at most 200"):
         load_settings(config)
 
 
