@@ -289,6 +289,44 @@ class OrderShipment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class OrderInvoice(SQLModel, table=True):
+    """The seller's invoice sent for an order. Once ``confirmed`` it is never sent again."""
+
+    __tablename__ = "order_invoice"
+    account: str = Field(primary_key=True, max_length=300)
+    order_id: int = Field(primary_key=True)
+    store: str = Field(max_length=64)
+    path: str = Field(sa_column=Column(Text))  # the file as the invoices file names it
+    sha256: str | None = Field(default=None, max_length=64)  # of the file sent
+    size: int | None = None
+    status: str = Field(max_length=16)  # "confirmed" or "failed"
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    confirmed_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderLineIdentifier(SQLModel, table=True):
+    """The IMEI and serial number registered on an order line after the shipment (PATCH
+    /ws/orderlines/{id}): the confirmed values are never sent again."""
+
+    __tablename__ = "order_line_identifier"
+    account: str = Field(primary_key=True, max_length=300)
+    orderline_id: int = Field(primary_key=True)
+    order_id: int = Field(index=True)
+    store: str = Field(max_length=64)
+    sku: str = Field(max_length=128)
+    imei: str | None = Field(default=None, max_length=15)  # confirmed values only
+    serial_number: str | None = Field(default=None, max_length=50)
+    status: str = Field(max_length=16)  # of the last attempt: "confirmed" or "failed"
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    confirmed_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class OrderPull(SQLModel, table=True):
     """Per store and scope: the latest ``date_modification`` a successful pull has seen."""
 
@@ -321,9 +359,11 @@ _ORDER_LINES = OrderLineRecord.__table__  # type: ignore[attr-defined]
 _LINE_ACTIONS = OrderLineAction.__table__  # type: ignore[attr-defined]
 _SHIPMENTS = OrderShipment.__table__  # type: ignore[attr-defined]
 _ORDER_PULLS = OrderPull.__table__  # type: ignore[attr-defined]
+_INVOICES = OrderInvoice.__table__  # type: ignore[attr-defined]
+_IDENTIFIERS = OrderLineIdentifier.__table__  # type: ignore[attr-defined]
 _TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _PROPOSALS,
            _CATEGORIES, _ORDERS, _ORDER_LINES, _LINE_ACTIONS, _SHIPMENTS, _ORDER_PULLS,
-           _SCHEMA)
+           _INVOICES, _IDENTIFIERS, _SCHEMA)
 _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
 _ENTRY_COLUMNS: Final = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
                          _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
@@ -1013,6 +1053,61 @@ class StateStore:
                    "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
             _upsert(conn, _SHIPMENTS, [row], ("account", "order_id"),
                     [c for c in row if c not in ("account", "order_id")])
+
+    def invoice(self, account: str, order_id: int) -> dict[str, Any] | None:
+        if self.empty:
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(_INVOICES).where(
+                _INVOICES.c.account == account, _INVOICES.c.order_id == order_id)).first()
+        return None if row is None else self._aware_row(row._asdict())
+
+    def record_invoice(self, invoice: dict[str, Any]) -> None:
+        """An invoice upload's outcome (``status`` "confirmed" or "failed"). A confirmed
+        invoice is final: a later failure never overwrites it."""
+        with self._write() as conn:
+            before = conn.execute(select(_INVOICES.c.status, _INVOICES.c.attempts).where(
+                _INVOICES.c.account == invoice["account"],
+                _INVOICES.c.order_id == invoice["order_id"])).first()
+            if before is not None and before.status == "confirmed":
+                return
+            now = utcnow()
+            confirmed = invoice["status"] == "confirmed"
+            row = {**invoice, "updated_at": now, "confirmed_at": now if confirmed else None,
+                   "error": invoice.get("error") and scrub(invoice["error"]),
+                   "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
+            _upsert(conn, _INVOICES, [row], ("account", "order_id"),
+                    [c for c in row if c not in ("account", "order_id")])
+
+    def line_identifier(self, account: str, orderline_id: int) -> dict[str, Any] | None:
+        if self.empty:
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(_IDENTIFIERS).where(
+                _IDENTIFIERS.c.account == account,
+                _IDENTIFIERS.c.orderline_id == orderline_id)).first()
+        return None if row is None else self._aware_row(row._asdict())
+
+    def record_line_identifier(self, record: dict[str, Any]) -> None:
+        """The outcome of registering identifiers on a line. Confirmed values are kept: a
+        confirmation adds to them (an IMEI then a serial number), a failure never clears
+        them."""
+        with self._write() as conn:
+            before = conn.execute(select(_IDENTIFIERS).where(
+                _IDENTIFIERS.c.account == record["account"],
+                _IDENTIFIERS.c.orderline_id == record["orderline_id"])).first()
+            now = utcnow()
+            confirmed = record["status"] == "confirmed"
+            kept = {name: getattr(before, name) if before is not None else None
+                    for name in ("imei", "serial_number", "confirmed_at")}
+            row = {**record, "updated_at": now,
+                   "error": record.get("error") and scrub(record["error"]),
+                   "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
+            for name in ("imei", "serial_number"):
+                row[name] = (record.get(name) if confirmed else None) or kept[name]
+            row["confirmed_at"] = now if confirmed else kept["confirmed_at"]
+            _upsert(conn, _IDENTIFIERS, [row], ("account", "orderline_id"),
+                    [c for c in row if c not in ("account", "orderline_id")])
 
     def order_watermark(self, store: str, scope: str) -> datetime | None:
         """The latest ``date_modification`` the store's last successful pull saw."""
