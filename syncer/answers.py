@@ -7,12 +7,17 @@ Market adds fields); a field the engine reads with the wrong type (``"count": Na
 ``"results": "ab"``, a quantity of ``1e400``) is one ``ApiError`` that names the endpoint
 and the field, never a traceback deep in a reconciliation.
 
+Orders are read in the shapes real integrations see (snake_case addresses, empty strings
+for unset identifiers) and the spec's camelCase addresses alike; a faulty field of an order
+is named with its order id.
+
 The validated answer is the JSON as received: the models check, they do not convert.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -76,16 +81,83 @@ class ListingPage(_Page):
     results: list[Listing] = []
 
 
+def _moment(value: Any) -> Any:
+    """A date-time as Back Market writes one (RFC 3339), or empty."""
+    if value is None or value == "":
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an RFC 3339 date-time (a string)")
+    try:
+        datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("expected an RFC 3339 date-time") from None
+    return value
+
+
+Moment = Annotated[Any, BeforeValidator(_moment)]
+# A free text cell some sellers' data holds as a number (a postal code, a phone).
+Text = str | int | None
+
+
+class Address(_Answer):
+    """A buyer's address: real orders write it in snake_case; the spec's camelCase names
+    (``firstName``, ``postalCode``, ``phoneNumber``) are read too."""
+
+    first_name: Text = None
+    last_name: Text = None
+    street: Text = None
+    street2: Text = None
+    postal_code: Text = None
+    city: Text = None
+    country: Text = None
+    phone: Text = None
+    email: Text = None
+    company: Text = None
+    customer_id_number: Text = None
+    firstName: Text = None
+    lastName: Text = None
+    postalCode: Text = None
+    phoneNumber: Text = None
+
+
 class Orderline(_Answer):
+    id: int
     sku: str | None = None
     listing: str | None = None
-    quantity: int | None = None
+    listing_id: int | str | None = None
+    product_id: int | str | None = None
+    product: str | None = None
+    quantity: int | None = Field(None, ge=0)
     state: int | None = None
+    price: Amount = None
+    shipping_price: Amount = None
+    currency: str | None = None
+    condition: int | None = None
+    shipper: str | None = None
+    return_reason: int | None = None
+    return_message: str | None = None
+    imei: str | None = None
+    serial_number: str | None = None
 
 
 class Order(_Answer):
     order_id: int
     state: int | None = None
+    country_code: str | None = None
+    currency: str | None = None
+    price: Amount = None
+    shipping_price: Amount = None
+    date_creation: Moment = None
+    date_modification: Moment = None
+    date_payment: Moment = None
+    date_shipping: Moment = None
+    date_bill_provided: Moment = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    shipper: str | None = None
+    shipper_display: str | None = None
+    shipping_address: Address | None = None
+    billing_address: Address | None = None
     orderlines: list[Orderline] = []
 
 
@@ -139,8 +211,10 @@ def checked(model: type[BaseModel], body: dict[str, Any], where: str) -> dict[st
         field = ".".join(str(part) for part in error["loc"]) or "(the answer)"
         shown = repr(error.get("input"))
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise ApiError(f"{where}: unexpected answer from Back Market: field {field}: "
-                       f"{error['msg'].removeprefix('Value error, ')} (got {shown})") from None
+        subject = _subject(body, error["loc"])
+        raise ApiError(f"{where}: unexpected answer from Back Market: {subject}"
+                       f"field {field}: {error['msg'].removeprefix('Value error, ')} "
+                       f"(got {shown})") from None
     return body
 
 
@@ -207,3 +281,34 @@ def checked_competitors(body: Any, where: str) -> list[dict[str, Any]]:
     except ApiError as exc:  # name the entry as it is in the answer: "0.price.amount"
         raise ApiError(str(exc).replace("field entries.", "field ", 1)) from None
     return body
+
+
+def _subject(body: Any, loc: tuple[int | str, ...]) -> str:
+    """The order the faulty field belongs to ("order 12, "), so a seller can look it up."""
+    node = body
+    found = ""
+    for part in loc:
+        if isinstance(node, dict) and isinstance(node.get("order_id"), int | str):
+            found = f"order {str(node['order_id'])[:20]}, "
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return found
+
+
+def address(data: Any) -> dict[str, str]:
+    """An order's address (real snake_case or the spec's camelCase) in snake_case, every
+    field a string ("" when absent)."""
+    data = data if isinstance(data, dict) else {}
+    camel = {"first_name": "firstName", "last_name": "lastName", "postal_code": "postalCode",
+             "phone": "phoneNumber"}
+    found = {}
+    for name in Address.model_fields:
+        if name in camel.values():
+            continue
+        value = data.get(name)
+        if value in (None, "") and name in camel:
+            value = data.get(camel[name])
+        found[name] = "" if value is None else str(value)
+    return found

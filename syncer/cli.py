@@ -708,9 +708,11 @@ def orders_group() -> None:
     """Orders: pull paid orders, accept or cancel their lines, ship them with tracking.
 
     \b
-      syncer orders pull               new and changed orders into the state, and an export
-      syncer orders accept             accept paid lines by policy; --cancel FILE cancels
-      syncer orders ship --from FILE   carrier, tracking and IMEI of each order, sent once
+      syncer orders pull                  new and changed orders into the state, and an export
+      syncer orders accept                accept paid lines by policy; --cancel FILE cancels
+      syncer orders ship --from FILE      carrier, tracking and IMEI of each order, sent once
+      syncer orders invoice --from FILE   the seller's PDF invoice of each order, sent once
+      syncer orders serials --from FILE   IMEI or serial number of a line after shipping, once
     """
 
 
@@ -762,9 +764,11 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
         return
     for r in results:
         where = "own country" if r.scope == "store" else "all countries"
+        foreign = (f"; {r.other_countries} of other countries left out"
+                   if r.other_countries else "")
         click.echo(f"Store {r.store} ({where}): {r.fetched} orders since {_iso(r.since)}: "
                    f"{r.new} new, {r.changed} changed, {r.unchanged} unchanged "
-                   f"({r.lines} lines stored)")
+                   f"({r.lines} lines stored{foreign})")
     click.echo("Exported: " + ", ".join(str(f) for f in files) if files
                else "Nothing new to export.")
 
@@ -814,7 +818,7 @@ def orders_accept(obj: Context, store: str | None, accept_file: Path | None,
 @click.option("--from", "from_file", required=True,
               type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Shipments CSV: order_id, carrier, tracking_number, tracking_url, imei, "
-                   "serial_number (';' or ',' separated).")
+                   "serial_number, and optionally shipper (';' or ',' separated).")
 @click.option("--store", help="This store only (default: every enabled store).")
 @click.option("--dry-run", is_flag=True, help="Check every row and say what would be sent; "
                                               "send and record nothing.")
@@ -828,7 +832,8 @@ def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
 
     Each row is checked before anything is sent for it: a known order with all its paid
     lines decided, a tracking number, a carrier mapped to a Back Market shipper by the
-    carrier table (or its fallback), an IMEI with a valid check digit, and an IMEI or serial
+    carrier table (or its fallback) or a `shipper` cell sent as written (free text, at most
+    200 characters), an IMEI with a valid check digit, and an IMEI or serial
     number only for an order of one line of quantity 1. A bad row is reported with its row
     number and field; the others go on. A confirmed shipment is never sent again.
     Exit code 0, 3 when some rows failed, 1 on error.
@@ -844,6 +849,82 @@ def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
         report = _orders_step(state, stores, run_id, "orders-ship", dry_run, lambda: (
             steps.ship(settings, stores, state, client_for, profile, from_file,
                        dry_run=dry_run)))
+    _print_order_report(report, fmt)
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+@orders_group.command(name="invoice")
+@click.option("--from", "from_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Invoices CSV: order_id, path (the PDF, relative to the CSV's folder; "
+                   "';' or ',' separated).")
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--dry-run", is_flag=True, help="Check every row and say what would be sent; "
+                                              "send and record nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of the report on stdout.")
+@click.pass_obj
+@handle_errors
+def orders_invoice(obj: Context, from_file: Path, store: str | None, dry_run: bool,
+                   fmt: str) -> None:
+    """Upload the seller's invoice (a PDF) of each order to Back Market.
+
+    Each row is checked before anything is sent for it: an order in the state (pulled) and
+    paid, and a PDF file (starting with %PDF-, at most 10 MiB) at the given path. Each PDF
+    goes to POST /ws/orders/{order_id}/invoice; Back Market then shows the order's
+    date_bill_provided. An order whose invoice was sent (recorded in the state) or that
+    Back Market already shows with one is never sent again. A bad row is reported with its
+    row number and column; the others go on. Exit code 0, 3 when some rows failed, 1 on
+    error.
+    """
+    from syncer import orders as steps
+
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    run_id = uuid.uuid4().hex[:12]
+    with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
+        report = _orders_step(state, stores, run_id, "orders-invoice", dry_run, lambda: (
+            steps.invoice(stores, state, client_for, from_file, dry_run=dry_run)))
+    _print_order_report(report, fmt)
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+@orders_group.command(name="serials")
+@click.option("--from", "from_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Serials CSV: order_id, sku, imei, serial_number (';' or ',' separated; "
+                   "sku may stay empty for an order of one line).")
+@click.option("--store", help="This store only (default: every enabled store).")
+@click.option("--dry-run", is_flag=True, help="Check every row and say what would be sent; "
+                                              "send and record nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of the report on stdout.")
+@click.pass_obj
+@handle_errors
+def orders_serials(obj: Context, from_file: Path, store: str | None, dry_run: bool,
+                   fmt: str) -> None:
+    """Add the device's IMEI or serial number to an order line, typically after shipping.
+
+    For orders shipped without them (several lines, or the identifier not known yet): each
+    row names a line by order_id and sku and gives an imei, a serial_number or both, checked
+    as `orders ship` checks them: an IMEI of 15 digits with a valid check digit, a serial
+    number of at most 50 characters on one line, and only for a line of quantity 1 that is
+    accepted or shipped (an identifier names one device). Sent with PATCH
+    /ws/orderlines/{id}. Back Market never lets an identifier be corrected: one already
+    registered (recorded in the state, or shown by Back Market) is never sent again, and a
+    different value for it is refused before sending. A bad row is reported with its row
+    number and column; the others go on. Exit code 0, 3 when some rows failed, 1 on error.
+    """
+    from syncer import orders as steps
+
+    settings = obj.settings()
+    stores = settings.selected_stores(store)
+    run_id = uuid.uuid4().hex[:12]
+    with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
+        report = _orders_step(state, stores, run_id, "orders-serials", dry_run, lambda: (
+            steps.serials(stores, state, client_for, from_file, dry_run=dry_run)))
     _print_order_report(report, fmt)
     if report.failed:
         sys.exit(EXIT_PARTIAL)

@@ -17,6 +17,7 @@ import json
 import random
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -349,6 +350,25 @@ class BackMarketClient:
                 is_winning=entry["is_winning"], read_at=when))
         return found
 
+    def upload_invoice(self, order_id: int, pdf: bytes, filename: str) -> None:
+        """POST the seller's invoice for an order: ``multipart/form-data`` with the PDF in a
+        part named ``invoice`` (the spec). Sending the same file again only replaces the
+        invoice with itself, so an upload whose answer was lost is retried like a read."""
+        boundary = f"syncer-{uuid.uuid4().hex}"
+        name = filename.replace('"', "").replace("\r", "").replace("\n", "") or "invoice.pdf"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="invoice"; '
+                f'filename="{name}"\r\nContent-Type: application/pdf\r\n\r\n'
+                ).encode() + pdf + f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._send("POST", f"/ws/orders/{int(order_id)}/invoice", params=None, json_body=None,
+                   idempotent=True, raw=(body, f"multipart/form-data; boundary={boundary}"))
+
+    def update_orderline(self, orderline_id: int, fields: Mapping[str, str]) -> dict[str, Any]:
+        """PATCH an orderline's ``imei`` and/or ``serial_number``: set once, never corrected,
+        so never re-sent blindly (an unknown outcome raises ``OutcomeUnknown``; the caller
+        reads the order back)."""
+        return self._json("PATCH", f"/ws/orderlines/{int(orderline_id)}",
+                          json_body=dict(fields), idempotent=False)
+
     # --- transport ------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
               json_body: Any = None, idempotent: bool = True) -> dict[str, Any]:
@@ -365,10 +385,15 @@ class BackMarketClient:
         return body
 
     def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None,
-              json_body: Any, idempotent: bool) -> httpx.Response:
+              json_body: Any, idempotent: bool, raw: tuple[bytes, str] | None = None
+              ) -> httpx.Response:
+        """``raw``: a body that is not JSON (an upload) and its content type."""
         attempt = 0
         url = self.base_url + path
         content = None if json_body is None else json.dumps(json_body).encode("utf-8")
+        headers = self._headers
+        if raw is not None:
+            content, headers = raw[0], {**self._headers, "Content-Type": raw[1]}
         ends = None if self.deadline is None else self.clock() + self.deadline
         error: ApiError | None = None
         while True:
@@ -384,7 +409,7 @@ class BackMarketClient:
                     timeout = max(left, 0.001)
             self.stats.requests += 1
             try:
-                response = self._receive(method, url, params, content, timeout)
+                response = self._receive(method, url, params, content, timeout, headers)
             except httpx.TransportError as exc:
                 self.stats.transport_errors += 1
                 error = _transport_error(exc, method, path, idempotent, self._host)
@@ -419,14 +444,16 @@ class BackMarketClient:
                 self.sleep(wait)
 
     def _receive(self, method: str, url: str, params: Mapping[str, Any] | None,
-                 content: bytes | None, timeout: Any) -> httpx.Response:
+                 content: bytes | None, timeout: Any,
+                 request_headers: Mapping[str, str] | None = None) -> httpx.Response:
         """The whole answer, within ``timeout_seconds`` of sending (httpx's timeouts bound
         each read: a server dripping a byte a second would hold the run, and its lock, for
         as long as it likes) and at most ``MAX_ANSWER_BYTES`` once decoded."""
         limit = timeout if isinstance(timeout, int | float) else self.timeout
         started = time.monotonic()
         with self._http.stream(method, url, params=params, content=content,
-                               headers=self._headers, timeout=timeout) as response:
+                               headers=request_headers or self._headers,
+                               timeout=timeout) as response:
             chunks, size = [], 0
             for chunk in response.iter_bytes():
                 size += len(chunk)

@@ -214,6 +214,7 @@ class OrderSettings(_Section):
     # CSV and JSON lines exports of each pull; default: orders/ beside the state.
     export_dir: Path | None = None
     # Replaces the carrier table's fallback shipper; "" ships nothing for unknown carriers.
+    # Free text of at most 200 characters: Back Market's Shipper list is the known values.
     carrier_fallback: str | None = None
     # Plans hold back, from each SKU's quantity, the units of pulled order lines not shipped
     # or cancelled yet (sold on Back Market, maybe not yet counted by the catalog export).
@@ -222,11 +223,12 @@ class OrderSettings(_Section):
 
     @model_validator(mode="after")
     def _check_fallback(self) -> OrderSettings:
-        from syncer.vocabulary import SHIPPERS
+        from syncer.vocabulary import MAX_SHIPPER
 
-        if self.carrier_fallback and self.carrier_fallback not in SHIPPERS:
-            raise ValueError(f"orders.carrier_fallback {self.carrier_fallback!r} is not a Back "
-                             "Market shipper value")
+        if self.carrier_fallback and len(self.carrier_fallback) > MAX_SHIPPER:
+            raise ValueError(f"orders.carrier_fallback is {len(self.carrier_fallback)} "
+                             f"characters long; Back Market takes a shipper of at most "
+                             f"{MAX_SHIPPER}")
         return self
 
 

@@ -14,7 +14,8 @@ What a merchant may change with ``POST /ws/orders/{order_id}`` (``UpdateOrder``)
 - ``new_state`` 2 (accept) or 4 (cancel) one line in state 1, named by ``sku``;
 - ``new_state`` 5 (refund before shipping) one line in state 2, 6 (refund after) one in 3;
 - ``new_state`` 3 ships the whole order once it is in state 3 (no line left in state 1, at
-  least one accepted): ``tracking_number`` required, ``shipper`` (a ``Shipper`` value),
+  least one accepted): ``tracking_number`` required, ``shipper`` (free text of at most 200
+  characters: the spec's ``Shipper`` list names the known values, it is not a closed enum),
   ``tracking_url``, ``date_shipping``, and ``imei`` (a valid 15-digit IMEI) or
   ``serial_number`` only on an order of one line of quantity 1. Every accepted line becomes
   3 and the order 9. Identifiers, once set, cannot be corrected.
@@ -26,8 +27,21 @@ an accepted line makes it 3 (to ship); when every line is final (shipped, cancel
 refunded) it is 9. An order whose lines were all cancelled is thus processed (9) without a
 shipment: no ``date_shipping``, no tracking.
 
+``POST /ws/orders/{order_id}/invoice`` takes the seller's invoice as ``multipart/form-data``
+(a part named ``invoice``, a PDF) for a paid order and sets its ``date_bill_provided``; a
+new upload replaces the previous one. ``PATCH /ws/orderlines/{id}`` registers an ``imei``
+and/or ``serial_number`` on a line (once: a different value is refused with a 422).
+
+Where real integrations saw other shapes than the spec's, the emulator answers the real ones
+(``reference/BACKMARKET.md``, "Observed in production integrations"): addresses in snake_case
+(``first_name``, ``postal_code``, ``phone``...); ``tracking_number``, ``tracking_url`` and
+``shipper`` empty strings until the order ships; ``date_bill_provided`` null until an invoice
+is given; orderlines with ``condition``, ``shipper``, ``return_reason`` (0 when unset),
+``return_message``, ``imei`` and ``serial_number`` (empty strings when unset).
+
 ``GET /ws/orders`` never lists orders in state 0 or 8 (as the spec says), sorts by
-``order_id`` and pages like the listings (``page``, ``page-size`` up to 50). Its date filters
+``order_id`` and pages like the listings (``page``, ``page-size`` up to 50; ``page_size`` is
+ignored, as the real API ignores it and answers its default of 10). Its date filters
 select orders created (``date_creation``) or last modified (``date_modification``) at or after
 the given instant. ``Accept-Language`` does not filter orders: ``country_code`` does. Each
 seller (token) sees only its own orders: another seller's order answers 404.
@@ -35,7 +49,8 @@ seller (token) sees only its own orders: another seller's order answers 404.
 Admin endpoints (not Back Market's): ``POST /_emulator/orders`` ``{token, country_code,
 state, lines: [{sku, quantity, price, shipping_price}], customer}`` places an order on
 existing listings (a paid one takes its quantities from the listings' global stock, as a sale
-does), ``GET /_emulator/orders?token=`` lists them all, ``POST
+does; ``customer`` keys in snake_case or the spec's camelCase), ``GET /_emulator/orders?token=``
+lists them all, ``POST
 /_emulator/orders/{order_id}/payment`` ``{paid: bool}`` settles a pending payment.
 """
 
@@ -47,6 +62,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -66,9 +83,9 @@ from syncer.emulator import (
 from syncer.vocabulary import (
     IMEI_DIGITS,
     MAX_SERIAL,
+    MAX_SHIPPER,
     MAX_TRACKING_NUMBER,
     MAX_TRACKING_URL,
-    SHIPPERS,
 )
 
 __all__ = ["LINE_STATES", "ORDER_STATES", "OrderBook", "install_order_routes", "order_book"]
@@ -92,9 +109,19 @@ FINAL_LINE_STATES: Final = frozenset({3, 4, 5, 6, 7})
 LINE_STATE_AT_CREATION: Final = {0: 0, 10: 8, 1: 1, 8: 7}
 DEFAULT_PAGE_SIZE: Final = 10
 MAX_PAGE_SIZE: Final = 50
-MAX_SHIPPER: Final = 200
 MAX_RETURN_MESSAGE: Final = 500
 DISPATCH_DELAY: Final = timedelta(days=2)
+# An orderline's ``condition`` by the listing's grade: real orders carry 0-4 and 10-12; the
+# spec's ``ProductCondition`` lists 9-12, so the emulator keeps to the values both allow.
+CONDITION: Final = {"PREMIUM": 9, "EXCELLENT": 10, "VERY_GOOD": 10, "GOOD": 11, "FAIR": 12,
+                    "STALLONE": 12}
+# The address of a real order (snake_case, not the spec's camelCase ``Address``).
+ADDRESS_FIELDS: Final = ("first_name", "last_name", "street", "street2", "postal_code", "city",
+                         "country", "phone", "email", "company", "customer_id_number")
+# The spec's camelCase names, accepted from the admin endpoint's ``customer``.
+CAMEL_ADDRESS: Final = {"firstName": "first_name", "lastName": "last_name",
+                        "postalCode": "postal_code", "phoneNumber": "phone"}
+MAX_INVOICE_BYTES: Final = 10 * 1024 * 1024
 _FIRST_ORDER_ID: Final = 100_001
 _FIRST_LINE_ID: Final = 500_001
 
@@ -116,6 +143,7 @@ def install_order_routes(emulator: Emulator) -> OrderBook:
     emulator.add_route("GET", r"/ws/orders", book.get_orders)
     emulator.add_route("GET", order, book.get_order)
     emulator.add_route("POST", order, book.post_order)
+    emulator.add_route("POST", order + "/invoice", book.post_invoice)
     emulator.add_route("PATCH", r"/ws/orderlines/(?P<line>[^/]+)", book.patch_orderline)
     emulator.add_route("GET", r"/_emulator/orders", book.admin_list, admin=True)
     emulator.add_route("POST", r"/_emulator/orders", book.admin_create, admin=True)
@@ -140,9 +168,11 @@ class _Line:
     currency: str
     state: int
     date_creation: datetime
+    condition: int = 11
     imei: str = ""
     serial_number: str = ""
-    return_reason: int | None = None
+    shipper: str = ""
+    return_reason: int = 0
     return_message: str = ""
 
 
@@ -159,9 +189,12 @@ class _Order:
     date_modification: datetime
     date_payment: datetime | None = None
     date_shipping: datetime | None = None
-    tracking_number: str | None = None
-    tracking_url: str | None = None
-    shipper: str | None = None
+    tracking_number: str = ""
+    tracking_url: str = ""
+    shipper: str = ""
+    date_bill_provided: datetime | None = None
+    invoice: bytes = b""  # the last invoice uploaded
+    invoices: int = 0  # how many uploads it took (tests count what was sent)
     history: list[tuple[int | None, int]] = field(default_factory=list)  # (line id, new state)
 
 
@@ -225,7 +258,7 @@ class OrderBook:
                 quantity=quantity, price=price,
                 shipping_price=_amount(spec.get("shipping_price", "0"), f"line {sku}: shipping"),
                 currency=markets[locale], state=LINE_STATE_AT_CREATION[state],
-                date_creation=now))
+                date_creation=now, condition=CONDITION.get(str(listing.get("grade")), 11)))
         order = _Order(
             order_id=self._next_order_id, token=token, country_code=locale,
             currency=markets[locale], state=state, lines=built,
@@ -290,9 +323,8 @@ class OrderBook:
     def get_orders(self, call: Call) -> Reply:
         query = call.query
         page = query_int(call, "page", minimum=1) or 1
-        size_name = "page-size" if "page-size" in query or "page_size" not in query else \
-            "page_size"
-        size = min(query_int(call, size_name, minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        # Only the spec's name: the real API answered its default to ``page_size=100``.
+        size = min(query_int(call, "page-size", minimum=1) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         state = query_int(call, "state")
         if state is not None and state not in ORDER_STATES:
             raise call.bad_request(f"state must be one of {', '.join(map(str, ORDER_STATES))}")
@@ -357,6 +389,34 @@ class OrderBook:
         order.date_modification = self.now()
         order.state = _order_state(order)
         return Reply(200, self.public(order))
+
+    def post_invoice(self, call: Call) -> Reply:
+        """The seller's invoice for a paid order: a PDF in the ``invoice`` part of a
+        ``multipart/form-data`` body. What Back Market checks of the file is not documented;
+        the emulator refuses what is not a PDF, an empty or a 10 MiB+ file."""
+        order = self._find(call)
+        if order.state in (0, 10, 8):
+            raise _refused(f"order {order.order_id} is in state {order.state}: it is not paid; "
+                           "no invoice can be given for it")
+        files = _form_files(call)
+        invoice = files.get("invoice")
+        if not invoice:
+            raise call.bad_request("expected a multipart/form-data body with the PDF in a part "
+                                   "named invoice")
+        data = invoice[0]
+        if len(data) > MAX_INVOICE_BYTES:
+            raise call.bad_request(f"invoice: at most {MAX_INVOICE_BYTES // 2**20} MiB")
+        if not data.startswith(b"%PDF-"):
+            raise call.bad_request("invoice: the file is not a PDF")
+        order.invoice = data
+        order.invoices += 1
+        order.date_bill_provided = order.date_modification = self.now()
+        return Reply(200, {})
+
+    def invoice(self, token: str, order_id: int) -> tuple[bytes, int]:
+        """The last invoice uploaded for the order and how many uploads there were."""
+        found = self._own(token, order_id)
+        return (b"", 0) if found is None else (found.invoice, found.invoices)
 
     def patch_orderline(self, call: Call) -> Reply:
         ident = call.params["line"]
@@ -437,10 +497,11 @@ class OrderBook:
             raise call.bad_request(f"tracking_url: an http(s) URL of at most {MAX_TRACKING_URL} "
                                    "characters")
         shipper = body.get("shipper")
-        if shipper is not None and (not isinstance(shipper, str) or len(shipper) > MAX_SHIPPER
-                                    or shipper not in SHIPPERS):
-            raise call.bad_request(f"shipper {shipper!r} is not a Back Market shipper; call us "
-                                   "to add yours")
+        # Free text: the spec's ``Shipper`` list is the known values (real orders carry
+        # names such as "Royal Mail Express"), only the length is bounded.
+        if shipper is not None and (not isinstance(shipper, str) or not shipper.strip()
+                                    or len(shipper) > MAX_SHIPPER):
+            raise call.bad_request(f"shipper: a text of 1 to {MAX_SHIPPER} characters")
         shipped_at = self.now()
         if "date_shipping" in body:
             shipped_at = _date(call, "date_shipping", body["date_shipping"])
@@ -459,8 +520,11 @@ class OrderBook:
         for line in order.lines:
             if line.state == 2:
                 line.state = 3
+        for line in order.lines:
+            if line.state == 3 and shipper:
+                line.shipper = shipper
         order.tracking_number = tracking
-        order.tracking_url = url
+        order.tracking_url = url or ""
         order.shipper = shipper or order.shipper
         order.date_shipping = shipped_at
         order.history.append((None, 3))
@@ -517,7 +581,7 @@ class OrderBook:
         price = sum((Decimal(line.price) * line.quantity for line in order.lines), Decimal(0))
         shipping = sum((Decimal(line.shipping_price) * line.quantity for line in order.lines),
                        Decimal(0))
-        address = {"id": order.order_id, **order.customer}
+        address = dict(order.customer)
         data: dict[str, Any] = {
             "order_id": order.order_id,
             "shipping_address": address,
@@ -533,9 +597,17 @@ class OrderBook:
             "currency": order.currency,
             "country_code": order.country_code,
             "paypal_reference": None,
+            "psp_reference": f"PSP{order.order_id:012d}",
             "installment_payment": False,
             "payment_method": "CARD",
             "sales_taxes": "0.00",
+            # Empty strings until shipped, as real orders show them (not left out).
+            "tracking_number": order.tracking_number,
+            "tracking_url": order.tracking_url,
+            "shipper": order.shipper,
+            "shipper_display": order.shipper,
+            "date_bill_provided": None if order.date_bill_provided is None
+            else _rfc3339(order.date_bill_provided),
         }
         if order.date_payment is not None:
             data["date_payment"] = _rfc3339(order.date_payment)
@@ -543,12 +615,6 @@ class OrderBook:
                 data["expected_dispatch_date"] = _rfc3339(order.date_payment + DISPATCH_DELAY)
         if order.date_shipping is not None:
             data["date_shipping"] = _rfc3339(order.date_shipping)
-        if order.tracking_number is not None:
-            data["tracking_number"] = order.tracking_number
-        if order.tracking_url is not None:
-            data["tracking_url"] = order.tracking_url
-        if order.shipper is not None:
-            data["shipper_display"] = order.shipper
         return data
 
 
@@ -574,9 +640,10 @@ def _public_line(line: _Line) -> dict[str, Any]:
         "sales_taxes": "0.00",
         "imei": line.imei,
         "serial_number": line.serial_number,
+        "condition": line.condition,
+        "shipper": line.shipper,
+        "return_reason": line.return_reason,
     }
-    if line.return_reason is not None:
-        data["return_reason"] = line.return_reason
     return data
 
 
@@ -605,20 +672,41 @@ def _identifiers(call: Call, body: Mapping[str, Any]) -> tuple[str | None, str |
     return imei, serial
 
 
+def _form_files(call: Call) -> dict[str, list[bytes]]:
+    """The parts of a ``multipart/form-data`` body, by name (empty when it is not one)."""
+    content_type = call.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        return {}
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + call.body)
+    if not message.is_multipart():
+        return {}
+    parts: dict[str, list[bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts.setdefault(name, []).append(payload)
+    return parts
+
+
 def _refused(message: str) -> HttpError:
     return HttpError(error_v1(400, "invalid_transition", message))
 
 
 def _customer(locale: str, given: Mapping[str, str] | None) -> dict[str, str]:
+    """The buyer's address in the real orders' snake_case shape (camelCase keys given to the
+    admin endpoint are renamed)."""
     country = locale.split("-")[1].upper()
     customer = {
-        "country": country, "city": "Paris" if country == "FR" else "Berlin",
-        "postalCode": "75003" if country == "FR" else "10115", "firstName": "Victor",
-        "lastName": "Hugo", "company": "", "phoneNumber": "+33639981234", "state": "",
-        "street": "3, Imaginary Street", "street2": "",
+        "first_name": "Victor", "last_name": "Hugo", "street": "3, Imaginary Street",
+        "street2": "", "postal_code": "75003" if country == "FR" else "10115",
+        "city": "Paris" if country == "FR" else "Berlin", "country": country,
+        "phone": "+33639981234", "email": "victor.hugo@example.com", "company": "",
+        "customer_id_number": "",
     }
     if given:
-        customer.update({str(k): str(v) for k, v in given.items()})
+        customer.update({CAMEL_ADDRESS.get(str(k), str(k)): str(v) for k, v in given.items()})
     return customer
 
 

@@ -8,10 +8,16 @@
             the lines of --accept FILE); lines of --cancel FILE are cancelled (new_state 4).
     ship    rows of a shipments file (order, carrier, tracking, IMEI or serial number) are
             checked row by row, then each order is shipped (new_state 3) once.
+    invoice rows of an invoices file (order, PDF) are checked row by row, then each PDF is
+            uploaded once as the order's invoice (POST /ws/orders/{id}/invoice).
+    serials rows of a serials file (order, SKU, IMEI, serial number) are checked row by row
+            with the shipments file's rules, then each identifier is registered once on its
+            line (PATCH /ws/orderlines/{id}), typically after the shipment.
 
 Every change is preceded by a fresh read of the order (so a line accepted elsewhere, or an
 answer lost last time, is seen before anything is re-sent) and its outcome is recorded in the
-state as it arrives. A confirmed acceptance or shipment is never sent again: rerunning a
+state as it arrives. A confirmed acceptance, shipment, invoice or identifier is never sent
+again (the state is looked at before anything is read or sent): rerunning a
 command changes nothing. A bad row is reported with its row number and field and the other
 rows go on.
 
@@ -35,17 +41,24 @@ from typing import Any, Final
 import structlog
 from stdnum import imei as stdnum_imei
 
+from syncer import answers
 from syncer.catalog import sniff_delimiter
 from syncer.client import BackMarketClient
 from syncer.config import Settings, StoreSettings
-from syncer.errors import ApiError, ConfigError, FatalApiError, OfferError
+from syncer.errors import ApiError, ConfigError, FatalApiError, OfferError, OutcomeUnknown
 from syncer.mapping import Profile, compile_mapping, normalise
 from syncer.offers import sku_key
 from syncer.planner import catalog_source
 from syncer.reports import csv_cell
 from syncer.state import StateStore
 from syncer.validation import BadValue, parse_count
-from syncer.vocabulary import IMEI_DIGITS, MAX_SERIAL, MAX_TRACKING_NUMBER, MAX_TRACKING_URL
+from syncer.vocabulary import (
+    IMEI_DIGITS,
+    MAX_SERIAL,
+    MAX_SHIPPER,
+    MAX_TRACKING_NUMBER,
+    MAX_TRACKING_URL,
+)
 
 log = structlog.get_logger("syncer.orders")
 
@@ -72,8 +85,17 @@ LINE_STATE_NAMES: Final = {
 }
 
 SHIPMENT_COLUMNS: Final = ("order_id", "carrier", "tracking_number", "tracking_url", "imei",
-                           "serial_number")
+                           "serial_number", "shipper")
 LINE_LIST_COLUMNS: Final = ("order_id", "sku")
+INVOICE_COLUMNS: Final = ("order_id", "path")
+SERIAL_COLUMNS: Final = ("order_id", "sku", "imei", "serial_number")
+PDF_MAGIC: Final = b"%PDF-"
+# Our own bound on an invoice upload (Back Market documents none): a PDF invoice is a few
+# hundred KiB; a file this big is a mistake (a scan of a whole folder).
+MAX_INVOICE_BYTES: Final = 10 * 1024 * 1024
+UNPAID_ORDER_STATES: Final = frozenset({ORDER_NEW, ORDER_PENDING_PAYMENT, ORDER_NOT_PAID})
+# A line gets its identifiers once accepted (at the latest, after it shipped).
+IDENTIFIABLE_LINE_STATES: Final = frozenset({LINE_ACCEPTED, LINE_SHIPPED})
 EXPORT_COLUMNS: Final = (
     "store", "change", "order_id", "order_state", "country_code", "date_creation",
     "date_modification", "date_payment", "currency", "order_price", "order_shipping_price",
@@ -188,6 +210,7 @@ class PullResult:
     changed: int = 0
     unchanged: int = 0
     lines: int = 0
+    other_countries: int = 0  # answered despite the country_code filter: left out
     previous: datetime | None = None  # the watermark before this pull
     watermark: datetime | None = None
     exported: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (change, order)
@@ -195,8 +218,11 @@ class PullResult:
     line_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"fetched": self.fetched, "new": self.new, "changed": self.changed,
-                "unchanged": self.unchanged, "lines": self.lines}
+        counts = {"fetched": self.fetched, "new": self.new, "changed": self.changed,
+                  "unchanged": self.unchanged, "lines": self.lines}
+        if self.other_countries:
+            counts["other_countries"] = self.other_countries
+        return counts
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -259,7 +285,7 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
     row = {
         "account": account, "order_id": order_id, "store": store,
         "country_code": str(order.get("country_code") or ""),
-        "state": int(order.get("state", -1)),
+        "state": _state(order.get("state")),
         "currency": _text(order.get("currency"), 3),
         "price": _text(order.get("price"), 24),
         "shipping_price": _text(order.get("shipping_price"), 24),
@@ -267,9 +293,10 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
         "date_modification": parse_date(order.get("date_modification")),
         "date_payment": parse_date(order.get("date_payment")),
         "date_shipping": parse_date(order.get("date_shipping")),
-        "tracking_number": _text(order.get("tracking_number"), 200),
-        "tracking_url": _text(order.get("tracking_url"), 2000),
-        "shipper": _text(order.get("shipper_display") or order.get("shipper"), 200),
+        # Back Market writes "" until the order ships: kept as "not set".
+        "tracking_number": _text(order.get("tracking_number"), 200) or None,
+        "tracking_url": _text(order.get("tracking_url"), 2000) or None,
+        "shipper": _text(order.get("shipper_display") or order.get("shipper"), 200) or None,
         "content_hash": order_hash(order),
         "data": json.dumps(order, sort_keys=True, default=str),
         "pulled_at": datetime.now(UTC),
@@ -282,7 +309,7 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
             "price": _text(line.get("price"), 24),
             "shipping_price": _text(line.get("shipping_price"), 24),
             "currency": _text(line.get("currency"), 3),
-            "state": int(line.get("state", -1)),
+            "state": _state(line.get("state")),
             "product": _text(line.get("product"), 10_000),
             "imei": _text(line.get("imei"), 15) or None,
             "serial_number": _text(line.get("serial_number"), 50) or None,
@@ -295,6 +322,10 @@ def order_rows(account: str, store: str, order: Mapping[str, Any]
 
 def _text(value: object, limit: int) -> str | None:
     return None if value is None else str(value)[:limit]
+
+
+def _state(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 # --- input files ----------------------------------------------------------------------------
@@ -345,7 +376,7 @@ def parse_shipments(path: Path, profile: Profile, fallback_override: str | None
     """Every row of a shipments file checked on its own: the valid shipments, and one
     problem per bad row naming the row and the field."""
     rows, problems = read_table(path, ("order_id", "carrier", "tracking_number"),
-                                ("tracking_url", "imei", "serial_number"))
+                                ("tracking_url", "imei", "serial_number", "shipper"))
     shipments: list[Shipment] = []
     first_row: dict[int, int] = {}
     for number, cells in rows:
@@ -378,10 +409,19 @@ def parse_shipments(path: Path, profile: Profile, fallback_override: str | None
                                                "characters"))
             continue
         carrier = cells.get("carrier", "")
-        if not carrier:
-            bad("carrier", "missing; give the carrier's name (see mappings/carriers.toml)")
+        given = cells.get("shipper", "")
+        if len(given) > MAX_SHIPPER:
+            bad("shipper", f"{len(given)} characters; expected Back Market's shipper name of "
+                           f"at most {MAX_SHIPPER} characters")
             continue
-        shipper, fallback = shipper_for(profile, carrier, fallback_override)
+        if not carrier and not given:
+            bad("carrier", "missing; give the carrier's name (see mappings/carriers.toml) or "
+                           "Back Market's shipper name in a shipper column")
+            continue
+        # A shipper cell is sent as written (free text: the spec's list is the known values).
+        shipper, fallback = ((given, False) if given
+                             else shipper_for(profile, carrier, fallback_override))
+        carrier = carrier or given
         if shipper is None:
             bad("carrier", f"{carrier!r} is not in the carrier table and no fallback is "
                            "configured; add it to the carrier table or set a fallback")
@@ -480,11 +520,22 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
     if scope == "store":
         filters["country_code"] = store.locale
     fetched: dict[int, dict[str, Any]] = {}
+    foreign = 0
     for order in client.iter_orders(**filters):
-        if isinstance(order, dict) and isinstance(order.get("order_id"), int):
-            fetched[order["order_id"]] = order  # a page shift may show an order twice
+        if not isinstance(order, dict) or not isinstance(order.get("order_id"), int):
+            continue
+        # Back Market does not filter orders by Accept-Language (one real call returned
+        # several countries): a store pulling its own country keeps only that country's,
+        # even if the country_code filter were ignored, so no store takes another's order.
+        if scope == "store" and order.get("country_code") != store.locale:
+            foreign += 1
+            continue
+        fetched[order["order_id"]] = order  # a page shift may show an order twice
     result = PullResult(store.name, scope, since, fetched=len(fetched), previous=watermark,
-                        watermark=watermark)
+                        watermark=watermark, other_countries=foreign)
+    if foreign:
+        log.warning("orders of other countries left out", store=store.name, count=foreign,
+                    country_code=store.locale)
     known = state.order_hashes(store.account, sorted(fetched))
     for order_id, order in sorted(fetched.items()):
         previous = known.get(order_id)
@@ -543,11 +594,7 @@ def export(results: Sequence[PullResult], folder: Path, run_id: str,
 
 def _export_rows(store: str, change: str, order: Mapping[str, Any]
                  ) -> Iterable[dict[str, Any]]:
-    address = order.get("shipping_address") or {}
-
-    def pick(*names: str) -> Any:
-        return next((address[n] for n in names if address.get(n) not in (None, "")), "")
-
+    address = answers.address(order.get("shipping_address"))
     base = {
         "store": store, "change": change, "order_id": order.get("order_id"),
         "order_state": order.get("state"), "country_code": order.get("country_code"),
@@ -555,12 +602,12 @@ def _export_rows(store: str, change: str, order: Mapping[str, Any]
         "date_modification": order.get("date_modification"),
         "date_payment": order.get("date_payment"), "currency": order.get("currency"),
         "order_price": order.get("price"), "order_shipping_price": order.get("shipping_price"),
-        "first_name": pick("firstName", "first_name"), "last_name": pick("lastName", "last_name"),
-        "company": pick("company"), "street": pick("street"), "street2": pick("street2"),
-        "postal_code": pick("postalCode", "postal_code"), "city": pick("city"),
-        "country": pick("country"), "phone": pick("phoneNumber", "phone"),
-        "email": pick("email"), "tracking_number": order.get("tracking_number"),
-        "shipper": order.get("shipper_display"), "date_shipping": order.get("date_shipping"),
+        **{name: address[name] for name in ("first_name", "last_name", "company", "street",
+                                            "street2", "postal_code", "city", "country",
+                                            "phone", "email")},
+        "tracking_number": order.get("tracking_number"),
+        "shipper": order.get("shipper_display") or order.get("shipper"),
+        "date_shipping": order.get("date_shipping"),
     }
     for line in order.get("orderlines") or [{}]:
         yield {**base, "orderline_id": line.get("id"), "sku": line.get("listing"),
@@ -974,3 +1021,382 @@ def _line_state_name(state: int | None) -> str:
     if state is None:
         return "missing"
     return f"{LINE_STATE_NAMES.get(state, 'unknown')} (state {state})"
+
+
+# --- invoice --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """One valid row of an invoices file: the order and its PDF (the order not checked yet)."""
+
+    row: int
+    order_id: int
+    path: Path  # resolved against the invoices file's folder
+    named: str  # as the file names it
+    size: int
+
+
+def parse_invoices(path: Path) -> tuple[list[InvoiceRow], list[Outcome]]:
+    """Rows of an invoices file (``order_id``, ``path`` of the PDF, relative to the file's
+    folder), each checked on its own: the file is there, not empty, not too big, a PDF."""
+    rows, problems = read_table(path, INVOICE_COLUMNS)
+    found: list[InvoiceRow] = []
+    first_row: dict[int, int] = {}
+    for number, cells in rows:
+        order_id = _order_id(cells.get("order_id", ""))
+        named = cells.get("path", "")
+
+        def bad(name: str, message: str, number: int = number,
+                order_id: int | None = order_id) -> None:
+            problems.append(Outcome("failed", order_id=order_id, row=number, field=name,
+                                    message=message))
+
+        if order_id is None:
+            bad("order_id", _expected(cells.get("order_id"), "a Back Market order id (digits)"))
+            continue
+        if order_id in first_row:
+            bad("order_id", f"order {order_id} is also in row {first_row[order_id]} of this "
+                            "file: an order gets one invoice, from its first valid row; this "
+                            "row is not sent")
+            continue
+        if not named:
+            bad("path", "missing; give the invoice's PDF file (relative to this file's folder)")
+            continue
+        pdf = path.parent / named
+        problem = _pdf_problem(pdf)
+        if problem is not None:
+            bad("path", f"{named}: {problem}")
+            continue
+        first_row[order_id] = number
+        found.append(InvoiceRow(number, order_id, pdf, named, pdf.stat().st_size))
+    return found, problems
+
+
+def _pdf_problem(pdf: Path) -> str | None:
+    """Why a file cannot be sent as an invoice, or None."""
+    try:
+        if not pdf.is_file():
+            return "no such file" if not pdf.exists() else "not a file"
+        size = pdf.stat().st_size
+        with pdf.open("rb") as stream:
+            head = stream.read(len(PDF_MAGIC))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if size == 0:
+        return "the file is empty; expected a PDF"
+    if size > MAX_INVOICE_BYTES:
+        return f"{size // 1024} KiB; an invoice is at most {MAX_INVOICE_BYTES // 2**20} MiB"
+    if head != PDF_MAGIC:
+        return "not a PDF (a PDF file starts with %PDF-); expected the invoice as a PDF"
+    return None
+
+
+def invoice(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
+            path: Path, *, dry_run: bool = False) -> StepReport:
+    """Send each valid row's PDF as the order's invoice, once; bad rows are reported."""
+    report = StepReport()
+    valid, problems = parse_invoices(path)
+    items: list[Outcome | InvoiceRow] = sorted([*problems, *valid], key=lambda i: i.row or 0)
+    for item in items:
+        if isinstance(item, Outcome):
+            report.add(item)
+            continue
+        try:
+            _invoice_one(stores, state, client_for, item, report, dry_run)
+        except FatalApiError:
+            raise
+        except OfferError as exc:  # reading the order failed: this row only
+            report.add(Outcome("failed", None, item.order_id, row=item.row, field="order_id",
+                               message=f"Back Market refused: {exc.message}",
+                               request_id=exc.request_id))
+    return report
+
+
+def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
+                 item: InvoiceRow, report: StepReport, dry_run: bool) -> None:
+    row, order_id = item.row, item.order_id
+
+    def fail(field_name: str, message: str, store: str | None = None,
+             request_id: str | None = None) -> None:
+        report.add(Outcome("failed", store, order_id, row=row, field=field_name,
+                           message=message, request_id=request_id))
+
+    found = _find_order(stores, state, order_id)
+    if found is None:
+        fail("order_id", f"order {order_id} is not in the state of these stores; run "
+                         "`syncer orders pull` first (or check the order id)")
+        return
+    store, order = found
+    done = state.invoice(store.account, order_id)
+    if done is not None and done["status"] == "confirmed":
+        note = f"invoice already sent ({done['path']})"
+        if done["sha256"] is not None and done["sha256"] != _sha256(item.path):
+            note += f"; this row's file {item.named} differs: an invoice is sent once"
+        report.add(Outcome("skipped", store.name, order_id, row=row, message=note))
+        return
+    if order["state"] in UNPAID_ORDER_STATES:
+        fail("order_id", f"the order is {ORDER_STATE_NAMES.get(order['state'], 'unpaid')}: "
+                         "an invoice is given for a paid order", store.name)
+        return
+    what = f"invoice {item.named} ({max(1, item.size // 1024)} KiB)"
+    if dry_run:
+        report.add(Outcome("would-send", store.name, order_id, row=row, message=what))
+        return
+    client = client_for(store)
+    try:
+        fresh = client.get_order(order_id)
+    except OfferError as exc:
+        if exc.status == 404:
+            fail("order_id", f"order {order_id} is unknown to Back Market ({exc.message})",
+                 store.name, exc.request_id)
+            return
+        raise
+    _save(state, store, fresh)
+    record = {"account": store.account, "order_id": order_id, "store": store.name,
+              "path": item.named, "sha256": None, "size": item.size}
+    if fresh.get("date_bill_provided"):
+        # Given in the back office, or sent by a run whose answer was lost: not sent twice.
+        state.record_invoice({**record, "status": "confirmed", "error": (
+            f"Back Market already had an invoice (date_bill_provided "
+            f"{fresh['date_bill_provided']})")})
+        report.add(Outcome("skipped", store.name, order_id, row=row, message=(
+            f"Back Market already has an invoice for this order (given "
+            f"{fresh['date_bill_provided']}); not sent again")))
+        return
+    try:
+        pdf = item.path.read_bytes()
+    except OSError as exc:
+        fail("path", f"{item.named}: cannot be read ({exc.strerror})", store.name)
+        return
+    record["sha256"], record["size"] = hashlib.sha256(pdf).hexdigest(), len(pdf)
+    try:
+        client.upload_invoice(order_id, pdf, item.path.name)
+    except OfferError as exc:
+        message = f"Back Market refused the invoice: {exc.message}"
+        state.record_invoice({**record, "status": "failed", "error": message,
+                              "request_id": exc.request_id})
+        fail("path", message, store.name, exc.request_id)
+        return
+    state.record_invoice({**record, "status": "confirmed"})
+    report.add(Outcome("sent", store.name, order_id, row=row, message=what))
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+# --- serials --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SerialRow:
+    """One valid row of a serials file: identifiers for a line named by order and SKU."""
+
+    row: int
+    order_id: int
+    sku: str  # "" when the order has one line
+    imei: str | None
+    serial_number: str | None
+
+
+def parse_serials(path: Path) -> tuple[list[SerialRow], list[Outcome]]:
+    """Rows of a serials file (``order_id``, ``sku``, ``imei``, ``serial_number``), each
+    checked on its own with the rules of the shipments file: an IMEI of 15 digits with a
+    valid check digit, a serial number of at most 50 characters on one line."""
+    rows, problems = read_table(path, ("order_id",), ("sku", "imei", "serial_number"))
+    if rows and not ({"imei", "serial_number"} & set(rows[0][1])):
+        raise ConfigError(f"{path}: the header has no column imei or serial_number; expected "
+                          f"{', '.join(SERIAL_COLUMNS)} (';' or ',' separated)")
+    found: list[SerialRow] = []
+    first_row: dict[tuple[int, str], int] = {}
+    for number, cells in rows:
+        order_id = _order_id(cells.get("order_id", ""))
+        sku = cells.get("sku", "")
+
+        def bad(name: str, message: str, number: int = number,
+                order_id: int | None = order_id, sku: str = sku) -> None:
+            problems.append(Outcome("failed", order_id=order_id, sku=sku or None, row=number,
+                                    field=name, message=message))
+
+        if order_id is None:
+            bad("order_id", _expected(cells.get("order_id"), "a Back Market order id (digits)"))
+            continue
+        raw_imei, serial = cells.get("imei", ""), cells.get("serial_number", "")
+        if not raw_imei and not serial:
+            bad("imei", "missing, and so is serial_number; give one of them or both")
+            continue
+        imei = None
+        if raw_imei:
+            try:
+                imei = check_imei(raw_imei)
+            except BadValue as exc:
+                bad("imei", _expected(raw_imei, exc.expected))
+                continue
+        if serial and (len(serial) > MAX_SERIAL or not serial.isprintable()):
+            bad("serial_number", _expected(serial, f"one line of at most {MAX_SERIAL} "
+                                                   "printable characters"))
+            continue
+        key = (order_id, sku_key(sku))
+        if key in first_row:
+            bad("order_id", f"this line is also in row {first_row[key]} of this file: an "
+                            "identifier is sent once, from the first valid row; this row is "
+                            "not sent")
+            continue
+        first_row[key] = number
+        found.append(SerialRow(number, order_id, sku, imei, serial or None))
+    return found, problems
+
+
+def serials(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
+            path: Path, *, dry_run: bool = False) -> StepReport:
+    """Register each valid row's IMEI and serial number on its order line, once."""
+    report = StepReport()
+    valid, problems = parse_serials(path)
+    items: list[Outcome | SerialRow] = sorted([*problems, *valid], key=lambda i: i.row or 0)
+    for item in items:
+        if isinstance(item, Outcome):
+            report.add(item)
+            continue
+        try:
+            _serials_one(stores, state, client_for, item, report, dry_run)
+        except FatalApiError:
+            raise
+        except OfferError as exc:  # reading the order failed: this row only
+            report.add(Outcome("failed", None, item.order_id, item.sku or None, item.row,
+                               "order_id", f"Back Market refused: {exc.message}",
+                               exc.request_id))
+    return report
+
+
+def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
+                 item: SerialRow, report: StepReport, dry_run: bool) -> None:
+    row, order_id = item.row, item.order_id
+    sku: str | None = item.sku or None
+
+    def fail(field_name: str, message: str, store: str | None = None,
+             request_id: str | None = None) -> None:
+        report.add(Outcome("failed", store, order_id, sku, row, field_name, message,
+                           request_id))
+
+    found = _find_order(stores, state, order_id)
+    if found is None:
+        fail("order_id", f"order {order_id} is not in the state of these stores; run "
+                         "`syncer orders pull` first (or check the order id)")
+        return
+    store, order = found
+    lines = list(order["lines"].values())
+    if item.sku:
+        line = next((x for x in lines if sku_key(x["sku"]) == sku_key(item.sku)), None)
+        if line is None:
+            fail("sku", f"order {order_id} has no line with this SKU (it has "
+                        f"{', '.join(x['sku'] for x in lines)})", store.name)
+            return
+    elif len(lines) != 1:
+        fail("sku", f"missing; order {order_id} has {len(lines)} lines "
+                    f"({', '.join(x['sku'] for x in lines)}): name the line by its SKU",
+             store.name)
+        return
+    else:
+        line = lines[0]
+    sku = line["sku"]
+    if line["quantity"] != 1:
+        fail("imei" if item.imei else "serial_number",
+             f"an identifier names one device; this line has quantity {line['quantity']} "
+             "(Back Market cannot correct it afterwards). Nothing was sent", store.name)
+        return
+    if line["state"] not in IDENTIFIABLE_LINE_STATES:
+        fail("sku", f"the line is {_line_state_name(line['state'])}; identifiers are added "
+                    "to an accepted or shipped line", store.name)
+        return
+    record = state.line_identifier(store.account, line["orderline_id"])
+    known = {"imei": line.get("imei"), "serial_number": line.get("serial_number")}
+    if record is not None:
+        known = {name: record[name] or known[name] for name in known}
+    wanted = {"imei": item.imei, "serial_number": item.serial_number}
+    to_send = _identifiers_to_send(wanted, known)
+    if isinstance(to_send, str):
+        fail(to_send, _conflict(to_send, known, wanted), store.name)
+        return
+    if not to_send:
+        report.add(Outcome("skipped", store.name, order_id, sku, row,
+                           message="already registered on Back Market"))
+        return
+    what = ", ".join(f"{'IMEI' if k == 'imei' else 'serial'} {v}" for k, v in to_send.items())
+    if dry_run:
+        report.add(Outcome("would-send", store.name, order_id, sku, row, message=what))
+        return
+    client = client_for(store)
+    try:
+        fresh = client.get_order(order_id)
+    except OfferError as exc:
+        if exc.status == 404:
+            fail("order_id", f"order {order_id} is unknown to Back Market ({exc.message})",
+                 store.name, exc.request_id)
+            return
+        raise
+    _save(state, store, fresh)
+    base = {"account": store.account, "orderline_id": line["orderline_id"],
+            "order_id": order_id, "store": store.name, "sku": sku}
+    live = _live_identifiers(fresh, line["orderline_id"])
+    to_send = _identifiers_to_send(to_send, live)
+    if isinstance(to_send, str):
+        fail(to_send, _conflict(to_send, live, wanted), store.name)
+        return
+    if not to_send:  # registered in the back office, or by a run whose answer was lost
+        state.record_line_identifier({**base, **live, "status": "confirmed"})
+        report.add(Outcome("skipped", store.name, order_id, sku, row,
+                           message="already registered on Back Market"))
+        return
+    try:
+        client.update_orderline(line["orderline_id"], to_send)
+    except OutcomeUnknown as exc:
+        live = _live_identifiers(client.get_order(order_id), line["orderline_id"])
+        if all(live.get(k) == v for k, v in to_send.items()):
+            state.record_line_identifier({**base, **to_send, "status": "confirmed"})
+            report.add(Outcome("sent", store.name, order_id, sku, row, message=what))
+            return
+        message = (f"Back Market's answer was lost ({exc.message}) and the line does not show "
+                   "the identifier: the next run sends it")
+        state.record_line_identifier({**base, "status": "failed", "error": message})
+        fail(next(iter(to_send)), message, store.name)
+        return
+    except OfferError as exc:
+        message = f"Back Market refused: {exc.message}"
+        state.record_line_identifier({**base, "status": "failed", "error": message,
+                                      "request_id": exc.request_id})
+        fail(next(iter(to_send)), message, store.name, exc.request_id)
+        return
+    state.record_line_identifier({**base, **to_send, "status": "confirmed"})
+    report.add(Outcome("sent", store.name, order_id, sku, row, message=what))
+
+
+def _identifiers_to_send(wanted: Mapping[str, str | None], known: Mapping[str, Any]
+                         ) -> dict[str, str] | str:
+    """The identifiers still to register, or the name of one already registered with
+    another value (Back Market cannot correct it)."""
+    to_send: dict[str, str] = {}
+    for name, value in wanted.items():
+        if not value:
+            continue
+        current = known.get(name) or None
+        if current is None:
+            to_send[name] = value
+        elif current != value:
+            return name
+    return to_send
+
+
+def _conflict(name: str, known: Mapping[str, Any], wanted: Mapping[str, str | None]) -> str:
+    label = "IMEI" if name == "imei" else "serial number"
+    return (f"the line already has the {label} {known[name]} (this row says {wanted[name]}); "
+            "Back Market cannot correct it. Nothing was sent")
+
+
+def _live_identifiers(order: Mapping[str, Any], orderline_id: int) -> dict[str, str | None]:
+    for line in order.get("orderlines") or []:
+        if isinstance(line, Mapping) and line.get("id") == orderline_id:
+            return {name: (str(line[name]) if line.get(name) else None)
+                    for name in ("imei", "serial_number")}
+    return {"imei": None, "serial_number": None}

@@ -316,6 +316,40 @@ _SHIPMENTS = Table(
     _when("confirmed_at", null=True),
     _stamp("updated_at"),
 )
+# The seller's invoice sent for an order. Once ``confirmed`` it is never sent again.
+_INVOICES = Table(
+    "order_invoice", METADATA,
+    _text("account", 300, key=True),
+    _int("order_id", key=True),
+    _text("store", 64),
+    _text("path"),  # the file as the invoices file names it
+    _text("sha256", 64, null=True),  # of the file sent
+    _int("size", null=True),
+    _text("status", 16),  # "confirmed" or "failed"
+    _text("error", null=True),
+    _text("request_id", null=True),
+    _int("attempts", default=0),
+    _when("confirmed_at", null=True),
+    _stamp("updated_at"),
+)
+# The IMEI and serial number registered on an order line after the shipment (PATCH
+# /ws/orderlines/{id}): the confirmed values are never sent again.
+_IDENTIFIERS = Table(
+    "order_line_identifier", METADATA,
+    _text("account", 300, key=True),
+    _int("orderline_id", key=True),
+    _int("order_id", index=True),
+    _text("store", 64),
+    _text("sku", 128),
+    _text("imei", 15, null=True),  # confirmed values only
+    _text("serial_number", 50, null=True),
+    _text("status", 16),  # of the last attempt: "confirmed" or "failed"
+    _text("error", null=True),
+    _text("request_id", null=True),
+    _int("attempts", default=0),
+    _when("confirmed_at", null=True),
+    _stamp("updated_at"),
+)
 # Per store and scope: the latest ``date_modification`` a successful pull has seen.
 _ORDER_PULLS = Table(
     "order_pull", METADATA,
@@ -351,7 +385,7 @@ _SCHEMA = Table(
 )
 _TABLES = (_SNAPSHOT, _REVISION, _RUNS, _LOCKS, _BATCHES, _LEDGER, _QUEUE, _PACE, _PROPOSALS,
            _CATEGORIES, _ORDERS, _ORDER_LINES, _LINE_ACTIONS, _SHIPMENTS, _ORDER_PULLS,
-           _ALERTS, _SCHEMA)
+           _INVOICES, _IDENTIFIERS, _ALERTS, _SCHEMA)
 _FIELD_COLUMNS: Final = tuple(_SNAPSHOT.c[name] for name in FIELDS)
 _ENTRY_COLUMNS: Final = (_SNAPSHOT.c.sku_key, _SNAPSHOT.c.sku, _SNAPSHOT.c.listing_id,
                          _SNAPSHOT.c.confirmed_at, _SNAPSHOT.c.status, _SNAPSHOT.c.last_error,
@@ -1077,6 +1111,61 @@ class StateStore:
                    "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
             _upsert(conn, _SHIPMENTS, [row], ("account", "order_id"),
                     [c for c in row if c not in ("account", "order_id")])
+
+    def invoice(self, account: str, order_id: int) -> dict[str, Any] | None:
+        if self.empty:
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(_INVOICES).where(
+                _INVOICES.c.account == account, _INVOICES.c.order_id == order_id)).first()
+        return None if row is None else self._aware_row(row._asdict())
+
+    def record_invoice(self, invoice: dict[str, Any]) -> None:
+        """An invoice upload's outcome (``status`` "confirmed" or "failed"). A confirmed
+        invoice is final: a later failure never overwrites it."""
+        with self._write() as conn:
+            before = conn.execute(select(_INVOICES.c.status, _INVOICES.c.attempts).where(
+                _INVOICES.c.account == invoice["account"],
+                _INVOICES.c.order_id == invoice["order_id"])).first()
+            if before is not None and before.status == "confirmed":
+                return
+            now = utcnow()
+            confirmed = invoice["status"] == "confirmed"
+            row = {**invoice, "updated_at": now, "confirmed_at": now if confirmed else None,
+                   "error": invoice.get("error") and scrub(invoice["error"]),
+                   "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
+            _upsert(conn, _INVOICES, [row], ("account", "order_id"),
+                    [c for c in row if c not in ("account", "order_id")])
+
+    def line_identifier(self, account: str, orderline_id: int) -> dict[str, Any] | None:
+        if self.empty:
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(_IDENTIFIERS).where(
+                _IDENTIFIERS.c.account == account,
+                _IDENTIFIERS.c.orderline_id == orderline_id)).first()
+        return None if row is None else self._aware_row(row._asdict())
+
+    def record_line_identifier(self, record: dict[str, Any]) -> None:
+        """The outcome of registering identifiers on a line. Confirmed values are kept: a
+        confirmation adds to them (an IMEI then a serial number), a failure never clears
+        them."""
+        with self._write() as conn:
+            before = conn.execute(select(_IDENTIFIERS).where(
+                _IDENTIFIERS.c.account == record["account"],
+                _IDENTIFIERS.c.orderline_id == record["orderline_id"])).first()
+            now = utcnow()
+            confirmed = record["status"] == "confirmed"
+            kept = {name: getattr(before, name) if before is not None else None
+                    for name in ("imei", "serial_number", "confirmed_at")}
+            row = {**record, "updated_at": now,
+                   "error": record.get("error") and scrub(record["error"]),
+                   "attempts": 0 if confirmed else 1 + (before.attempts if before else 0)}
+            for name in ("imei", "serial_number"):
+                row[name] = (record.get(name) if confirmed else None) or kept[name]
+            row["confirmed_at"] = now if confirmed else kept["confirmed_at"]
+            _upsert(conn, _IDENTIFIERS, [row], ("account", "orderline_id"),
+                    [c for c in row if c not in ("account", "orderline_id")])
 
     def order_watermark(self, store: str, scope: str) -> datetime | None:
         """The latest ``date_modification`` the store's last successful pull saw."""

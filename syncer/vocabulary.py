@@ -136,3 +136,6 @@ MAX_TRACKING_NUMBER: Final = 200
 MAX_TRACKING_URL: Final = 300
 MAX_SERIAL: Final = 50
 IMEI_DIGITS: Final = 15
+# The shipper of a shipment is free text (real orders carry names outside ``SHIPPERS``, the
+# known values): only its length is bounded.
+MAX_SHIPPER: Final = 200

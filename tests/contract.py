@@ -194,7 +194,17 @@ def check_request(method: str, path: str, body: object | None) -> None:
         if request_body.get("required"):
             raise AssertionError(f"{where} requires a request body")
         return
-    if "application/json" not in request_body.get("content", {}):
+    content = request_body.get("content", {})
+    if "multipart/form-data" in content and isinstance(body, str):
+        # A form upload (the invoice), logged as text: each part must be a named property.
+        schema = content["multipart/form-data"].get("schema", {})
+        names = re.findall(r'(?im)^content-disposition:\s*form-data;\s*name="([^"]*)"', body)
+        unknown = sorted(set(names) - set(schema.get("properties", {})))
+        if not names or unknown:
+            raise AssertionError(f"{where}: form parts {names} do not match the spec's "
+                                 f"{sorted(schema.get('properties', {}))}")
+        return
+    if "application/json" not in content:
         raise AssertionError(f"{where} does not take a JSON request body")
     schema = pointer + _pointer("content", "application/json", "schema")
     _assert_valid(schema, body, f"request body of {where}")

@@ -119,11 +119,40 @@ def test_imei_is_refused_unless_valid_on_one_line_of_quantity_1(
     assert emulator.order(TOKEN, order)["state"] == 3  # type: ignore[index]
 
 
-def test_unknown_shipper_is_refused(emulator: Emulator, api: Api) -> None:
+def test_shipper_is_free_text_of_at_most_200_characters(emulator: Emulator,
+                                                        api: Api) -> None:
+    # Real orders carry shippers outside the spec's list ("Royal Mail Express"): the list
+    # is the known values, not a closed enum; only the length is bounded.
     order = place(emulator, ("A-1", 1))
     api.update(order, new_state=2, sku="A-1")
-    assert "is not a Back Market shipper" in refused(
-        api.update(order, new_state=3, tracking_number="T", shipper="Pigeon"))
+    assert "shipper: a text of 1 to 200 characters" in refused(
+        api.update(order, new_state=3, tracking_number="T", shipper="P" * 201))
+    del emulator.exchanges[-1]  # outside the spec on purpose: not for the contract check
+    assert emulator.order(TOKEN, order)["state"] == 3  # type: ignore[index]
+    status, body = api.update(order, new_state=3, tracking_number="T",
+                              shipper="Royal Mail Express")
+    assert (status, body["shipper"], body["shipper_display"]) == \
+        (200, "Royal Mail Express", "Royal Mail Express")
+    assert body["orderlines"][0]["shipper"] == "Royal Mail Express"
+
+
+def test_orders_have_the_shapes_real_integrations_see(emulator: Emulator, api: Api) -> None:
+    order = place(emulator, ("A-1", 1), customer={"firstName": "Ada", "postal_code": "1000"})
+    status, body = api("GET", f"/ws/orders/{order}")
+    assert status == 200
+    for name in ("shipping_address", "billing_address"):
+        address = body[name]
+        assert set(address) == {"first_name", "last_name", "street", "street2", "postal_code",
+                                "city", "country", "phone", "email", "company",
+                                "customer_id_number"}
+        assert (address["first_name"], address["postal_code"]) == ("Ada", "1000")
+    assert (body["tracking_number"], body["tracking_url"], body["shipper"]) == ("", "", "")
+    assert body["date_bill_provided"] is None
+    [line] = body["orderlines"]
+    assert (line["return_reason"], line["return_message"], line["imei"],
+            line["serial_number"], line["shipper"]) == (0, "", "", "", "")
+    assert (line["listing"], line["condition"]) == ("A-1", 11)  # a GOOD listing
+    assert isinstance(line["listing_id"], int) and isinstance(line["product_id"], int)
 
 
 def test_merchant_cannot_set_states_outside_the_table(emulator: Emulator, api: Api) -> None:
@@ -161,7 +190,7 @@ def test_order_with_every_line_cancelled_is_processed_without_a_shipment(
     order = place(emulator, ("A-1", 1))
     status, body = api.update(order, new_state=4, sku="A-1", return_reason=0)
     assert (status, body["state"], body["orderlines"][0]["return_reason"]) == (200, 9, 0)
-    assert "date_shipping" not in body and "tracking_number" not in body
+    assert "date_shipping" not in body and body["tracking_number"] == ""
 
 
 def test_a_seller_sees_only_its_own_orders(emulator: Emulator, api: Api) -> None:
@@ -195,6 +224,8 @@ def test_list_hides_new_and_unpaid_orders_and_filters_and_pages(
     assert ids == [german]
     since = api("GET", "/ws/orders?date_modification=2030-01-01T00:30:00%2B00:00")[1]
     assert [o["order_id"] for o in since["results"]] == [german]
+    # The real API ignores page_size (it answered its default of 10 to page_size=100).
+    assert len(api("GET", "/ws/orders?page_size=1")[1]["results"]) == 4
     assert api("GET", "/ws/orders?state=0")[1]["count"] == 0
     assert emulator.order(TOKEN, hidden)["state"] == 0  # type: ignore[index]
     assert "must be an RFC 3339 date-time" in refused(
@@ -229,3 +260,37 @@ def test_admin_endpoint_places_orders_and_reset_forgets_them(emulator: Emulator,
     assert [o["order_id"] for o in listed] == [order["order_id"]]
     emulator.reset()
     assert emulator.orders(TOKEN) == []
+
+
+def multipart(parts: list[tuple[str, bytes]], boundary: str = "b0undary") -> tuple[str, bytes]:
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="f.pdf"\r\n'
+        f"Content-Type: application/pdf\r\n\r\n".encode() + data + b"\r\n"
+        for name, data in parts) + f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def test_an_invoice_is_a_pdf_uploaded_for_a_paid_order(emulator: Emulator, api: Api) -> None:
+    order = place(emulator, ("A-1", 1))
+    waiting = place(emulator, ("B-2", 1), state=10)
+    book = order_book(emulator)
+    book.now = lambda: datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+
+    def upload(order_id: int, parts: list[tuple[str, bytes]]) -> tuple[int, Any]:
+        content_type, body = multipart(parts)
+        answer = emulator.handle("POST", f"/ws/orders/{order_id}/invoice", {
+            "Authorization": f"Basic {TOKEN}", "User-Agent": UA, "Content-Type": content_type},
+            body)
+        return answer.status, json.loads(answer.body)
+
+    pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\r\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    assert "not a PDF" in refused(upload(order, [("invoice", b"GIF89a")]))
+    assert "part named invoice" in refused(upload(order, [("file", pdf)]))
+    del emulator.exchanges[-1]  # outside the spec on purpose: not for the contract check
+    assert "it is not paid" in refused(upload(waiting, [("invoice", pdf)]))
+    assert "not found" in refused(upload(999, [("invoice", pdf)]), 404)
+    assert emulator.order(TOKEN, order)["date_bill_provided"] is None  # type: ignore[index]
+    assert upload(order, [("invoice", pdf)])[0] == 200
+    assert book.invoice(TOKEN, order) == (pdf, 1)
+    shown = emulator.order(TOKEN, order)
+    assert shown is not None and shown["date_bill_provided"] == "2030-03-01T09:00:00.000000Z"

@@ -40,7 +40,7 @@ from syncer.orders import (
 )
 from syncer.state import StateStore
 from syncer.validation import BadValue
-from tests.conftest import TOKEN, catalog_row
+from tests.conftest import TOKEN, catalog_row, write_config
 from tests.contract import check_exchange
 from tests.helpers import Shop, checked_emulator
 
@@ -237,7 +237,29 @@ def test_bad_shipments_are_each_reported_and_nothing_is_sent_for_them(
     assert [p.path for p in posts] == [f"/ws/orders/{good}"]
     live = emulator_orders(shop)
     assert [live[o]["state"] for o in (single, double, third, fallback)] == [3, 3, 3, 3]
-    assert "tracking_number" not in live[single]
+    assert live[single]["tracking_number"] == ""  # empty until shipped, as on Back Market
+
+
+def test_a_shipper_column_is_sent_as_written_and_one_past_200_characters_is_refused(
+        shop: Shop) -> None:
+    # The spec's Shipper list is the known values, not a closed enum: the column is Back
+    # Market's shipper name, free text, taking over from the carrier table.
+    named = place(shop, [("A-1", 1)])
+    too_long = place(shop, [("B-2", 1)])
+    shop.run("orders", "pull")
+    shop.run("orders", "accept")
+    shipments = write(shop, "ship.csv", [
+        "order_id,carrier,tracking_number,shipper",
+        f"{named},,RM0001GB,Velocargo Same Day",
+        f"{too_long},Royal Mail,RM0002GB,{'R' * 201}"])
+    out = shop.run("orders", "ship", "--from", str(shipments), code=3).stdout
+    assert f"SHIPPED   row 2, order {named}: Velocargo Same Day, tracking RM0001GB" in out
+    assert f"row 3, order {too_long}: shipper: 201 characters; expected Back Market's shipper " \
+           "name of at most 200 characters" in out
+    live = emulator_orders(shop)
+    assert (live[named]["shipper"], live[named]["tracking_number"]) == \
+        ("Velocargo Same Day", "RM0001GB")
+    assert live[too_long]["state"] == 3
 
 
 def test_an_imei_for_two_units_or_a_serial_for_two_lines_is_refused_and_not_sent(
@@ -612,8 +634,12 @@ def test_order_settings_defaults_and_an_unknown_fallback_is_refused(tmp_path: Pa
     orders = load_settings(config).orders
     assert (orders.pull_scope, orders.accept_policy, orders.overlap_minutes) == \
         ("store", "stock", 60)
-    config.write_text('[orders]\ncarrier_fallback = "Pigeon"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match="not a Back Market shipper value"):
+    # A shipper is free text (the spec's list is the known values), of at most 200 characters.
+    config.write_text('[orders]\ncarrier_fallback = "Pigeon Post Ltd"\n', encoding="utf-8")
+    assert load_settings(config).orders.carrier_fallback == "Pigeon Post Ltd"
+    config.write_text(f'[orders]\ncarrier_fallback = "{"P" * 201}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="201 characters long; Back Market takes a shipper "
+                                          "of at most 200"):
         load_settings(config)
 
 
@@ -654,3 +680,332 @@ def test_order_state_upserts_keep_the_first_store_and_shipments_stay_confirmed(
         state.set_order_watermark("fr", "store", datetime(2030, 1, 1, tzinfo=UTC))
         assert state.order_watermark("fr", "store") == datetime(2030, 1, 1, tzinfo=UTC)
         assert state.order_watermark("fr", "all") is None
+
+
+# --- reading Back Market's orders -------------------------------------------------------------
+
+def mock_client(handler: Any) -> BackMarketClient:
+    return BackMarketClient("http://127.0.0.1:1", SecretStr(TOKEN), "fr-fr",
+                            "BM-T-t;t@example.com",
+                            http=httpx.Client(transport=httpx.MockTransport(handler)),
+                            sleep=lambda _s: None)
+
+
+def real_order(order_id: int, country: str = "fr-fr", **changes: Any) -> dict[str, Any]:
+    """An order in the shape production integrations cached (reference/BACKMARKET.md)."""
+    address = {"first_name": "Ada", "last_name": "Lovelace", "street": "1 Analytical Row",
+               "street2": "", "postal_code": "N1 9GU", "city": "London", "country": "GB",
+               "phone": "+447700900123", "email": "ada@example.com", "company": "",
+               "customer_id_number": "", "first_name_pronunciation": ""}
+    order = {"order_id": order_id, "state": 1, "country_code": country, "currency": "GBP",
+             "price": "199.00", "shipping_price": "0.00",
+             "date_creation": "2030-01-01T10:00:00Z", "date_modification": "2030-01-01T10:00:00Z",
+             "date_payment": "2030-01-01T10:01:00Z", "shipping_address": address,
+             "billing_address": address, "tracking_number": "", "tracking_url": "",
+             "shipper": "", "shipper_display": "", "date_bill_provided": None,
+             "psp_reference": "X", "is_backship": False,
+             "orderlines": [{"id": order_id * 10, "listing": "A-1", "listing_id": 42,
+                             "product_id": 1234, "quantity": 1, "price": "199.00",
+                             "state": 1, "condition": 3, "shipper": "", "return_reason": 0,
+                             "return_message": "", "imei": "", "serial_number": "",
+                             "backcare": False, "orderline_fee": "19.90"}]}
+    order.update(changes)
+    return order
+
+
+def test_real_order_shapes_are_read_and_exported_and_camel_case_addresses_too(
+        tmp_path: Path) -> None:
+    from syncer.orders import PullResult, export, order_rows
+
+    camel = real_order(8, shipping_address={"firstName": "Victor", "lastName": "Hugo",
+                                            "postalCode": "75003", "phoneNumber": "+336",
+                                            "street": "3 rue", "city": "Paris"})
+    page = {"count": 2, "next": None, "previous": None, "results": [real_order(7), camel]}
+    client = mock_client(lambda request: httpx.Response(200, json=page))
+    orders = list(client.iter_orders())
+    assert [o["order_id"] for o in orders] == [7, 8]
+    row, lines = order_rows("EU@x", "fr", orders[0])
+    assert (row["tracking_number"], row["tracking_url"], row["shipper"]) == (None, None, None)
+    assert (lines[0]["imei"], lines[0]["serial_number"]) == (None, None)
+    result = PullResult("fr", "store", datetime(2030, 1, 1, tzinfo=UTC),
+                        exported=[("new", o) for o in orders])
+    [csv_path, _] = export([result], tmp_path, "run1")
+    with csv_path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";"))
+    assert [(r["first_name"], r["postal_code"], r["phone"]) for r in rows] == \
+        [("Ada", "N1 9GU", "'+447700900123"), ("Victor", "75003", "'+336")]
+
+
+@pytest.mark.parametrize(("order", "where"), [
+    (real_order(7, date_modification="yesterday"),
+     "order 7, field results.0.date_modification: expected an RFC 3339 date-time"),
+    (real_order(7, orderlines=[{"id": 70, "listing": "A-1", "state": "shipped"}]),
+     "order 7, field results.0.orderlines.0.state"),
+    (real_order(7, shipping_address={"first_name": ["Ada"]}),
+     "order 7, field results.0.shipping_address.first_name"),
+    (real_order(7, orderlines=[{"listing": "A-1", "state": 1}]),
+     "order 7, field results.0.orderlines.0.id: Field required"),
+])
+def test_a_malformed_order_is_one_error_naming_the_order_and_the_field(
+        order: dict[str, Any], where: str) -> None:
+    from syncer.errors import ApiError
+
+    page = {"count": 1, "next": None, "results": [order]}
+    client = mock_client(lambda request: httpx.Response(200, json=page))
+    with pytest.raises(ApiError) as caught:
+        list(client.iter_orders())
+    assert f"GET /ws/orders page 1: unexpected answer from Back Market: {where}" in \
+        caught.value.message
+
+
+def test_a_store_pulling_its_own_country_keeps_only_its_orders_even_if_the_filter_is_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Back Market does not filter orders by Accept-Language: one real call returned several
+    # countries. The pull asks for country_code and still drops any other country's order.
+    from syncer.orders import pull
+
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    settings = load_settings(write_config(tmp_path, state_url=f"sqlite:///{tmp_path}/s.db"))
+    asked: list[str] = []
+
+    def ignores_the_filter(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params.get("country_code", ""))
+        return httpx.Response(200, json={"count": 2, "next": None, "results": [
+            real_order(7, "fr-fr"), real_order(8, "de-de")]})
+
+    with StateStore.open(settings.state_database_url()) as state:
+        result = pull(settings, settings.store("fr"), mock_client(ignores_the_filter), state,
+                      scope="store")
+    assert asked == ["fr-fr"]
+    assert [order["order_id"] for _, order in result.exported] == [7]
+    assert result.counts() == {"fetched": 1, "new": 1, "changed": 0, "unchanged": 0,
+                               "lines": 1, "other_countries": 1}
+
+
+# --- invoices ---------------------------------------------------------------------------------
+
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+def invoice_uploads(shop: Shop, since: int = 0) -> list[Any]:
+    return [e for e in shop.server.emulator.exchanges[since:]
+            if e.method == "POST" and e.path.endswith("/invoice")]
+
+
+def test_invoices_are_uploaded_once_and_bad_rows_name_their_row_and_column(
+        tmp_path: Path, emulator: EmulatorServer, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = make_shop(tmp_path, emulator, state_url, monkeypatch)
+    o1, o2 = place(shop, [("A-1", 1)]), place(shop, [("B-2", 1)], country="de-de")
+    unpaid = place(shop, [("C-3", 1)], state=10)
+    elsewhere = place(shop, [("C-3", 1)])
+    shop.run("orders", "pull")
+    (shop.folder / "invoices").mkdir()
+    (shop.folder / "invoices" / "F-0001.pdf").write_bytes(PDF)
+    (shop.folder / "invoices" / "F-0002.pdf").write_bytes(PDF + b"% 2\n")
+    (shop.folder / "invoices" / "notes.txt").write_text("not an invoice", encoding="utf-8")
+    (shop.folder / "invoices" / "empty.pdf").write_bytes(b"")
+    # An invoice given in the back office meanwhile: Back Market shows date_bill_provided.
+    book = order_book(shop.server.emulator)
+    with shop.server.emulator._lock:
+        book._orders[elsewhere].date_bill_provided = datetime(2030, 1, 1, tzinfo=UTC)
+    rows = write(shop, "invoices.csv", [
+        "order_id;path",
+        f"{o1};invoices/F-0001.pdf",
+        f"{o2};invoices/F-0002.pdf",
+        "999999;invoices/F-0001.pdf",
+        f"{unpaid};invoices/F-0001.pdf",
+        f"{o1};invoices/F-0002.pdf",
+        f"{elsewhere};invoices/notes.txt",
+        f"{elsewhere};invoices/missing.pdf",
+        f"{elsewhere};invoices/empty.pdf",
+        "12ab;invoices/F-0001.pdf",
+        f"{elsewhere};invoices/F-0001.pdf",
+    ])
+
+    before, sent = orders_fingerprint(shop.state_url), len(shop.server.emulator.exchanges)
+    dry = shop.run("orders", "invoice", "--from", str(rows), "--dry-run", code=3).stdout
+    assert f"WOULD-SEND row 2, order {o1}: invoice invoices/F-0001.pdf (1 KiB)" in dry
+    assert orders_fingerprint(shop.state_url) == before
+    assert shop.server.emulator.exchanges[sent:] == []
+
+    out = shop.run("orders", "invoice", "--from", str(rows), code=3).stdout
+    assert f"SENT      row 2, order {o1}: invoice invoices/F-0001.pdf" in out
+    assert f"SENT      row 3, order {o2}: invoice invoices/F-0002.pdf" in out
+    assert "row 4, order 999999: order_id: order 999999 is not in the state" in out
+    assert f"row 5, order {unpaid}: order_id: the order is pending payment: an invoice is " \
+           "given for a paid order" in out
+    assert f"row 6, order {o1}: order_id: order {o1} is also in row 2 of this file" in out
+    assert f"row 7, order {elsewhere}: path: invoices/notes.txt: not a PDF (a PDF file " \
+           "starts with %PDF-)" in out
+    assert f"row 8, order {elsewhere}: path: invoices/missing.pdf: no such file" in out
+    assert f"row 9, order {elsewhere}: path: invoices/empty.pdf: the file is empty" in out
+    assert "row 10: order_id: '12ab'; expected a Back Market order id (digits)" in out
+    assert f"SKIPPED   row 11, order {elsewhere}: Back Market already has an invoice" in out
+    assert "Total: 7 failed, 2 sent, 1 skipped" in out
+    assert [e.path for e in invoice_uploads(shop, sent)] == [f"/ws/orders/{o1}/invoice",
+                                                             f"/ws/orders/{o2}/invoice"]
+    assert book.invoice(TOKEN, o1) == (PDF, 1)
+    assert book.invoice(TOKEN, o2) == (PDF + b"% 2\n", 1)
+    assert book.invoice(TOKEN, elsewhere) == (b"", 0)
+    live = emulator_orders(shop)
+    assert live[o1]["date_bill_provided"] and live[o2]["date_bill_provided"]
+    assert live[unpaid]["date_bill_provided"] is None
+
+    # A second run sends nothing, not even a read: the state knows the invoices were given.
+    sent = len(shop.server.emulator.exchanges)
+    again = shop.run("orders", "invoice", "--from", str(rows), code=3).stdout
+    assert f"SKIPPED   row 2, order {o1}: invoice already sent (invoices/F-0001.pdf)" in again
+    assert f"SKIPPED   row 11, order {elsewhere}: invoice already sent" in again
+    assert shop.server.emulator.exchanges[sent:] == []
+    # Another file for an invoiced order is not sent either, and the report says so.
+    other = write(shop, "other.csv", ["order_id,path", f"{o1},invoices/F-0002.pdf"])
+    out = shop.run("orders", "invoice", "--from", str(other)).stdout
+    assert "this row's file invoices/F-0002.pdf differs: an invoice is sent once" in out
+    assert shop.server.emulator.exchanges[sent:] == []
+    with StateStore.open(shop.state_url) as state:
+        account = load_settings(shop.config).store("fr").account
+        recorded = state.invoice(account, o1)
+        assert recorded is not None and recorded["status"] == "confirmed"
+        assert recorded["sha256"] == hashlib.sha256(PDF).hexdigest()
+
+
+def test_a_refused_invoice_is_recorded_as_failed_and_sent_by_the_next_run(shop: Shop) -> None:
+    order = place(shop, [("A-1", 1)])
+    shop.run("orders", "pull")
+    (shop.folder / "F-1.pdf").write_bytes(PDF)
+    rows = write(shop, "invoices.csv", ["order_id,path", f"{order},F-1.pdf"])
+    book = order_book(shop.server.emulator)
+    with shop.server.emulator._lock:  # Back Market refuses the upload: the order is unpaid
+        book._orders[order].state = 10
+    out = shop.run("orders", "invoice", "--from", str(rows), code=3).stdout
+    assert f"row 2, order {order}: path: Back Market refused the invoice: order {order} is " \
+           "in state 10" in out
+    with StateStore.open(shop.state_url) as state:
+        recorded = state.invoice(load_settings(shop.config).store("fr").account, order)
+        assert recorded is not None and (recorded["status"], recorded["attempts"]) == \
+            ("failed", 1)
+    with shop.server.emulator._lock:  # paid again, and pulled again
+        book._orders[order].state = 1
+        book._orders[order].date_modification = book.now()
+    shop.run("orders", "pull")
+    assert "Total: 1 sent" in shop.run("orders", "invoice", "--from", str(rows)).stdout
+    assert book.invoice(TOKEN, order) == (PDF, 1)
+
+
+def test_invoices_file_without_its_columns_is_refused_whole(tmp_path: Path) -> None:
+    from syncer.orders import parse_invoices
+
+    path = tmp_path / "i.csv"
+    path.write_text("order;file\n1;a.pdf\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no column order_id, path"):
+        parse_invoices(path)
+
+
+# --- identifiers after shipping ---------------------------------------------------------------
+
+def orderline_patches(shop: Shop, since: int = 0) -> list[Any]:
+    return [e for e in shop.server.emulator.exchanges[since:] if e.method == "PATCH"]
+
+
+def test_identifiers_are_added_after_shipping_once_with_the_ship_rules(shop: Shop) -> None:
+    single = place(shop, [("A-1", 1)])
+    pair = place(shop, [("A-1", 1), ("B-2", 1)])
+    two_units = place(shop, [("C-3", 2)])
+    cancelled = place(shop, [("C-3", 1)])
+    shop.run("orders", "pull")
+    shop.run("orders", "accept", "--cancel", str(write(shop, "cancel.csv", [
+        "order_id,sku", f"{cancelled},C-3"])))
+    shop.run("orders", "ship", "--from", str(write(shop, "ship.csv", [
+        "order_id,carrier,tracking_number", f"{single},UPS,1Z1", f"{pair},UPS,1Z2",
+        f"{two_units},UPS,1Z3"])))
+    rows = write(shop, "serials.csv", [
+        "order_id;sku;imei;serial_number",
+        f"{single};;{IMEI_1};",
+        f"{pair};b-2;;SN-B2",
+        f"{pair};;{IMEI_2};",
+        f"{two_units};C-3;{IMEI_2};",
+        f"{single};;{BAD_IMEI};",
+        f"{cancelled};C-3;;SN-4",
+        f"{pair};A-1;;",
+        f"{pair};B-2;;SN-AGAIN",
+    ])
+    sent = len(shop.server.emulator.exchanges)
+    dry = shop.run("orders", "serials", "--from", str(rows), "--dry-run", code=3).stdout
+    assert f"WOULD-SEND row 2, order {single}, SKU A-1: IMEI {IMEI_1}" in dry
+    assert shop.server.emulator.exchanges[sent:] == []
+
+    out = shop.run("orders", "serials", "--from", str(rows), code=3).stdout
+    assert f"SENT      row 2, order {single}, SKU A-1: IMEI {IMEI_1}" in out
+    assert f"SENT      row 3, order {pair}, SKU B-2: serial SN-B2" in out
+    assert f"row 4, order {pair}: sku: missing; order {pair} has 2 lines (A-1, B-2): name " \
+           "the line by its SKU" in out
+    assert f"row 5, order {two_units}, SKU C-3: imei: an identifier names one device; this " \
+           "line has quantity 2" in out
+    assert f"row 6, order {single}: imei: '{BAD_IMEI}'; expected an IMEI with a valid check " \
+           "digit" in out
+    assert f"row 7, order {cancelled}, SKU C-3: sku: the line is cancelled (state 4)" in out
+    assert f"row 8, order {pair}, SKU A-1: imei: missing, and so is serial_number" in out
+    assert f"row 9, order {pair}, SKU B-2: order_id: this line is also in row 3" in out
+    assert "Total: 6 failed, 2 sent" in out
+    live = emulator_orders(shop)
+    assert live[single]["orderlines"][0]["imei"] == IMEI_1
+    assert {line["listing"]: line["serial_number"] for line in live[pair]["orderlines"]} == \
+        {"A-1": "", "B-2": "SN-B2"}
+    assert len(orderline_patches(shop, sent)) == 2
+
+    # A second run sends nothing, not even a read.
+    sent = len(shop.server.emulator.exchanges)
+    again = shop.run("orders", "serials", "--from", str(rows), code=3).stdout
+    assert f"SKIPPED   row 2, order {single}, SKU A-1: already registered" in again
+    assert shop.server.emulator.exchanges[sent:] == []
+    # A different IMEI for a line that has one is refused before anything is sent.
+    other = write(shop, "other.csv", ["order_id,imei", f"{single},{IMEI_2}"])
+    out = shop.run("orders", "serials", "--from", str(other), code=3).stdout
+    assert f"row 2, order {single}, SKU A-1: imei: the line already has the IMEI {IMEI_1} " \
+           f"(this row says {IMEI_2}); Back Market cannot correct it. Nothing was sent" in out
+    assert shop.server.emulator.exchanges[sent:] == []
+    # The serial number may still be added to a line that has its IMEI: only that is sent.
+    more = write(shop, "more.csv", ["order_id,imei,serial_number",
+                                    f"{single},{IMEI_1},SN-A1"])
+    assert "SENT" in shop.run("orders", "serials", "--from", str(more)).stdout
+    [patch] = orderline_patches(shop, sent)
+    assert patch.request == {"serial_number": "SN-A1"}
+    assert emulator_orders(shop)[single]["orderlines"][0]["serial_number"] == "SN-A1"
+
+
+def test_an_identifier_registered_on_back_market_meanwhile_is_recorded_not_sent(
+        shop: Shop) -> None:
+    order = place(shop, [("A-1", 1)])
+    shop.run("orders", "pull")
+    shop.run("orders", "accept")
+    shop.run("orders", "ship", "--from", str(write(shop, "ship.csv", [
+        "order_id,carrier,tracking_number", f"{order},UPS,1Z1"])))
+    line = emulator_orders(shop)[order]["orderlines"][0]["id"]
+    emulator = shop.server.emulator
+    reply = emulator.handle("PATCH", f"/ws/orderlines/{line}", {
+        "Authorization": f"Basic {TOKEN}", "User-Agent": "BM-Tests-suite;tests@example.com"},
+        json.dumps({"imei": IMEI_1}).encode())
+    assert reply.status == 200
+    rows = write(shop, "serials.csv", ["order_id,imei", f"{order},{IMEI_1}"])
+    sent = len(emulator.exchanges)
+    out = shop.run("orders", "serials", "--from", str(rows)).stdout
+    assert f"SKIPPED   row 2, order {order}, SKU A-1: already registered on Back Market" in out
+    assert orderline_patches(shop, sent) == []
+    sent = len(emulator.exchanges)
+    shop.run("orders", "serials", "--from", str(rows))
+    assert emulator.exchanges[sent:] == []  # recorded: not even read again
+
+
+def test_serials_file_rules(tmp_path: Path) -> None:
+    from syncer.orders import parse_serials
+
+    path = tmp_path / "s.csv"
+    path.write_text(f'order_id,sku,imei,serial_number\n5,A-1,{IMEI_1},\n6,,,"SN\n2"\n'
+                    f"7,,,{'S' * 51}\n", encoding="utf-8")
+    found, problems = parse_serials(path)
+    assert [(s.row, s.order_id, s.imei) for s in found] == [(2, 5, IMEI_1)]
+    assert [(p.row, p.field) for p in problems] == [(4, "serial_number"), (5, "serial_number")]
+    path.write_text("order_id,sku\n5,A-1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no column imei or serial_number"):
+        parse_serials(path)
