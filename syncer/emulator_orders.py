@@ -736,8 +736,16 @@ def _rfc3339(moment: datetime) -> str:
 
 def _query_date(call: Call, name: str) -> datetime | None:
     raw = call.query.get(name, "").strip()
+    # A date and time without a zone ("2026-10-05 14:59:11", as a production PHP client
+    # sends on every pull) is accepted in real use; read here as UTC, the zone Back Market
+    # answers in (an assumption: which zone it reads it in is not documented).
+    if _NAIVE.fullmatch(raw):
+        return datetime.fromisoformat(raw.replace(" ", "T")).replace(tzinfo=UTC)
     # A '+' left unencoded in a query string arrives as a space.
     return _date(call, name, raw.replace(" ", "+")) if raw else None
+
+
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 
 
 def _date(call: Call, name: str, raw: object) -> datetime:

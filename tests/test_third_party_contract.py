@@ -266,7 +266,6 @@ def test_guozhi_new_orders_by_state_then_pages(scene: Scene) -> None:
     assert_reads(list(found.values()), ORDER_FIELDS, "GET /ws/orders results")
 
 
-@pytest.mark.xfail(strict=True, reason=FOUND_NAIVE_DATE)
 def test_guozhi_all_orders_since_a_date_without_time_zone(scene: Scene) -> None:
     """``getAllOrders``: ``orders?date_modification=<date("Y-m-d+H:i:s")>``, 60 days back,
     concatenated into the URL (its '+' reaches the server as a space)."""
@@ -296,7 +295,6 @@ def test_guozhi_accept_then_ship_without_id_in_the_body(scene: Scene) -> None:
     assert order["orderlines"][0]["state"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=PART3_SHIPPER)
 def test_guozhi_ship_with_a_carrier_outside_the_shipper_list(scene: Scene) -> None:
     """``shippingOrderlines`` passes the seller's carrier name as it is ("Evri" is Hermes UK's
     current name, not in the spec's list)."""
@@ -419,7 +417,6 @@ ORDER_REAL_SHAPES: list[tuple[str, Callable[[dict[str, Any]], list[dict[str, Any
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=PART3_ORDERS)
 @pytest.mark.parametrize(("what", "pick", "fields"), ORDER_REAL_SHAPES,
                          ids=[what for what, _, _ in ORDER_REAL_SHAPES])
 def test_chris_get_order_reads_the_real_shapes(
@@ -437,7 +434,6 @@ def test_chris_update_orderline_imei(scene: Scene) -> None:
 
 # --- naidoken/backmarket-api ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=PART3_ORDERS)
 def test_naidoken_order_model_fields_are_all_in_an_orders_page(scene: Scene) -> None:
     """models/order.js requires ``shipper``, ``tracking_number``, ``tracking_url``; its
     address model is snake_case (models/address.js)."""
