@@ -98,6 +98,7 @@ def cli(ctx: click.Context, config: Path | None, log_format: str, quiet: bool,
 
     \b
     Typical use:
+      syncer init CATALOG          a configuration and mapping from your export
       syncer plan                  what would be sent, and why (writes nothing)
       syncer apply                 publish it
       syncer status / errors       what the state says
@@ -195,6 +196,56 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
         if failing:
             return EXIT_REJECTIONS
     return EXIT_CHANGES if result.has_changes else 0
+
+
+# --- init -------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("catalog", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--locale", "locales", multiple=True,
+              help="A market to sell on, e.g. fr-fr (repeatable; default: the countries of "
+                   "the price columns, or the header's language).")
+@click.option("--force", is_flag=True, help="Replace an existing syncer.toml and mapping.toml.")
+@click.option("--no-plan", is_flag=True, help="Write the files only; do not plan.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]),
+              default="text", show_default=True, help="Format of the plan on stdout.")
+@click.pass_obj
+@handle_errors
+def init(obj: Context, catalog: Path | None, locales: tuple[str, ...], force: bool,
+         no_plan: bool, fmt: str) -> None:
+    """Start from a catalog export: propose a mapping, write syncer.toml, plan once.
+
+    Reads CATALOG's header (or the only .csv file in the folder), matches its columns by
+    their usual French, German, English and Spanish names (SKU/Référence/Artikelnummer,
+    EAN, état/Zustand/estado, quantité/Bestand/cantidad, prix_fr/Preis/precio_es,
+    garantie, commentaire...), writes syncer.toml (one store per country of the price
+    columns; tokens stay in environment variables) and mapping.toml beside it (or where
+    --config says), never replacing them without --force, and then shows the dry-run plan
+    of `syncer plan`. Non-interactive. Exit code 0 when the files were written, 1 on error.
+    """
+    from syncer.config import DEFAULT_CONFIG, load_settings
+    from syncer.onboarding import propose, read_header, write_files
+
+    config = obj.config if obj.config is not None else Path(DEFAULT_CONFIG)
+    if catalog is None:
+        found = sorted(config.parent.glob("*.csv"))
+        if len(found) != 1:
+            raise ConfigError("pass the catalog file: syncer init CATALOG.csv ("
+                              + (f"{len(found)} .csv files" if found else "no .csv file")
+                              + f" in {config.parent.resolve()})")
+        catalog = found[0]
+    proposal = propose(read_header(catalog), locales)
+    for line in proposal.report():
+        click.echo(line, err=True)
+    profile = write_files(proposal, config, force)
+    click.echo(f"Wrote {config} and {profile}. Before `syncer apply`: set api.contact_email, "
+               "and the token in " + " / ".join(proposal.token_variables())
+               + " (environment or .env; never in the file).", err=True)
+    if no_plan:
+        return
+    settings = load_settings(config)
+    click.echo("Plan (dry run: nothing is sent, nothing is written):", err=True)
+    _plan(settings, settings.selected_stores(None), fmt, None, None)
 
 
 # --- apply ------------------------------------------------------------------------------------
