@@ -410,6 +410,14 @@ def propose(header: Header, locales: Sequence[str] = ()) -> Proposal:
             _keep(shipping, match.field, match, unused)
         else:
             store_matches.setdefault(match.field, []).append(match)
+    doubled = {c.strip().casefold() for c, why in unused if why.endswith("more than once")}
+    used = [*offer.values(), *shipping.values(), *(m for ms in store_matches.values()
+                                                   for m in ms)]
+    for match in used:
+        if match.column.strip().casefold() in doubled:
+            raise ConfigError(f"catalog {header.path}: the header has the column "
+                              f"{match.column!r} more than once; cannot tell which one feeds "
+                              f"{match.field}. Rename one and run init again")
     missing = [f for f in REQUIRED if f not in offer]
     if "price" not in store_matches:
         missing.append("price")
@@ -447,21 +455,30 @@ def _keep(found: dict[str, Match], name: str, match: Match,
 def _stores(header: Header, prices: list[Match], languages: Counter[str],
             locales: Sequence[str]) -> tuple[list[StoreProposal], str]:
     if locales:
-        return [StoreProposal(_store_name(locale), locale)
-                for locale in dict.fromkeys(locales)], "--locale options"
+        return _proposals(list(dict.fromkeys(locales))), "--locale options"
     named = list(dict.fromkeys(m.locale for m in prices if m.locale is not None))
-    if named:
-        return [StoreProposal(_store_name(locale), locale) for locale in named], \
-            "price columns"
+    plain = next((m for m in prices if m.locale is None), None)
+    if plain is None:
+        return _proposals(named), "price columns"
+    # A price naming no country is the home market's, told by the header's language
+    # ("Prix" beside "Prix BE": France and Belgium).
     spoken = [(n, lang) for lang, n in languages.most_common() if lang in LANGUAGE_LOCALE]
-    if spoken and (len(spoken) == 1 or spoken[0][0] > spoken[1][0]):
-        locale = LANGUAGE_LOCALE[spoken[0][1]]
-        return [StoreProposal(_store_name(locale), locale)], \
-            f"header's language (its price column {prices[0].column!r} names no country)"
+    home = LANGUAGE_LOCALE[spoken[0][1]] if spoken and (
+        len(spoken) == 1 or spoken[0][0] > spoken[1][0]) else None
+    if home is not None and home not in named:
+        return _proposals([home, *named]), (
+            f"{'price columns and the ' if named else ''}header's language (the price "
+            f"column {plain.column!r} names no country)")
+    if named:
+        return _proposals(named), "price columns"
     raise ConfigError(
-        f"catalog {header.path}: the price column {prices[0].column!r} names no country and "
+        f"catalog {header.path}: the price column {plain.column!r} names no country and "
         "the header's language does not tell one; pass the market(s) it sells on, for "
         "example --locale fr-fr (repeatable)")
+
+
+def _proposals(locales: Sequence[str]) -> list[StoreProposal]:
+    return [StoreProposal(_store_name(locale), locale) for locale in locales]
 
 
 def _store_name(locale: str) -> str:
@@ -490,6 +507,10 @@ def _by_store(matches: list[Match], stores: list[StoreProposal],
         found = by_locale.get(store.locale, by_locale.get(None))
         if found is not None:
             result[store.name] = found
+    plain = by_locale.get(None)
+    if plain is not None and plain not in result.values():
+        unused.append((plain.column, f"{name} naming no country, and every store has "
+                                     "its own column"))
     return result
 
 

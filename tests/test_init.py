@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from syncer.cli import cli
 from syncer.config import load_settings
+from syncer.errors import ConfigError
 from syncer.mapping import load_profile
 from syncer.onboarding import Header, match_column, propose
 from tests.conftest import TOKEN
@@ -201,3 +202,21 @@ def test_a_store_whose_column_breaks_the_pattern_gets_an_override(tmp_path: Path
     assert 'price = "price_{country}"' in text
     assert '[stores.gb]\nprice = "Prix UK"\nwarranty = { value = "12" }' in text
     assert '[stores.de]\nwarranty = { value = "12" }' in text
+
+
+def test_a_price_naming_no_country_beside_country_prices_is_the_home_market(
+        tmp_path: Path) -> None:
+    header = Header(tmp_path / "c.csv", ("Référence", "EAN", "État", "Quantité", "Prix",
+                                         "Prix BE"), "c.csv", None)
+    proposal = propose(header)
+    assert [(s.name, s.locale) for s in proposal.stores] == [("fr", "fr-fr"),
+                                                             ("be", "fr-be")]
+    assert {s: m.column for s, m in proposal.per_store["price"].items()} == {
+        "fr": "Prix", "be": "Prix BE"}
+
+
+def test_a_mapped_column_twice_in_the_header_is_an_error(tmp_path: Path) -> None:
+    header = Header(tmp_path / "c.csv", ("sku", "ean", "grade", "stock", "price_fr", "stock"),
+                    "c.csv", None)
+    with pytest.raises(ConfigError, match="'stock' more than once"):
+        propose(header)
