@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -238,9 +239,11 @@ def init(obj: Context, catalog: Path | None, locales: tuple[str, ...], force: bo
     for line in proposal.report():
         click.echo(line, err=True)
     profile = write_files(proposal, config, force)
+    tokens = [f"{name} ({'set' if os.environ.get(name) else 'not set yet'})"
+              for name in proposal.token_variables()]
     click.echo(f"Wrote {config} and {profile}. Before `syncer apply`: set api.contact_email, "
-               "and the token in " + " / ".join(proposal.token_variables())
-               + " (environment or .env; never in the file).", err=True)
+               "and the token in " + ", ".join(tokens) + " (environment or .env beside "
+               "syncer.toml; never in the file).", err=True)
     if no_plan:
         return
     settings = load_settings(config)

@@ -436,6 +436,14 @@ def propose(header: Header, locales: Sequence[str] = ()) -> Proposal:
         by_store = _by_store(matches, stores, unused, name)
         if by_store:
             per_store[name] = by_store
+    unpriced = [s for s in stores if s.name not in per_store["price"]]
+    if unpriced:
+        found = ", ".join(repr(m.column) for m in store_matches["price"])
+        raise ConfigError(
+            f"catalog {header.path}: no price column for "
+            + ", ".join(f"{s.locale} (store {s.name})" for s in unpriced)
+            + f"; its price columns are {found}. Name a price column after the country "
+            "(Prix FR, price_de...) or leave that --locale out")
     return Proposal(header, offer, per_store, stores, shipping, unused, stores_from)
 
 

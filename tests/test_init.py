@@ -220,3 +220,11 @@ def test_a_mapped_column_twice_in_the_header_is_an_error(tmp_path: Path) -> None
                     "c.csv", None)
     with pytest.raises(ConfigError, match="'stock' more than once"):
         propose(header)
+
+
+def test_a_locale_without_a_price_column_is_an_error(tmp_path: Path) -> None:
+    header = Header(tmp_path / "c.csv", ("sku", "ean", "grade", "stock", "price_fr"),
+                    "c.csv", None)
+    with pytest.raises(ConfigError, match=r"no price column for de-de \(store de\)"):
+        propose(header, ["fr-fr", "de-de"])
+    assert [s.name for s in propose(header, ["fr-fr"]).stores] == ["fr"]
