@@ -200,6 +200,12 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
+def is_utf8(path: Path) -> bool:
+    """Whether the whole file decodes as UTF-8 (a BOM allowed): `syncer init` asks, to
+    configure a legacy encoding only for an export that needs one."""
+    return _decodes(path, "utf-8-sig")
+
+
 def _decodes(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     try:

@@ -3,13 +3,15 @@
 Data goes to stdout, diagnostics to stderr. Library errors become one line on stderr and an
 exit code. Exit codes: 0 success (``plan``: nothing to send), 1 error, 2 ``plan`` has changes
 to send, 3 ``apply`` finished but some offers were rejected by Back Market (1 when some could
-not be sent because Back Market could not be reached: the run did not do its job).
+not be sent because Back Market could not be reached: the run did not do its job), 4 ``plan
+--fail-on-rejections N`` found more than N rejected catalog rows.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_PARTIAL = 3
+EXIT_REJECTIONS = 4
 
 
 
@@ -96,6 +99,7 @@ def cli(ctx: click.Context, config: Path | None, log_format: str, quiet: bool,
 
     \b
     Typical use:
+      syncer init CATALOG          a configuration and mapping from your export
       syncer plan                  what would be sent, and why (writes nothing)
       syncer apply                 publish it
       syncer status / errors       what the state says
@@ -119,27 +123,57 @@ def cli(ctx: click.Context, config: Path | None, log_format: str, quiet: bool,
 @click.option("--kind", type=click.Choice(["offers", "products"]), default="offers",
               show_default=True,
               help="Offers to publish, or products to propose to Back Market.")
+@click.option("--rejections", "rejections_file",
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the rejected catalog rows, as read plus the reason and the "
+                   "column at fault, to this .csv or .xlsx file (for the catalog team).")
+@click.option("--fail-on-rejections", "fail_on", type=click.IntRange(min=0), is_flag=False,
+              flag_value=0, default=None, metavar="[N]",
+              help="For CI: exit 4 when more than N catalog rows are rejected (N = 0 when "
+                   "given bare). Quarantined offers are not counted.")
 @click.pass_obj
 @handle_errors
 def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
-         catalog: Path | None, kind: str) -> None:
-    """Show what would be sent to Back Market, and why. Writes nothing anywhere.
+         catalog: Path | None, kind: str, rejections_file: Path | None,
+         fail_on: int | None) -> None:
+    """Show what would be sent to Back Market, and why. Writes nothing anywhere (but the
+    files asked for with --out and --rejections).
 
-    Exit code 0 when there is nothing to send, 2 when there are changes, 1 on error.
+    Exit code 0 when there is nothing to send, 2 when there are changes, 4 when more rows
+    are rejected than --fail-on-rejections allows, 1 on error.
     """
+    settings = obj.settings()
+    sys.exit(_plan(settings, settings.selected_stores(store), fmt, out, catalog, kind,
+                   rejections_file, fail_on))
+
+
+def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path | None,
+          catalog: Path | None, kind: str = "offers", rejections_file: Path | None = None,
+          fail_on: int | None = None) -> int:
+    """The plan command's work (also the dry run of `syncer init`); returns its exit code."""
+    from syncer.catalog import CatalogSource
     from syncer.plan import Plan
     from syncer.planner import catalog_source, make_plan
     from syncer.products import plan_products
+    from syncer.rejections import (
+        Fingerprinted,
+        check_format,
+        count_rejections,
+        write_rejections,
+    )
     from syncer.state import StateStore
 
-    settings = obj.settings()
-    stores = settings.selected_stores(store)
+    source: CatalogSource = catalog_source(settings, catalog)
+    recorded = None
+    if rejections_file is not None:
+        check_format(rejections_file)  # before the plan, not after a long one
+        source = recorded = Fingerprinted(source)
     result: Plan | ProductPlan
     with StateStore.open_readonly(settings.state_database_url()) as state:
         if kind == "products":
-            result = plan_products(settings, stores, catalog_source(settings, catalog), state)
+            result = plan_products(settings, stores, source, state)
         else:
-            result = make_plan(settings, stores, catalog_source(settings, catalog), state)
+            result = make_plan(settings, stores, source, state)
     if isinstance(result, Plan) and fmt == "json":
         # Written change by change: a million-change plan never sits in memory as text.
         if out is not None:
@@ -152,7 +186,69 @@ def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
         click.echo(result.render(fmt), nl=False)
     if out is not None:
         click.echo(f"plan written to {out}: {_brief(result)}", err=True)
-    sys.exit(EXIT_CHANGES if result.has_changes else 0)
+    counts = count_rejections(result.rejections,
+                              result.notices if isinstance(result, Plan) else ())
+    if rejections_file is not None and recorded is not None:
+        write_rejections(rejections_file, recorded, result.rejections)
+        click.echo(f"rejected rows written to {rejections_file}: {counts.line()}", err=True)
+    if fail_on is not None:
+        failing = counts.rows > fail_on
+        click.echo(("FAIL: " if failing else "ok: ") + counts.line(fail_on), err=True)
+        if failing:
+            return EXIT_REJECTIONS
+    return EXIT_CHANGES if result.has_changes else 0
+
+
+# --- init -------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("catalog", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--locale", "locales", multiple=True,
+              help="A market to sell on, e.g. fr-fr (repeatable; default: the countries of "
+                   "the price columns, or the header's language).")
+@click.option("--force", is_flag=True, help="Replace an existing syncer.toml and mapping.toml.")
+@click.option("--no-plan", is_flag=True, help="Write the files only; do not plan.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]),
+              default="text", show_default=True, help="Format of the plan on stdout.")
+@click.pass_obj
+@handle_errors
+def init(obj: Context, catalog: Path | None, locales: tuple[str, ...], force: bool,
+         no_plan: bool, fmt: str) -> None:
+    """Start from a catalog export: propose a mapping, write syncer.toml, plan once.
+
+    Reads CATALOG's header (or the only .csv file in the folder), matches its columns by
+    their usual French, German, English and Spanish names (SKU/Référence/Artikelnummer,
+    EAN, état/Zustand/estado, quantité/Bestand/cantidad, prix_fr/Preis/precio_es,
+    garantie, commentaire...), writes syncer.toml (one store per country of the price
+    columns; tokens stay in environment variables) and mapping.toml beside it (or where
+    --config says), never replacing them without --force, and then shows the dry-run plan
+    of `syncer plan`. Non-interactive. Exit code 0 when the files were written, 1 on error.
+    """
+    from syncer.config import DEFAULT_CONFIG, load_settings
+    from syncer.onboarding import propose, read_header, write_files
+
+    config = obj.config if obj.config is not None else Path(DEFAULT_CONFIG)
+    if catalog is None:
+        found = sorted(config.parent.glob("*.csv"))
+        if len(found) != 1:
+            raise ConfigError("pass the catalog file: syncer init CATALOG.csv ("
+                              + (f"{len(found)} .csv files" if found else "no .csv file")
+                              + f" in {config.parent.resolve()})")
+        catalog = found[0]
+    proposal = propose(read_header(catalog), locales)
+    for line in proposal.report():
+        click.echo(line, err=True)
+    profile = write_files(proposal, config, force)
+    tokens = [f"{name} ({'set' if os.environ.get(name) else 'not set yet'})"
+              for name in proposal.token_variables()]
+    click.echo(f"Wrote {config} and {profile}. Before `syncer apply`: set api.contact_email, "
+               "and the token in " + ", ".join(tokens) + " (environment or .env beside "
+               "syncer.toml; never in the file).", err=True)
+    if no_plan:
+        return
+    settings = load_settings(config)
+    click.echo("Plan (dry run: nothing is sent, nothing is written):", err=True)
+    _plan(settings, settings.selected_stores(None), fmt, None, None)
 
 
 # --- apply ------------------------------------------------------------------------------------
