@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import structlog
 from stdnum import imei as stdnum_imei
@@ -840,20 +840,39 @@ def ship(settings: Settings, stores: Sequence[StoreSettings], state: StateStore,
     report = StepReport()
     shipments, problems = parse_shipments(path, profile, settings.orders.carrier_fallback)
     rows: list[Outcome | Shipment] = [*problems, *shipments]
-    rows.sort(key=lambda item: item.row or 0)
-    for item in rows:
+
+    def send(item: Shipment) -> None:
+        _ship_one(stores, state, client_for, item, report, dry_run)
+
+    return _each_row(report, rows, send)
+
+
+_Row = TypeVar("_Row", "Shipment", "InvoiceRow", "SerialRow")
+
+
+def _each_row(report: StepReport, items: Sequence[Outcome | _Row],
+              send: Callable[[_Row], None], sku: Callable[[_Row], str | None] = lambda _: None
+              ) -> StepReport:
+    """A file's rows in their order: a bad row's outcome as parsed, a valid one sent by
+    ``send``. Back Market refusing to show the order fails that row only; a fatal error (a
+    rejected token, a WAF block) stops them all."""
+    for item in sorted(items, key=lambda i: i.row or 0):
         if isinstance(item, Outcome):
             report.add(item)
             continue
         try:
-            _ship_one(stores, state, client_for, item, report, dry_run)
+            send(item)
         except FatalApiError:
             raise
         except OfferError as exc:  # reading the order failed: this row only
-            report.add(Outcome("failed", None, item.order_id, row=item.row, field="order_id",
-                               message=f"Back Market refused: {exc.message}",
-                               request_id=exc.request_id))
+            report.add(Outcome("failed", None, item.order_id, sku(item), item.row, "order_id",
+                               f"Back Market refused: {exc.message}", exc.request_id))
     return report
+
+
+def _not_pulled(order_id: int) -> str:
+    return (f"order {order_id} is not in the state of these stores; run `syncer orders pull` "
+            "first (or check the order id)")
 
 
 def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
@@ -867,8 +886,7 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
 
     found = _find_order(stores, state, order_id)
     if found is None:
-        fail("order_id", f"order {order_id} is not in the state of these stores; run "
-                         "`syncer orders pull` first (or check the order id)")
+        fail("order_id", _not_pulled(order_id))
         return
     store, order = found
     done = state.shipment(store.account, order_id)
@@ -1096,20 +1114,12 @@ def invoice(stores: Sequence[StoreSettings], state: StateStore, client_for: Clie
     """Send each valid row's PDF as the order's invoice, once; bad rows are reported."""
     report = StepReport()
     valid, problems = parse_invoices(path)
-    items: list[Outcome | InvoiceRow] = sorted([*problems, *valid], key=lambda i: i.row or 0)
-    for item in items:
-        if isinstance(item, Outcome):
-            report.add(item)
-            continue
-        try:
-            _invoice_one(stores, state, client_for, item, report, dry_run)
-        except FatalApiError:
-            raise
-        except OfferError as exc:  # reading the order failed: this row only
-            report.add(Outcome("failed", None, item.order_id, row=item.row, field="order_id",
-                               message=f"Back Market refused: {exc.message}",
-                               request_id=exc.request_id))
-    return report
+    rows: list[Outcome | InvoiceRow] = [*problems, *valid]
+
+    def send(item: InvoiceRow) -> None:
+        _invoice_one(stores, state, client_for, item, report, dry_run)
+
+    return _each_row(report, rows, send)
 
 
 def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
@@ -1123,8 +1133,7 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
 
     found = _find_order(stores, state, order_id)
     if found is None:
-        fail("order_id", f"order {order_id} is not in the state of these stores; run "
-                         "`syncer orders pull` first (or check the order id)")
+        fail("order_id", _not_pulled(order_id))
         return
     store, order = found
     done = state.invoice(store.account, order_id)
@@ -1254,20 +1263,15 @@ def serials(stores: Sequence[StoreSettings], state: StateStore, client_for: Clie
     """Register each valid row's IMEI and serial number on its order line, once."""
     report = StepReport()
     valid, problems = parse_serials(path)
-    items: list[Outcome | SerialRow] = sorted([*problems, *valid], key=lambda i: i.row or 0)
-    for item in items:
-        if isinstance(item, Outcome):
-            report.add(item)
-            continue
-        try:
-            _serials_one(stores, state, client_for, item, report, dry_run)
-        except FatalApiError:
-            raise
-        except OfferError as exc:  # reading the order failed: this row only
-            report.add(Outcome("failed", None, item.order_id, item.sku or None, item.row,
-                               "order_id", f"Back Market refused: {exc.message}",
-                               exc.request_id))
-    return report
+    rows: list[Outcome | SerialRow] = [*problems, *valid]
+
+    def send(item: SerialRow) -> None:
+        _serials_one(stores, state, client_for, item, report, dry_run)
+
+    def sku(item: SerialRow) -> str | None:
+        return item.sku or None
+
+    return _each_row(report, rows, send, sku)
 
 
 def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for: ClientFor,
@@ -1282,8 +1286,7 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
 
     found = _find_order(stores, state, order_id)
     if found is None:
-        fail("order_id", f"order {order_id} is not in the state of these stores; run "
-                         "`syncer orders pull` first (or check the order id)")
+        fail("order_id", _not_pulled(order_id))
         return
     store, order = found
     lines = list(order["lines"].values())
