@@ -20,7 +20,8 @@ from syncer.diff import Change, Notice, StorePlan
 from syncer.offers import FIELDS, Rejection, visible
 
 PLAN_FORMAT: Final = 1
-COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected")
+COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected",
+                     "quarantined")
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Plan:
             stores.append(StorePlan(
                 store=s["store"], locale=s["locale"], revision=int(s["revision"]),
                 unchanged=int(summary["unchanged"]), rejected=int(summary["rejected"]),
+                quarantined=int(summary.get("quarantined", 0)),
                 live=int(s.get("live", 0)), safety_stop=s.get("safety_stop")))
         by_name = {s.store: s for s in stores}
         for c in data["changes"]:
@@ -155,6 +157,8 @@ class Plan:
             lines.append(f"Store {store.store} ({store.locale}): {_counts(store.summary())}")
             if store.safety_stop:
                 lines.append(f"  STOP    apply would stop here: {store.safety_stop}")
+            if store.quarantined:
+                lines.append(f"  QUARANTINED {_quarantined(store.quarantined)}")
             for change in store.changes[:detail_limit]:
                 row = f" (row {change.row})" if change.row else ""
                 lines.append(f"  {change.action.upper():<7} {visible(change.sku)}{row}: "
@@ -172,7 +176,9 @@ class Plan:
         lines.append(
             f"Total: {_counts(total)}." if self.has_changes
             else f"Nothing to send ({total['unchanged']} unchanged, "
-                 f"{total['rejected']} rejected).")
+                 f"{total['rejected']} rejected"
+                 + (f", {total['quarantined']} quarantined" if total["quarantined"] else "")
+                 + ").")
         return "\n".join(lines) + "\n"
 
     def to_markdown(self, detail_limit: int = 200) -> str:
@@ -181,13 +187,15 @@ class Plan:
         if self.catalog:
             lines += [f"Catalog: `{_md(self.catalog)}` · mapping `{_md(self.mapping)}` · "
                       f"{self.created_at}", ""]
-        lines += ["| store | create | update | zero | retry | unchanged | rejected |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["| store | " + " | ".join(COUNT_KEYS) + " |",
+                  "| --- |" + " ---: |" * len(COUNT_KEYS)]
         for store in self.stores:
             s = store.summary()
             lines.append(f"| {_md(store.store)} ({store.locale}) | "
                          + " | ".join(str(s[k]) for k in COUNT_KEYS) + " |")
         lines.append("| **total** | " + " | ".join(f"**{total[k]}**" for k in COUNT_KEYS) + " |")
+        if total["quarantined"]:
+            lines += ["", f"> **Quarantined:** {_md(_quarantined(total['quarantined']))}"]
         stops = [store.safety_stop for store in self.stores if store.safety_stop]
         if stops:
             lines += [""] + [f"> **`apply` would stop:** {_md(stop)}" for stop in stops]
@@ -253,7 +261,14 @@ def _change_dict(change: Change) -> dict[str, Any]:
 def _counts(summary: dict[str, int]) -> str:
     return (f"{summary['create']} to create, {summary['update']} to update, "
             f"{summary['zero']} to zero, {summary['retry']} to retry; "
-            f"{summary['unchanged']} unchanged, {summary['rejected']} rejected")
+            f"{summary['unchanged']} unchanged, {summary['rejected']} rejected"
+            + (f", {summary['quarantined']} quarantined" if summary.get("quarantined") else ""))
+
+
+def _quarantined(count: int) -> str:
+    return (f"{count} offer{'s' if count != 1 else ''} refused by Back Market too many runs "
+            "in a row, held back and not counted as rejected rows (see `syncer errors`; "
+            "`syncer retry SKU` sends one again)")
 
 
 def _more(lines: list[str], total: int, limit: int, indent: str) -> None:
