@@ -173,7 +173,11 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
         if kind == "products":
             result = plan_products(settings, stores, source, state)
         else:
+            from syncer.queue_view import plan_queues
+            from syncer.state import utcnow
+
             result = make_plan(settings, stores, source, state)
+            result.queue = plan_queues(settings, result, state, utcnow())
     if isinstance(result, Plan) and fmt == "json":
         # Written change by change: a million-change plan never sits in memory as text.
         if out is not None:
@@ -580,8 +584,10 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
 @click.pass_obj
 @handle_errors
 def status(obj: Context, store: str | None, fmt: str) -> None:
-    """Per store: live, zeroed, failed and pending offers, and the last runs."""
-    from syncer.state import StateStore
+    """Per store: live, zeroed, failed and pending offers, the queue behind the hourly
+    budget (by priority, with the time to drain it) and the last runs."""
+    from syncer.queue_view import status_queues
+    from syncer.state import StateStore, utcnow
 
     settings = obj.settings()
     names = [settings.store(store).name] if store else [s.name for s in settings.stores]
@@ -589,12 +595,14 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
         raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     report: list[dict[str, Any]] = []
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        for name in names:
+        queues = status_queues(settings, [settings.store(n) for n in names], state, utcnow())
+        for name, queue in zip(names, queues, strict=True):
             report.append({
                 "store": name,
                 "offers": state.status_counts(name),
                 "revision": state.revision(name),
                 "in_flight": state.offers_in_flight(name),
+                "queue": queue.to_dict(),
                 "last_runs": [
                     {"run_id": r["run_id"], "kind": r["kind"], "outcome": r["outcome"],
                      "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
@@ -605,11 +613,13 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return
+    queue_of = {q.store: q for q in queues}
     for entry in report:
         o = entry["offers"]
         click.echo(f"Store {entry['store']}: {o['live']} live, {o['zeroed']} zeroed, "
                    f"{o['failed']} failed, {o['never_confirmed']} never confirmed, "
                    f"{entry['in_flight']} pending in batches in flight")
+        click.echo(f"  queue: {queue_of[entry['store']].line()}")
         for run in entry["last_runs"]:
             c = run["counts"]
             click.echo(f"  {run['started_at']}  {run['kind']:<7} {run['outcome']:<8} "

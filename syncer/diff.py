@@ -142,6 +142,7 @@ class ChangeLog:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._files: dict[int, BinaryIO] = {}
         self.counts = dict.fromkeys(ACTIONS, 0)
+        self.priorities = [0, 0, 0, 0]  # changes by Change.priority (the queue's estimate)
         self.offline = 0  # changes that take a live offer to quantity 0, whatever the action
         self._length = 0
         self.extend(changes)
@@ -150,6 +151,7 @@ class ChangeLog:
         self._memory.append(change)
         self._sorted = False
         self.counts[change.action] += 1
+        self.priorities[change.priority] += 1
         if takes_offline(change):
             self.offline += 1
         self._length += 1

@@ -18,6 +18,8 @@ from typing import Any, Final, TextIO
 
 from syncer.diff import Change, Notice, StorePlan
 from syncer.offers import FIELDS, Rejection, visible
+from syncer.queue_view import StoreQueue
+from syncer.queue_view import render as render_queue
 
 PLAN_FORMAT: Final = 1
 COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected",
@@ -33,6 +35,8 @@ class Plan:
     mapping: str = ""
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # What the budget would leave waiting, per store (set by `syncer plan`, not saved).
+    queue: list[StoreQueue] = field(default_factory=list)
 
     @property
     def changes(self) -> Iterator[Change]:
@@ -77,6 +81,7 @@ class Plan:
                  "takes_offline": s.changes.offline, "safety_stop": s.safety_stop}
                 for s in self.stores
             ],
+            **({"queue": [q.to_dict() for q in self.queue]} if self.queue else {}),
         }
 
     def _tail(self) -> dict[str, Any]:
@@ -172,6 +177,7 @@ class Plan:
             lines.extend(f"  {r.message()}" for r in self.rejections[:detail_limit])
             _more(lines, len(self.rejections), detail_limit, "  ")
         lines.extend(f"Note: {note}" for note in self.notes)
+        lines.extend(render_queue(self.queue, "text").splitlines())
         total = self.summary()
         lines.append(
             f"Total: {_counts(total)}." if self.has_changes
@@ -227,6 +233,7 @@ class Plan:
             _more(lines, len(self.rejections), detail_limit, "")
         if self.notes:
             lines += [""] + [f"> {_md(note)}" for note in self.notes]
+        lines.extend(render_queue(self.queue, "markdown").splitlines())
         lines += ["", "Nothing to send." if not self.has_changes else
                   f"**{sum(total[k] for k in ('create', 'update', 'zero', 'retry'))} offers to "
                   "send.**"]

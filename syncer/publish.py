@@ -623,7 +623,7 @@ class Publisher:
         if reason is None:
             limit = self.budget.lines_per_hour if self.budget else 0
             reason = f"the hourly budget of {limit} SKU lines is used up"
-        self.state.enqueue(self.store.name, [(c.sku, reason) for c in changes])
+        self.state.enqueue(self.store.name, [(c.sku, reason, c.priority) for c in changes])
         result.counts["queued"] += len(changes)
         self.progress(len(changes))
         self.log.info("queued for the next run", offers=len(changes), reason=reason)

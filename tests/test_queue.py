@@ -1,0 +1,136 @@
+"""The queue behind the hourly budget, per store: lines waiting by priority and the time to
+drain them, in `syncer status` and `syncer plan` (issue 16), over the loopback emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncer.config import load_settings
+from syncer.emulator import EmulatorServer
+from syncer.queue_view import drain_time, duration
+from syncer.state import StateStore
+from tests.conftest import TOKEN, catalog_row
+from tests.helpers import Shop, checked_emulator
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def test_lines_within_what_the_budget_has_left_go_now() -> None:
+    spent = [(NOW - timedelta(minutes=30), 6)]
+    assert drain_time(4, 10, spent, NOW) == timedelta(0)
+    assert drain_time(0, 10, spent, NOW) is None
+    assert drain_time(5000, 0, spent, NOW) == timedelta(0)  # no budget: no wait
+
+
+def test_lines_beyond_it_wait_for_each_spending_to_free_an_hour_later() -> None:
+    spent = [(NOW - timedelta(minutes=50), 4), (NOW - timedelta(minutes=20), 6)]
+    assert drain_time(4, 10, spent, NOW) == timedelta(minutes=10)  # the 4 free at 10:10
+    assert drain_time(5, 10, spent, NOW) == timedelta(minutes=40)  # then the 6 at 10:40
+    assert drain_time(10, 10, spent, NOW) == timedelta(minutes=40)
+    # 18,000 lines at 2,000 an hour, the hour's budget used a minute ago: 9 hours.
+    assert drain_time(18_000, 2000, [(NOW - timedelta(minutes=1), 2000)], NOW) == \
+        timedelta(hours=8, minutes=59)
+    # A refund gives lines back now, and takes them again when it expires.
+    refunded = [(NOW - timedelta(minutes=50), 10), (NOW - timedelta(minutes=5), -3)]
+    assert drain_time(3, 10, refunded, NOW) == timedelta(0)
+    assert drain_time(4, 10, refunded, NOW) == timedelta(minutes=10)
+
+
+def test_durations_read_as_people_say_them() -> None:
+    assert duration(timedelta(0)) == "now"
+    assert duration(timedelta(seconds=61)) == "2 min"
+    assert duration(timedelta(hours=9, minutes=36)) == "9 h 36 min"
+    assert duration(timedelta(hours=2)) == "2 h"
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=10) as running:
+        yield running
+
+
+@pytest.fixture
+def shop(tmp_path: Path, server: EmulatorServer, state_url: str,
+         monkeypatch: pytest.MonkeyPatch) -> Shop:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    return Shop(tmp_path, server, state_url, stores=(("fr", "fr-fr"),),
+                extra="[limits]\nsku_lines_per_hour = 10\n")
+
+
+def first_spending(shop: Shop) -> datetime:
+    settings = load_settings(shop.config)
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        return state.budget_spent(settings.store("fr").budget_key)[0][0]
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat(timespec="minutes").replace("+00:00", "Z")
+
+
+def test_status_shows_the_queue_by_priority_and_when_the_budget_drains_it(
+        shop: Shop, server: EmulatorServer) -> None:
+    skus = [f"S-{i:02d}" for i in range(12)]
+    shop.catalog([catalog_row(s) for s in skus])
+    plan = shop.run("plan", code=2).stdout
+    assert "Queue fr: 12 SKU lines to send, 2 of them beyond this hour's budget (2 create); " \
+        "budget 10/h, 0 used in the last hour; drained in about 1 h (" in plan
+    assert shop.run("apply").exit_code == 0
+    assert len(server.emulator.listings(TOKEN)) == 10  # what the emulator holds: 10 of 12
+
+    # The same hour: S-00 gone (a zero), S-01's stock and S-02's price changed.
+    rows = [catalog_row(s) for s in skus[1:]]
+    rows[0] = catalog_row("S-01", stock="1")
+    rows[1] = catalog_row("S-02", price_fr="150.00")
+    shop.catalog(rows)
+    shop.run("apply")
+    spent = first_spending(shop)
+
+    [entry] = json.loads(shop.run("status", "--format", "json").stdout)
+    queue = entry["queue"]
+    assert queue["waiting"] == 5
+    assert queue["by_priority"] == {"zero": 1, "stock": 1, "update": 1, "create": 2}
+    assert queue["budget"] == {"lines_per_hour": 10, "used_last_hour": 10, "shared_with": [],
+                               "account_waiting": 5}
+    # Every line waits for the 10 spent by the first apply, free an hour after it.
+    assert queue["drained_at"] == iso(spent + timedelta(hours=1))
+    text = shop.run("status").stdout
+    assert "  queue: 5 SKU lines waiting (1 zero, 1 stock, 1 update, 2 create); budget 10/h, " \
+        "10 used in the last hour; drained in about " in text
+    assert f"({iso(spent + timedelta(hours=1))})" in text
+
+    plan_json = shop.plan_json()
+    assert plan_json["queue"][0]["by_priority"] == {"zero": 1, "stock": 1, "update": 1,
+                                                   "create": 2}
+    markdown = shop.run("plan", "--format", "markdown", code=2).stdout
+    assert "### Queue (hourly budget)" in markdown
+    assert "| fr | 5 | 5 | 1 | 1 | 1 | 2 |" in markdown
+
+
+def test_stores_of_one_account_share_the_estimate(tmp_path: Path, server: EmulatorServer,
+                                                 state_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    shop = Shop(tmp_path, server, state_url, extra="[limits]\nsku_lines_per_hour = 10\n")
+    shop.catalog([catalog_row(f"A-{i}") for i in range(8)])  # 8 lines in fr, 8 in de
+    shop.run("apply")
+    spent = first_spending(shop)
+    fr, de = json.loads(shop.run("status", "--format", "json").stdout)
+    assert fr["queue"]["waiting"] + de["queue"]["waiting"] == 6
+    assert fr["queue"]["budget"]["shared_with"] == ["de"]
+    assert fr["queue"]["budget"]["account_waiting"] == 6
+    assert fr["queue"]["drained_at"] == de["queue"]["drained_at"] == \
+        iso(spent + timedelta(hours=1))
+
+
+def test_an_empty_queue_says_nothing_waits(shop: Shop) -> None:
+    shop.catalog([catalog_row("ONE")])
+    shop.run("apply")
+    [entry] = json.loads(shop.run("status", "--format", "json").stdout)
+    assert entry["queue"]["waiting"] == 0 and entry["queue"]["drained_at"] is None
+    assert "  queue: 0 SKU lines waiting; budget 10/h, 1 used in the last hour" in \
+        shop.run("status").stdout
