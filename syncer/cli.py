@@ -486,7 +486,8 @@ def _print_store_run(store_run: StoreRun) -> None:
         click.echo(f"Store {store_run.store} products: "
                    + ", ".join(f"{v} {k}" for k, v in store_run.products.items()))
     for kind, result in store_run.publications:
-        click.echo(_result_line(result, prefix="[stock lane] " if kind == "stock" else ""))
+        click.echo(_result_line(result, prefix={"stock": "[stock lane] ",
+                                                "queue": "[queue] "}.get(kind, "")))
     if store_run.market is not None:
         click.echo(f"Store {store_run.store} market: "
                    + ", ".join(f"{v} {k}" for k, v in store_run.market.items()))

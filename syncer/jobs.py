@@ -178,7 +178,8 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
 
 def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers"
                   ) -> PublishResult:
-    """Publish one store's plan as one recorded run of ``kind`` ("offers" or "stock")."""
+    """Publish one store's plan as one recorded run of ``kind`` ("offers", "stock", or
+    "queue": what earlier runs queued, sent as the hourly budget frees)."""
     settings, state = ctx.settings, ctx.state
     store = settings.store(store_plan.store)
     if kind == "stock":

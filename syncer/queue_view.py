@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from syncer.config import Settings, StoreSettings
+    from syncer.diff import StorePlan
     from syncer.plan import Plan
     from syncer.state import StateStore
 
@@ -259,3 +260,27 @@ def render(queues: Sequence[StoreQueue], fmt: str) -> str:
         return "\n".join(lines) + "\n"
     return "".join(f"Queue {q.store}: {q.line()}\n" for q in queues)
 
+
+
+# --- the queue job of `syncer run` -------------------------------------------------------------
+
+def queue_due_at(state: StateStore, store: StoreSettings, lines_per_hour: int,
+                 now: datetime) -> datetime | None:
+    """When the store's queue can next go out: now when the account's budget has a line
+    left, else when its oldest spending of the hour frees; None when nothing is queued."""
+    if not any(n for n, _ in state.queue_counts(store.name).values()):
+        return None
+    wait = drain_time(1, lines_per_hour, state.budget_spent(store.budget_key, now), now)
+    return now + (wait or timedelta(0))
+
+
+def queued_only(plan: StorePlan) -> StorePlan:
+    """The queue job's share of a plan: the changes an earlier run queued (with what the
+    catalog says now), in sending order; new changes wait for the offer run's cadence."""
+    from syncer.diff import StorePlan
+
+    share = StorePlan(plan.store, plan.locale, plan.revision, unchanged=plan.unchanged,
+                      rejected=plan.rejected, quarantined=plan.quarantined, live=plan.live,
+                      notices=list(plan.notices))
+    share.changes.extend(c for c in plan.changes if c.queued_since is not None)
+    return share

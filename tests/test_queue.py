@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import load_settings
+from syncer.config import Settings, load_settings
 from syncer.emulator import EmulatorServer
+from syncer.jobs import JobContext, paced
+from syncer.planner import siblings
 from syncer.queue_view import drain_time, duration
+from syncer.schedule import next_due_lines, run_due
 from syncer.state import StateStore
-from tests.conftest import TOKEN, catalog_row
-from tests.helpers import Shop, checked_emulator
+from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
+from tests.helpers import FakeClock, Shop, checked_emulator
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -134,3 +137,88 @@ def test_an_empty_queue_says_nothing_waits(shop: Shop) -> None:
     assert entry["queue"]["waiting"] == 0 and entry["queue"]["drained_at"] is None
     assert "  queue: 0 SKU lines waiting; budget 10/h, 1 used in the last hour" in \
         shop.run("status").stdout
+
+
+# --- `syncer run` drains the queue as soon as the budget frees ----------------------------------
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def timed_server(clock: FakeClock) -> Iterator[EmulatorServer]:
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=10,
+                          clock=clock.monotonic) as running:
+        yield running
+
+
+def run_jobs(settings: Settings, clock: FakeClock) -> list[tuple[str, list[str]]]:
+    """`syncer run` on the test's clock: the jobs each store ran."""
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
+        return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
+
+
+def next_due(settings: Settings, clock: FakeClock) -> str:
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        ctx = JobContext(settings, state, "r", limiter_for, now=clock.now)
+        (line,) = next_due_lines(ctx, settings.stores, clock.now())
+    return line
+
+
+def test_run_drains_the_queue_when_the_budget_frees_not_on_the_offers_cadence(
+        tmp_path: Path, timed_server: EmulatorServer, clock: FakeClock, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=state_url, environment=timed_server.base_url,
+                          stores=(("fr", "fr-fr"),),
+                          extra="[limits]\nsku_lines_per_hour = 10\n")
+    config.write_text(config.read_text() + "reconcile = false\nstock_lane = false\n")
+    skus = [f"D-{i:02d}" for i in range(13)]
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(s) for s in skus[:12]])
+    settings = load_settings(config)
+    emulator = timed_server.emulator
+
+    assert run_jobs(settings, clock) == [("fr", ["offers"])]
+    assert len(emulator.listings(TOKEN)) == 10  # 2 queued behind the hour's budget
+    assert "queue 2026-11-23T07:00+00:00 (in 1h00)" in next_due(settings, clock)
+
+    clock.advance(minutes=30)
+    assert run_jobs(settings, clock) == []  # the budget is still used up: nothing is due
+    # A new row arrives meanwhile: it waits for the offer run, the queue does not.
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(s) for s in skus])
+    clock.advance(minutes=31)  # the hour's lines free: the queue is due, 59 min early
+    assert run_jobs(settings, clock) == [("fr", ["queue"])]
+    held = {listing["sku"] for listing in emulator.listings(TOKEN)}
+    assert held == set(skus[:12])  # the 2 queued went; the new D-12 did not
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        assert state.queued("fr") == {}
+        assert [r["kind"] for r in state.runs("fr")] == ["queue", "offers"]
+    assert "queue empty" in next_due(settings, clock)
+    assert run_jobs(settings, clock) == []
+
+    clock.advance(minutes=60)  # 2 h 01 after the first offer run
+    assert run_jobs(settings, clock) == [("fr", ["offers"])]
+    assert {listing["sku"] for listing in emulator.listings(TOKEN)} == set(skus)
+    assert emulator.stats["budget_refused"] == 0  # never sent beyond Back Market's budget
+
+
+def test_the_offer_run_sends_the_queue_itself_when_both_are_due(
+        tmp_path: Path, timed_server: EmulatorServer, clock: FakeClock, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=state_url, environment=timed_server.base_url,
+                          stores=(("fr", "fr-fr"),),
+                          extra="[limits]\nsku_lines_per_hour = 10\n")
+    config.write_text(config.read_text() + "reconcile = false\nstock_lane = false\n"
+                      "offers_every_minutes = 60\n")
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(f"B-{i:02d}") for i in range(12)])
+    settings = load_settings(config)
+    assert run_jobs(settings, clock) == [("fr", ["offers"])]
+    clock.advance(minutes=61)
+    assert run_jobs(settings, clock) == [("fr", ["offers"])]  # no second, queue-only run
+    assert len(timed_server.emulator.listings(TOKEN)) == 12
