@@ -268,10 +268,13 @@ def init(obj: Context, catalog: Path | None, locales: tuple[str, ...], force: bo
               help="Catalog file to use instead of the configured one.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Format of the run summary on stdout.")
+@click.option("--results", "results_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write a run-results JSON file: per offer the action, the outcome, "
+                   "Back Market's request id and timing; per store the counts.")
 @click.pass_obj
 @handle_errors
 def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
-          catalog: Path | None, fmt: str) -> None:
+          catalog: Path | None, fmt: str, results_file: Path | None) -> None:
     """Publish the plan: zeros first, then stock, then other changes, then new listings.
 
     Every acknowledgement and error is recorded as it arrives. Exit code 0 when everything
@@ -282,6 +285,7 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     from syncer.errors import SafetyStop
     from syncer.jobs import JobContext, check_zero_share, paced, publish_store
     from syncer.planner import catalog_source, make_plan, siblings
+    from syncer.run_results import recording
     from syncer.state import StateStore
 
     settings = obj.settings()
@@ -294,7 +298,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
         stores = settings.selected_stores(store)
     run_id = _run_id()
     results: list[PublishResult] = []
-    with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
+    with recording(results_file, "apply", run_id) as recorder, \
+            StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         leases = {s.name: locks.enter_context(
@@ -309,7 +314,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             the_plan = saved
         else:
             the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
-        ctx = JobContext(settings, state, run_id, limiter_for, leases, stop=stop)
+        ctx = JobContext(settings, state, run_id, limiter_for, leases, stop=stop,
+                         results=recorder)
         ctx.finished = notifier(ctx)
         try:
             check_zero_share(settings, the_plan, force)
@@ -423,9 +429,13 @@ def _result_line(r: PublishResult, prefix: str = "") -> str:
               help="Catalog file to use instead of the configured one.")
 @click.option("--force", is_flag=True,
               help="Publish even if a plan zeroes more live offers than allowed.")
+@click.option("--results", "results_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write a run-results JSON file: per offer the action, the outcome, "
+                   "Back Market's request id and timing; per store the counts.")
 @click.pass_obj
 @handle_errors
-def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> None:
+def run(obj: Context, store: str | None, catalog: Path | None, force: bool,
+        results_file: Path | None) -> None:
     """Do whatever is due for each store, and nothing else: reconciliation, products,
     offers (every 2 h by default) and the stock lane (every 15 min). With nothing due, say
     when each job is next due. Meant for cron, systemd timers, Kubernetes CronJobs.
@@ -436,14 +446,17 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
     from syncer.alerts import notifier
     from syncer.jobs import JobContext, paced
     from syncer.planner import siblings
+    from syncer.run_results import recording
     from syncer.state import StateStore
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
-    with StateStore.open(settings.state_database_url()) as state, \
+    run_id = _run_id()
+    with recording(results_file, "run", run_id) as recorder, \
+            StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
-        ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
+        ctx = JobContext(settings, state, run_id, limiter_for, stop=stop, results=recorder)
         ctx.finished = notifier(ctx)
         code = _run_once(ctx, stores, catalog, force)
     sys.exit(code)

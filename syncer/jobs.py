@@ -35,6 +35,7 @@ from syncer.taskresult import TaskReport
 
 if TYPE_CHECKING:
     from syncer.alerts import StoreTurn
+    from syncer.run_results import RunResults
 
 log = structlog.get_logger("syncer.jobs")
 
@@ -151,6 +152,8 @@ class JobContext:
     now: Callable[[], datetime] = utcnow
     # Told when a store's work is over, whatever became of it (the alerts, syncer/alerts.py).
     finished: Callable[[StoreTurn], None] = lambda _turn: None
+    # The run-results file being collected (`--results FILE`), if one was asked for.
+    results: RunResults | None = None
 
 
 def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClient, *,
@@ -173,7 +176,8 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
         poll_seconds=min(poll, lease.renew_every) if lease else poll,
         task_timeout=settings.api.task_timeout_seconds,
         renew=lease_keeper(lease), progress=ctx.progress, stop=ctx.stop,
-        extra_columns=extra_columns, on_task=on_task)
+        extra_columns=extra_columns, on_task=on_task,
+        on_offer=ctx.results.offer if ctx.results is not None else None)
 
 
 def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers"
@@ -184,7 +188,8 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
     store = settings.store(store_plan.store)
     if kind == "stock":
         store_plan = stock_only(store_plan, StoreSnapshot(state, store.name))
-    record = state.start_run(ctx.run_id, store.name, kind, at=ctx.now())
+    started = ctx.now()
+    record = state.start_run(ctx.run_id, store.name, kind, at=started)
     try:
         with build_client(settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
@@ -196,8 +201,14 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
                       "rejected_rows": store_plan.rejected}
     except BaseException as exc:
         state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        if ctx.results is not None:
+            ctx.results.store_finished(store.name, kind, "failed", {},
+                                       str(exc) or type(exc).__name__, started, ctx.now())
         raise
     state.finish_run(record, result.outcome, counts, result.stopped, at=ctx.now())
+    if ctx.results is not None:
+        ctx.results.store_finished(store.name, kind, result.outcome, counts, result.stopped,
+                                   started, ctx.now())
     log.info("run summary", store=store.name, kind=kind, outcome=result.outcome, **counts)
     return result
 
