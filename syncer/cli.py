@@ -144,17 +144,18 @@ def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
     """
     settings = obj.settings()
     sys.exit(_plan(settings, settings.selected_stores(store), fmt, out, catalog, kind,
-                   rejections_file, fail_on))
+                   rejections_file, fail_on, quiet=obj.quiet))
 
 
 def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path | None,
           catalog: Path | None, kind: str = "offers", rejections_file: Path | None = None,
-          fail_on: int | None = None) -> int:
+          fail_on: int | None = None, *, quiet: bool = False) -> int:
     """The plan command's work (also the dry run of `syncer init`); returns its exit code."""
     from syncer.catalog import CatalogSource
     from syncer.plan import Plan
     from syncer.planner import catalog_source, make_plan
     from syncer.products import plan_products
+    from syncer.progress import ProgressDisplay
     from syncer.rejections import (
         Fingerprinted,
         check_format,
@@ -163,7 +164,8 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
     )
     from syncer.state import StateStore
 
-    source: CatalogSource = catalog_source(settings, catalog)
+    source: CatalogSource = ProgressDisplay.for_terminal(quiet).rows(
+        catalog_source(settings, catalog))
     recorded = None
     if rejections_file is not None:
         check_format(rejections_file)  # before the plan, not after a long one
@@ -285,6 +287,7 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     from syncer.errors import SafetyStop
     from syncer.jobs import JobContext, check_zero_share, paced, publish_store
     from syncer.planner import catalog_source, make_plan, siblings
+    from syncer.progress import ProgressDisplay
     from syncer.run_results import recording
     from syncer.state import StateStore
 
@@ -298,6 +301,7 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
         stores = settings.selected_stores(store)
     run_id = _run_id()
     results: list[PublishResult] = []
+    display = ProgressDisplay.for_terminal(obj.quiet)
     with recording(results_file, "apply", run_id) as recorder, \
             StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
@@ -313,9 +317,10 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
                         f"made (revision {store_plan.revision}, now {current}); plan again")
             the_plan = saved
         else:
-            the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
+            the_plan = make_plan(settings, stores,
+                                 display.rows(catalog_source(settings, catalog)), state)
         ctx = JobContext(settings, state, run_id, limiter_for, leases, stop=stop,
-                         results=recorder)
+                         results=recorder, display=display)
         ctx.finished = notifier(ctx)
         try:
             check_zero_share(settings, the_plan, force)
@@ -323,18 +328,16 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             if exc.store is not None:
                 ctx.finished(StoreTurn(settings.store(exc.store), exc))
             raise
-        with _progress(the_plan.change_count(), obj.quiet) as advance:
-            ctx.progress = advance
-            for store_plan in the_plan.stores:
-                try:
-                    results.append(publish_store(ctx, store_plan))
-                except SyncerError as exc:
-                    ctx.finished(StoreTurn(settings.store(store_plan.store), exc))
-                    raise
-                ctx.finished(StoreTurn(settings.store(store_plan.store),
-                                       publications=results[-1:], ran=("offers",)))
-                if stop():
-                    break
+        for store_plan in the_plan.stores:
+            try:
+                results.append(publish_store(ctx, store_plan))
+            except SyncerError as exc:
+                ctx.finished(StoreTurn(settings.store(store_plan.store), exc))
+                raise
+            ctx.finished(StoreTurn(settings.store(store_plan.store),
+                                   publications=results[-1:], ran=("offers",)))
+            if stop():
+                break
     _print_results(results, fmt)
     sys.exit(_exit_code(results))
 
@@ -446,6 +449,7 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool,
     from syncer.alerts import notifier
     from syncer.jobs import JobContext, paced
     from syncer.planner import siblings
+    from syncer.progress import ProgressDisplay
     from syncer.run_results import recording
     from syncer.state import StateStore
 
@@ -456,7 +460,8 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool,
             StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
-        ctx = JobContext(settings, state, run_id, limiter_for, stop=stop, results=recorder)
+        ctx = JobContext(settings, state, run_id, limiter_for, stop=stop, results=recorder,
+                         display=ProgressDisplay.for_terminal(obj.quiet))
         ctx.finished = notifier(ctx)
         code = _run_once(ctx, stores, catalog, force)
     sys.exit(code)
@@ -566,6 +571,7 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
     """
     from syncer.jobs import JobContext, paced, reconcile_store
     from syncer.planner import catalog_source, siblings
+    from syncer.progress import ProgressDisplay
     from syncer.state import StateStore
 
     settings = obj.settings()
@@ -577,7 +583,8 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
         run_id = _run_id()
         leases = {s.name: locks.enter_context(
             state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
-        ctx = JobContext(settings, state, run_id, limiter_for, leases)
+        ctx = JobContext(settings, state, run_id, limiter_for, leases,
+                         display=ProgressDisplay.for_terminal(obj.quiet))
         for store_settings in stores:
             reports.append(reconcile_store(ctx, store_settings,
                                            catalog_source(settings, catalog)))
@@ -1258,20 +1265,6 @@ def _brief(result: Plan | ProductPlan) -> str:
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr, only on a terminal and only when not quiet."""
-    if quiet or total < 1 or not sys.stderr.isatty():
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("publishing", total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def main() -> None:

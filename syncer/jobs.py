@@ -28,6 +28,7 @@ from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.plan import Plan
 from syncer.planner import catalog_offers, siblings
+from syncer.progress import ProgressDisplay
 from syncer.publish import Publisher, PublishResult
 from syncer.reconcile import Reconciliation, reconcile
 from syncer.state import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
@@ -154,6 +155,8 @@ class JobContext:
     finished: Callable[[StoreTurn], None] = lambda _turn: None
     # The run-results file being collected (`--results FILE`), if one was asked for.
     results: RunResults | None = None
+    # The progress display on a terminal (off by default: `syncer.progress`).
+    display: ProgressDisplay = field(default_factory=lambda: ProgressDisplay(False))
 
 
 def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClient, *,
@@ -175,7 +178,7 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
         # A task poll waits no longer than the lease's renewal interval.
         poll_seconds=min(poll, lease.renew_every) if lease else poll,
         task_timeout=settings.api.task_timeout_seconds,
-        renew=lease_keeper(lease), progress=ctx.progress, stop=ctx.stop,
+        renew=lease_keeper(lease), progress=ctx.display.also(ctx.progress), stop=ctx.stop,
         extra_columns=extra_columns, on_task=on_task,
         on_offer=ctx.results.offer if ctx.results is not None else None)
 
@@ -192,7 +195,8 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
     record = state.start_run(ctx.run_id, store.name, kind, at=started)
     try:
         with build_client(settings, store, ctx.limiter_for(store),
-                          ctx.leases.get(store.name)) as client:
+                          ctx.leases.get(store.name)) as client, \
+                ctx.display.step(f"publishing {store.name}", total=len(store_plan.changes)):
             publisher = publisher_for(ctx, store, client, lane=kind == "stock")
             result = publisher.apply(store_plan)
             result.counts.update(requests=client.stats.requests, retries=client.stats.retries,
@@ -225,8 +229,10 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
         snapshot = state.snapshot(store.name)
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
-            result = reconcile(store.name, store.locale, client.iter_listings(), snapshot,
-                               offers, not_offered)
+            listings = ctx.display.track(client.iter_listings(),
+                                         f"reading listings of {store.name}")
+            result = reconcile(store.name, store.locale, listings, snapshot, offers,
+                               not_offered)
             requests = client.stats.requests
         state.record_observed(store.name, [Ack(sku, live, listing_id)
                                            for sku, live, listing_id in result.observed])

@@ -139,7 +139,7 @@ def _finished(ctx: JobContext, store: StoreSettings, outcome: StoreRun,
 
 def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: Path | None,
                force: bool, outcome: StoreRun) -> None:
-    source = catalog_source(ctx.settings, catalog)
+    source = ctx.display.rows(catalog_source(ctx.settings, catalog))
     for kind in due:
         if ctx.stop():
             return
