@@ -33,6 +33,10 @@ PRIORITIES: Final[tuple[tuple[int | None, str], ...]] = (
 # Back Market's review of a product proposal, "typically within 12 h" (the reference).
 REVIEW_DELAY: Final = timedelta(hours=12)
 HOUR: Final = timedelta(hours=1)
+# The queue job waits this long after its last run, whatever the budget says: work Back
+# Market refused before processing (a 429 on a batch) is queued again with its lines given
+# back, and must not be re-sent in a loop.
+QUEUE_PAUSE: Final = timedelta(minutes=5)
 
 
 def drain_time(lines: int, per_hour: int, spent: Sequence[tuple[datetime, int]],
@@ -267,20 +271,31 @@ def render(queues: Sequence[StoreQueue], fmt: str) -> str:
 def queue_due_at(state: StateStore, store: StoreSettings, lines_per_hour: int,
                  now: datetime) -> datetime | None:
     """When the store's queue can next go out: now when the account's budget has a line
-    left, else when its oldest spending of the hour frees; None when nothing is queued."""
+    left, else when its oldest spending of the hour frees, and not within ``QUEUE_PAUSE``
+    of the last queue run; None when nothing is queued."""
     if not any(n for n, _ in state.queue_counts(store.name).values()):
         return None
     wait = drain_time(1, lines_per_hour, state.budget_spent(store.budget_key, now), now)
-    return now + (wait or timedelta(0))
+    due = now + (wait or timedelta(0))
+    last = state.finished_runs(store.name, ("queue",), limit=1)
+    if last:
+        due = max(due, _aware(last[0]["started_at"]) + QUEUE_PAUSE)
+    return due
 
 
-def queued_only(plan: StorePlan) -> StorePlan:
+def queued_only(plan: StorePlan, state: StateStore | None = None) -> StorePlan:
     """The queue job's share of a plan: the changes an earlier run queued (with what the
-    catalog says now), in sending order; new changes wait for the offer run's cadence."""
+    catalog says now), in sending order; new changes wait for the offer run's cadence.
+    With ``state``, queued offers the plan no longer changes (the catalog went back to what
+    is published, the row is rejected now...) leave the queue: nothing waits for them."""
     from syncer.diff import StorePlan
 
     share = StorePlan(plan.store, plan.locale, plan.revision, unchanged=plan.unchanged,
                       rejected=plan.rejected, quarantined=plan.quarantined, live=plan.live,
                       notices=list(plan.notices))
     share.changes.extend(c for c in plan.changes if c.queued_since is not None)
+    if state is not None:
+        sent = {c.key for c in share.changes}
+        state.unqueue(plan.store, [sku for key, (sku, _, _) in state.queued(plan.store).items()
+                                   if key not in sent])
     return share

@@ -158,7 +158,7 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
             if kind == "queue":
                 from syncer.queue_view import queued_only
 
-                store_plan = queued_only(store_plan)
+                store_plan = queued_only(store_plan, ctx.state)
             outcome.publications.append((kind, publish_store(ctx, store_plan, kind=kind)))
         elif kind == "market":
             from syncer.market import market_store

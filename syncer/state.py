@@ -906,6 +906,12 @@ class StateStore:
                 .order_by(_LEDGER.c.spent_at))
             return [(_aware(at), int(lines)) for at, lines in rows]
 
+    def unqueue(self, store: str, skus: Sequence[str]) -> None:
+        """Take offers out of the queue (nothing is left to send for them)."""
+        if skus:
+            with self._write() as conn:
+                self._unqueue(conn, store, [sku_key(sku) for sku in skus])
+
     def _unqueue(self, conn: Any, store: str, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), _BULK):
             conn.execute(sa_delete(_QUEUE).where(

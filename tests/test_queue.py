@@ -222,3 +222,31 @@ def test_the_offer_run_sends_the_queue_itself_when_both_are_due(
     clock.advance(minutes=61)
     assert run_jobs(settings, clock) == [("fr", ["offers"])]  # no second, queue-only run
     assert len(timed_server.emulator.listings(TOKEN)) == 12
+
+
+def test_the_queue_job_pauses_after_its_run_even_with_budget_left(
+        tmp_path: Path, timed_server: EmulatorServer, clock: FakeClock, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work Back Market refused before processing is queued again with its lines given back:
+    the queue job must not send it again in a loop."""
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=state_url, environment=timed_server.base_url,
+                          stores=(("fr", "fr-fr"),),
+                          extra="[limits]\nsku_lines_per_hour = 10\n")
+    config.write_text(config.read_text() + "reconcile = false\nstock_lane = false\n")
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(f"E-{i:02d}") for i in range(11)])
+    settings = load_settings(config)
+    assert run_jobs(settings, clock) == [("fr", ["offers"])]
+    clock.advance(minutes=61)
+    assert run_jobs(settings, clock) == [("fr", ["queue"])]  # 1 line of 10 spent
+    with StateStore.open(settings.state_database_url()) as state:
+        state.enqueue("fr", [("E-03", "Back Market refused the batch (429)", 2)])
+    clock.advance(minutes=4)
+    assert run_jobs(settings, clock) == []  # 9 lines left, but the job ran 4 min ago
+    clock.advance(minutes=2)
+    assert run_jobs(settings, clock) == [("fr", ["queue"])]
+    # E-03 is published as the catalog has it: nothing to send, it leaves the queue.
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        assert state.queued("fr") == {}
+    clock.advance(minutes=10)
+    assert run_jobs(settings, clock) == []
