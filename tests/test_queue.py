@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from syncer.cli import cli
 from syncer.config import Settings, load_settings
 from syncer.emulator import EmulatorServer
 from syncer.jobs import JobContext, paced
@@ -250,3 +252,36 @@ def test_the_queue_job_pauses_after_its_run_even_with_budget_left(
         assert state.queued("fr") == {}
     clock.advance(minutes=10)
     assert run_jobs(settings, clock) == []
+
+
+def status(config: Path, *args: str) -> str:
+    result = CliRunner().invoke(cli, ["--config", str(config), "status", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def test_status_shows_products_waiting_for_back_markets_review(
+        tmp_path: Path, clock: FakeClock, state_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_products import NEW, PRODUCT_HEADER, row
+
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    with checked_emulator(task_delay=0.0, sku_lines_per_hour=0, auto_products=False,
+                          review_delay=6 * 3600, clock=clock.monotonic) as server:
+        config = write_config(tmp_path, state_url=state_url, environment=server.base_url,
+                              stores=(("fr", "fr-fr"),))
+        config.write_text(config.read_text() + "publish_products = true\nreconcile = false\n"
+                          "stock_lane = false\n")
+        write_catalog(tmp_path / "catalog.csv", [row("NEW-1", NEW)], PRODUCT_HEADER)
+        settings = load_settings(config)
+        assert run_jobs(settings, clock) == [("fr", ["products", "offers"])]
+        assert server.emulator.listing(TOKEN, "NEW-1", "fr-fr")["publication_state"] == 1  # type: ignore[index]
+        with StateStore.open_readonly(settings.state_database_url()) as state:
+            proposed = state.proposals("fr")[NEW]["updated_at"]
+    [entry] = json.loads(status(config, "--format", "json"))
+    expected = iso(proposed.replace(tzinfo=UTC) + timedelta(hours=12))
+    assert (entry["queue"]["products_in_review"], entry["queue"]["review_expected_by"]) == \
+        (1, expected)
+    text = status(config)
+    assert "1 product proposal in Back Market's review (typically within 12 h: by about " \
+        f"{expected})" in text
