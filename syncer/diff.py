@@ -142,7 +142,7 @@ class ChangeLog:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._files: dict[int, BinaryIO] = {}
         self.counts = dict.fromkeys(ACTIONS, 0)
-        self.priorities = [0, 0, 0, 0]  # changes by Change.priority (the queue's estimate)
+        self._spilled = [0, 0, 0, 0]  # changes written to the files, by Change.priority
         self.offline = 0  # changes that take a live offer to quantity 0, whatever the action
         self._length = 0
         self.extend(changes)
@@ -151,7 +151,6 @@ class ChangeLog:
         self._memory.append(change)
         self._sorted = False
         self.counts[change.action] += 1
-        self.priorities[change.priority] += 1
         if takes_offline(change):
             self.offline += 1
         self._length += 1
@@ -206,6 +205,15 @@ class ChangeLog:
     def count(self, action: str) -> int:
         return self.counts[action]
 
+    @property
+    def priorities(self) -> list[int]:
+        """Changes by ``Change.priority`` (the queue's estimate): counted as they spill, and
+        over the ones in memory when asked, so planning pays nothing for it."""
+        counts = list(self._spilled)
+        for change in self._memory:
+            counts[change.priority] += 1
+        return counts
+
     def _spill(self) -> None:
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="syncer-plan-")
@@ -213,6 +221,7 @@ class ChangeLog:
         for change in self._memory:  # appending keeps the planned order within a class
             classes.setdefault(_class_of(change), []).append(change)
         for number, changes in classes.items():
+            self._spilled[number // 2] += len(changes)
             if number % 2 == 0:  # queued: oldest first
                 changes.sort(key=_queued_since)
             handle = self._files.get(number)

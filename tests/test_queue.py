@@ -285,3 +285,21 @@ def test_status_shows_products_waiting_for_back_markets_review(
     text = status(config)
     assert "1 product proposal in Back Market's review (typically within 12 h: by about " \
         f"{expected})" in text
+
+
+@pytest.mark.parametrize("spill_at", [50_000, 4])
+def test_a_plans_changes_are_counted_by_priority_in_memory_and_spilled(spill_at: int) -> None:
+    from syncer.diff import Change, ChangeLog
+
+    def change(sku: str, action: str, fields: tuple[tuple[str, object, object], ...] | None
+               ) -> Change:
+        return Change(action, "fr", sku, (None,) * 13, fields)  # type: ignore[arg-type]
+
+    changes = ([change(f"Z{i}", "zero", (("quantity", 1, 0),)) for i in range(7)]
+               + [change(f"S{i}", "update", (("quantity", 1, 2),)) for i in range(5)]
+               + [change(f"P{i}", "retry", (("price", "1", "2"),)) for i in range(3)]
+               + [change(f"C{i}", "create", None) for i in range(11)])
+    log = ChangeLog(changes, spill_at=spill_at)
+    assert log.priorities == [7, 5, 3, 11]
+    assert len(list(log)) == 26 and log.priorities == [7, 5, 3, 11]  # read: still counted
+    log.close()
