@@ -133,3 +133,18 @@ def test_a_results_file_in_a_missing_folder_is_refused_before_sending(
     result = shop.run("apply", "--results", str(tmp_path / "nowhere" / "r.json"), code=1)
     assert "--results" in result.stderr and "does not exist" in result.stderr
     assert server.emulator.exchanges == []
+
+
+def test_a_command_stopped_by_an_error_still_writes_its_results_naming_it(
+        shop: Shop, server: EmulatorServer, tmp_path: Path) -> None:
+    server.emulator.faults.reject_skus.clear()
+    server.emulator.faults.echo_auth_skus.clear()
+    shop.catalog([catalog_row(f"L-{i}") for i in range(3)])
+    shop.run("apply")
+    shop.catalog([])  # an empty export: the mass-zero guard stops the run
+    out = tmp_path / "stopped.json"
+    shop.run("apply", "--results", str(out), code=1)
+    results = read(out)
+    assert "the plan would zero 3 of 3 live offers" in results["metadata"]["error"]
+    assert results["results"] == [] and results["summary"]["offers"] == 0
+    assert all(listing["quantity"] == 5 for listing in server.emulator.listings(TOKEN))
