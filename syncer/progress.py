@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from syncer.catalog import CatalogSource, CatalogStream
+from syncer.catalog.files import CatalogSource, CatalogStream
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

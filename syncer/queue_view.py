@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from syncer.config import Settings, StoreSettings
-    from syncer.diff import StorePlan
-    from syncer.plan import Plan
-    from syncer.state import StateStore
+    from syncer.config.settings import Settings, StoreSettings
+    from syncer.planning.diff import StorePlan
+    from syncer.planning.plan import Plan
+    from syncer.state.store import StateStore
 
 # Change.priority -> its name in reports (None: queued by an older version of the syncer).
 PRIORITIES: Final[tuple[tuple[int | None, str], ...]] = (
@@ -288,7 +288,7 @@ def queued_only(plan: StorePlan, state: StateStore | None = None) -> StorePlan:
     catalog says now), in sending order; new changes wait for the offer run's cadence.
     With ``state``, queued offers the plan no longer changes (the catalog went back to what
     is published, the row is rejected now...) leave the queue: nothing waits for them."""
-    from syncer.diff import StorePlan
+    from syncer.planning.diff import StorePlan
 
     share = StorePlan(plan.store, plan.locale, plan.revision, unchanged=plan.unchanged,
                       rejected=plan.rejected, quarantined=plan.quarantined, live=plan.live,

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from syncer import __version__
+from syncer.core.secrets import scrub
 from syncer.errors import ConfigError
-from syncer.secrets import scrub
 
 RESULTS_FORMAT: Final = 1
 OUTCOMES: Final = ("confirmed", "refused", "unreachable", "failed", "queued", "in_flight",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.emulator import EmulatorServer
+from syncer.emulator.server import EmulatorServer
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import checked_emulator
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from syncer.cli import cli
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorServer
-from syncer.jobs import JobContext, paced
-from syncer.planner import siblings
+from syncer.cli.main import cli
+from syncer.config.settings import Settings, load_settings
+from syncer.emulator.server import EmulatorServer
+from syncer.pipeline.jobs import JobContext, paced
+from syncer.pipeline.planner import siblings
+from syncer.pipeline.schedule import next_due_lines, run_due
 from syncer.queue_view import drain_time, duration
-from syncer.schedule import next_due_lines, run_due
-from syncer.state import StateStore
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator
 
@@ -289,7 +289,7 @@ def test_status_shows_products_waiting_for_back_markets_review(
 
 @pytest.mark.parametrize("spill_at", [50_000, 4])
 def test_a_plans_changes_are_counted_by_priority_in_memory_and_spilled(spill_at: int) -> None:
-    from syncer.diff import Change, ChangeLog
+    from syncer.planning.diff import Change, ChangeLog
 
     def change(sku: str, action: str, fields: tuple[tuple[str, object, object], ...] | None
                ) -> Change:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from syncer.emulator import EmulatorServer
+from syncer.emulator.server import EmulatorServer
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 
