@@ -17,7 +17,7 @@ from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.jobs import JobContext, paced
 from syncer.pipeline.planner import siblings
 from syncer.pipeline.schedule import next_due_lines, run_due
-from syncer.queue_view import drain_time, duration
+from syncer.planning.queue import drain_time, duration
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator

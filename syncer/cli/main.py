@@ -153,8 +153,8 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
     """The plan command's work (also the dry run of `syncer init`); returns its exit code."""
     from syncer.catalog.files import CatalogSource
     from syncer.pipeline.planner import catalog_source, make_plan
+    from syncer.pipeline.progress import ProgressDisplay
     from syncer.planning.plan import Plan
-    from syncer.progress import ProgressDisplay
     from syncer.publish.products import plan_products
     from syncer.reports.rejections import (
         Fingerprinted,
@@ -175,7 +175,7 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
         if kind == "products":
             result = plan_products(settings, stores, source, state)
         else:
-            from syncer.queue_view import plan_queues
+            from syncer.planning.queue import plan_queues
             from syncer.state.store import utcnow
 
             result = make_plan(settings, stores, source, state)
@@ -287,8 +287,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     from syncer.errors import SafetyStop
     from syncer.pipeline.jobs import JobContext, check_zero_share, paced, publish_store
     from syncer.pipeline.planner import catalog_source, make_plan, siblings
-    from syncer.progress import ProgressDisplay
-    from syncer.run_results import recording
+    from syncer.pipeline.progress import ProgressDisplay
+    from syncer.reports.run_results import recording
     from syncer.state.store import StateStore
 
     settings = obj.settings()
@@ -449,8 +449,8 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool,
     from syncer.alerts.events import notifier
     from syncer.pipeline.jobs import JobContext, paced
     from syncer.pipeline.planner import siblings
-    from syncer.progress import ProgressDisplay
-    from syncer.run_results import recording
+    from syncer.pipeline.progress import ProgressDisplay
+    from syncer.reports.run_results import recording
     from syncer.state.store import StateStore
 
     settings = obj.settings()
@@ -571,7 +571,7 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
     """
     from syncer.pipeline.jobs import JobContext, paced, reconcile_store
     from syncer.pipeline.planner import catalog_source, siblings
-    from syncer.progress import ProgressDisplay
+    from syncer.pipeline.progress import ProgressDisplay
     from syncer.state.store import StateStore
 
     settings = obj.settings()
@@ -607,7 +607,7 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
 def status(obj: Context, store: str | None, fmt: str) -> None:
     """Per store: live, zeroed, failed and pending offers, the queue behind the hourly
     budget (by priority, with the time to drain it) and the last runs."""
-    from syncer.queue_view import status_queues
+    from syncer.planning.queue import status_queues
     from syncer.state.store import StateStore, utcnow
 
     settings = obj.settings()

@@ -27,16 +27,16 @@ from syncer.catalog.files import CatalogSource
 from syncer.config.settings import Settings, StoreSettings, request_deadline
 from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
+from syncer.pipeline.progress import ProgressDisplay
 from syncer.planning.diff import StorePlan, stock_only
 from syncer.planning.plan import Plan
-from syncer.progress import ProgressDisplay
 from syncer.publish.publisher import Publisher, PublishResult
 from syncer.publish.reconcile import Reconciliation, reconcile
 from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
 
 if TYPE_CHECKING:
     from syncer.alerts.events import StoreTurn
-    from syncer.run_results import RunResults
+    from syncer.reports.run_results import RunResults
 
 log = structlog.get_logger("syncer.pipeline.jobs")
 
@@ -155,7 +155,7 @@ class JobContext:
     finished: Callable[[StoreTurn], None] = lambda _turn: None
     # The run-results file being collected (`--results FILE`), if one was asked for.
     results: RunResults | None = None
-    # The progress display on a terminal (off by default: `syncer.progress`).
+    # The progress display on a terminal (off by default: `syncer.pipeline.progress`).
     display: ProgressDisplay = field(default_factory=lambda: ProgressDisplay(False))
 
 

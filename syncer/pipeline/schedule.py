@@ -63,7 +63,7 @@ def job_states(ctx: JobContext, store: StoreSettings, now: datetime) -> list[Job
     states = []
     for kind in KINDS:
         if kind == "queue":
-            from syncer.queue_view import queue_due_at
+            from syncer.planning.queue import queue_due_at
 
             last = ctx.state.last_success(store.name, ("queue",))
             states.append(JobState(store.name, kind, store.publish_offers, last, None if not
@@ -156,7 +156,7 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
             check_zero_share(ctx.settings, plan, force)
             store_plan = plan.stores[0]
             if kind == "queue":
-                from syncer.queue_view import queued_only
+                from syncer.planning.queue import queued_only
 
                 store_plan = queued_only(store_plan, ctx.state)
             outcome.publications.append((kind, publish_store(ctx, store_plan, kind=kind)))
@@ -168,7 +168,7 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
 
 
 def _queue_still_due(ctx: JobContext, store: StoreSettings) -> bool:
-    from syncer.queue_view import queue_due_at
+    from syncer.planning.queue import queue_due_at
 
     now = ctx.now()
     due_at = queue_due_at(ctx.state, store, ctx.settings.limits.sku_lines_per_hour, now)

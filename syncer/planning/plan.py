@@ -18,8 +18,8 @@ from typing import Any, Final, TextIO
 
 from syncer.core.offers import FIELDS, Rejection, visible
 from syncer.planning.diff import Change, Notice, StorePlan
-from syncer.queue_view import StoreQueue
-from syncer.queue_view import render as render_queue
+from syncer.planning.queue import StoreQueue
+from syncer.planning.queue import render as render_queue
 
 PLAN_FORMAT: Final = 1
 COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected",

@@ -48,7 +48,7 @@ from syncer.errors import (
 )
 from syncer.planning.diff import LOOKUP_BATCH, Change, StorePlan
 from syncer.publish.reconcile import observed
-from syncer.run_results import OfferResult
+from syncer.reports.run_results import OfferResult
 from syncer.state.store import Ack, Failure, SnapshotEntry, StateStore
 
 log = structlog.get_logger("syncer.publish.publisher")
@@ -130,7 +130,7 @@ class Publisher:
         # content of a proposal. ``on_task`` sees every finished task (its per-row results).
         self.extra_columns = extra_columns or {}
         self.on_task = on_task
-        # Told what became of each offer (the run-results file, syncer/run_results.py), with
+        # Told what became of each offer (the run-results file, syncer/reports/run_results.py), with
         # when the request that decided it went out and the POST's request id of a batch.
         self.on_offer = on_offer
         self._sent_at: float | None = None
