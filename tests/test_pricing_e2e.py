@@ -364,3 +364,66 @@ def test_rows_a_strategy_prices_are_never_taken_as_unchanged_by_the_fast_path(
     plain = StorePricer("fr", "FR", catalog.pricing.rules("fr"), mapping.stores[0].pricing,
                         {}, {}, NOW)
     assert not plain.reprices(row("A", "1.00", "0.5").split(";"))
+
+
+# --- what the plan says and keeps --------------------------------------------------------------
+
+def test_a_bad_pricing_cell_is_rejected_by_row_and_column_and_only_stops_repricing(
+        tmp_path: Path, emulator: EmulatorServer) -> None:
+    shop = make_shop(tmp_path, emulator)
+    priced_catalog(shop, [row("A-1", "409.00", "300")])
+    shop.run("apply")
+    rival(emulator, "A-1", "399.00")
+    shop.run("market", "--refresh")
+    priced_catalog(shop, [row("A-1", "409.00", "trois cents", stock="7")])
+    plan = shop.plan_json()
+    [rejection] = plan["rejections"]
+    assert (rejection["row"], rejection["sku"], rejection["store"], rejection["column"],
+            rejection["field"], rejection["value"]) == (
+        2, "A-1", "fr", "cost", "pricing cost", "trois cents")
+    assert rejection["message"].startswith(
+        "row 2 (SKU A-1) [store fr]: pricing cost (column 'cost') is 'trois cents'; expected")
+    # The stock still goes; the price is not moved.
+    assert updates(plan)["A-1"]["fields"] == {"quantity": {"old": 5, "new": 7}}
+    assert "pricing cost 'trois cents' is not" in plan["notices"][0]["message"]
+
+
+def test_the_kill_switch_sends_the_catalog_price_again(tmp_path: Path,
+                                                       emulator: EmulatorServer) -> None:
+    shop = make_shop(tmp_path, emulator)
+    priced_catalog(shop, [row("A-1", "409.00", "300")])
+    shop.run("apply")
+    rival(emulator, "A-1", "399.00")
+    shop.run("market", "--refresh")
+    shop.run("apply")
+    assert shop.live("A-1", "fr-fr")["price"] == "398.98"  # type: ignore[index]
+    (tmp_path / "mappings" / "default.toml").write_text(
+        profile_text(strategy='"win"', margin_share='"5%"', enabled="false"), encoding="utf-8")
+    move = updates(shop.plan_json())["A-1"]
+    assert move["fields"] == {"price": {"old": "398.98", "new": "409.00"}}
+    assert move["pricing"] is None  # the catalog's price, not a move of pricing
+    shop.run("apply")
+    assert shop.live("A-1", "fr-fr")["price"] == "409.00"  # type: ignore[index]
+
+
+def test_a_saved_plan_keeps_its_traces_and_its_price_stop(tmp_path: Path,
+                                                          emulator: EmulatorServer) -> None:
+    shop = make_shop(tmp_path, emulator, max_change_per_run='"50%"', cooldown_minutes="0",
+                     max_change_per_day='"100%"')
+    skus = [f"S-{i}" for i in range(3)]
+    priced_catalog(shop, [row(sku, "400.00", "100") for sku in skus])
+    shop.run("apply")
+    for sku in skus:
+        rival(emulator, sku, "300.00")
+    shop.run("market", "--refresh")
+    saved = tmp_path / "plan.json"
+    shop.run("plan", "--format", "json", "--out", str(saved), code=2)
+    plan = json.loads(saved.read_text(encoding="utf-8"))
+    assert all(c["pricing"] and c["gain"] for c in plan["changes"])
+    result = shop.run("apply", "--plan", str(saved), code=None)
+    assert result.exit_code != 0
+    assert "would change the price of 3 of 3 live offers" in result.output + result.stderr
+    assert {shop.live(sku, "fr-fr")["price"] for sku in skus} == {"400.00"}  # type: ignore[index]
+    shop.run("apply", "--plan", str(saved), "--force")
+    assert {shop.live(sku, "fr-fr")["price"] for sku in skus} == {"299.98"}  # type: ignore[index]
+    assert set(price_moves(shop)) == {"s-0", "s-1", "s-2"}
