@@ -286,7 +286,7 @@ class Notice:
     """Something the seller should know that is deliberately not sent."""
 
     # "kept-rejected" | "kept-uncertain" | "dropped-from-store" | "withdrawn" |
-    # "held-product" | "quarantined"
+    # "held-product" | "quarantined" | "price-held" (a lost BackBox pricing did not move)
     kind: str
     store: str
     sku: str

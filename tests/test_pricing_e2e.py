@@ -8,6 +8,7 @@ prices outside the floor and the ceiling, nor moves a price further than the per
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -427,3 +428,15 @@ def test_a_saved_plan_keeps_its_traces_and_its_price_stop(tmp_path: Path,
     shop.run("apply", "--plan", str(saved), "--force")
     assert {shop.live(sku, "fr-fr")["price"] for sku in skus} == {"299.98"}  # type: ignore[index]
     assert set(price_moves(shop)) == {"s-0", "s-1", "s-2"}
+
+
+def test_the_engine_has_one_backpricer_band_and_the_emulator_its_own() -> None:
+    from syncer import emulator, pricing, validation
+
+    assert pricing.BACKPRICER_BAND is validation.BACKPRICER_BAND
+    source = Path(pricing.__file__).read_text(encoding="utf-8")
+    assigned = [node for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.AnnAssign | ast.Assign)
+                and "BACKPRICER_BAND" in ast.unparse(node).split("=")[0]]
+    assert assigned == []  # imported, not defined again
+    assert emulator.BACKPRICER_BAND == validation.BACKPRICER_BAND  # the same value, its own
