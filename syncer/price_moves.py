@@ -1,10 +1,11 @@
 """Confirmed price moves: what a publication records for pricing's day budget and cooldown.
 
-A change whose price Back Market confirmed (a real-time update acknowledged, a batch row its
-task reported done) is one move, from the price confirmed before to the one sent, kept in the
-state's ``price_move`` table (``StateStore.record_price_moves``) and read back by the planner
-as ``pricing.Move`` history. Every confirmed price change counts, a strategy's or the
-catalog's: either way the offer's price moved then.
+A price move pricing planned (a change with a ``pricing`` trace) that Back Market confirmed
+(a real-time update acknowledged, a batch row its task reported done) is kept, from the price
+confirmed before to the one sent, in the state's ``price_move`` table
+(``StateStore.record_price_moves``) and read back by the planner as ``pricing.Move``
+history. A price the catalog changed is not a move of pricing: stores without pricing rules
+write nothing more than before.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ PRICE = FIELDS.index("price")
 
 
 def moves_of(changes: Iterable[Any]) -> list[tuple[str, Decimal, Decimal]]:
-    """(SKU key, old, new) of the changes that move a confirmed price (a ``diff.Change``:
-    ``field_changes`` holds ("price", old, new); a new offer has no old price)."""
+    """(SKU key, old, new) of the changes pricing made that move a confirmed price (a
+    ``diff.Change``: ``field_changes`` holds ("price", old, new); a new offer has no old
+    price)."""
     found = []
     for change in changes:
-        if change.changes is None:
+        if change.changes is None or change.pricing is None:
             continue
         for name, old, new in change.changes:
             if name != "price" or old is None or new is None:

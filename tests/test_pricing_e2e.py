@@ -405,6 +405,9 @@ def test_the_kill_switch_sends_the_catalog_price_again(tmp_path: Path,
     assert move["pricing"] is None  # the catalog's price, not a move of pricing
     shop.run("apply")
     assert shop.live("A-1", "fr-fr")["price"] == "409.00"  # type: ignore[index]
+    # Only pricing's move is kept: the catalog's price is not a move of pricing.
+    assert [(old, new) for _, old, new in price_moves(shop)["a-1"]] == [
+        (Decimal("409.00"), Decimal("398.98"))]
 
 
 def test_a_saved_plan_keeps_its_traces_and_its_price_stop(tmp_path: Path,
