@@ -150,8 +150,8 @@ class ChangeLog:
     """A store's changes, iterated in sending order: by priority, queued ones first (oldest
     first), then in the order they were planned (catalog order). Kept in memory up to
     ``spill_at`` changes; beyond, appended to one temporary file per sending class, so that
-    memory stays bounded whatever the catalog size (there, queued changes are oldest first
-    within each block of 10,000 written together)."""
+    memory stays bounded whatever the catalog size (there, queued changes are oldest first,
+    and price moves ranked, within each block of 10,000 written together)."""
 
     CLASSES: Final = 8  # priority 0-3, queued or not
 
@@ -233,6 +233,8 @@ class ChangeLog:
         for number, changes in classes.items():
             if number % 2 == 0:  # queued: oldest first
                 changes.sort(key=_queued_since)
+            elif number == _PRICE_CLASS:  # price moves by budget_rank
+                changes.sort(key=_price_rank)
             handle = self._files.get(number)
             if handle is None:
                 handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
@@ -279,6 +281,13 @@ def _class_of(change: Change) -> int:
 
 def _queued_since(change: Change) -> str:
     return change.queued_since or ""
+
+
+_PRICE_CLASS: Final = 2 * 2 + 1  # priority 2, not queued (``_class_of``)
+
+
+def _price_rank(change: Change) -> tuple[int, Decimal]:
+    return change.price_rank
 
 
 @dataclass(frozen=True, slots=True)

@@ -443,3 +443,13 @@ def test_the_engine_has_one_backpricer_band_and_the_emulator_its_own() -> None:
                 and "BACKPRICER_BAND" in ast.unparse(node).split("=")[0]]
     assert assigned == []  # imported, not defined again
     assert emulator.BACKPRICER_BAND == validation.BACKPRICER_BAND  # the same value, its own
+
+
+def test_a_spilled_change_log_ranks_price_moves_within_each_block_it_writes() -> None:
+    target = tuple(None for _ in FIELDS)
+    moves = [Change("update", "fr", f"S-{n}", target, (("price", "2.00", "1.00"),),
+                    pricing="trace", gain=f"{n}.00") for n in range(30)]
+    log = ChangeLog(moves, spill_at=10)  # spills its first 11, then the rest as it is read
+    first, rest = list(reversed(range(11))), list(reversed(range(11, 30)))
+    assert [c.sku for c in log] == [f"S-{n}" for n in first + rest]
+    log.close()
