@@ -453,3 +453,19 @@ def test_a_spilled_change_log_ranks_price_moves_within_each_block_it_writes() ->
     first, rest = list(reversed(range(11))), list(reversed(range(11, 30)))
     assert [c.sku for c in log] == [f"S-{n}" for n in first + rest]
     log.close()
+
+
+def test_confirmed_moves_are_kept_per_store_and_sku_and_the_old_ones_dropped(
+        state_url: str) -> None:
+    at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    with StateStore.open(state_url) as state:
+        assert state.price_moves("fr", at - timedelta(days=1)) == {}  # nothing yet
+        state.record_price_moves("fr", [("a-1", Decimal("409.00"), Decimal("398.98"))],
+                                 at - timedelta(days=40))
+        state.record_price_moves("de", [("a-1", Decimal("1"), Decimal("2"))], at)
+        state.record_price_moves("fr", [("a-1", Decimal("398.98"), Decimal("390.00")),
+                                        ("b-2", Decimal("10"), Decimal("9.5"))], at)
+        assert state.price_moves("fr", at - timedelta(days=60)) == {
+            "a-1": [(at, Decimal("398.98"), Decimal("390.00"))],  # 40 days old: dropped
+            "b-2": [(at, Decimal("10"), Decimal("9.5"))]}
+        assert state.price_moves("de", at) == {"a-1": [(at, Decimal("1"), Decimal("2"))]}
