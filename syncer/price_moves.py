@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from syncer.offers import FIELDS
+from syncer.core.offers import FIELDS
 
 PRICE = FIELDS.index("price")
 

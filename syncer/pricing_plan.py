@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from syncer.competition import Competition
-from syncer.diff import Change, Notice, StorePlan
-from syncer.offers import FIELDS, Offer, Rejection, money, visible
-from syncer.pricing import (
+from syncer.core.competition import Competition
+from syncer.core.offers import FIELDS, Offer, Rejection, money, visible
+from syncer.planning.diff import Change, Notice, StorePlan
+from syncer.planning.pricing import (
     DAY,
     Decision,
     Move,
@@ -40,8 +40,8 @@ from syncer.pricing import (
 )
 
 if TYPE_CHECKING:
-    from syncer.mapping import CompiledMapping, Getter
-    from syncer.state import SnapshotEntry
+    from syncer.planning.mapping import CompiledMapping, Getter
+    from syncer.state.store import SnapshotEntry
 
 PRICE: Final = FIELDS.index("price")
 NO_INPUTS: Final = RowPricing()
@@ -261,7 +261,7 @@ class RulesAdvisor:
         self.now = now
 
     def suggest(self, offer: Offer, competition: Competition | None) -> Any:
-        from syncer.market import Suggestion
+        from syncer.market.view import Suggestion
 
         key = offer.sku_key
         decision = suggest(offer, competition, self.rules, self.moves.get(key, ()), self.now,

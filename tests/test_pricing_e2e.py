@@ -21,15 +21,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncer.competition import Competition
-from syncer.config import BUNDLED_MAPPINGS, StoreSettings, load_settings
-from syncer.diff import Change, ChangeLog, SnapshotMap, StoreDiff
-from syncer.emulator import EmulatorServer
-from syncer.mapping import compile_mapping, load_profile
-from syncer.offers import FIELDS, Offer
-from syncer.pricing import PricingRules, RowPricing, bounds
+from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings, load_settings
+from syncer.core.competition import Competition
+from syncer.core.offers import FIELDS, Offer
+from syncer.emulator.server import EmulatorServer
+from syncer.planning.diff import Change, ChangeLog, SnapshotMap, StoreDiff
+from syncer.planning.mapping import compile_mapping, load_profile
+from syncer.planning.pricing import PricingRules, RowPricing, bounds
 from syncer.pricing_plan import StorePricer
-from syncer.state import SnapshotEntry, StateStore
+from syncer.state.store import SnapshotEntry, StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.helpers import Shop, checked_emulator
 
@@ -434,7 +434,8 @@ def test_a_saved_plan_keeps_its_traces_and_its_price_stop(tmp_path: Path,
 
 
 def test_the_engine_has_one_backpricer_band_and_the_emulator_its_own() -> None:
-    from syncer import emulator, pricing, validation
+    from syncer.emulator import pricing, validation
+    from syncer.emulator import server as emulator
 
     assert pricing.BACKPRICER_BAND is validation.BACKPRICER_BAND
     source = Path(pricing.__file__).read_text(encoding="utf-8")
