@@ -28,7 +28,7 @@ from syncer.emulator.server import EmulatorServer
 from syncer.planning.diff import Change, ChangeLog, SnapshotMap, StoreDiff
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.pricing import PricingRules, RowPricing, bounds
-from syncer.pricing_plan import StorePricer
+from syncer.planning.pricing_plan import StorePricer
 from syncer.state.store import SnapshotEntry, StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.helpers import Shop, checked_emulator

@@ -74,7 +74,7 @@ def advisor_for(settings: Any, store: Any, *, inputs: Mapping[str, Any] | None =
     the state; the catalog's price otherwise."""
     from syncer.planning.mapping import load_profile
     from syncer.planning.pricing import DAY, Move
-    from syncer.pricing_plan import RulesAdvisor, in_effect
+    from syncer.planning.pricing_plan import RulesAdvisor, in_effect
 
     pricing = load_profile(settings.mapping_path()).pricing
     if pricing is None:

@@ -25,6 +25,7 @@ from syncer.planning.diff import UNCONFIRMED, StoreDiff
 from syncer.planning.mapping import CompiledMapping, Profile, compile_mapping, load_profile
 from syncer.planning.plan import Plan
 from syncer.planning.pricing import read_row
+from syncer.planning.pricing_plan import PlanPricing
 from syncer.planning.reservations import (
     RESERVING_LINE_STATES,
     reserved_note,
@@ -32,7 +33,6 @@ from syncer.planning.reservations import (
     unshipped_units,
 )
 from syncer.planning.validation import VALIDATION_VERSION, Validator
-from syncer.pricing_plan import PlanPricing
 from syncer.publish.products import held_eans
 from syncer.state.store import StateStore, StoreSnapshot
 
@@ -89,7 +89,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         quick = _FastPath(mapping, differs, listed, seen, fingerprint(profile, all_stores,
                                                                       stream.header),
                           reserved)
-        # Pricing rules (syncer/pricing_plan.py): offers priced by their store's rules.
+        # Pricing rules (syncer/planning/pricing_plan.py): offers priced by their store's rules.
         prices = PlanPricing(profile, stores, mapping, state, settings, datetime.now(UTC))
         prices.attach(differs)
         quick.reprices = prices.reprices if prices.repricing else None

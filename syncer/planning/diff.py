@@ -73,7 +73,7 @@ class Change(NamedTuple):
     # Queued by an earlier run that ran out of budget: first in line within its priority.
     queued_since: str | None = None
     source_hash: int | None = None
-    # A price pricing moved (syncer/pricing_plan.py): its trace, and what a sale then earns
+    # A price pricing moved (syncer/planning/pricing_plan.py): its trace, and what a sale then earns
     # when the move wins a BackBox (money text; None when it does not win).
     pricing: str | None = None
     gain: str | None = None
@@ -364,7 +364,7 @@ class StorePlan:
 
 
 class Pricer(Protocol):
-    """Prices offers as the store's pricing rules say (``syncer.pricing_plan.StorePricer``):
+    """Prices offers as the store's pricing rules say (``syncer.planning.pricing_plan.StorePricer``):
     the offer to publish, the trace of a move (None: no move) and its gain if it wins."""
 
     def price(self, offer: Offer, inputs: Any, entry: SnapshotEntry | None

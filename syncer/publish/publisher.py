@@ -47,7 +47,7 @@ from syncer.errors import (
     StateError,
 )
 from syncer.planning.diff import LOOKUP_BATCH, Change, StorePlan
-from syncer.price_moves import record_confirmed
+from syncer.publish.price_moves import record_confirmed
 from syncer.publish.reconcile import observed
 from syncer.state.store import Ack, Failure, SnapshotEntry, StateStore
 
