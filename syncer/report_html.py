@@ -228,7 +228,7 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
     yield _figure("The budget queue draining", queue_chart(
         [(name, d.waiting) for name, d in drains.items()],
         "lines waiting after each hour's run"))
-    moves = price_moves(plan.changes)
+    moves, waiting_by_priority, queued_before = _scan(plan, drains)
     yield _figure(f"Price moves ({len(moves)} prices changed)", price_histogram(moves))
     yield "</div>\n"
 
@@ -245,11 +245,9 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
             d = drains[store.store]
             if not d.waits:
                 continue
-            by_priority = Counter(PRIORITIES[c.priority] for c in
-                                  _tail(store.changes, d.now))
-            queued = sum(1 for c in store.changes if c.queued_since)
+            by_priority = waiting_by_priority[store.store]
             queue_rows.append([store.store, d.waits, *(by_priority[p] for p in PRIORITIES),
-                               queued, (_hours(d.hours), d.hours)])
+                               queued_before[store.store], (_hours(d.hours), d.hours)])
         yield ("<p>Every SKU line sent takes one line of the hourly budget (stores of one "
                "token share it). What does not fit this run is queued and goes first in the "
                "next one; the estimate assumes a run as soon as the budget frees.</p>\n")
@@ -275,10 +273,24 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
     yield from _foot()
 
 
-def _tail(changes: Iterable[Change], skip: int) -> Iterator[Change]:
-    for number, change in enumerate(changes):
-        if number >= skip:
-            yield change
+def _scan(plan: Plan, drains: Mapping[str, Drain]
+          ) -> tuple[list[Decimal], dict[str, Counter[str]], dict[str, int]]:
+    """One read of the changes (a large plan's are on disk) for the charts and the queue:
+    the price moves, what waits by priority and what an earlier run queued, per store."""
+    moves: list[Decimal] = []
+    waiting: dict[str, Counter[str]] = {}
+    queued: dict[str, int] = {}
+    for store in plan.stores:
+        sent_now = drains[store.store].now
+        by_priority = waiting[store.store] = Counter()
+        queued[store.store] = 0
+        for number, change in enumerate(store.changes):
+            moves.extend(price_moves((change,)))
+            if number >= sent_now:
+                by_priority[PRIORITIES[change.priority]] += 1
+            if change.queued_since:
+                queued[store.store] += 1
+    return moves, waiting, queued
 
 
 def _change_rows(plan: Plan, drains: Mapping[str, Drain]) -> Iterator[list[Any]]:

@@ -127,6 +127,14 @@ def test_a_saved_plan_reports_as_plan_format_html_shows_it(
     assert "<td>zero</td>" in planned and "<td>create</td>" in planned
     assert "8/h (3 used)" in planned and "drained in" in planned
     assert "queued since" in planned
+    # fr: 5 lines free now (8 - 3) take the zero and 4 of its 6 stock changes; de waits for
+    # fr, the stores sharing one token: 4 lines at +2 h, 8 at +3 h, the last 3 at +4 h.
+    assert _table_rows(planned, "queue") == [
+        ["fr", "12", "0", "2", "8", "2", "1", "2 h"],
+        ["de", "15", "0", "4", "10", "1", "0", "4 h"]]
+    sent = [(r[0], r[1], r[5]) for r in _table_rows(planned, "changes")]
+    assert sent[0] == ("fr", "zero", "now") and sent[5][2] == "+1 h"
+    assert [r[2] for r in sent if r[0] == "de"][-3:] == ["+4 h"] * 3
 
 
 def test_a_saved_plan_is_reported_without_a_configuration(tmp_path: Path,
