@@ -26,6 +26,7 @@ import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -672,8 +673,7 @@ def _figure(caption: str, svg: str) -> str:
 
 
 def _table(table_id: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *,
-           numeric: set[int] = frozenset(),  # type: ignore[assignment]
-           raw: set[int] = frozenset(),  # type: ignore[assignment]
+           numeric: AbstractSet[int] = frozenset(), raw: AbstractSet[int] = frozenset(),
            filter_box: bool = True) -> Iterator[str]:
     """A sortable table. A cell is a value (escaped), or (shown, sort key); ``raw`` columns
     hold HTML built here from escaped parts."""

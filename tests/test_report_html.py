@@ -172,10 +172,10 @@ def emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
-def _run_report(tmp_path: Path, emulator: EmulatorServer,
-                monkeypatch: pytest.MonkeyPatch) -> Path:
+def _run_report(tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch,
+                state_url: str | None = None) -> Path:
     monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
-    shop = Shop(tmp_path, emulator, f"sqlite:///{tmp_path / 'state.db'}",
+    shop = Shop(tmp_path, emulator, state_url or f"sqlite:///{tmp_path / 'state.db'}",
                 extra="[limits]\nsku_lines_per_hour = 4\n",
                 stores=(("fr", "fr-fr"),))  # type: ignore[arg-type]
     emulator.emulator.faults.reject_skus["B-2"] = HOSTILE_EAN  # Back Market's words, echoed
@@ -187,8 +187,9 @@ def _run_report(tmp_path: Path, emulator: EmulatorServer,
 
 
 def test_report_of_the_last_run_shows_its_counts_refusals_and_queue(
-        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    page = _run_report(tmp_path, emulator, monkeypatch).read_text(encoding="utf-8")
+        tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch,
+        state_url: str) -> None:
+    page = _run_report(tmp_path, emulator, monkeypatch, state_url).read_text(encoding="utf-8")
     runs = _table_rows(page, "runs")
     assert len(runs) == 1
     store, job, outcome, created, _, _, _, failed, queued = runs[0][:9]
