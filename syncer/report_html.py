@@ -33,13 +33,13 @@ from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from syncer.offers import visible
+from syncer.core.offers import visible
 
 if TYPE_CHECKING:
-    from syncer.config import Settings
-    from syncer.diff import Change
-    from syncer.plan import Plan
-    from syncer.state import StateStore
+    from syncer.config.settings import Settings
+    from syncer.planning.diff import Change
+    from syncer.planning.plan import Plan
+    from syncer.state.store import StateStore
 
 DEFAULT_LINES_PER_HOUR: Final = 2000  # limits.sku_lines_per_hour's default
 KINDS: Final = ("create", "update", "zero", "retry")
@@ -174,7 +174,7 @@ def plan_report(settings: Settings | None, plan: Plan, out: TextIO) -> None:
     if settings is None:
         budgets = {n: Budget(account=f"store {n}") for n in names}
     else:
-        from syncer.state import StateStore
+        from syncer.state.store import StateStore
 
         with StateStore.open_readonly(settings.state_database_url()) as state:
             budgets = budgets_for(settings, names, state)
@@ -349,7 +349,7 @@ def load_run(settings: Settings) -> RunReport:
     """The last run in the state: its run log rows, the offers refused since it started and
     the queue each of its stores has now."""
     from syncer.errors import StateError
-    from syncer.state import StateStore
+    from syncer.state.store import StateStore
 
     with StateStore.open_readonly(settings.state_database_url()) as state:
         last = state.runs(limit=1)

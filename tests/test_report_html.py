@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from syncer.cli import cli
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorServer
-from syncer.offers import FIELDS
-from syncer.plan import Plan
-from syncer.planner import catalog_source, make_plan
+from syncer.cli.main import cli
+from syncer.config.settings import Settings, load_settings
+from syncer.core.offers import FIELDS
+from syncer.emulator.server import EmulatorServer
+from syncer.pipeline.planner import catalog_source, make_plan
+from syncer.planning.plan import Plan
 from syncer.report_html import CSP, SCRIPT, Budget, drain, plan_html, price_moves
-from syncer.state import Ack, StateStore
+from syncer.state.store import Ack, StateStore
 from tests.browser import Browser, chromium
 from tests.conftest import HEADER, TOKEN, catalog_row, write_config
 from tests.helpers import Shop, checked_emulator
