@@ -178,7 +178,7 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
         else:
             result = make_plan(settings, stores, source, state)
     if fmt == "html":
-        from syncer.report_html import plan_report
+        from syncer.reports.html import plan_report
 
         assert isinstance(result, Plan)  # products: refused before planning
         page = result
@@ -228,7 +228,7 @@ def report(obj: Context, plan_file: Path | None, out: Path | None) -> None:
     rejected rows with the seller's column, what waits behind the hourly budget and when
     it should be sent, and charts. Tables sort on a header click and filter as you type.
     """
-    from syncer.report_html import load_run, plan_report, write_run_html
+    from syncer.reports.html import load_run, plan_report, write_run_html
 
     if plan_file is None:
         last = load_run(obj.settings())  # read before the file is opened: no empty page
