@@ -52,9 +52,9 @@ CASE = textwrap.dedent("""
     if kind != "csv":  # imports are not what is measured
         import structlog, logging
         from sqlalchemy import create_engine, text
-        from syncer.config import load_settings
-        from syncer.planner import catalog_source, make_plan
-        from syncer.state import Ack, StateStore
+        from syncer.config.settings import load_settings
+        from syncer.pipeline.planner import catalog_source, make_plan
+        from syncer.state.store import Ack, StateStore
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.perf_counter()
     result = {}
@@ -228,14 +228,14 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
     import structlog
     from pydantic import SecretStr
 
-    from syncer.client import BackMarketClient
-    from syncer.config import load_settings
-    from syncer.emulator import EmulatorConfig, EmulatorServer
-    from syncer.jobs import build_limits
-    from syncer.limits import SkuBudget
-    from syncer.planner import catalog_source, make_plan
-    from syncer.publish import Publisher
-    from syncer.state import StateStore
+    from syncer.backmarket.client import BackMarketClient
+    from syncer.backmarket.limits import SkuBudget
+    from syncer.config.settings import load_settings
+    from syncer.emulator.server import EmulatorConfig, EmulatorServer
+    from syncer.pipeline.jobs import build_limits
+    from syncer.pipeline.planner import catalog_source, make_plan
+    from syncer.publish.publisher import Publisher
+    from syncer.state.store import StateStore
 
     class Clock:
         def __init__(self) -> None:

@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 from click.testing import CliRunner  # noqa: E402
 from stdnum import ean as ean_check  # noqa: E402
 
-from syncer import crashpoints  # noqa: E402
-from syncer.cli import cli  # noqa: E402
-from syncer.emulator import EmulatorConfig, EmulatorServer, Faults  # noqa: E402
+from syncer.cli.main import cli  # noqa: E402
+from syncer.core import crashpoints  # noqa: E402
+from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults  # noqa: E402
 
 TOKEN = "soak-token"
 HEADER = ["sku", "ean", "grade", "stock", "safety_stock", "max_quantity", "price_fr",

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
+from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "demo"

@@ -1,3 +1,3 @@
-from syncer.cli import main
+from syncer.cli.main import main
 
 main()

@@ -24,7 +24,7 @@ made (a server may echo a token back in its own message).
 
 from __future__ import annotations
 
-from syncer.secrets import scrub
+from syncer.core.secrets import scrub
 
 
 class SyncerError(Exception):

@@ -17,7 +17,7 @@ import pytest
 import structlog
 from sqlalchemy import create_engine, text
 
-from syncer.config import Settings, load_settings
+from syncer.config.settings import Settings, load_settings
 
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")

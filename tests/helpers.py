@@ -14,11 +14,11 @@ from typing import Any
 from click.testing import CliRunner, Result
 from sqlalchemy import Table, create_engine, inspect, select
 
-from syncer.cli import cli
-from syncer.config import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer
-from syncer.mapping import compile_mapping, load_profile
-from syncer.validation import Validator
+from syncer.cli.main import cli
+from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
+from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.planning.mapping import compile_mapping, load_profile
+from syncer.planning.validation import Validator
 from tests.conftest import TOKEN, write_catalog, write_config
 from tests.contract import check_exchange
 
@@ -79,7 +79,7 @@ def assert_emulator_matches_catalog(shop: Shop, catalog: Path) -> int:
 
 def state_tables() -> list[Table]:
     """Every table of the state schema, as the package declares them (a new one included)."""
-    from syncer.state import METADATA
+    from syncer.state.store import METADATA
 
     return list(METADATA.sorted_tables)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from syncer.alerts import notifier
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorServer
-from syncer.jobs import JobContext, paced
-from syncer.planner import siblings
-from syncer.schedule import run_due
-from syncer.state import StateStore
+from syncer.alerts.events import notifier
+from syncer.config.settings import Settings, load_settings
+from syncer.emulator.server import EmulatorServer
+from syncer.pipeline.jobs import JobContext, paced
+from syncer.pipeline.planner import siblings
+from syncer.pipeline.schedule import run_due
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator
 from tests.receivers import (
@@ -401,7 +401,7 @@ def test_alert_settings_errors_name_the_file_the_key_and_what_was_expected(
 
 def test_webhook_urls_and_the_smtp_password_are_secrets_once_settings_are_read(
         tmp_path: Path, http: HttpReceiver, smtp: SmtpReceiver) -> None:
-    from syncer.secrets import scrub
+    from syncer.core.secrets import scrub
 
     write_config(tmp_path, state_url="sqlite:///state.db", extra=alert_config(http, smtp))
     load_settings(tmp_path / "syncer.toml")

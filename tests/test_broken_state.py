@@ -22,8 +22,8 @@ import pytest
 from click.testing import Result
 from sqlalchemy import create_engine, text
 
-from syncer.emulator import EmulatorServer
-from syncer.state import SCHEMA_VERSION
+from syncer.emulator.server import EmulatorServer
+from syncer.state.store import SCHEMA_VERSION
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syncer.client import BackMarketClient
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorServer
-from syncer.jobs import JobContext, LaneBudget, paced
-from syncer.limits import ApiLimits, RateLimiter, SkuBudget
-from syncer.planner import catalog_source, make_plan, siblings
-from syncer.publish import Publisher, PublishResult
-from syncer.schedule import run_due
-from syncer.state import StateStore
+from syncer.backmarket.client import BackMarketClient
+from syncer.backmarket.limits import ApiLimits, RateLimiter, SkuBudget
+from syncer.config.settings import Settings, load_settings
+from syncer.emulator.server import EmulatorServer
+from syncer.pipeline.jobs import JobContext, LaneBudget, paced
+from syncer.pipeline.planner import catalog_source, make_plan, siblings
+from syncer.pipeline.schedule import run_due
+from syncer.publish.publisher import Publisher, PublishResult
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, checked_emulator
 

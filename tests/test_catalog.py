@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.catalog import CsvCatalog, sniff_delimiter
+from syncer.catalog.files import CsvCatalog, sniff_delimiter
 from syncer.errors import CatalogError
 
 

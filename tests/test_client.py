@@ -11,7 +11,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.client import BackMarketClient, SentLine, batch_csv, task_outcomes
+from syncer.backmarket.client import BackMarketClient, SentLine, batch_csv, task_outcomes
+from syncer.backmarket.limits import RateLimiter
 from syncer.errors import (
     Blocked,
     OfferError,
@@ -19,7 +20,6 @@ from syncer.errors import (
     RetriableError,
     TokenRejected,
 )
-from syncer.limits import RateLimiter
 from tests.contract import check_request
 
 TOKEN = "s3cr3t-token-value"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from syncer.cli import cli
-from syncer.config import StoreSettings, load_settings
+from syncer.cli.main import cli
+from syncer.config.settings import StoreSettings, load_settings
 from syncer.errors import ConfigError
 from tests.conftest import TOKEN, write_config
 from tests.helpers import checked_emulator

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from syncer.emulator import EXCHANGE_LOG_SIZE, EmulatorConfig, EmulatorServer, Faults
-from syncer.state import StateStore
+from syncer.emulator.server import EXCHANGE_LOG_SIZE, EmulatorConfig, EmulatorServer, Faults
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.contract import check_exchange
 from tests.helpers import Shop, assert_emulator_matches_catalog

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from syncer.emulator import EmulatorServer
-from syncer.offers import sku_key
+from syncer.core.offers import sku_key
+from syncer.emulator.server import EmulatorServer
 from tests.conftest import HEADER, TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 

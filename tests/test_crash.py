@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from syncer import crashpoints
-from syncer.cli import cli
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.cli.main import cli
+from syncer.core import crashpoints
+from syncer.emulator.server import EmulatorConfig, EmulatorServer
 from tests.conftest import TOKEN, catalog_row, write_config
 from tests.contract import check_exchange
 from tests.helpers import Shop, assert_emulator_matches_catalog
@@ -90,7 +90,7 @@ def kill_run(config: Path, point: str, hit: int) -> int:
 def test_every_crash_point_of_the_code_is_a_kill_point_here() -> None:
     """The cases below kill at 50 instants or more, over every crash point the package
     calls: one added to the code (or misspelt there, so that it never fires) fails this."""
-    called = {match for path in Path(crashpoints.__file__).parent.rglob("*.py")
+    called = {match for path in Path(crashpoints.__file__).parents[1].rglob("*.py")
               for match in re.findall(r'crashpoint\("([^"]+)"\)', path.read_text())}
     assert called == set(crashpoints.POINTS) == {point for point, _ in CASES}
     assert len(CASES) >= 50

@@ -7,9 +7,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.diff import StorePlan, diff
-from syncer.offers import FIELDS, Offer
-from syncer.state import SnapshotEntry
+from syncer.core.offers import FIELDS, Offer
+from syncer.planning.diff import StorePlan, diff
+from syncer.state.store import SnapshotEntry
 
 Q = FIELDS.index("quantity")
 

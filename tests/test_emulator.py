@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.emulator import (
+from syncer.emulator.server import (
     GRADES,
     EmulatorConfig,
     EmulatorServer,

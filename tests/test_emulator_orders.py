@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from syncer.emulator import Emulator, EmulatorConfig
-from syncer.emulator_orders import order_book
+from syncer.emulator.orders import order_book
+from syncer.emulator.server import Emulator, EmulatorConfig
 from tests.contract import check_exchange
 
 TOKEN = "seller-a"

@@ -11,8 +11,8 @@ import click
 import pytest
 import yaml
 
-from syncer.cli import cli
-from syncer.config import load_settings
+from syncer.cli.main import cli
+from syncer.config.settings import load_settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

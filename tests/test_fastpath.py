@@ -11,11 +11,11 @@ import pytest
 import structlog
 from sqlalchemy import create_engine, text
 
-from syncer.config import Settings, load_settings
-from syncer.diff import Change, ChangeLog
+from syncer.config.settings import Settings, load_settings
 from syncer.errors import StateError
-from syncer.planner import catalog_source, make_plan
-from syncer.state import SCHEMA_VERSION, Ack, StateStore
+from syncer.pipeline.planner import catalog_source, make_plan
+from syncer.planning.diff import Change, ChangeLog
+from syncer.state.store import SCHEMA_VERSION, Ack, StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 
 
@@ -89,7 +89,7 @@ def test_a_changed_store_setting_revalidates_every_row(settings: Settings, tmp_p
 
 
 def test_failed_offers_are_never_taken_as_unchanged(settings: Settings) -> None:
-    from syncer.state import Failure
+    from syncer.state.store import Failure
 
     confirm_everything(settings)
     with StateStore.open(settings.state_database_url()) as state:

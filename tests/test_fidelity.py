@@ -14,15 +14,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.answers import ListingPage, checked
-from syncer.client import BackMarketClient
-from syncer.config import StoreSettings
-from syncer.diff import Change
-from syncer.emulator import EmulatorServer
-from syncer.offers import Offer
-from syncer.publish import batch_files, listing_matches
-from syncer.reconcile import observed, reconcile
-from syncer.state import SnapshotEntry
+from syncer.backmarket.answers import ListingPage, checked
+from syncer.backmarket.client import BackMarketClient
+from syncer.config.settings import StoreSettings
+from syncer.core.offers import Offer
+from syncer.emulator.server import EmulatorServer
+from syncer.planning.diff import Change
+from syncer.publish.publisher import batch_files, listing_matches
+from syncer.publish.reconcile import observed, reconcile
+from syncer.state.store import SnapshotEntry
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.contract import check_response
 from tests.helpers import FakeClock, Shop, checked_emulator

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from syncer.cli import cli
-from syncer.config import load_settings
+from syncer.catalog.onboarding import Header, match_column, propose
+from syncer.cli.main import cli
+from syncer.config.settings import load_settings
 from syncer.errors import ConfigError
-from syncer.mapping import load_profile
-from syncer.onboarding import Header, match_column, propose
+from syncer.planning.mapping import load_profile
 from tests.conftest import TOKEN
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from syncer.emulator import EmulatorServer
-from syncer.state import _ACK_WRITER, Ack, StateStore, utcnow
+from syncer.emulator.server import EmulatorServer
+from syncer.state.store import _ACK_WRITER, Ack, StateStore, utcnow
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 from tests.test_state import published

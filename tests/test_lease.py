@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from structlog.testing import capture_logs
 
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorServer
+from syncer.config.settings import Settings, load_settings
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError
-from syncer.jobs import JobContext, build_limits, publish_store
-from syncer.planner import catalog_source, make_plan
-from syncer.publish import PublishResult
-from syncer.state import StateStore, StoreLease, holder_id
+from syncer.pipeline.jobs import JobContext, build_limits, publish_store
+from syncer.pipeline.planner import catalog_source, make_plan
+from syncer.publish.publisher import PublishResult
+from syncer.state.store import StateStore, StoreLease, holder_id
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator
 

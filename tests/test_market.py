@@ -16,14 +16,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.client import BackMarketClient
-from syncer.competition import Competition
-from syncer.emulator import EmulatorServer
-from syncer.emulator_market import backbox, market_book
+from syncer.backmarket.client import BackMarketClient
+from syncer.backmarket.limits import ApiLimits, RateLimiter
+from syncer.core.competition import Competition
+from syncer.emulator.market import backbox, market_book
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import ApiError
-from syncer.limits import ApiLimits, RateLimiter
-from syncer.market import Candidate, market_pass, read_order
-from syncer.state import StateStore
+from syncer.market.view import Candidate, market_pass, read_order
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 
@@ -188,8 +188,8 @@ def test_a_hostile_answer_in_a_pass_is_counted_and_the_others_are_read(
 
 def test_market_refresh_says_a_hostile_answer_in_one_line_and_exits_1(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from syncer.emulator import EmulatorConfig
-    from syncer.emulator_market import MarketBook
+    from syncer.emulator.market import MarketBook
+    from syncer.emulator.server import EmulatorConfig
 
     honest = MarketBook.entries
 
@@ -317,7 +317,7 @@ def test_the_backbox_limiter_holds_competitor_reads_to_two_a_window() -> None:
 # --- the emulator's model ---------------------------------------------------------------------
 
 def test_the_backbox_goes_to_the_best_quality_per_price() -> None:
-    from syncer.emulator_market import Rival
+    from syncer.emulator.market import Rival
 
     rival = [Rival("r", Decimal("399.00"), Decimal("0.9"))]
     to_win, winner, winning = backbox(Decimal("409.00"), Decimal(1), True, rival)
@@ -401,7 +401,7 @@ SHOP_KEY = "shopkey-0a9b8c7d6e5f-SECRET"
 
 def test_the_public_shop_view_shows_grade_prices_within_the_monthly_credits(
         tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from syncer.emulator_shop import ShopEmulator, ShopServer
+    from syncer.emulator.shop import ShopEmulator, ShopServer
 
     monkeypatch.setenv("SYNCER_SHOP_KEY", SHOP_KEY)
     shop_api = ShopEmulator(emulator.emulator, keys=(SHOP_KEY,), requests_per_minute=20)

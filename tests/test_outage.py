@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.emulator import EmulatorServer
+from syncer.emulator.server import EmulatorServer
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 

@@ -1,4 +1,4 @@
-"""Pricing (syncer/pricing.py): worked examples with their traces, the profile's [pricing]
+"""Pricing (syncer/planning/pricing.py): worked examples with their traces, the profile's [pricing]
 table, the mass-change guard for prices, the budget order, and properties over any market.
 
 - No decision that moves prices below the floor or above the ceiling, whatever the data.
@@ -20,13 +20,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer import pricing
-from syncer.competition import Competition
-from syncer.config import BUNDLED_MAPPINGS, StoreSettings
+from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings
+from syncer.core.competition import Competition
+from syncer.core.offers import Offer
 from syncer.errors import ConfigError, SafetyStop
-from syncer.mapping import compile_mapping, load_profile
-from syncer.offers import Offer
-from syncer.pricing import (
+from syncer.planning import pricing
+from syncer.planning.mapping import compile_mapping, load_profile
+from syncer.planning.pricing import (
     BACKPRICER_BAND,
     Decision,
     Move,

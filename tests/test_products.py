@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from stdnum import ean as ean_check
 
-from syncer.cli import cli
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorServer, Faults
-from syncer.jobs import JobContext, paced
-from syncer.planner import siblings
-from syncer.schedule import run_due
-from syncer.state import StateStore
+from syncer.cli.main import cli
+from syncer.config.settings import Settings, load_settings
+from syncer.emulator.server import EmulatorServer, Faults
+from syncer.pipeline.jobs import JobContext, paced
+from syncer.pipeline.planner import siblings
+from syncer.pipeline.schedule import run_due
+from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, checked_emulator
 

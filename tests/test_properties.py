@@ -24,16 +24,16 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from stdnum import ean as ean_check
 
-from syncer.catalog import CatalogStream, CsvCatalog
-from syncer.config import BUNDLED_MAPPINGS, Settings, StoreSettings, load_settings
+from syncer.catalog.files import CatalogStream, CsvCatalog
+from syncer.config.settings import BUNDLED_MAPPINGS, Settings, StoreSettings, load_settings
+from syncer.core.offers import Offer, money, sku_key
+from syncer.core.vocabulary import GRADES
 from syncer.errors import CatalogError, ConfigError
-from syncer.mapping import compile_mapping, load_profile
-from syncer.offers import Offer, money, sku_key
-from syncer.plan import Plan
-from syncer.planner import make_plan
-from syncer.state import Ack, StateStore
-from syncer.validation import MAX_COMMENT, MAX_SKU, Validator
-from syncer.vocabulary import GRADES
+from syncer.pipeline.planner import make_plan
+from syncer.planning.mapping import compile_mapping, load_profile
+from syncer.planning.plan import Plan
+from syncer.planning.validation import MAX_COMMENT, MAX_SKU, Validator
+from syncer.state.store import Ack, StateStore
 from tests.conftest import HEADER, write_config
 
 # The default profile's columns, and a few optional ones it maps too.

@@ -27,13 +27,13 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from stdnum import ean as ean_check
 
-from syncer.cli import cli
-from syncer.client import BackMarketClient
-from syncer.config import load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer
-from syncer.planner import catalog_source, make_plan
-from syncer.publish import Publisher, PublishResult
-from syncer.state import StateStore
+from syncer.backmarket.client import BackMarketClient
+from syncer.cli.main import cli
+from syncer.config.settings import load_settings
+from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.pipeline.planner import catalog_source, make_plan
+from syncer.publish.publisher import Publisher, PublishResult
+from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator, state_fingerprint
 

@@ -31,12 +31,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from click.testing import Result
 
-from syncer.answers import Listing, ListingPage, Order, OrderPage, checked
-from syncer.config import load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
-from syncer.offers import FIELDS, sku_key
-from syncer.state import StateStore
-from syncer.vocabulary import GRADE_STATE
+from syncer.backmarket.answers import Listing, ListingPage, Order, OrderPage, checked
+from syncer.config.settings import load_settings
+from syncer.core.offers import FIELDS, sku_key
+from syncer.core.vocabulary import GRADE_STATE
+from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop
 

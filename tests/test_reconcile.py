@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syncer.emulator import EmulatorServer
-from syncer.offers import Offer
-from syncer.reconcile import observed, reconcile
-from syncer.state import SnapshotEntry
+from syncer.core.offers import Offer
+from syncer.emulator.server import EmulatorServer
+from syncer.publish.reconcile import observed, reconcile
+from syncer.state.store import SnapshotEntry
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator
 

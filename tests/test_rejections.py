@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 
-from syncer.catalog import CatalogStream
-from syncer.cli import EXIT_REJECTIONS, cli
+from syncer.catalog.files import CatalogStream
+from syncer.cli.main import EXIT_REJECTIONS, cli
+from syncer.core.offers import Rejection
 from syncer.errors import CatalogError
-from syncer.offers import Rejection
-from syncer.rejections import REASON_COLUMNS, Fingerprinted, write_rejections
+from syncer.reports.rejections import REASON_COLUMNS, Fingerprinted, write_rejections
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import Shop, checked_emulator
 

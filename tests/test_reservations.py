@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from syncer.config import BUNDLED_MAPPINGS, StoreSettings, load_settings
-from syncer.emulator import EmulatorServer
+from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings, load_settings
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError
-from syncer.mapping import compile_mapping, load_profile
-from syncer.orders import order_rows
-from syncer.planner import unshipped_by_store
-from syncer.reservations import reserved_note, unshipped_note, unshipped_units
-from syncer.state import StateStore
-from syncer.validation import Validator
+from syncer.orders.steps import order_rows
+from syncer.pipeline.planner import unshipped_by_store
+from syncer.planning.mapping import compile_mapping, load_profile
+from syncer.planning.reservations import reserved_note, unshipped_note, unshipped_units
+from syncer.planning.validation import Validator
+from syncer.state.store import StateStore
 from tests.conftest import HEADER, catalog_row
 from tests.helpers import Shop, checked_emulator
 from tests.test_orders import make_shop, place, write

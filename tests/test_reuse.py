@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.client import BackMarketClient
-from syncer.config import load_settings
-from syncer.emulator import EmulatorServer
-from syncer.planner import catalog_source, make_plan
-from syncer.publish import Publisher
-from syncer.state import StateStore
+from syncer.backmarket.client import BackMarketClient
+from syncer.config.settings import load_settings
+from syncer.emulator.server import EmulatorServer
+from syncer.pipeline.planner import catalog_source, make_plan
+from syncer.publish.publisher import Publisher
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 

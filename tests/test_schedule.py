@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from syncer.config import Settings, load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer, Faults
-from syncer.jobs import JobContext, paced
-from syncer.planner import siblings
-from syncer.schedule import job_states, next_due_lines, run_due
-from syncer.state import StateStore
+from syncer.config.settings import Settings, load_settings
+from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults
+from syncer.pipeline.jobs import JobContext, paced
+from syncer.pipeline.planner import siblings
+from syncer.pipeline.schedule import job_states, next_due_lines, run_due
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator
 
@@ -146,7 +146,7 @@ def test_run_command_with_nothing_due_exits_0_and_prints_next_due(
         settings: Settings, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from syncer.cli import cli
+    from syncer.cli.main import cli
 
     runner = CliRunner()
     first = runner.invoke(cli, ["--config", str(tmp_path / "syncer.toml"), "run"])

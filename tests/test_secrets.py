@@ -21,10 +21,10 @@ import structlog
 from click.testing import Result
 from sqlalchemy import create_engine, inspect, text
 
-import syncer.client
-from syncer import logs, secrets
-from syncer.config import load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer
+import syncer.backmarket.client
+from syncer.config.settings import load_settings
+from syncer.core import logs, secrets
+from syncer.emulator.server import EmulatorConfig, EmulatorServer
 from syncer.errors import ConfigError, OfferError, StateError
 from tests.conftest import TOKEN, catalog_row, write_config
 from tests.helpers import Shop, checked_emulator
@@ -127,8 +127,8 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
     def broken(*_args: object) -> dict[str, object]:
         raise RuntimeError("task result in an unexpected shape")
 
-    monkeypatch.setattr(syncer.client, "task_outcomes", broken)
-    monkeypatch.setattr("syncer.publish.task_outcomes", broken, raising=False)
+    monkeypatch.setattr(syncer.backmarket.client, "task_outcomes", broken)
+    monkeypatch.setattr("syncer.publish.publisher.task_outcomes", broken, raising=False)
     shop.catalog([catalog_row("A-1", stock="1"), catalog_row("B-2"), catalog_row("C-3"),
                   catalog_row("D-4")])
     crashed = out.run("apply", code=None)

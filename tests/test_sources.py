@@ -34,13 +34,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
-from syncer.catalog import CsvCatalog
-from syncer.config import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator import EmulatorConfig, EmulatorServer
+from syncer.catalog.files import CsvCatalog
+from syncer.catalog.sql import SqlCatalog, cell_text, database_url, mask_password, numeric_columns
+from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
+from syncer.emulator.server import EmulatorConfig, EmulatorServer
 from syncer.errors import CatalogError, ConfigError
-from syncer.mapping import load_profile
-from syncer.planner import catalog_source
-from syncer.sources import SqlCatalog, cell_text, database_url, mask_password, numeric_columns
+from syncer.pipeline.planner import catalog_source
+from syncer.planning.mapping import load_profile
 from tests.conftest import (
     HEADER,
     TOKEN,
@@ -229,7 +229,7 @@ def test_a_200k_row_catalog_is_read_in_bounded_memory(db_url: str) -> None:
     make_big_table(db_url)  # about 60 MB of cells; loaded whole it would take well over that
     script = textwrap.dedent("""
         import resource, sys
-        from syncer.sources import SqlCatalog
+        from syncer.catalog.sql import SqlCatalog
         source = SqlCatalog(sys.argv[1], query="SELECT * FROM big ORDER BY id", batch_size=1000)
         with source.open() as stream:  # connected, types loaded: measure from here
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

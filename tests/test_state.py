@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from syncer.core.offers import FIELDS, Offer
 from syncer.errors import LockHeld, StateError
-from syncer.offers import FIELDS, Offer
-from syncer.state import Ack, Failure, StateStore, StoreLease, holder_id
+from syncer.state.store import Ack, Failure, StateStore, StoreLease, holder_id
 
 Q = FIELDS.index("quantity")
 

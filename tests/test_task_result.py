@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.client import SentLine, task_outcomes
-from syncer.emulator import EmulatorServer, Faults
+from syncer.backmarket.client import SentLine, task_outcomes
+from syncer.emulator.server import EmulatorServer, Faults
 from syncer.errors import ApiError
-from syncer.state import StateStore
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator
 from tests.test_client import client
@@ -198,7 +198,7 @@ def test_a_rejected_product_proposal_is_recorded_once_and_not_proposed_again(
                           "stock_lane = false\n")
         write_catalog(tmp_path / "catalog.csv", [row("NEW-1", ean(2)), row("BAD-1", BAD)],
                       PRODUCT_HEADER)
-        from syncer.config import load_settings
+        from syncer.config.settings import load_settings
 
         settings = load_settings(config)
         run(settings, clocks)

@@ -39,8 +39,8 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.emulator import EmulatorConfig, EmulatorServer
-from syncer.vocabulary import GRADE_STATE
+from syncer.core.vocabulary import GRADE_STATE
+from syncer.emulator.server import EmulatorConfig, EmulatorServer
 from tests.conftest import TOKEN
 
 PART1 = "batch task real shape: issue 13 part 1, merged separately"

@@ -1,0 +1,511 @@
+"""Validation: each mapped catalog row becomes valid offers (one per store) or rejections.
+
+Pure: no I/O. Every rejection names the row, the SKU, the field, the value found and what was
+expected, so the merchant can fix the catalog without reading code. A row's problems are all
+reported at once. Row-level problems (SKU, product link, grade, stock) block the row in every
+store; a store's own fields (price, warranty, comment...) block only that store's offer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
+from typing import Final, NamedTuple, Protocol
+
+from stdnum import ean as ean_check
+
+from syncer.core.offers import Offer, Rejection, ShippingOption, money, sku_key
+from syncer.planning.mapping import CompiledMapping, Getter, Profile, StoreMapping
+
+# Bump when a rule changes what a row publishes: rows confirmed under older rules are then
+# validated again instead of being taken as unchanged (see planner.fingerprint).
+VALIDATION_VERSION: Final = 3
+MAX_COMMENT: Final = 500
+# Back Market's BackPricer keeps min_price <= price <= min_price * 1.08 (reference/
+# BACKMARKET.md, observed in production: INVALID_BACKPRICER_RANGE, or BackBox silently
+# overrides the price). A store's backpricer_band setting turns the check off.
+BACKPRICER_BAND: Final = Decimal("1.08")
+_CENT: Final = Decimal("0.01")
+MAX_SKU: Final = 64
+_BAD_SKU: Final = re.compile(r'[\r\n\t;"\x00-\x1f\x7f\ud800-\udfff]')
+# Never in text sent or stored: control characters (PostgreSQL cannot even store a NUL) and
+# lone surrogates (not encodable as UTF-8). Tabs and line breaks are fine in a comment.
+_BAD_TEXT: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Unicode categories a SKU never holds: controls, format characters (U+200B, U+FEFF, U+2060,
+# bidi marks...), surrogates, private use, unassigned, and line/paragraph separators. They
+# make two SKUs that look the same, and Back Market would hold them as two listings.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_AMOUNT: Final = re.compile(r"\d{1,9}(\.\d{1,2})?")
+_PLAIN_AMOUNT: Final = re.compile(r"\d{1,9}(\.\d{1,2})?")
+_INTEGER: Final = re.compile(r"\+?\d{1,9}(\.0+)?")
+AMOUNT_EXPECTED: Final = "an amount like 199.90 (digits, at most 2 decimals, no thousands " \
+    "separator or currency sign)"
+
+
+class BadValue(ValueError):
+    """A value that cannot be used, with what was expected instead."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+def parse_amount(text: str, *, positive: bool = True) -> Decimal:
+    """A money amount. Accepts a decimal comma ("12,50"); refuses anything ambiguous."""
+    if _PLAIN_AMOUNT.fullmatch(text):  # the common case, with nothing to clean or doubt
+        value = Decimal(text)
+        if value or not positive:
+            return value
+    result = _amount(text, positive)
+    if isinstance(result, str):
+        raise BadValue(result)
+    return result
+
+
+@lru_cache(maxsize=131_072)
+def _amount(text: str, positive: bool) -> Decimal | str:
+    """The amount, or what was expected instead (cached: catalogs repeat their prices)."""
+    try:
+        return _parse_amount(text, positive)
+    except BadValue as exc:
+        return exc.expected
+
+
+def _parse_amount(text: str, positive: bool) -> Decimal:
+    raw = text.strip()
+    if raw.count(",") == 1 and "." not in raw:
+        raw = raw.replace(",", ".")
+    negative = raw.startswith("-")
+    if negative:
+        raw = raw[1:]
+    if not _AMOUNT.fullmatch(raw):
+        raise BadValue(AMOUNT_EXPECTED.replace("an amount", "a positive amount", 1) if positive
+                       else AMOUNT_EXPECTED)
+    value = Decimal(raw)
+    if negative and value != 0:
+        raise BadValue("a positive amount" if positive else "an amount of 0 or more")
+    if positive and value <= 0:
+        raise BadValue("an amount greater than 0")
+    return value
+
+
+def parse_count(text: str) -> int:
+    """A whole number of items or months (spreadsheets may write 12 as 12.0)."""
+    result = _count(text)
+    if isinstance(result, str):
+        raise BadValue(result)
+    return result
+
+
+@lru_cache(maxsize=65_536)
+def _count(text: str) -> int | str:
+    try:
+        return _parse_count(text)
+    except BadValue as exc:
+        return exc.expected
+
+
+def _parse_count(text: str) -> int:
+    raw = text.strip()
+    if raw.startswith("-") and _INTEGER.fullmatch(raw[1:]):
+        raise BadValue("a whole number of 0 or more")
+    if not _INTEGER.fullmatch(raw):
+        raise BadValue("a whole number like 3")
+    return int(Decimal(raw))
+
+
+def parse_product_id(text: str) -> str:
+    """A product UUID, or a Back Market product page URL carrying one."""
+    raw = text.strip()
+    if _UUID.fullmatch(raw):
+        return raw.lower()
+    if raw.lower().startswith(("http://", "https://")):
+        found: list[str] = _UUID.findall(raw.split("?")[0].split("#")[0])
+        if found:
+            return found[-1].lower()
+        raise BadValue("a Back Market product URL ending with the product's UUID")
+    raise BadValue("a Back Market product UUID like 3f2b...-...-...-...-... or a product URL")
+
+
+def parse_ean(text: str) -> str:
+    raw = text.strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) not in (8, 12, 13):
+        raise BadValue("an EAN of 8, 12 or 13 digits")
+    # The digits are already checked: stdnum's check digit without its generic cleaning,
+    # which costs more than the rest of a row's validation.
+    if ean_check.calc_check_digit(raw[:-1]) != raw[-1]:
+        raise BadValue("an EAN with a valid check digit")
+    return raw
+
+
+@dataclass
+class RowResult:
+    """What one catalog row gave: offers by store, and the problems found."""
+
+    row: int
+    sku: str | None
+    offers: list[Offer] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    # Stores whose offer this row blocks (all stores when the problem is row-level).
+    rejected_stores: set[str] = field(default_factory=set)
+    # Stores where the row is listed (a price is given), valid or not.
+    listed_stores: set[str] = field(default_factory=set)
+    # Stores whose price cell is empty on this row: store -> the column read.
+    unpriced: dict[str, str] = field(default_factory=dict)
+    # False when the row cannot be tied to a SKU with certainty (no SKU, a SKU cell that is
+    # not a valid SKU, or a row with the wrong number of fields): its ``key`` is then None,
+    # and no offer of the run may be taken for "gone from the catalog" (invariant 10).
+    sku_certain: bool = True
+
+    @property
+    def key(self) -> str | None:
+        return None if self.sku is None or not self.sku_certain else sku_key(self.sku)
+
+
+class _StoreGetters(NamedTuple):
+    """A store's getters looked up once, not once per row."""
+
+    mapping: StoreMapping
+    price: Getter
+    currency: Getter | None
+    warranty: Getter | None
+    comment: Getter | None
+    min_price: Getter | None
+    max_price: Getter | None
+
+
+class Validator:
+    """Validates rows in catalog order; remembers SKUs to reject case-insensitive duplicates.
+    ``seen`` (SKU key -> first row and spelling) may be shared with a caller that skips
+    validating rows it knows unchanged, so that duplicates are still caught. ``reserved``
+    (store -> SKU key -> units, see ``syncer.planning.reservations``) holds units back from a
+    store's stock: the stores of one account share one mapping, as they share the stock."""
+
+    def __init__(self, mapping: CompiledMapping,
+                 seen: dict[str, tuple[int, str]] | None = None,
+                 reserved: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self.mapping = mapping
+        self._reserved = {name: units for name, units in (reserved or {}).items() if units}
+        self.width = len(mapping.header)
+        self._seen: dict[str, tuple[int, str]] = {} if seen is None else seen
+        self._offer = mapping.offer
+        self._all_stores = frozenset(s.store.name for s in mapping.stores)
+        # (field, store or None) -> the seller's column, named in rejections.
+        self._columns: dict[tuple[str, str | None], str] = {
+            (name, None): g.column for name, g in mapping.offer.items() if g.column}
+        self._columns.update({(name, m.store.name): g.column for m in mapping.stores
+                              for name, g in m.fields.items() if g.column})
+        # The row-level getters, looked up once (a row calls each of them).
+        self._sku = mapping.offer["sku"]
+        self._grade = mapping.offer["grade"]
+        self._product_id = mapping.offer.get("product_id")
+        self._ean = mapping.offer.get("ean")
+        self._deee = mapping.offer.get("deee")
+        self._stores = tuple(
+            _StoreGetters(m, m.fields["price"], *(m.fields.get(name) for name in (
+                "currency", "warranty", "comment", "min_price", "max_price")))
+            for m in mapping.stores)
+
+    def validate(self, row: int, values: Sequence[str]) -> RowResult:
+        offer = self._offer
+        if len(values) != self.width:
+            # Which cell holds the SKU of a shifted row cannot be known: never guess it (a
+            # guess zeroes the real SKU's offer, or ties the row to another one).
+            all_stores = set(self._all_stores)
+            result = RowResult(row, None, sku_certain=False)
+            result.rejections.append(Rejection(
+                row, None, "row", f"{len(values)} fields",
+                f"{self.width} fields as in the header (check quoting and delimiters); "
+                "its SKU cannot be told, so no offer is zeroed as gone from the catalog "
+                "this run",
+            ))
+            result.rejected_stores = all_stores
+            result.listed_stores = all_stores
+            return result
+
+        problems: list[Rejection] = []
+        sku = self._sku(values)
+        result = RowResult(row, sku)
+        key: str | None = None
+
+        def reject(field_name: str, value: str | None, expected: str,
+                   store: str | None = None) -> None:
+            column = self._columns.get((field_name, store)) or \
+                self._columns.get((field_name, None))
+            problems.append(Rejection(row, sku, field_name, value, expected, store, column))
+
+        if sku is None:
+            result.sku_certain = False
+            reject("sku", None, "a SKU (the listing's identifier, unique per seller)")
+        elif (problem := sku_problem(sku)) is not None:
+            result.sku_certain = False
+            reject("sku", sku, problem)
+        else:
+            key = sku_key(sku)
+            first = self._seen.get(key)
+            if first is not None:
+                reject("sku", sku, f"a unique SKU; row {first[0]} already uses {first[1]!r} "
+                                   "(Back Market matches SKUs ignoring case and accent encoding)")
+            else:
+                self._seen[key] = (row, sku)
+
+        product_id = ean = None
+        raw = self._product_id(values) if self._product_id else None
+        if raw is not None:
+            try:
+                product_id = parse_product_id(raw)
+            except BadValue as exc:
+                reject("product_id", raw, exc.expected)
+        raw_ean = self._ean(values) if self._ean else None
+        if raw_ean is not None:
+            try:
+                ean = parse_ean(raw_ean)
+            except BadValue as exc:
+                reject("ean", raw_ean, exc.expected)
+        if raw is None and raw_ean is None:
+            reject("product_id", None, "a product link: a Back Market product UUID or URL "
+                                       "(product_id), or an EAN")
+
+        grade = None
+        raw = self._grade(values)
+        if raw is None:
+            reject("grade", None, self.mapping.profile.grade_vocabulary())
+        else:
+            grade = self.mapping.profile.grade(raw)
+            if grade is None:
+                reject("grade", raw, self.mapping.profile.grade_vocabulary())
+
+        quantity = _quantity(offer, values, reject)
+
+        deee = None
+        raw = self._deee(values) if self._deee else None
+        if raw is not None:
+            try:
+                deee = parse_amount(raw, positive=False)
+            except BadValue as exc:
+                reject("deee", raw, exc.expected)
+
+        row_ok = not problems
+        profile = self.mapping.profile
+        offer_key = key if key is not None else (sku_key(sku) if sku is not None else None)
+        for getters in self._stores:
+            price_text = getters.price(values)
+            if price_text is None:
+                # Not offered in this store: fine for a new offer; for one live there, the
+                # diff turns it into a rejection (or a withdrawal, when the store says so).
+                result.unpriced[getters.mapping.store.name] = getters.price.column or "price"
+                continue
+            store = getters.mapping.store
+            result.listed_stores.add(store.name)
+            before = len(problems)
+            fields = _store_fields(profile, getters, values, price_text, reject)
+            if not row_ok or len(problems) > before or fields is None:
+                result.rejected_stores.add(store.name)
+                continue
+            assert sku is not None and grade is not None and quantity is not None
+            price, currency, warranty, comment, min_price, max_price, shipping = fields
+            store_deee = deee if store.send_deee else None
+            units = self._reserved.get(store.name)
+            store_quantity = quantity
+            if units and (held := units.get(offer_key or "")):
+                # Few rows (the SKUs of unshipped orders): their cells are read again.
+                store_quantity = _quantity(offer, values, _ignore, held) or 0
+            target = (product_id, ean, grade, store_quantity, money(price), currency, warranty,
+                      comment, None if min_price is None else money(min_price),
+                      None if max_price is None else money(max_price),
+                      None if store_deee is None else money(store_deee),
+                      ";".join([option.canonical() for option in shipping]) if shipping
+                      else None)
+            result.offers.append(Offer(
+                store.name, row, sku, product_id, ean, grade, store_quantity, price, currency,
+                warranty, comment, min_price, max_price, store_deee, shipping, offer_key,
+                target))
+        if not row_ok:
+            result.rejected_stores = set(self._all_stores)
+            result.listed_stores = set(self._all_stores)
+        result.rejections = problems
+        return result
+
+
+def _get(getters: dict[str, Getter], name: str, values: Sequence[str]) -> str | None:
+    getter = getters.get(name)
+    return None if getter is None else getter(values)
+
+
+def sku_problem(sku: str) -> str | None:
+    """What is wrong with a SKU cell, as what was expected instead; None when it is valid."""
+    if len(sku) > MAX_SKU:
+        return f"at most {MAX_SKU} characters (found {len(sku)})"
+    if _BAD_SKU.search(sku):
+        return (f"a SKU of at most {MAX_SKU} characters, without tabs, line breaks, control "
+                "characters, ';' or '\"'")
+    if not sku.isascii():
+        for char in sku:
+            category = unicodedata.category(char)
+            if category in _INVISIBLE_CATEGORIES or (category == "Zs" and char != " "):
+                name = unicodedata.name(char, "unnamed")
+                return (f"a SKU without invisible or special spaces (found U+{ord(char):04X} "
+                        f"{name}, which would make a second SKU that looks the same)")
+    return None
+
+
+def _quantity(offer: dict[str, Getter], values: Sequence[str], reject: _Reject,
+              reserved: int = 0) -> int | None:
+    """The quantity the row publishes: its stock less the ``reserved`` units (see
+    ``syncer.planning.reservations``) and the safety stock, at most ``max_quantity``, never
+    below 0."""
+    raw = offer["stock"](values)
+    if raw is None:
+        reject("stock", None, "a stock count of 0 or more")
+        return None
+    try:
+        stock = parse_count(raw)
+    except BadValue as exc:
+        reject("stock", raw, exc.expected.replace("whole number", "stock count"))
+        return None
+    safety = 0
+    raw = _get(offer, "safety_quantity", values)
+    if raw is not None:
+        try:
+            safety = parse_count(raw)
+        except BadValue as exc:
+            reject("safety_quantity", raw, exc.expected)
+            return None
+    quantity = max(0, stock - reserved - safety)
+    raw = _get(offer, "max_quantity", values)
+    if raw is not None:
+        try:
+            quantity = min(quantity, parse_count(raw))
+        except BadValue as exc:
+            reject("max_quantity", raw, exc.expected)
+            return None
+    return quantity
+
+
+def _ignore(field_name: str, value: str | None, expected: str, store: str | None = None
+            ) -> None:
+    """A reject for cells already checked (and reported) once."""
+
+
+class _Reject(Protocol):
+    def __call__(self, field_name: str, value: str | None, expected: str,
+                 store: str | None = None) -> None: ...
+
+
+StoreFields = tuple[Decimal, str, int, str | None, Decimal | None, Decimal | None,
+                    tuple[ShippingOption, ...]]
+
+
+def _store_fields(
+    profile: Profile, getters: _StoreGetters, values: Sequence[str], price_text: str,
+    reject: _Reject,
+) -> StoreFields | None:
+    mapping = getters.mapping
+    store = mapping.store
+    name = store.name
+    ok = True
+
+    def amount(field_name: str, text: str | None, positive: bool = True) -> Decimal | None:
+        nonlocal ok
+        if text is None:
+            return None
+        try:
+            return parse_amount(text, positive=positive)
+        except BadValue as exc:
+            reject(field_name, text, exc.expected, name)
+            ok = False
+            return None
+
+    price = amount("price", price_text)
+
+    currency = store.currency or "EUR"
+    raw = getters.currency(values) if getters.currency else None
+    if raw is not None and raw.upper() != currency:
+        reject("currency", raw, f"{currency}, the currency of the {store.locale} market", name)
+        ok = False
+
+    warranty = 0
+    raw = getters.warranty(values) if getters.warranty else None
+    minimum = store.warranty_min_months
+    if raw is None:
+        reject("warranty", None, f"a warranty of at least {minimum} months", name)
+        ok = False
+    else:
+        try:
+            warranty = parse_count(raw)
+        except BadValue:
+            reject("warranty", raw, f"a whole number of months, at least {minimum}", name)
+            ok = False
+        else:
+            if warranty < minimum:
+                reject("warranty", raw, f"a warranty of at least {minimum} months", name)
+                ok = False
+
+    comment = getters.comment(values) if getters.comment else None
+    if comment is not None and len(comment) > MAX_COMMENT:
+        reject("comment", comment, f"at most {MAX_COMMENT} characters (found {len(comment)})",
+               name)
+        ok = False
+    elif comment is not None and (bad := _BAD_TEXT.search(comment)):
+        reject("comment", comment, f"text without control characters (found "
+                                   f"U+{ord(bad.group()):04X})", name)
+        ok = False
+
+    min_price = amount("min_price", getters.min_price(values) if getters.min_price else None)
+    max_price = amount("max_price", getters.max_price(values) if getters.max_price else None)
+    if price is not None:
+        if max_price is not None and price > max_price:
+            reject("max_price", str(max_price), f"at least the price {price} (above max_price "
+                                                "the listing is not online)", name)
+            ok = False
+        if min_price is not None and min_price > price:
+            reject("min_price", str(min_price), f"at most the price {price}", name)
+            ok = False
+        elif min_price is not None and store.backpricer_band \
+                and price > min_price * BACKPRICER_BAND:
+            lowest = (price / BACKPRICER_BAND).quantize(_CENT, rounding=ROUND_CEILING)
+            reject("min_price", str(min_price),
+                   f"between {lowest} and the price {price}: Back Market's BackPricer keeps "
+                   f"the price at most {BACKPRICER_BAND} x min_price "
+                   "(INVALID_BACKPRICER_RANGE)", name)
+            ok = False
+
+    shipping: list[ShippingOption] = []
+    for number, option in enumerate(mapping.shipping, start=1):
+        carrier = _get(option, "shipper", values)
+        if carrier is None:
+            continue
+        shipper = profile.shipper(carrier)
+        if shipper is None:
+            reject(f"shipper_{number}", carrier, "a carrier of the carrier table or a Back "
+                                                 "Market shipper value", name)
+            ok = False
+            continue
+        cost = amount(f"shipping_price_{number}", _get(option, "price", values) or "",
+                      positive=False)
+        delay_text = _get(option, "delay", values)
+        delay = None
+        if delay_text is None:
+            reject(f"shipping_delay_{number}", None, "a shipping delay in hours", name)
+            ok = False
+        else:
+            try:
+                delay = parse_count(delay_text)
+            except BadValue:
+                reject(f"shipping_delay_{number}", delay_text, "a whole number of hours", name)
+                ok = False
+        if cost is not None and delay is not None:
+            shipping.append(ShippingOption(shipper, cost, delay))
+
+    if not ok or price is None:
+        return None
+    return price, currency, warranty, comment, min_price, max_price, tuple(shipping)
+
+
