@@ -27,7 +27,8 @@ from syncer.core.offers import FIELDS
 from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.planner import catalog_source, make_plan
 from syncer.planning.plan import Plan
-from syncer.reports.html import CSP, SCRIPT, Budget, drain, plan_html, price_moves
+from syncer.reports.html import Budget, drain, plan_html, price_moves
+from syncer.reports.page import CSP, SCRIPT
 from syncer.state.store import Ack, StateStore
 from tests.browser import Browser, chromium
 from tests.conftest import HEADER, TOKEN, catalog_row, write_config
