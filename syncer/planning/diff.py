@@ -365,7 +365,8 @@ class StorePlan:
 
 class Pricer(Protocol):
     """Prices offers as the store's pricing rules say
-    (``syncer.planning.pricing_plan.StorePricer``): the offer to publish, the trace of a move (None: no move) and its gain if it wins."""
+    (``syncer.planning.pricing_plan.StorePricer``): the offer to publish, the trace of a move
+    (None: no move) and its gain if it wins."""
 
     def price(self, offer: Offer, inputs: Any, entry: SnapshotEntry | None
               ) -> tuple[Offer, str | None, str | None]: ...
