@@ -18,6 +18,12 @@ so its peak resident memory is its own.
    and the 429s the client caused (must be 0).
 5. Start-up: `syncer --help`, and `syncer plan` of the example catalog (examples/), each the
    median of several fresh processes. Baseline: `python -c pass`.
+6. Market reads (BackBox competition) on a simulated clock: a market pass every
+   `market_every_minutes` (60) for some hours over the listings of one store, as `syncer run`
+   schedules them, at Back Market's 2 reads a second: the reads spent per hour against what
+   one read of every live listing per cadence needs (the baseline: more is waste), and the
+   share of live listings whose competition data is fresher than the cadence, sampled every
+   simulated minute (mean and lowest).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from bench.generate import COUNTRIES, LOCALES, generate, header  # noqa: E402
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TARGETS = {"ratio": 3.0, "seconds": 20.0, "peak_mb": 600.0, "acks_sqlite": 50_000,
-           "budget": 0.99, "startup": 0.5}
+           "budget": 0.99, "startup": 0.5, "market_waste": 1.05, "market_fresh": 0.90}
 
 CASE = textwrap.dedent("""
     import csv, json, resource, sys, time
@@ -318,6 +324,113 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
               verdict([] if refused == 0 else ["must be 0"]))
 
 
+def market(table: Table, folder: Path, listings: int, hours: int = 4) -> None:
+    print("6. market reads, simulated clock", flush=True)
+    import logging
+
+    import structlog
+    from pydantic import SecretStr
+
+    from syncer.backmarket.client import BackMarketClient
+    from syncer.config.settings import load_settings
+    from syncer.emulator.server import EmulatorConfig, EmulatorServer
+    from syncer.market.view import market_pass
+    from syncer.pipeline.jobs import build_limits
+    from syncer.pipeline.planner import catalog_source, make_plan
+    from syncer.publish.publisher import Publisher
+    from syncer.state.store import StateStore
+
+    class Clock:
+        def __init__(self) -> None:
+            self.seconds = 0.0
+
+        def monotonic(self) -> float:
+            return self.seconds
+
+        def sleep(self, seconds: float) -> None:
+            self.seconds += seconds
+
+        def now(self) -> datetime:
+            return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.seconds)
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    clock = Clock()
+    token = "bench-market-token"
+    catalog = folder / "market.csv"
+    # One EAN per listing: each is its own BackBox (EAN-13 with its check digit).
+    eans = [f"{400000000000 + i}" for i in range(listings)]
+    eans = [e + str((10 - sum(int(d) * (3 if n % 2 else 1) for n, d in enumerate(e)) % 10)
+                    % 10) for e in eans]
+    catalog.write_text(
+        "sku;ean;grade;stock;safety_stock;max_quantity;price_fr;warranty_fr;comment_fr\n"
+        + "".join(f"M-{i:05d};{ean};GOOD;5;0;;100.00;12;\n" for i, ean in enumerate(eans)))
+    config = folder / "market.toml"
+    emulator_config = EmulatorConfig(tokens=(token,), task_delay=0.0, sku_lines_per_hour=0,
+                                     clock=clock.monotonic)
+    with EmulatorServer(emulator_config) as server:
+        config.write_text(textwrap.dedent(f"""
+            state_url = "sqlite:///{folder / 'market.db'}"
+            [catalog]
+            path = "{catalog}"
+            [api]
+            contact_email = "bench@example.com"
+            [[stores]]
+            name = "fr"
+            locale = "fr-fr"
+            environment = "{server.base_url}"
+            token_env = "BENCH_MARKET_TOKEN"
+            """), encoding="utf-8")
+        os.environ["BENCH_MARKET_TOKEN"] = token
+        settings = load_settings(config)
+        fr = settings.store("fr")
+        every = timedelta(minutes=fr.market_every_minutes)
+        limiter = build_limits(settings, clock.monotonic, clock.sleep)
+        with StateStore.open(settings.state_database_url()) as state:
+            client = BackMarketClient(fr.base_url(), SecretStr(token), fr.locale,
+                                      settings.api.user_agent(), store="fr",
+                                      limiter=limiter, sleep=clock.sleep)
+            with client:
+                plan = make_plan(settings, [fr], catalog_source(settings), state)
+                Publisher(fr, client, state, poll_seconds=1.0,
+                          clock=clock.monotonic).apply(plan.stores[0])
+                started = clock.seconds
+                reads = 0
+                samples: list[float] = []
+                for _ in range(int(hours * 60 // fr.market_every_minutes)):
+                    begun = clock.seconds
+                    reads += market_pass(client, state, account=fr.account, store="fr",
+                                         locale=fr.locale, every=every,
+                                         seconds=settings.market.pass_seconds,
+                                         max_reads=settings.market.max_reads, now=clock.now,
+                                         clock=clock.monotonic).read
+                    live = [lid for _, lid, quantity, *_ in state.market_listings("fr")
+                            if quantity > 0]
+                    while clock.seconds < begun + every.total_seconds():
+                        data = state.competition(fr.account)
+                        now = clock.now()
+                        fresh = sum(1 for lid in live if (lid, "FR") in data
+                                    and now - data[(lid, "FR")].read_at < every)
+                        samples.append(fresh / len(live) if live else 0.0)
+                        clock.seconds += 60
+                    clock.seconds = begun + every.total_seconds()
+                spent_hours = (clock.seconds - started) / 3600
+        refused = server.emulator.stats["rate_limited"]
+    per_hour = reads / spent_hours
+    needed = listings * 60 / fr.market_every_minutes
+    mean = sum(samples) / len(samples)
+    low = min(samples)
+    table.add("market reads per hour", f"{per_hour:,.0f} reads/h",
+              f"{needed:,.0f} listings/h ({listings:,} every {fr.market_every_minutes:g} min)",
+              f"{per_hour / needed:.2f}x", "",
+              verdict([] if per_hour <= needed * TARGETS["market_waste"] and not refused
+                      else [f"> {TARGETS['market_waste']:g}x" if not refused
+                            else f"{refused} 429s"]))
+    table.add("listings fresher than the cadence", f"{mean:.1%} mean, {low:.1%} lowest",
+              f"{len(samples)} samples, {spent_hours:.0f} h", "", "",
+              verdict([] if mean >= TARGETS["market_fresh"] else
+                      [f"< {TARGETS['market_fresh']:.0%}"]))
+
+
 def startup(table: Table, folder: Path, runs: int = 7) -> None:
     print("5. start-up of the command line", flush=True)
     # Byte-code is cached as an installed package has it (pip compiles it): a shell that sets
@@ -353,14 +466,22 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=0.01)
     parser.add_argument("--publish", type=int, default=5000,
                         help="price changes in the publishing backlog")
+    parser.add_argument("--market", type=int, default=400,
+                        help="listings of the market-reads figure")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--startup-only", action="store_true",
                         help="only the start-up figures (section 5)")
+    parser.add_argument("--market-only", action="store_true",
+                        help="only the market-reads figures (section 6)")
     args = parser.parse_args()
     table = Table()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="syncer-bench-") as tmp:
         folder = Path(tmp)
+        if args.market_only:
+            market(table, folder, args.market)
+            table.show()
+            return
         startup(table, folder)
         if args.startup_only:
             table.show()
@@ -372,11 +493,14 @@ def main() -> None:
         if not args.no_postgres:
             postgres(table, folder, args, v1, v2)
         publishing(table, folder, args.publish)
+        market(table, folder, args.market)
     table.show()
     print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass and under "
           f"{TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
           f"at least {TARGETS['acks_sqlite']:,}/s on SQLite, budget use at least "
-          f"{TARGETS['budget']:.0%}, no client 429, start-up under {TARGETS['startup']:g} s "
+          f"{TARGETS['budget']:.0%}, no client 429, start-up under {TARGETS['startup']:g} s, "
+          f"market reads at most {TARGETS['market_waste']:g}x one per listing and cadence "
+          f"with at least {TARGETS['market_fresh']:.0%} of listings fresher than it "
           f"({time.monotonic() - started:.0f} s)")
 
 

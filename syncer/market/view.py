@@ -66,10 +66,35 @@ class CatalogPrice:
         return Suggestion(offer.price, None, None, "no pricing rules: catalog price")
 
 
-def advisor_for(settings: Any, store: Any) -> PriceAdvisor:
-    """The store's pricing rules, as ``syncer market`` applies them (the pricing module
-    plugs in here)."""
-    return CatalogPrice()
+def advisor_for(settings: Any, store: Any, *, inputs: Mapping[str, Any] | None = None,
+                state: Any = None, now: datetime | None = None) -> PriceAdvisor:
+    """The store's pricing rules, as ``syncer market`` applies them: the plan's decisions
+    (``pricing_plan.RulesAdvisor``) when the mapping profile has a ``[pricing]`` table, from
+    the rows' pricing cells (``inputs``, by SKU key), the prices confirmed and the moves in
+    the state; the catalog's price otherwise."""
+    from syncer.planning.mapping import load_profile
+    from syncer.planning.pricing import DAY, Move
+    from syncer.planning.pricing_plan import RulesAdvisor, in_effect
+
+    pricing = load_profile(settings.mapping_path()).pricing
+    if pricing is None:
+        return CatalogPrice()
+    rules = pricing.rules(store.name)
+    if not in_effect(rules, any(i.strategy for i in (inputs or {}).values())):
+        return CatalogPrice()
+    now = now or datetime.now(UTC)
+    current: dict[str, Decimal] = {}
+    moves: dict[str, list[Move]] = {}
+    if state is not None:
+        from syncer.core.offers import sku_key
+
+        current = {sku_key(sku): Decimal(price)
+                   for sku, _id, _q, price, _c, _at in state.market_listings(store.name)
+                   if price is not None}
+        since = now - max(DAY, timedelta(minutes=rules.cooldown_minutes))
+        moves = {key: [Move(*m) for m in found]
+                 for key, found in state.price_moves(store.name, since).items()}
+    return RulesAdvisor(rules, inputs or {}, current, moves, now)
 
 
 # --- which listings a pass reads -------------------------------------------------------------
@@ -470,15 +495,18 @@ def report_for(settings: Any, stores: Sequence[Any], state: Any, *,
 
     now = now or datetime.now(UTC)
     offers: dict[str, Mapping[str, Offer]] | None = None
+    inputs: dict[str, dict[str, Any]] = {}  # store -> SKU key -> the row's pricing cells
     if catalog is not None or settings.catalog.path is not None \
             or settings.catalog.url is not None:
         source = catalog_source(settings, catalog)
-        offers = {s.name: catalog_offers(settings, s, source) for s in stores}
+        offers = {s.name: catalog_offers(settings, s, source, pricing=inputs.setdefault(
+            s.name, {})) for s in stores}
     competition = {s.account: state.competition(s.account) for s in stores}
     report = market_report(
         [(s.name, s.locale, s.account) for s in stores],
         {s.name: state.market_listings(s.name) for s in stores}, competition, offers,
-        {s.name: advisor_for(settings, s) for s in stores}, now)
+        {s.name: advisor_for(settings, s, inputs=inputs.get(s.name), state=state, now=now)
+         for s in stores}, now)
     if offers is None:
         report.notes.append("no catalog configured: no floor, ceiling or suggested price")
     return report

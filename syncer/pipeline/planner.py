@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -23,6 +24,8 @@ from syncer.core.offers import QUANTITY, Offer, shown_rows, sku_key
 from syncer.planning.diff import UNCONFIRMED, StoreDiff
 from syncer.planning.mapping import CompiledMapping, Profile, compile_mapping, load_profile
 from syncer.planning.plan import Plan
+from syncer.planning.pricing import read_row
+from syncer.planning.pricing_plan import PlanPricing
 from syncer.planning.reservations import (
     RESERVING_LINE_STATES,
     reserved_note,
@@ -86,6 +89,10 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         quick = _FastPath(mapping, differs, listed, seen, fingerprint(profile, all_stores,
                                                                       stream.header),
                           reserved)
+        # Pricing rules (syncer/planning/pricing_plan.py): offers priced by their store's rules.
+        prices = PlanPricing(profile, stores, mapping, state, settings, datetime.now(UTC))
+        prices.attach(differs)
+        quick.reprices = prices.reprices if prices.repricing else None
         for row, values in stream.rows:
             rows += 1
             if quick.unchanged(row, values):
@@ -112,7 +119,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                 if reason and differ.known.get(offer.sku_key, UNCONFIRMED) == UNCONFIRMED:
                     differ.held(offer, reason)
                 else:
-                    differ.offer(offer, source_hash)
+                    differ.offer(offer, source_hash, prices.inputs(offer, values, rejections)
+                                 if prices else None)
             for name in result.rejected_stores:
                 differ = differs.get(name)
                 if differ is not None:
@@ -137,8 +145,9 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         rejections.extend(differ.rejections)
         share, allowance = settings.zero_limits(store)
         store_plan.safety_stop = store_plan.zero_stop(share, allowance)
+        prices.finish(store_plan)
         plans.append(store_plan)
-    notes = list(mapping.notes) + read_notes
+    notes = list(mapping.notes) + read_notes + prices.notes(plans)
     if uncertain:
         notes.append(uncertain_note(uncertain))
     for store in stores:
@@ -210,7 +219,7 @@ def fingerprint(profile: Profile, stores: Sequence[StoreSettings], header: Seque
     parts = (VALIDATION_VERSION, repr((
         profile.offer, profile.per_store, profile.shipping, profile.store_overrides,
         sorted(profile.grades.items()), sorted(profile.carriers.items()),
-        profile.carrier_fallback)),
+        profile.carrier_fallback, profile.pricing)),
         [s.model_dump_json() for s in stores], list(header))
     return hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=16).digest()
 
@@ -242,6 +251,9 @@ class _FastPath:
         for differ in differs.values():
             differ.fast_rows = self.rows
         self.key = key
+        # Rows whose price depends on more than the row (a pricing strategy) are never
+        # taken as unchanged.
+        self.reprices: Callable[[Sequence[str]], bool] | None = None
 
     def row_hash(self, values: Sequence[str], key: str | None = None) -> int:
         text = "\x1f".join(values)
@@ -252,7 +264,7 @@ class _FastPath:
         return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
     def unchanged(self, row: int, values: Sequence[str]) -> bool:
-        if len(values) != self.width:
+        if len(values) != self.width or (self.reprices is not None and self.reprices(values)):
             return False
         sku = self.sku(values)
         if sku is None:
@@ -295,19 +307,26 @@ MISSING: Final = object()
 
 
 def catalog_offers(settings: Settings, store: StoreSettings, catalog: CatalogSource,
-                   not_offered: dict[str, str] | None = None) -> dict[str, Offer]:
+                   not_offered: dict[str, str] | None = None,
+                   pricing: dict[str, Any] | None = None) -> dict[str, Offer]:
     """The store's valid offers by SKU key (validated against every store, as planning does,
     so that duplicates and row numbers agree with the plan). ``not_offered``, when given,
-    receives the SKU keys the catalog has but does not offer in this store, with why."""
+    receives the SKU keys the catalog has but does not offer in this store, with why;
+    ``pricing``, the row's pricing cells of each offer (``pricing.read_row``)."""
     profile = load_profile(settings.mapping_path())
     offers: dict[str, Offer] = {}
     with catalog.open() as stream:
-        validator = Validator(compile_mapping(profile, stream.header, list(settings.stores)))
+        mapping = compile_mapping(profile, stream.header, list(settings.stores))
+        validator = Validator(mapping)
+        getters = next((m.pricing for m in mapping.stores if m.store.name == store.name), {})
         for row, values in stream.rows:
             result = validator.validate(row, values)
             for offer in result.offers:
                 if offer.store == store.name:
                     offers[offer.sku_key] = offer
+                    if pricing is not None and getters:
+                        pricing[offer.sku_key] = read_row(getters, values, row=row,
+                                                          sku=offer.sku, store=store.name)[0]
             if not_offered is not None and result.key is not None \
                     and result.key not in offers:
                 problems = [r for r in result.rejections if r.store in (None, store.name)]

@@ -53,7 +53,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from syncer.core.competition import Competition
 from syncer.core.offers import CENT, Offer, Rejection
 from syncer.errors import ConfigError, SafetyStop
-from syncer.planning.validation import BadValue, parse_amount
+
+# Back Market's BackPricer keeps min_price <= price <= min_price * 1.08: one constant on the
+# engine's side, validation's (the emulator keeps its own: it shares no engine code).
+from syncer.planning.validation import BACKPRICER_BAND, BadValue, parse_amount
 
 if TYPE_CHECKING:
     from syncer.planning.mapping import Getter, Source
@@ -63,9 +66,6 @@ MinPriceMode = Literal["catalog", "band", "backpricer"]
 STRATEGIES: Final = ("catalog", "win", "match")
 # The profile's [pricing.columns]: catalog cells, per store (column templates as elsewhere).
 PRICING_COLUMNS: Final = ("cost", "shipping", "floor", "ceiling", "strategy")
-# Back Market's BackPricer keeps min_price <= price <= min_price * 1.08 (reference/
-# BACKMARKET.md, "Observed in production integrations").
-BACKPRICER_BAND: Final = Decimal("1.08")
 # Amounts beyond what a catalog cell may hold (9 digits) are not market data we act on.
 MAX_AMOUNT: Final = Decimal("999999999.99")
 DAY: Final = timedelta(hours=24)
