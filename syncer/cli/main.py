@@ -114,8 +114,9 @@ def cli(ctx: click.Context, config: Path | None, log_format: str, quiet: bool,
 
 @cli.command()
 @click.option("--store", help="Plan this store only (default: every enabled store).")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]),
-              default="text", show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "html"]),
+              default="text", show_default=True,
+              help="Output format (html: one self-contained page, as `syncer report`).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the plan to this file instead of stdout (JSON can be applied later).")
 @click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False),
@@ -164,6 +165,8 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
     )
     from syncer.state.store import StateStore
 
+    if fmt == "html" and kind == "products":
+        raise ConfigError("--format html shows offer plans (--kind offers)")
     source: CatalogSource = ProgressDisplay.for_terminal(quiet).rows(
         catalog_source(settings, catalog))
     recorded = None
@@ -180,7 +183,16 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
 
             result = make_plan(settings, stores, source, state)
             result.queue = plan_queues(settings, result, state, utcnow())
-    if isinstance(result, Plan) and fmt == "json":
+    if fmt == "html":
+        from syncer.reports.html import plan_report
+
+        assert isinstance(result, Plan)  # products: refused before planning
+        page = result
+        if out is not None:
+            _write_with(out, lambda text: plan_report(settings, page, text))
+        else:
+            plan_report(settings, page, sys.stdout)
+    elif isinstance(result, Plan) and fmt == "json":
         # Written change by change: a million-change plan never sits in memory as text.
         if out is not None:
             _write_with(out, result.write_json)
@@ -203,6 +215,47 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
         if failing:
             return EXIT_REJECTIONS
     return EXIT_CHANGES if result.has_changes else 0
+
+
+# --- report -----------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--plan", "plan_file", type=click.Path(path_type=Path, dir_okay=False,
+                                                      exists=True),
+              help="Report this plan, saved with `plan --format json --out FILE` (default: "
+                   "the last run in the state).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the page to this file instead of stdout.")
+@click.pass_obj
+@handle_errors
+def report(obj: Context, plan_file: Path | None, out: Path | None) -> None:
+    """One self-contained HTML page (no file or network needed to open it) of a saved plan
+    or of the last run: the summary per store, the changes (a plan's, old -> new), the
+    rejected rows with the seller's column, what waits behind the hourly budget and when
+    it should be sent, and charts. Tables sort on a header click and filter as you type.
+    """
+    from syncer.reports.html import load_run, plan_report, write_run_html
+
+    if plan_file is None:
+        last = load_run(obj.settings())  # read before the file is opened: no empty page
+
+        def write(text: TextIO) -> None:
+            write_run_html(text, last)
+    else:
+        saved = _load_plan(plan_file)
+        try:
+            settings: Settings | None = obj.settings()
+        except ConfigError:
+            settings = None  # a plan read without its configuration: the default budget
+
+        def write(text: TextIO) -> None:
+            plan_report(settings, saved, text)
+
+    if out is not None:
+        _write_with(out, write)
+        click.echo(f"report written to {out}", err=True)
+    else:
+        write(sys.stdout)
 
 
 # --- init -------------------------------------------------------------------------------------

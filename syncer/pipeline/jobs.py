@@ -107,7 +107,8 @@ def paced(settings: Settings, state: StateStore
 
 def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
     """Invariant 5: an empty, truncated or zeroed-out catalog must not take the shop offline.
-    Counts every change that takes a live offer to quantity 0, whatever its action."""
+    Counts every change that takes a live offer to quantity 0, whatever its action; and a
+    plan that would move the prices of too many live offers too far stops the same way."""
     if force:
         return
     for store_plan in plan.stores:
@@ -115,6 +116,8 @@ def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
         stop = store_plan.zero_stop(share, allowance)
         if stop is not None:
             raise SafetyStop(stop, store=store_plan.store)
+        if store_plan.price_stop is not None:  # the same guard for prices (pricing_plan)
+            raise SafetyStop(store_plan.price_stop, store=store_plan.store)
 
 
 class LaneBudget(SkuBudget):

@@ -28,8 +28,9 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import islice
-from typing import BinaryIO, Final, NamedTuple, Protocol
+from typing import Any, BinaryIO, Final, NamedTuple, Protocol
 
 from syncer.core.offers import (
     FIELDS,
@@ -72,6 +73,10 @@ class Change(NamedTuple):
     # Queued by an earlier run that ran out of budget: first in line within its priority.
     queued_since: str | None = None
     source_hash: int | None = None
+    # A price pricing moved (syncer/planning/pricing_plan.py): its trace, and what a sale then earns
+    # when the move wins a BackBox (money text; None when it does not win).
+    pricing: str | None = None
+    gain: str | None = None
 
     @property
     def key(self) -> str:
@@ -82,10 +87,21 @@ class Change(NamedTuple):
         return _changes(None, self.target) if self.changes is None else self.changes
 
     @property
-    def order(self) -> tuple[int, int, str]:
-        """Sending order: priority, then queued ones (oldest first); ties keep the order in
-        which changes were planned (the catalog's)."""
-        return (self.priority, int(self.queued_since is None), self.queued_since or "")
+    def order(self) -> tuple[int, int, str, int, Decimal]:
+        """Sending order: priority, then queued ones (oldest first), then price moves as
+        ``pricing.budget_rank`` ranks them (those that win a BackBox, largest gain first);
+        ties keep the order in which changes were planned (the catalog's)."""
+        return (self.priority, int(self.queued_since is None), self.queued_since or "",
+                *self.price_rank)
+
+    @property
+    def price_rank(self) -> tuple[int, Decimal]:
+        """``pricing.budget_rank`` of the decision that made this change."""
+        if self.pricing is None:
+            return (2, _NO_GAIN)
+        if self.gain is None:
+            return (1, _NO_GAIN)
+        return (0, -Decimal(self.gain))
 
     @property
     def changed_fields(self) -> tuple[str, ...]:
@@ -111,6 +127,10 @@ class Change(NamedTuple):
             t = dict(zip(FIELDS, self.target, strict=True))
             parts = (f"new offer: {t['grade']}, quantity {t['quantity']}, "
                      f"{t['price']} {t['currency']}, warranty {t['warranty_delay']} months")
+        elif self.pricing:  # the price as pricing moved it, with its trace
+            others = ", ".join(f"{name} {_show(old)} → {_show(new)}"
+                               for name, old, new in changes if name != "price")
+            parts = f"{others}; {self.pricing}" if others else self.pricing
         else:
             parts = ", ".join(f"{name} {_show(old)} → {_show(new)}"
                               for name, old, new in changes)
@@ -130,8 +150,8 @@ class ChangeLog:
     """A store's changes, iterated in sending order: by priority, queued ones first (oldest
     first), then in the order they were planned (catalog order). Kept in memory up to
     ``spill_at`` changes; beyond, appended to one temporary file per sending class, so that
-    memory stays bounded whatever the catalog size (there, queued changes are oldest first
-    within each block of 10,000 written together)."""
+    memory stays bounded whatever the catalog size (there, queued changes are oldest first,
+    and price moves ranked, within each block of 10,000 written together)."""
 
     CLASSES: Final = 8  # priority 0-3, queued or not
 
@@ -224,6 +244,8 @@ class ChangeLog:
             self._spilled[number // 2] += len(changes)
             if number % 2 == 0:  # queued: oldest first
                 changes.sort(key=_queued_since)
+            elif number == _PRICE_CLASS:  # price moves by budget_rank
+                changes.sort(key=_price_rank)
             handle = self._files.get(number)
             if handle is None:
                 handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
@@ -256,7 +278,10 @@ def takes_offline(change: Change) -> bool:
     return any(name == "quantity" and old and new == 0 for name, old, new in change.changes)
 
 
-def _order(change: Change) -> tuple[int, int, str]:
+_NO_GAIN: Final = Decimal(0)
+
+
+def _order(change: Change) -> tuple[int, int, str, int, Decimal]:
     return change.order
 
 
@@ -269,12 +294,19 @@ def _queued_since(change: Change) -> str:
     return change.queued_since or ""
 
 
+_PRICE_CLASS: Final = 2 * 2 + 1  # priority 2, not queued (``_class_of``)
+
+
+def _price_rank(change: Change) -> tuple[int, Decimal]:
+    return change.price_rank
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """Something the seller should know that is deliberately not sent."""
 
     # "kept-rejected" | "kept-uncertain" | "dropped-from-store" | "withdrawn" |
-    # "held-product" | "quarantined"
+    # "held-product" | "quarantined" | "price-held" (a lost BackBox pricing did not move)
     kind: str
     store: str
     sku: str
@@ -296,8 +328,10 @@ class StorePlan:
     # catalog's rejected rows (a CI gate on rejections must not trip on them).
     quarantined: int = 0
     live: int = 0  # offers live before this plan (for the zero safety share)
-    # Why `apply` would stop before sending anything (the mass-zero guard), if it would.
+    # Why `apply` would stop before sending anything (the mass-zero guard, or the price
+    # guard: ``price_stop``, kept so that a saved plan stops as the plan did), if it would.
     safety_stop: str | None = None
+    price_stop: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.changes, ChangeLog):
@@ -342,6 +376,15 @@ class StorePlan:
                 f"offer{plural}{every}: {', '.join(how)}); nothing was sent. Check the "
                 "catalog (empty, truncated, wrong file, a stock column all 0, max_quantity 0 "
                 "meant as \"no cap\"?) or rerun with --force")
+
+
+class Pricer(Protocol):
+    """Prices offers as the store's pricing rules say
+    (``syncer.planning.pricing_plan.StorePricer``): the offer to publish, the trace of a move
+    (None: no move) and its gain if it wins."""
+
+    def price(self, offer: Offer, inputs: Any, entry: SnapshotEntry | None
+              ) -> tuple[Offer, str | None, str | None]: ...
 
 
 class SnapshotSource(Protocol):
@@ -412,31 +455,40 @@ class StoreDiff:
         # seen in this store if the snapshot knows them (see planner._FastPath).
         self.fast_rows: set[str] = set()
         self.rejected_keys: set[str] = set()
-        self._pending: list[tuple[Offer, int | None]] = []
+        self._pending: list[tuple[Offer, int | None, Any]] = []
+        # Set by the planner when the profile has pricing rules: prices each offer.
+        self.pricer: Pricer | None = None
 
     def fast_hash(self, key: str) -> int | None:
         return self.known.get(key)
 
-    def offer(self, offer: Offer, source_hash: int | None = None) -> None:
+    def offer(self, offer: Offer, source_hash: int | None = None, pricing: Any = None
+              ) -> None:
+        """``pricing``: the row's pricing inputs, for the ``pricer``."""
         key = offer.sku_key
         self.seen.add(key)
         if key not in self.known:
+            if self.pricer is not None:
+                offer = self.pricer.price(offer, pricing, None)[0]
             self.plan.changes.append(Change(
                 "create", self.plan.store, offer.sku, offer.published(), None, offer.row,
                 None, None, self.queued.get(key), source_hash))
             return
-        self._pending.append((offer, source_hash))
+        self._pending.append((offer, source_hash, pricing))
         if len(self._pending) >= LOOKUP_BATCH:
             self._compare()
 
     def _compare(self) -> None:
         pending, self._pending = self._pending, []
-        entries = self.snapshot.entries(offer.sku_key for offer, _ in pending)
+        entries = self.snapshot.entries(offer.sku_key for offer, _, _ in pending)
         store = self.plan.store
-        for offer, source_hash in pending:
+        for offer, source_hash, pricing in pending:
             key = offer.sku_key
-            target = offer.published()
             entry = entries.get(key)
+            trace = gain = None
+            if self.pricer is not None:
+                offer, trace, gain = self.pricer.price(offer, pricing, entry)
+            target = offer.published()
             queued = self.queued.get(key)
             if entry is None:
                 self.plan.changes.append(Change("create", store, offer.sku, target, None,
@@ -452,11 +504,11 @@ class StoreDiff:
                 # Even with nothing left to change, the failure is settled by publishing.
                 self.plan.changes.append(Change(
                     "retry", store, offer.sku, target, changes, offer.row, entry.listing_id,
-                    entry.last_error, queued, source_hash))
+                    entry.last_error, queued, source_hash, trace, gain))
             elif changes:
                 self.plan.changes.append(Change(
                     "update", store, offer.sku, target, changes, offer.row, entry.listing_id,
-                    None, queued, source_hash))
+                    None, queued, source_hash, trace, gain))
             else:
                 self.plan.unchanged += 1
 
@@ -637,5 +689,5 @@ def stock_only(plan: StorePlan,
             lane.changes.append(change._replace(
                 action="update", target=tuple(target),
                 changes=(("quantity", entry.published[QUANTITY], new_quantity),),
-                previous_error=None, source_hash=None))
+                previous_error=None, source_hash=None, pricing=None, gain=None))
     return lane

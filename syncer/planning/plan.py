@@ -78,7 +78,8 @@ class Plan:
             "stores": [
                 {"store": s.store, "locale": s.locale, "revision": s.revision, "live": s.live,
                  "summary": s.summary(), "zero_share": round(s.zero_share(), 4),
-                 "takes_offline": s.changes.offline, "safety_stop": s.safety_stop}
+                 "takes_offline": s.changes.offline, "safety_stop": s.safety_stop,
+                 "price_stop": s.price_stop}
                 for s in self.stores
             ],
             **({"queue": [q.to_dict() for q in self.queue]} if self.queue else {}),
@@ -128,7 +129,8 @@ class Plan:
                 store=s["store"], locale=s["locale"], revision=int(s["revision"]),
                 unchanged=int(summary["unchanged"]), rejected=int(summary["rejected"]),
                 quarantined=int(summary.get("quarantined", 0)),
-                live=int(s.get("live", 0)), safety_stop=s.get("safety_stop")))
+                live=int(s.get("live", 0)), safety_stop=s.get("safety_stop"),
+                price_stop=s.get("price_stop")))
         by_name = {s.store: s for s in stores}
         for c in data["changes"]:
             by_name[c["store"]].changes.append(Change(
@@ -138,7 +140,8 @@ class Plan:
                 tuple((name, v["old"], v["new"]) for name, v in c["fields"].items()),
                 row=c.get("row"), listing_id=c.get("listing_id"),
                 previous_error=c.get("previous_error"), queued_since=c.get("queued_since"),
-                source_hash=c.get("source_hash")))
+                source_hash=c.get("source_hash"), pricing=c.get("pricing"),
+                gain=c.get("gain")))
         for n in data.get("notices", []):
             by_name[n["store"]].notices.append(Notice(n["kind"], n["store"], n["sku"],
                                                       n["message"]))
@@ -261,6 +264,8 @@ def _change_dict(change: Change) -> dict[str, Any]:
         "queued_since": change.queued_since,
         "new_offer": change.changes is None,
         "source_hash": change.source_hash,
+        "pricing": change.pricing,
+        "gain": change.gain,
         "target": dict(zip(FIELDS, change.target, strict=True)),
     }
 

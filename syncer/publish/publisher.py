@@ -47,6 +47,7 @@ from syncer.errors import (
     StateError,
 )
 from syncer.planning.diff import LOOKUP_BATCH, Change, StorePlan
+from syncer.publish.price_moves import record_confirmed
 from syncer.publish.reconcile import observed
 from syncer.reports.run_results import OfferResult
 from syncer.state.store import Ack, Failure, SnapshotEntry, StateStore
@@ -440,6 +441,8 @@ class Publisher:
             self.state.record_failures(self.store.name, failures)
         self._retire(self._reused, offers, {sku_key(ack.sku) for ack in acks})
         self.state.remove_batch(batch_id)
+        record_confirmed(self.state, self.store.name,
+                         [by_key[k] for k in (sku_key(a.sku) for a in acks) if k in by_key])
         for ack in acks:
             change = by_key.get(sku_key(ack.sku))
             if change is not None:
@@ -658,6 +661,7 @@ class Publisher:
              request_id: str | None = None, sent_at: float | None = None) -> None:
         self.state.record_acks(self.store.name,
                                [Ack(change.sku, change.target, listing_id, change.source_hash)])
+        record_confirmed(self.state, self.store.name, [change])
         result.count_ack(change)
         self._tell(change.sku, change.action, "confirmed", listing_id, request_id=request_id,
                    sent_at=sent_at)

@@ -430,7 +430,18 @@ _SHOP_VIEWS = Table(
     _text("data"),
     _when("read_at"),
 )
-_MARKET_TABLES: Final = (_COMPETITION, _SHOP_CREDITS, _SHOP_VIEWS)
+# Price changes Back Market confirmed, per store and SKU (issue 15, part 4): what pricing's
+# per-day budget and cooldown count (``pricing.Move``). Like the tables above, no schema
+# version: create_all adds it, and a database without it has no moves yet.
+_PRICE_MOVES = Table(
+    "price_move", METADATA,
+    _text("store", 64, key=True),
+    _text("sku_key", 128, key=True),
+    _when("moved_at", key=True),
+    _text("old_price", 24),
+    _text("new_price", 24),
+)
+_MARKET_TABLES: Final = (_COMPETITION, _SHOP_CREDITS, _SHOP_VIEWS, _PRICE_MOVES)
 
 
 # --- values read out of the state -------------------------------------------------------------
@@ -1474,6 +1485,42 @@ class StateStore:
             row = conn.execute(select(_SHOP_VIEWS.c.data, _SHOP_VIEWS.c.read_at).where(
                 _SHOP_VIEWS.c.shop == shop, _SHOP_VIEWS.c.product == product)).first()
         return None if row is None else (dict(json.loads(row.data)), _aware(row.read_at))
+
+    # -- confirmed price moves (issue 15, part 4) --
+    def record_price_moves(self, store: str,
+                           moves: Sequence[tuple[str, Decimal, Decimal]], at: datetime,
+                           keep: timedelta = timedelta(days=30)) -> None:
+        """(SKU key, old price, new price) confirmed by Back Market at ``at``; moves older
+        than ``keep`` are dropped (pricing counts a day, and a cooldown)."""
+        if not moves:
+            return
+        rows = {key: {"store": store, "sku_key": key, "moved_at": at,
+                      "old_price": f"{old:f}", "new_price": f"{new:f}"}
+                for key, old, new in moves}  # one move per SKU and instant
+        c = _PRICE_MOVES.c
+        with self._write() as conn:
+            found = list(rows.values())
+            for start in range(0, len(found), _BULK):
+                _upsert(conn, _PRICE_MOVES, found[start:start + _BULK],
+                        ("store", "sku_key", "moved_at"), ["old_price", "new_price"])
+            conn.execute(sa_delete(_PRICE_MOVES).where(c.store == store,
+                                                        c.moved_at < at - keep))
+        self._tables_seen[_PRICE_MOVES.name] = True
+
+    def price_moves(self, store: str, since: datetime
+                    ) -> dict[str, list[tuple[datetime, Decimal, Decimal]]]:
+        """SKU key -> its confirmed moves (at, old, new) since ``since``, oldest first."""
+        if not self._has_table(_PRICE_MOVES):
+            return {}
+        c = _PRICE_MOVES.c
+        found: dict[str, list[tuple[datetime, Decimal, Decimal]]] = {}
+        with self._read() as conn:
+            for row in conn.execute(select(c.sku_key, c.moved_at, c.old_price, c.new_price)
+                                    .where(c.store == store, c.moved_at >= since)
+                                    .order_by(c.sku_key, c.moved_at)):
+                found.setdefault(row.sku_key, []).append(
+                    (_aware(row.moved_at), Decimal(row.old_price), Decimal(row.new_price)))
+        return found
 
 
 class StoreSnapshot:
