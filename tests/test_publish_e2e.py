@@ -66,7 +66,7 @@ def test_published_listings_equal_the_catalogs_valid_offers_per_country(shop: Sh
     assert shop.live("BAD", "fr-fr") is None
     plan = shop.plan_json()
     assert plan["summary"] == {"create": 0, "update": 0, "zero": 0, "retry": 0,
-                               "unchanged": 5, "rejected": 2}
+                               "unchanged": 5, "rejected": 2, "quarantined": 0}
 
 
 def test_second_plan_holds_only_changed_disappeared_and_failed_offers(shop: Shop) -> None:

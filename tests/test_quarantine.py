@@ -46,7 +46,9 @@ def test_offer_refused_three_runs_in_a_row_is_quarantined_until_retry(shop: Shop
     notices = [(n["store"], n["kind"], n["sku"]) for n in plan["notices"]]
     assert notices == [("fr", "quarantined", "Q-1"), ("de", "quarantined", "Q-1")]
     assert "refused 3 runs in a row" in plan["notices"][0]["message"]
-    assert plan["summary"]["rejected"] == 2
+    # Counted apart: the catalog rows are fine, Back Market refuses the offers.
+    assert (plan["summary"]["rejected"], plan["summary"]["quarantined"]) == (0, 2)
+    assert [s["summary"]["quarantined"] for s in plan["stores"]] == [1, 1]
     errors = shop.run("errors").stdout
     assert "fr  QUARANTINED Q-1: =HYPERLINK" in errors and "(refused 3 runs in a row" in errors
 
@@ -62,6 +64,23 @@ def test_offer_refused_three_runs_in_a_row_is_quarantined_until_retry(shop: Shop
     shop.server.emulator.faults.reject_skus.clear()
     shop.run("apply")
     assert shop.run("errors").stdout == "No failed offers.\n"
+
+
+def test_quarantined_offers_have_their_own_count_and_line_in_text_and_markdown(
+        shop: Shop) -> None:
+    for _ in range(3):
+        shop.run("apply", code=3)
+    text = shop.run("plan").stdout
+    assert "Store fr (fr-fr): 0 to create, 0 to update, 0 to zero, 0 to retry; 4 unchanged, " \
+        "0 rejected, 1 quarantined" in text
+    assert "  QUARANTINED 1 offer refused by Back Market too many runs in a row" in text
+    assert text.endswith("Nothing to send (8 unchanged, 0 rejected, 2 quarantined).\n")
+    markdown = shop.run("plan", "--format", "markdown").stdout
+    assert "| store | create | update | zero | retry | unchanged | rejected | quarantined |" \
+        in markdown
+    assert "| fr (fr-fr) | 0 | 0 | 0 | 0 | 4 | 0 | 1 |" in markdown
+    assert "> **Quarantined:** 2 offers refused by Back Market" in markdown
+    shop.run("plan", "--fail-on-rejections")  # 0 rejected rows: the gate passes
 
 
 def test_a_content_change_releases_a_quarantined_offer(shop: Shop) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from syncer.core.offers import FIELDS, Offer
 from syncer.errors import LockHeld, StateError
-from syncer.state.store import Ack, Failure, StateStore, StoreLease, holder_id
+from syncer.state.store import SCHEMA_VERSION, Ack, Failure, StateStore, StoreLease, holder_id
 
 Q = FIELDS.index("quantity")
 
@@ -175,6 +175,7 @@ def test_schema_2_is_migrated_to_keep_long_error_codes(state_url: str) -> None:
                               "VARCHAR(128)"))
             conn.execute(text("ALTER TABLE order_line_action ALTER COLUMN request_id TYPE "
                               "VARCHAR(128)"))
+        conn.execute(text("ALTER TABLE offer_queue DROP COLUMN priority"))  # version 4's
         conn.execute(text("UPDATE schema_info SET value = '2' WHERE key = 'schema_version'"))
     code, request_id = "c" * 200, "r" * 300
     with StateStore.open(state_url) as state:
@@ -184,7 +185,7 @@ def test_schema_2_is_migrated_to_keep_long_error_codes(state_url: str) -> None:
             (code, request_id)]
         assert state.line_actions("EU@x", 1)[1]["request_id"] == request_id
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM schema_info")).scalar() == "3"
+        assert conn.execute(text("SELECT value FROM schema_info")).scalar() == str(SCHEMA_VERSION)
     engine.dispose()
 
 

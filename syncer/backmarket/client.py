@@ -123,6 +123,9 @@ class BackMarketClient:
         self.clock = clock
         self.keep_alive = keep_alive
         self.stats = ClientStats()
+        # The X-Request-Id of the last answer that succeeded, when the server sends one (the
+        # run-results file; Back Market documents a requestId in error bodies only).
+        self.last_request_id: str | None = None
         headers = {
             "Authorization": f"Basic {token.get_secret_value()}",
             "Accept-Language": locale,
@@ -417,6 +420,7 @@ class BackMarketClient:
                 self.stats.by_status[response.status_code] = \
                     self.stats.by_status.get(response.status_code, 0) + 1
                 if response.status_code < 400:
+                    self.last_request_id = response.headers.get("x-request-id")
                     return response
                 error = classify(response, store=self.store, idempotent=idempotent)
             if not isinstance(error, RetriableError) or isinstance(error, OutcomeUnknown) \

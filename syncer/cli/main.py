@@ -145,15 +145,16 @@ def plan(obj: Context, store: str | None, fmt: str, out: Path | None,
     """
     settings = obj.settings()
     sys.exit(_plan(settings, settings.selected_stores(store), fmt, out, catalog, kind,
-                   rejections_file, fail_on))
+                   rejections_file, fail_on, quiet=obj.quiet))
 
 
 def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path | None,
           catalog: Path | None, kind: str = "offers", rejections_file: Path | None = None,
-          fail_on: int | None = None) -> int:
+          fail_on: int | None = None, *, quiet: bool = False) -> int:
     """The plan command's work (also the dry run of `syncer init`); returns its exit code."""
     from syncer.catalog.files import CatalogSource
     from syncer.pipeline.planner import catalog_source, make_plan
+    from syncer.pipeline.progress import ProgressDisplay
     from syncer.planning.plan import Plan
     from syncer.publish.products import plan_products
     from syncer.reports.rejections import (
@@ -166,7 +167,8 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
 
     if fmt == "html" and kind == "products":
         raise ConfigError("--format html shows offer plans (--kind offers)")
-    source: CatalogSource = catalog_source(settings, catalog)
+    source: CatalogSource = ProgressDisplay.for_terminal(quiet).rows(
+        catalog_source(settings, catalog))
     recorded = None
     if rejections_file is not None:
         check_format(rejections_file)  # before the plan, not after a long one
@@ -176,7 +178,11 @@ def _plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Path |
         if kind == "products":
             result = plan_products(settings, stores, source, state)
         else:
+            from syncer.planning.queue import plan_queues
+            from syncer.state.store import utcnow
+
             result = make_plan(settings, stores, source, state)
+            result.queue = plan_queues(settings, result, state, utcnow())
     if fmt == "html":
         from syncer.reports.html import plan_report
 
@@ -317,10 +323,13 @@ def init(obj: Context, catalog: Path | None, locales: tuple[str, ...], force: bo
               help="Catalog file to use instead of the configured one.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Format of the run summary on stdout.")
+@click.option("--results", "results_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write a run-results JSON file: per offer the action, the outcome, "
+                   "Back Market's request id and timing; per store the counts.")
 @click.pass_obj
 @handle_errors
 def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
-          catalog: Path | None, fmt: str) -> None:
+          catalog: Path | None, fmt: str, results_file: Path | None) -> None:
     """Publish the plan: zeros first, then stock, then other changes, then new listings.
 
     Every acknowledgement and error is recorded as it arrives. Exit code 0 when everything
@@ -331,6 +340,8 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     from syncer.errors import SafetyStop
     from syncer.pipeline.jobs import JobContext, check_zero_share, paced, publish_store
     from syncer.pipeline.planner import catalog_source, make_plan, siblings
+    from syncer.pipeline.progress import ProgressDisplay
+    from syncer.reports.run_results import recording
     from syncer.state.store import StateStore
 
     settings = obj.settings()
@@ -343,7 +354,9 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
         stores = settings.selected_stores(store)
     run_id = _run_id()
     results: list[PublishResult] = []
-    with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
+    display = ProgressDisplay.for_terminal(obj.quiet)
+    with recording(results_file, "apply", run_id) as recorder, \
+            StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         leases = {s.name: locks.enter_context(
@@ -357,8 +370,10 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
                         f"made (revision {store_plan.revision}, now {current}); plan again")
             the_plan = saved
         else:
-            the_plan = make_plan(settings, stores, catalog_source(settings, catalog), state)
-        ctx = JobContext(settings, state, run_id, limiter_for, leases, stop=stop)
+            the_plan = make_plan(settings, stores,
+                                 display.rows(catalog_source(settings, catalog)), state)
+        ctx = JobContext(settings, state, run_id, limiter_for, leases, stop=stop,
+                         results=recorder, display=display)
         ctx.finished = notifier(ctx)
         try:
             check_zero_share(settings, the_plan, force)
@@ -366,18 +381,16 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
             if exc.store is not None:
                 ctx.finished(StoreTurn(settings.store(exc.store), exc))
             raise
-        with _progress(the_plan.change_count(), obj.quiet) as advance:
-            ctx.progress = advance
-            for store_plan in the_plan.stores:
-                try:
-                    results.append(publish_store(ctx, store_plan))
-                except SyncerError as exc:
-                    ctx.finished(StoreTurn(settings.store(store_plan.store), exc))
-                    raise
-                ctx.finished(StoreTurn(settings.store(store_plan.store),
-                                       publications=results[-1:], ran=("offers",)))
-                if stop():
-                    break
+        for store_plan in the_plan.stores:
+            try:
+                results.append(publish_store(ctx, store_plan))
+            except SyncerError as exc:
+                ctx.finished(StoreTurn(settings.store(store_plan.store), exc))
+                raise
+            ctx.finished(StoreTurn(settings.store(store_plan.store),
+                                   publications=results[-1:], ran=("offers",)))
+            if stop():
+                break
     _print_results(results, fmt)
     sys.exit(_exit_code(results))
 
@@ -472,9 +485,13 @@ def _result_line(r: PublishResult, prefix: str = "") -> str:
               help="Catalog file to use instead of the configured one.")
 @click.option("--force", is_flag=True,
               help="Publish even if a plan zeroes more live offers than allowed.")
+@click.option("--results", "results_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write a run-results JSON file: per offer the action, the outcome, "
+                   "Back Market's request id and timing; per store the counts.")
 @click.pass_obj
 @handle_errors
-def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> None:
+def run(obj: Context, store: str | None, catalog: Path | None, force: bool,
+        results_file: Path | None) -> None:
     """Do whatever is due for each store, and nothing else: reconciliation, products,
     offers (every 2 h by default) and the stock lane (every 15 min). With nothing due, say
     when each job is next due. Meant for cron, systemd timers, Kubernetes CronJobs.
@@ -485,14 +502,19 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
     from syncer.alerts.events import notifier
     from syncer.pipeline.jobs import JobContext, paced
     from syncer.pipeline.planner import siblings
+    from syncer.pipeline.progress import ProgressDisplay
+    from syncer.reports.run_results import recording
     from syncer.state.store import StateStore
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
-    with StateStore.open(settings.state_database_url()) as state, \
+    run_id = _run_id()
+    with recording(results_file, "run", run_id) as recorder, \
+            StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
         state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
-        ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
+        ctx = JobContext(settings, state, run_id, limiter_for, stop=stop, results=recorder,
+                         display=ProgressDisplay.for_terminal(obj.quiet))
         ctx.finished = notifier(ctx)
         code = _run_once(ctx, stores, catalog, force)
     sys.exit(code)
@@ -535,7 +557,8 @@ def _print_store_run(store_run: StoreRun) -> None:
         click.echo(f"Store {store_run.store} products: "
                    + ", ".join(f"{v} {k}" for k, v in store_run.products.items()))
     for kind, result in store_run.publications:
-        click.echo(_result_line(result, prefix="[stock lane] " if kind == "stock" else ""))
+        click.echo(_result_line(result, prefix={"stock": "[stock lane] ",
+                                                "queue": "[queue] "}.get(kind, "")))
     if store_run.market is not None:
         click.echo(f"Store {store_run.store} market: "
                    + ", ".join(f"{v} {k}" for k, v in store_run.market.items()))
@@ -601,6 +624,7 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
     """
     from syncer.pipeline.jobs import JobContext, paced, reconcile_store
     from syncer.pipeline.planner import catalog_source, siblings
+    from syncer.pipeline.progress import ProgressDisplay
     from syncer.state.store import StateStore
 
     settings = obj.settings()
@@ -612,7 +636,8 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
         run_id = _run_id()
         leases = {s.name: locks.enter_context(
             state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
-        ctx = JobContext(settings, state, run_id, limiter_for, leases)
+        ctx = JobContext(settings, state, run_id, limiter_for, leases,
+                         display=ProgressDisplay.for_terminal(obj.quiet))
         for store_settings in stores:
             reports.append(reconcile_store(ctx, store_settings,
                                            catalog_source(settings, catalog)))
@@ -633,8 +658,10 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
 @click.pass_obj
 @handle_errors
 def status(obj: Context, store: str | None, fmt: str) -> None:
-    """Per store: live, zeroed, failed and pending offers, and the last runs."""
-    from syncer.state.store import StateStore
+    """Per store: live, zeroed, failed and pending offers, the queue behind the hourly
+    budget (by priority, with the time to drain it) and the last runs."""
+    from syncer.planning.queue import status_queues
+    from syncer.state.store import StateStore, utcnow
 
     settings = obj.settings()
     names = [settings.store(store).name] if store else [s.name for s in settings.stores]
@@ -642,12 +669,14 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
         raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     report: list[dict[str, Any]] = []
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        for name in names:
+        queues = status_queues(settings, [settings.store(n) for n in names], state, utcnow())
+        for name, queue in zip(names, queues, strict=True):
             report.append({
                 "store": name,
                 "offers": state.status_counts(name),
                 "revision": state.revision(name),
                 "in_flight": state.offers_in_flight(name),
+                "queue": queue.to_dict(),
                 "last_runs": [
                     {"run_id": r["run_id"], "kind": r["kind"], "outcome": r["outcome"],
                      "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
@@ -658,11 +687,13 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return
+    queue_of = {q.store: q for q in queues}
     for entry in report:
         o = entry["offers"]
         click.echo(f"Store {entry['store']}: {o['live']} live, {o['zeroed']} zeroed, "
                    f"{o['failed']} failed, {o['never_confirmed']} never confirmed, "
                    f"{entry['in_flight']} pending in batches in flight")
+        click.echo(f"  queue: {queue_of[entry['store']].line()}")
         for run in entry["last_runs"]:
             c = run["counts"]
             click.echo(f"  {run['started_at']}  {run['kind']:<7} {run['outcome']:<8} "
@@ -1287,20 +1318,6 @@ def _brief(result: Plan | ProductPlan) -> str:
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr, only on a terminal and only when not quiet."""
-    if quiet or total < 1 or not sys.stderr.isatty():
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("publishing", total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from syncer.catalog.files import CatalogSource
 from syncer.config.settings import Settings, StoreSettings, request_deadline
 from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
+from syncer.pipeline.progress import ProgressDisplay
 from syncer.planning.diff import StorePlan, stock_only
 from syncer.planning.plan import Plan
 from syncer.publish.publisher import Publisher, PublishResult
@@ -35,6 +36,7 @@ from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcno
 
 if TYPE_CHECKING:
     from syncer.alerts.events import StoreTurn
+    from syncer.reports.run_results import RunResults
 
 log = structlog.get_logger("syncer.pipeline.jobs")
 
@@ -154,6 +156,10 @@ class JobContext:
     now: Callable[[], datetime] = utcnow
     # Told when a store's work is over, whatever became of it (the alerts, syncer/alerts/events.py).
     finished: Callable[[StoreTurn], None] = lambda _turn: None
+    # The run-results file being collected (`--results FILE`), if one was asked for.
+    results: RunResults | None = None
+    # The progress display on a terminal (off by default: `syncer.pipeline.progress`).
+    display: ProgressDisplay = field(default_factory=lambda: ProgressDisplay(False))
 
 
 def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClient, *,
@@ -175,21 +181,25 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
         # A task poll waits no longer than the lease's renewal interval.
         poll_seconds=min(poll, lease.renew_every) if lease else poll,
         task_timeout=settings.api.task_timeout_seconds,
-        renew=lease_keeper(lease), progress=ctx.progress, stop=ctx.stop,
-        extra_columns=extra_columns, on_task=on_task)
+        renew=lease_keeper(lease), progress=ctx.display.also(ctx.progress), stop=ctx.stop,
+        extra_columns=extra_columns, on_task=on_task,
+        on_offer=ctx.results.offer if ctx.results is not None else None)
 
 
 def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers"
                   ) -> PublishResult:
-    """Publish one store's plan as one recorded run of ``kind`` ("offers" or "stock")."""
+    """Publish one store's plan as one recorded run of ``kind`` ("offers", "stock", or
+    "queue": what earlier runs queued, sent as the hourly budget frees)."""
     settings, state = ctx.settings, ctx.state
     store = settings.store(store_plan.store)
     if kind == "stock":
         store_plan = stock_only(store_plan, StoreSnapshot(state, store.name))
-    record = state.start_run(ctx.run_id, store.name, kind, at=ctx.now())
+    started = ctx.now()
+    record = state.start_run(ctx.run_id, store.name, kind, at=started)
     try:
         with build_client(settings, store, ctx.limiter_for(store),
-                          ctx.leases.get(store.name)) as client:
+                          ctx.leases.get(store.name)) as client, \
+                ctx.display.step(f"publishing {store.name}", total=len(store_plan.changes)):
             publisher = publisher_for(ctx, store, client, lane=kind == "stock")
             result = publisher.apply(store_plan)
             result.counts.update(requests=client.stats.requests, retries=client.stats.retries,
@@ -198,8 +208,14 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
                       "rejected_rows": store_plan.rejected}
     except BaseException as exc:
         state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        if ctx.results is not None:
+            ctx.results.store_finished(store.name, kind, "failed", {},
+                                       str(exc) or type(exc).__name__, started, ctx.now())
         raise
     state.finish_run(record, result.outcome, counts, result.stopped, at=ctx.now())
+    if ctx.results is not None:
+        ctx.results.store_finished(store.name, kind, result.outcome, counts, result.stopped,
+                                   started, ctx.now())
     log.info("run summary", store=store.name, kind=kind, outcome=result.outcome, **counts)
     return result
 
@@ -216,8 +232,10 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
         snapshot = state.snapshot(store.name)
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
-            result = reconcile(store.name, store.locale, client.iter_listings(), snapshot,
-                               offers, not_offered)
+            listings = ctx.display.track(client.iter_listings(),
+                                         f"reading listings of {store.name}")
+            result = reconcile(store.name, store.locale, listings, snapshot, offers,
+                               not_offered)
             requests = client.stats.requests
         state.record_observed(store.name, [Ack(sku, live, listing_id)
                                            for sku, live, listing_id in result.observed])

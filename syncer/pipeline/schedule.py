@@ -29,7 +29,9 @@ from syncer.publish.reconcile import Reconciliation
 log = structlog.get_logger("syncer.pipeline.schedule")
 
 # The market pass comes last: it reads the BackBox of the prices the offer run just sent.
-KINDS: Final = ("reconcile", "products", "offers", "stock", "market")
+# "queue" sends what earlier runs queued as soon as the hourly budget frees (issue 16), not
+# on the offers' cadence; it is due only when something is queued and a line is free.
+KINDS: Final = ("reconcile", "products", "offers", "stock", "queue", "market")
 # A full offer run also sends what the stock lane would.
 COUNTS_FOR: Final = {"stock": ("stock", "offers")}
 
@@ -60,6 +62,15 @@ def settings_of(store: StoreSettings, kind: str) -> tuple[bool, timedelta]:
 def job_states(ctx: JobContext, store: StoreSettings, now: datetime) -> list[JobState]:
     states = []
     for kind in KINDS:
+        if kind == "queue":
+            from syncer.planning.queue import queue_due_at
+
+            last = ctx.state.last_success(store.name, ("queue",))
+            states.append(JobState(store.name, kind, store.publish_offers, last, None if not
+                                   store.publish_offers else queue_due_at(
+                                       ctx.state, store, ctx.settings.limits.sku_lines_per_hour,
+                                       now)))
+            continue
         enabled, every = settings_of(store, kind)
         last = ctx.state.last_success(store.name, COUNTS_FOR.get(kind, (kind,)))
         next_at = None if not enabled else (now if last is None else last + every)
@@ -128,7 +139,7 @@ def _finished(ctx: JobContext, store: StoreSettings, outcome: StoreRun,
 
 def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: Path | None,
                force: bool, outcome: StoreRun) -> None:
-    source = catalog_source(ctx.settings, catalog)
+    source = ctx.display.rows(catalog_source(ctx.settings, catalog))
     for kind in due:
         if ctx.stop():
             return
@@ -136,17 +147,32 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
             outcome.reconciliation = reconcile_store(ctx, store, source)
         elif kind == "products":
             outcome.products = publish_products(ctx, store, source)
-        elif kind in ("offers", "stock"):
-            if kind == "stock" and "offers" in due:
-                continue  # the full offer run sends the stock too
+        elif kind in ("offers", "stock", "queue"):
+            if kind != "offers" and "offers" in due:
+                continue  # the full offer run sends the stock and the queue too
+            if kind == "queue" and not _queue_still_due(ctx, store):
+                continue  # the stock lane sent it, or took the budget's last lines
             plan = make_plan(ctx.settings, [store], source, ctx.state)
             check_zero_share(ctx.settings, plan, force)
-            outcome.publications.append((kind, publish_store(ctx, plan.stores[0], kind=kind)))
+            store_plan = plan.stores[0]
+            if kind == "queue":
+                from syncer.planning.queue import queued_only
+
+                store_plan = queued_only(store_plan, ctx.state)
+            outcome.publications.append((kind, publish_store(ctx, store_plan, kind=kind)))
         elif kind == "market":
             from syncer.market.view import market_store
 
             outcome.market = market_store(ctx, store).counts()
         outcome.ran.append(kind)
+
+
+def _queue_still_due(ctx: JobContext, store: StoreSettings) -> bool:
+    from syncer.planning.queue import queue_due_at
+
+    now = ctx.now()
+    due_at = queue_due_at(ctx.state, store, ctx.settings.limits.sku_lines_per_hour, now)
+    return due_at is not None and due_at <= now
 
 
 def next_due_lines(ctx: JobContext, stores: Sequence[StoreSettings], now: datetime
@@ -155,6 +181,9 @@ def next_due_lines(ctx: JobContext, stores: Sequence[StoreSettings], now: dateti
     for store in stores:
         parts = []
         for job in job_states(ctx, store, now):
+            if job.kind == "queue" and job.enabled and job.next_at is None:
+                parts.append("queue empty")
+                continue
             if not job.enabled or job.next_at is None:
                 parts.append(f"{job.kind} disabled")
                 continue

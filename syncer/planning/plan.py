@@ -18,9 +18,12 @@ from typing import Any, Final, TextIO
 
 from syncer.core.offers import FIELDS, Rejection, visible
 from syncer.planning.diff import Change, Notice, StorePlan
+from syncer.planning.queue import StoreQueue
+from syncer.planning.queue import render as render_queue
 
 PLAN_FORMAT: Final = 1
-COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected")
+COUNT_KEYS: Final = ("create", "update", "zero", "retry", "unchanged", "rejected",
+                     "quarantined")
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Plan:
     mapping: str = ""
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # What the budget would leave waiting, per store (set by `syncer plan`, not saved).
+    queue: list[StoreQueue] = field(default_factory=list)
 
     @property
     def changes(self) -> Iterator[Change]:
@@ -77,6 +82,7 @@ class Plan:
                  "price_stop": s.price_stop}
                 for s in self.stores
             ],
+            **({"queue": [q.to_dict() for q in self.queue]} if self.queue else {}),
         }
 
     def _tail(self) -> dict[str, Any]:
@@ -122,6 +128,7 @@ class Plan:
             stores.append(StorePlan(
                 store=s["store"], locale=s["locale"], revision=int(s["revision"]),
                 unchanged=int(summary["unchanged"]), rejected=int(summary["rejected"]),
+                quarantined=int(summary.get("quarantined", 0)),
                 live=int(s.get("live", 0)), safety_stop=s.get("safety_stop"),
                 price_stop=s.get("price_stop")))
         by_name = {s.store: s for s in stores}
@@ -158,6 +165,8 @@ class Plan:
             lines.append(f"Store {store.store} ({store.locale}): {_counts(store.summary())}")
             if store.safety_stop:
                 lines.append(f"  STOP    apply would stop here: {store.safety_stop}")
+            if store.quarantined:
+                lines.append(f"  QUARANTINED {_quarantined(store.quarantined)}")
             for change in store.changes[:detail_limit]:
                 row = f" (row {change.row})" if change.row else ""
                 lines.append(f"  {change.action.upper():<7} {visible(change.sku)}{row}: "
@@ -171,11 +180,14 @@ class Plan:
             lines.extend(f"  {r.message()}" for r in self.rejections[:detail_limit])
             _more(lines, len(self.rejections), detail_limit, "  ")
         lines.extend(f"Note: {note}" for note in self.notes)
+        lines.extend(render_queue(self.queue, "text").splitlines())
         total = self.summary()
         lines.append(
             f"Total: {_counts(total)}." if self.has_changes
             else f"Nothing to send ({total['unchanged']} unchanged, "
-                 f"{total['rejected']} rejected).")
+                 f"{total['rejected']} rejected"
+                 + (f", {total['quarantined']} quarantined" if total["quarantined"] else "")
+                 + ").")
         return "\n".join(lines) + "\n"
 
     def to_markdown(self, detail_limit: int = 200) -> str:
@@ -184,13 +196,15 @@ class Plan:
         if self.catalog:
             lines += [f"Catalog: `{_md(self.catalog)}` · mapping `{_md(self.mapping)}` · "
                       f"{self.created_at}", ""]
-        lines += ["| store | create | update | zero | retry | unchanged | rejected |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["| store | " + " | ".join(COUNT_KEYS) + " |",
+                  "| --- |" + " ---: |" * len(COUNT_KEYS)]
         for store in self.stores:
             s = store.summary()
             lines.append(f"| {_md(store.store)} ({store.locale}) | "
                          + " | ".join(str(s[k]) for k in COUNT_KEYS) + " |")
         lines.append("| **total** | " + " | ".join(f"**{total[k]}**" for k in COUNT_KEYS) + " |")
+        if total["quarantined"]:
+            lines += ["", f"> **Quarantined:** {_md(_quarantined(total['quarantined']))}"]
         stops = [store.safety_stop for store in self.stores if store.safety_stop]
         if stops:
             lines += [""] + [f"> **`apply` would stop:** {_md(stop)}" for stop in stops]
@@ -222,6 +236,7 @@ class Plan:
             _more(lines, len(self.rejections), detail_limit, "")
         if self.notes:
             lines += [""] + [f"> {_md(note)}" for note in self.notes]
+        lines.extend(render_queue(self.queue, "markdown").splitlines())
         lines += ["", "Nothing to send." if not self.has_changes else
                   f"**{sum(total[k] for k in ('create', 'update', 'zero', 'retry'))} offers to "
                   "send.**"]
@@ -258,7 +273,14 @@ def _change_dict(change: Change) -> dict[str, Any]:
 def _counts(summary: dict[str, int]) -> str:
     return (f"{summary['create']} to create, {summary['update']} to update, "
             f"{summary['zero']} to zero, {summary['retry']} to retry; "
-            f"{summary['unchanged']} unchanged, {summary['rejected']} rejected")
+            f"{summary['unchanged']} unchanged, {summary['rejected']} rejected"
+            + (f", {summary['quarantined']} quarantined" if summary.get("quarantined") else ""))
+
+
+def _quarantined(count: int) -> str:
+    return (f"{count} offer{'s' if count != 1 else ''} refused by Back Market too many runs "
+            "in a row, held back and not counted as rejected rows (see `syncer errors`; "
+            "`syncer retry SKU` sends one again)")
 
 
 def _more(lines: list[str], total: int, limit: int, indent: str) -> None:

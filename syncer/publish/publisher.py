@@ -49,6 +49,7 @@ from syncer.errors import (
 from syncer.planning.diff import LOOKUP_BATCH, Change, StorePlan
 from syncer.publish.price_moves import record_confirmed
 from syncer.publish.reconcile import observed
+from syncer.reports.run_results import OfferResult
 from syncer.state.store import Ack, Failure, SnapshotEntry, StateStore
 
 log = structlog.get_logger("syncer.publish.publisher")
@@ -112,6 +113,7 @@ class Publisher:
         clock: Callable[[], float] = time.monotonic,
         extra_columns: Mapping[str, Mapping[str, str]] | None = None,
         on_task: Callable[[dict[str, Any], TaskReport], None] = lambda _task, _report: None,
+        on_offer: Callable[[OfferResult], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -129,6 +131,11 @@ class Publisher:
         # content of a proposal. ``on_task`` sees every finished task (its per-row results).
         self.extra_columns = extra_columns or {}
         self.on_task = on_task
+        # Told what became of each offer (the run-results file, syncer/reports/run_results.py), with
+        # when the request that decided it went out and the POST's request id of a batch.
+        self.on_offer = on_offer
+        self._sent_at: float | None = None
+        self._post_request_id: str | None = None
         self.log = log.bind(store=store.name)
         self._unavailable = 0
         # (new SKU, old SKU, listing ids) of the listings reused in the batch being settled
@@ -229,6 +236,7 @@ class Publisher:
         change needs no request: in flight, already published, or settled as it is."""
         if change.key in in_flight:
             result.counts["in_flight"] += 1
+            self._tell(change.sku, change.action, "in_flight")
             return None
         confirmed = entry.published if entry is not None else None
         if confirmed is None and change.action == "zero":
@@ -236,6 +244,7 @@ class Publisher:
             # Market reused, a listing reconciliation found gone): nothing to take offline,
             # and a batch row would create or zero whatever holds the SKU now.
             result.counts["already_published"] += 1
+            self._tell(change.sku, change.action, "already_published")
             self.progress(1)
             return None
         if confirmed is None:
@@ -246,6 +255,7 @@ class Publisher:
         assert entry is not None
         if entry.status != "failed":
             result.counts["already_published"] += 1
+            self._tell(change.sku, change.action, "already_published", entry.listing_id)
             self.progress(1)
         else:  # a failed attempt whose target is what is already confirmed
             self._ack(change, entry.listing_id, result)
@@ -259,6 +269,7 @@ class Publisher:
         self._keep_lease()
         listing_id = (entry.listing_id if entry else None) or change.listing_id
         taken = 0
+        self._sent_at = time.time()
         try:
             if listing_id is None:
                 found = self.client.find_listing(change.sku)
@@ -293,7 +304,8 @@ class Publisher:
             self._unavailable_once(change, exc, result)
             return True
         self._unavailable = 0
-        self._ack(change, str(answer.get("id") or listing_id), result)
+        self._ack(change, str(answer.get("id") or listing_id), result,
+                  request_id=self.client.last_request_id, sent_at=self._sent_at)
         return True
 
     # --- batches --------------------------------------------------------------------------
@@ -303,14 +315,18 @@ class Publisher:
         offers = {c.key: [c.sku, c.source_hash, *c.target] for c in changes}
         batch_id = self.state.add_pending_batch(self.store.name, offers)
         crashpoint("batch:before-post")
+        self._sent_at, self._post_request_id = time.time(), None
         try:
             task_id = self.client.create_batch(columns, rows)
+            self._post_request_id = self.client.last_request_id
             crashpoint("batch:after-post")
         except OutcomeUnknown as exc:
             # It may have landed: keep it pending; the next run checks the listings first.
             self.log.warning("batch outcome unknown, will be checked before any resend",
                              offers=len(changes), error=exc.message)
             result.counts["in_flight"] += len(changes)
+            for change in changes:
+                self._tell(change.sku, change.action, "in_flight", message=exc.message)
             return
         except OfferError as exc:
             self.state.remove_batch(batch_id)
@@ -356,6 +372,8 @@ class Publisher:
             self.log.warning("task still running; it will be checked next run",
                              task_id=task_id, offers=len(offers))
             result.counts["in_flight"] += len(offers)
+            for sku, *_ in offers.values():
+                self._tell(sku, None, "in_flight", task_id=task_id)
             return False
         except OfferError as exc:
             # The task is unknown to Back Market: nothing can be learnt from it.
@@ -373,6 +391,7 @@ class Publisher:
             result.counts["failed"] += len(failures)
             result.failures.extend(failures)
             self.state.remove_batch(batch_id)
+            self._tell_batch(batch_id, task_id, by_key, [], failures)
             return True
         lines = self._sent_lines(offers)
         self._reused = []
@@ -434,6 +453,7 @@ class Publisher:
         result.counts["failed"] += len(failures)
         result.failures.extend(failures)
         self.progress(len(failures))
+        self._tell_batch(batch_id, task_id, by_key, acks, failures, stale)
         self.log.info("batch settled", task_id=task_id, confirmed=len(acks),
                       failed=len(failures), read_back=len(check) + len(absent))
         return True
@@ -601,6 +621,9 @@ class Publisher:
                     acks.append(Ack(sku, published, str(listing["id"]), source_hash))
             self.state.record_acks(self.store.name, acks)
             self.state.remove_batch(batch_id)
+            for ack in acks:
+                self._tell(ack.sku, None, "confirmed", ack.listing_id,
+                           message="an earlier run's batch, found on the listings")
             result.counts["created"] += len(acks)
             self.log.info("unknown batch checked on the listings", found=len(acks),
                           not_found=len(offers) - len(acks))
@@ -626,18 +649,62 @@ class Publisher:
         if reason is None:
             limit = self.budget.lines_per_hour if self.budget else 0
             reason = f"the hourly budget of {limit} SKU lines is used up"
-        self.state.enqueue(self.store.name, [(c.sku, reason) for c in changes])
+        self.state.enqueue(self.store.name, [(c.sku, reason, c.priority) for c in changes])
+        for change in changes:
+            self._tell(change.sku, change.action, "queued", message=reason)
         result.counts["queued"] += len(changes)
         self.progress(len(changes))
         self.log.info("queued for the next run", offers=len(changes), reason=reason)
 
     # --- outcomes -------------------------------------------------------------------------
-    def _ack(self, change: Change, listing_id: str | None, result: PublishResult) -> None:
+    def _ack(self, change: Change, listing_id: str | None, result: PublishResult, *,
+             request_id: str | None = None, sent_at: float | None = None) -> None:
         self.state.record_acks(self.store.name,
                                [Ack(change.sku, change.target, listing_id, change.source_hash)])
         record_confirmed(self.state, self.store.name, [change])
         result.count_ack(change)
+        self._tell(change.sku, change.action, "confirmed", listing_id, request_id=request_id,
+                   sent_at=sent_at)
         self.progress(1)
+
+    def _tell(self, sku: str, action: str | None, outcome: str, listing_id: str | None = None,
+              *, task_id: int | None = None, request_id: str | None = None,
+              code: str | None = None, message: str | None = None,
+              sent_at: float | None = None) -> None:
+        if self.on_offer is not None:
+            self.on_offer(OfferResult(self.store.name, sku, action, outcome, listing_id,
+                                      task_id, request_id, code, message, sent_at,
+                                      time.time()))
+
+    def _tell_batch(self, batch_id: int, task_id: int, by_key: Mapping[str, Change],
+                    acks: Sequence[Ack], failures: Sequence[Failure],
+                    stale: Sequence[Ack] = ()) -> None:
+        """Each line of a settled batch: its POST's time and request id when this run sent
+        it (``by_key``), the task id always."""
+        if self.on_offer is None:
+            return
+        ours = bool(by_key)
+        sent_at = self._sent_at if ours else None
+        request_id = self._post_request_id if ours else None
+        missing = {sku_key(f.sku) for f in failures}
+
+        def action(sku: str) -> str | None:
+            change = by_key.get(sku_key(sku))
+            return None if change is None else change.action
+
+        for ack in acks:
+            self._tell(ack.sku, action(ack.sku), "confirmed", ack.listing_id, task_id=task_id,
+                       request_id=request_id, sent_at=sent_at)
+        for ack in stale:  # confirmed late: the snapshot took what the listing shows
+            if sku_key(ack.sku) not in missing:
+                self._tell(ack.sku, action(ack.sku), "confirmed", ack.listing_id,
+                           task_id=task_id, request_id=request_id, sent_at=sent_at,
+                           message="confirmed after a newer update: read back from the listing")
+        for failure in failures:
+            self._tell(failure.sku, action(failure.sku),
+                       "refused" if failure.refused else "failed", task_id=task_id,
+                       request_id=failure.request_id or request_id, code=failure.code,
+                       message=failure.message, sent_at=sent_at)
 
     def _fail(self, change: Change, exc: ApiError, result: PublishResult,
               refused: bool = True) -> None:
@@ -647,6 +714,9 @@ class Publisher:
                           request_id=exc.request_id, attempted=change.target, refused=refused)
         self.state.record_failures(self.store.name, [failure])
         result.counts["failed"] += 1
+        self._tell(change.sku, change.action, "refused" if refused else "unreachable",
+                   request_id=failure.request_id, code=failure.code, message=failure.message,
+                   sent_at=self._sent_at)
         if not refused:
             result.counts["unreachable"] += 1
         result.failures.append(failure)

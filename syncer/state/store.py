@@ -55,7 +55,7 @@ from syncer.errors import LockHeld, StateError
 
 log = structlog.get_logger("syncer.state.store")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 # Schema version -> the statements that bring the previous version to it: one tuple for
 # every database, or a tuple per dialect name (a dialect not named has nothing to do).
 MIGRATIONS: Final[dict[int, tuple[str, ...] | dict[str, tuple[str, ...]]]] = {
@@ -67,6 +67,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...] | dict[str, tuple[str, ...]]]] = {
         "ALTER TABLE offer_snapshot ALTER COLUMN request_id TYPE TEXT",
         "ALTER TABLE order_line_action ALTER COLUMN request_id TYPE TEXT",
     )},
+    # The sending priority of a queued offer (0 zero ... 3 new), for the queue's estimate.
+    4: ("ALTER TABLE offer_queue ADD COLUMN priority INTEGER",),
 }
 # A run that did its work counts for scheduling, even if Back Market refused some offers
 # (those are retried by the next run anyway). "stopped", "failed", "interrupted" do not.
@@ -216,6 +218,9 @@ _QUEUE = Table(
     _text("sku", 128),
     _text("reason", null=True),
     _when("queued_at"),
+    # Change.priority: 0 zero, 1 stock, 2 other update, 3 new listing (None: queued by an
+    # older version). Schema version 4.
+    _int("priority", null=True),
 )
 # A product proposed to Back Market, per store (its country's content) and EAN.
 _PROPOSALS = Table(
@@ -874,17 +879,49 @@ class StateStore:
                                        _QUEUE.c.queued_at).where(_QUEUE.c.store == store))
             return {key: (sku, reason, _aware(at)) for key, sku, reason, at in rows}
 
-    def enqueue(self, store: str, offers: Sequence[tuple[str, str]]) -> None:
-        """Queue (sku, reason) pairs; an offer already queued keeps its place in line."""
+    def enqueue(self, store: str, offers: Sequence[tuple[str, str] | tuple[str, str, int]]
+                ) -> None:
+        """Queue (sku, reason[, priority]) tuples; an offer already queued keeps its place in
+        line."""
         if not offers:
             return
         now = utcnow()
-        rows = [{"store": store, "sku_key": sku_key(sku), "sku": sku, "reason": reason,
-                 "queued_at": now} for sku, reason in offers]
+        rows = [{"store": store, "sku_key": sku_key(offer[0]), "sku": offer[0],
+                 "reason": offer[1], "queued_at": now,
+                 "priority": offer[2] if len(offer) > 2 else None} for offer in offers]
         with self._write() as conn:
             for start in range(0, len(rows), _BULK):
                 _upsert(conn, _QUEUE, rows[start:start + _BULK], ("store", "sku_key"),
-                        ["reason"])
+                        ["reason", "priority"])
+
+    def queue_counts(self, store: str) -> dict[int | None, tuple[int, datetime]]:
+        """Priority -> (offers queued, the oldest's queued_at) of the store's queue."""
+        if self.empty:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(
+                select(_QUEUE.c.priority, func.count(), func.min(_QUEUE.c.queued_at))
+                .where(_QUEUE.c.store == store).group_by(_QUEUE.c.priority))
+            return {priority: (int(count), _aware(oldest)) for priority, count, oldest in rows}
+
+    def budget_spent(self, account: str, now: datetime | None = None
+                     ) -> list[tuple[datetime, int]]:
+        """(spent_at, lines) of the account's hourly budget still counted at ``now``, oldest
+        first: when each frees (an hour after it was spent)."""
+        if self.empty:
+            return []
+        since = (now or utcnow()) - timedelta(hours=1)
+        with self._read() as conn:
+            rows = conn.execute(select(_LEDGER.c.spent_at, _LEDGER.c.lines).where(
+                _LEDGER.c.account == account, _LEDGER.c.spent_at > since)
+                .order_by(_LEDGER.c.spent_at))
+            return [(_aware(at), int(lines)) for at, lines in rows]
+
+    def unqueue(self, store: str, skus: Sequence[str]) -> None:
+        """Take offers out of the queue (nothing is left to send for them)."""
+        if skus:
+            with self._write() as conn:
+                self._unqueue(conn, store, [sku_key(sku) for sku in skus])
 
     def _unqueue(self, conn: Any, store: str, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), _BULK):
