@@ -227,6 +227,22 @@ def postgres(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2:
         engine.dispose()
 
 
+class SimClock:
+    """The simulated clock of the publishing and market benches: sleeping advances it."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.seconds)
+
+
 def publishing(table: Table, folder: Path, backlog: int) -> None:
     print("4. publishing with Back Market's limits, simulated clock", flush=True)
     import logging
@@ -243,21 +259,8 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
     from syncer.publish.publisher import Publisher
     from syncer.state.store import StateStore
 
-    class Clock:
-        def __init__(self) -> None:
-            self.seconds = 0.0
-
-        def monotonic(self) -> float:
-            return self.seconds
-
-        def sleep(self, seconds: float) -> None:
-            self.seconds += seconds
-
-        def now(self) -> datetime:
-            return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.seconds)
-
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    clock = Clock()
+    clock = SimClock()
     token = "bench-token"
     catalog = folder / "publish.csv"
 
@@ -340,21 +343,8 @@ def market(table: Table, folder: Path, listings: int, hours: int = 4) -> None:
     from syncer.publish.publisher import Publisher
     from syncer.state.store import StateStore
 
-    class Clock:
-        def __init__(self) -> None:
-            self.seconds = 0.0
-
-        def monotonic(self) -> float:
-            return self.seconds
-
-        def sleep(self, seconds: float) -> None:
-            self.seconds += seconds
-
-        def now(self) -> datetime:
-            return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.seconds)
-
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    clock = Clock()
+    clock = SimClock()
     token = "bench-market-token"
     catalog = folder / "market.csv"
     # One EAN per listing: each is its own BackBox (EAN-13 with its check digit).
