@@ -1,7 +1,8 @@
 """The emulator's orders: ``/ws/orders``, ``/ws/orders/{order_id}``, ``/ws/orderlines/{id}``.
 
 Back Market's order and orderline state machine as its spec tells it (Tables 5 and 6 of
-``GET /ws/orders``, ``UpdateOrder``), served by the ``OrderBook`` part of an ``Emulator``.
+``GET /ws/orders``, ``UpdateOrder``): the reads and admin endpoints here (``OrderBook``), the
+merchant's changes in ``syncer.emulator.order_updates``, the shapes in ``order_model``.
 
 Orders live in memory only: the emulator's ``--state`` file keeps listings, products and
 tasks, not orders, so a restart forgets them (they are test and demo data).

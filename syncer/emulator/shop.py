@@ -96,7 +96,7 @@ class ShopEmulator:
 
     def _details(self, product: str) -> dict[str, Any] | None:
         """The product page: the lowest price of each grade on sale in the shop's market."""
-        with self.emulator._lock:
+        with self.emulator.shared.lock:
             offers: dict[str, Decimal] = {}
             title = None
             market = market_of(self.locale)
