@@ -253,7 +253,8 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
     from syncer.backmarket.client import BackMarketClient
     from syncer.backmarket.limits import SkuBudget
     from syncer.config.settings import load_settings
-    from syncer.emulator.server import EmulatorConfig, EmulatorServer
+    from syncer.emulator.config import EmulatorConfig
+    from syncer.emulator.server import EmulatorServer
     from syncer.pipeline.jobs import build_limits
     from syncer.pipeline.planner import catalog_source, make_plan
     from syncer.publish.publisher import Publisher

@@ -44,7 +44,8 @@ from stdnum import ean as ean_check  # noqa: E402
 
 from syncer.cli.main import cli  # noqa: E402
 from syncer.core import crashpoints  # noqa: E402
-from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults  # noqa: E402
+from syncer.emulator.config import EmulatorConfig, Faults  # noqa: E402
+from syncer.emulator.server import EmulatorServer  # noqa: E402
 
 TOKEN = "soak-token"
 HEADER = ["sku", "ean", "grade", "stock", "safety_stock", "max_quantity", "price_fr",

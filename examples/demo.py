@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults
+from syncer.emulator.config import EmulatorConfig, Faults
+from syncer.emulator.server import EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "demo"

@@ -16,7 +16,8 @@ from sqlalchemy import Table, create_engine, inspect, select
 
 from syncer.cli.main import cli
 from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.validation import Validator
 from tests.conftest import TOKEN, write_catalog, write_config

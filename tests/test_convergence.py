@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from syncer.emulator.server import EXCHANGE_LOG_SIZE, EmulatorConfig, EmulatorServer, Faults
+from syncer.emulator.config import EmulatorConfig, Faults
+from syncer.emulator.http import EXCHANGE_LOG_SIZE
+from syncer.emulator.server import EmulatorServer
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.contract import check_exchange

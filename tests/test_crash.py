@@ -24,7 +24,8 @@ from click.testing import CliRunner
 
 from syncer.cli.main import cli
 from syncer.core import crashpoints
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from tests.conftest import TOKEN, catalog_row, write_config
 from tests.contract import check_exchange
 from tests.helpers import Shop, assert_emulator_matches_catalog

@@ -19,13 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.emulator.server import (
-    GRADES,
-    EmulatorConfig,
-    EmulatorServer,
-    Faults,
-    product_id_for_ean,
-)
+from syncer.emulator.config import GRADES, EmulatorConfig, Faults
+from syncer.emulator.products import product_id_for_ean
+from syncer.emulator.server import EmulatorServer
 from tests.contract import check_exchange, check_request, check_response
 from tests.helpers import FakeClock
 
@@ -784,7 +780,7 @@ def test_unexpected_error_is_500_and_the_server_goes_on(
         raise RuntimeError("boom")
 
     with monkeypatch.context() as patch:
-        patch.setattr(server.emulator, "_public", broken)
+        patch.setattr(server.emulator._listings, "public", broken)
         response = client.get(f"/ws/listings/{listing['id']}")
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"

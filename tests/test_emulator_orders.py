@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from syncer.emulator.orders import order_book
-from syncer.emulator.server import Emulator, EmulatorConfig
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.emulator import Emulator
 from tests.contract import check_exchange
 
 TOKEN = "seller-a"
@@ -204,7 +204,7 @@ def test_a_seller_sees_only_its_own_orders(emulator: Emulator, api: Api) -> None
 
 def test_list_hides_new_and_unpaid_orders_and_filters_and_pages(
         emulator: Emulator, api: Api) -> None:
-    book = order_book(emulator)
+    book = emulator.order_book
     start = datetime(2030, 1, 1, tzinfo=UTC)
     book.now = lambda: start
     hidden = place(emulator, ("A-1", 1), state=0)
@@ -273,7 +273,7 @@ def multipart(parts: list[tuple[str, bytes]], boundary: str = "b0undary") -> tup
 def test_an_invoice_is_a_pdf_uploaded_for_a_paid_order(emulator: Emulator, api: Api) -> None:
     order = place(emulator, ("A-1", 1))
     waiting = place(emulator, ("B-2", 1), state=10)
-    book = order_book(emulator)
+    book = emulator.order_book
     book.now = lambda: datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 
     def upload(order_id: int, parts: list[tuple[str, bytes]]) -> tuple[int, Any]:

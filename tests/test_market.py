@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.limits import ApiLimits, RateLimiter
 from syncer.core.competition import Competition
-from syncer.emulator.market import backbox, market_book
+from syncer.emulator.market import backbox
 from syncer.emulator.server import EmulatorServer
 from syncer.errors import ApiError
 from syncer.market.view import Candidate, market_pass, read_order
@@ -109,7 +109,7 @@ def test_competitor_reads_never_exceed_two_a_second(shop: Shop, emulator: Emulat
     calls = competitor_calls(emulator)
     assert len(calls) == len(EANS)
     assert all(call.status == 200 for call in calls), [c.status for c in calls]
-    assert market_book(emulator.emulator).rate_limited == 0
+    assert emulator.emulator.market_book.rate_limited == 0
     times = [call.at for call in calls]
     for first, third in zip(times, times[2:], strict=False):
         assert third - first >= 1.0  # never 3 in one second
@@ -122,7 +122,7 @@ def test_the_emulator_refuses_a_third_call_in_one_second(emulator: EmulatorServe
     with httpx.Client(base_url=emulator.base_url, headers=headers) as http:
         statuses = [http.get(COMPETITORS + listing_id).status_code for _ in range(3)]
     assert statuses == [404, 404, 429]
-    assert market_book(emulator.emulator).rate_limited == 1
+    assert emulator.emulator.market_book.rate_limited == 1
 
 
 HOSTILE = [
@@ -188,8 +188,8 @@ def test_a_hostile_answer_in_a_pass_is_counted_and_the_others_are_read(
 
 def test_market_refresh_says_a_hostile_answer_in_one_line_and_exits_1(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncer.emulator.config import EmulatorConfig
     from syncer.emulator.market import MarketBook
-    from syncer.emulator.server import EmulatorConfig
 
     honest = MarketBook.entries
 

@@ -27,8 +27,9 @@ from sqlalchemy import create_engine, text
 
 from syncer.backmarket.client import BackMarketClient
 from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator.orders import order_book
-from syncer.emulator.server import Emulator, EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.emulator import Emulator
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError
 from syncer.orders.steps import (
     check_imei,
@@ -441,7 +442,7 @@ def test_line_accepted_on_back_market_meanwhile_is_recorded_not_sent_again(shop:
 
 def test_pull_reads_since_the_last_pull_minus_the_overlap_so_late_orders_are_not_missed(
         shop: Shop) -> None:
-    book = order_book(shop.server.emulator)
+    book = shop.server.emulator.order_book
     start = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
     book.now = lambda: start
     first = place(shop, [("A-1", 1)])
@@ -556,7 +557,7 @@ def test_lost_answer_to_an_acceptance_is_checked_before_sending_it_again(
     assert answer["orderlines"][0]["state"] == 2
     # Landed: read back, not sent again. Lost before landing: read back, then sent again.
     assert transport.posts == (1 if applied else 2)
-    assert order_book(emulator).history(TOKEN, order_id) == [(answer["orderlines"][0]["id"],
+    assert emulator.order_book.history(TOKEN, order_id) == [(answer["orderlines"][0]["id"],
                                                               2)]
     for exchange in emulator.exchanges:
         check_exchange(exchange)
@@ -806,7 +807,7 @@ def test_invoices_are_uploaded_once_and_bad_rows_name_their_row_and_column(
     (shop.folder / "invoices" / "notes.txt").write_text("not an invoice", encoding="utf-8")
     (shop.folder / "invoices" / "empty.pdf").write_bytes(b"")
     # An invoice given in the back office meanwhile: Back Market shows date_bill_provided.
-    book = order_book(shop.server.emulator)
+    book = shop.server.emulator.order_book
     with shop.server.emulator._lock:
         book._orders[elsewhere].date_bill_provided = datetime(2030, 1, 1, tzinfo=UTC)
     rows = write(shop, "invoices.csv", [
@@ -875,7 +876,7 @@ def test_a_refused_invoice_is_recorded_as_failed_and_sent_by_the_next_run(shop: 
     shop.run("orders", "pull")
     (shop.folder / "F-1.pdf").write_bytes(PDF)
     rows = write(shop, "invoices.csv", ["order_id,path", f"{order},F-1.pdf"])
-    book = order_book(shop.server.emulator)
+    book = shop.server.emulator.order_book
     with shop.server.emulator._lock:  # Back Market refuses the upload: the order is unpaid
         book._orders[order].state = 10
     out = shop.run("orders", "invoice", "--from", str(rows), code=3).stdout

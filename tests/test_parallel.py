@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.contract import check_exchange

@@ -13,7 +13,8 @@ from stdnum import ean as ean_check
 
 from syncer.cli.main import cli
 from syncer.config.settings import Settings, load_settings
-from syncer.emulator.server import EmulatorServer, Faults
+from syncer.emulator.config import Faults
+from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.jobs import JobContext, paced
 from syncer.pipeline.planner import siblings
 from syncer.pipeline.schedule import run_due

@@ -30,7 +30,8 @@ from stdnum import ean as ean_check
 from syncer.backmarket.client import BackMarketClient
 from syncer.cli.main import cli
 from syncer.config.settings import load_settings
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.planner import catalog_source, make_plan
 from syncer.publish.publisher import Publisher, PublishResult
 from syncer.state.store import StateStore

@@ -35,7 +35,8 @@ from syncer.backmarket.answers import Listing, ListingPage, Order, OrderPage, ch
 from syncer.config.settings import load_settings
 from syncer.core.offers import FIELDS, sku_key
 from syncer.core.vocabulary import GRADE_STATE
-from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults
+from syncer.emulator.config import EmulatorConfig, Faults
+from syncer.emulator.server import EmulatorServer
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop

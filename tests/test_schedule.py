@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from syncer.config.settings import Settings, load_settings
-from syncer.emulator.server import EmulatorConfig, EmulatorServer, Faults
+from syncer.emulator.config import EmulatorConfig, Faults
+from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.jobs import JobContext, paced
 from syncer.pipeline.planner import siblings
 from syncer.pipeline.schedule import job_states, next_due_lines, run_due

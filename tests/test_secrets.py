@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, inspect, text
 import syncer.backmarket.client
 from syncer.config.settings import load_settings
 from syncer.core import logs, secrets
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError, OfferError, StateError
 from tests.conftest import TOKEN, catalog_row, write_config
 from tests.helpers import Shop, checked_emulator

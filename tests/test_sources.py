@@ -37,7 +37,8 @@ from structlog.testing import capture_logs
 from syncer.catalog.files import CsvCatalog
 from syncer.catalog.sql import SqlCatalog, cell_text, database_url, mask_password, numeric_columns
 from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import CatalogError, ConfigError
 from syncer.pipeline.planner import catalog_source
 from syncer.planning.mapping import load_profile

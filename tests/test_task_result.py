@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from syncer.backmarket.client import SentLine, task_outcomes
-from syncer.emulator.server import EmulatorServer, Faults
+from syncer.emulator.config import Faults
+from syncer.emulator.server import EmulatorServer
 from syncer.errors import ApiError
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config

@@ -40,7 +40,8 @@ import httpx
 import pytest
 
 from syncer.core.vocabulary import GRADE_STATE
-from syncer.emulator.server import EmulatorConfig, EmulatorServer
+from syncer.emulator.config import EmulatorConfig
+from syncer.emulator.server import EmulatorServer
 from tests.conftest import TOKEN
 
 PART1 = "batch task real shape: issue 13 part 1, merged separately"

@@ -864,7 +864,8 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
     It follows Back Market's published spec, limits and failures included; faults can also
     be changed while it runs through POST /_emulator/faults.
     """
-    from syncer.emulator.server import EmulatorConfig, Faults, serve
+    from syncer.emulator.config import EmulatorConfig, Faults
+    from syncer.emulator.server import serve
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo("warning: the emulator is a test tool; it has no TLS", err=True)

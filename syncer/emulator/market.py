@@ -1,6 +1,6 @@
 """The emulator's competitive market: the BackBox of each product and grade, per market.
 
-Served on an ``Emulator`` with ``add_route``: ``GET /ws/backbox/v1/competitors/{listingId}``
+A part of an ``Emulator``: ``GET /ws/backbox/v1/competitors/{listingId}``
 answers, for one of the seller's listings, one ``Competitor`` per market where the listing has
 a price (the spec's shape: ``listing_id``, ``product_id``, ``market``, ``price``, ``min_price``,
 ``price_to_win``, ``winner_price``, ``is_winning``), at most 2 calls a second per token
@@ -36,16 +36,18 @@ from __future__ import annotations
 
 import random
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Final
 
-from syncer.emulator.server import CENT, Call, Emulator, HttpError, Reply, error_v1
+from syncer.emulator.changes import CENT
+from syncer.emulator.http import Call, HttpError, Reply, Router, error_v1, take_slot
+from syncer.emulator.listings import Listings
+from syncer.emulator.model import Shared
 
-__all__ = ["MARKET_CODES", "MarketBook", "backbox", "install_market_routes", "market_book"]
+__all__ = ["MARKET_CODES", "MarketBook", "Rival", "backbox", "market_of"]
 
 # The spec's MarketCode enum: a market Back Market has a BackBox for.
 MARKET_CODES: Final = ("FR", "BE", "DE", "IT", "ES", "GB", "AT", "NL", "US", "FI", "PT", "IE",
@@ -89,9 +91,18 @@ def backbox(price: Decimal | None, quality: Decimal, competes: bool,
 class MarketBook:
     """The rivals of every BackBox of one emulator, our quality scores, the 2/s limit."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+    def __init__(self, shared: Shared, listings: Listings) -> None:
+        self.shared = shared
+        self.listings = listings
         self.clear()
+
+    def install(self, router: Router) -> None:
+        router.add("GET", r"/ws/backbox/v1/competitors/(?P<listing>[^/]+)",
+                   self.get_competitors)
+        router.add("GET", r"/_emulator/market", self.admin_list, admin=True)
+        router.add("POST", r"/_emulator/market", self.admin_set, admin=True)
+        router.add("POST", r"/_emulator/market/quality", self.admin_quality, admin=True)
+        router.add("POST", r"/_emulator/market/seed", self.admin_seed, admin=True)
 
     def clear(self) -> None:
         self.rivals: dict[tuple[str, str, str], dict[str, Rival]] = {}
@@ -104,17 +115,17 @@ class MarketBook:
     # -- in-process helpers --
     def set_rival(self, product_id: str, grade: str, market: str, price: Decimal | str, *,
                   seller: str = "rival", quality: Decimal | str = "1") -> None:
-        with self.emulator._lock:
+        with self.shared.lock:
             key = (product_id, grade.upper(), market.upper())
             self.rivals.setdefault(key, {})[seller] = Rival(seller, Decimal(price),
                                                             Decimal(quality))
 
     def remove_rival(self, product_id: str, grade: str, market: str, seller: str) -> None:
-        with self.emulator._lock:
+        with self.shared.lock:
             self.rivals.get((product_id, grade.upper(), market.upper()), {}).pop(seller, None)
 
     def ours(self, token: str, listing_id: str) -> dict[str, Any] | None:
-        for listing in self.emulator.listings(token):
+        for listing in self.listings.dumps(token):
             if listing["id"] == listing_id:
                 return listing
         return None
@@ -145,9 +156,7 @@ class MarketBook:
         return answer
 
     def emulator_currency(self, locale: str) -> str:
-        from syncer.emulator.server import PLATFORMS
-
-        return PLATFORMS[self.emulator.config.platform][locale]
+        return self.shared.markets[locale]
 
     def _rivals(self, token: str, listing: Mapping[str, Any], locale: str, market: str,
                 price: Decimal) -> list[Rival]:
@@ -156,10 +165,10 @@ class MarketBook:
             self._seeded.add(key)
             self.rivals[key] = _seeded(self.seed, key, price)
         rivals = list(self.rivals.get(key, {}).values())
-        for other in self.emulator.config.tokens:  # the emulator's other sellers
+        for other in self.shared.config.tokens:  # the emulator's other sellers
             if other == token:
                 continue
-            for theirs in self.emulator.listings(other):
+            for theirs in self.listings.dumps(other):
                 data = theirs["markets"].get(locale) or {}
                 if theirs["product_id"] == listing["product_id"] and \
                         theirs["grade"] == listing["grade"] and theirs["quantity"] > 0 and \
@@ -170,16 +179,13 @@ class MarketBook:
 
     # -- Back Market's route --
     def get_competitors(self, call: Call) -> Reply:
-        now = self.emulator.config.clock()
+        now = self.shared.config.clock()
         calls = self._calls.setdefault(call.token, deque())
-        while calls and calls[0] <= now - 1.0:
-            calls.popleft()
-        if len(calls) >= CALLS_PER_SECOND:
+        if not take_slot(calls, now, 1.0, CALLS_PER_SECOND):
             self.rate_limited += 1
             return error_v1(429, "too_many_requests",
                             f"Too many requests: more than {CALLS_PER_SECOND} a second on the "
                             "competitors endpoint")
-        calls.append(now)
         ident = call.params["listing"]
         try:
             listing_id = str(uuid.UUID(ident))
@@ -209,10 +215,8 @@ class MarketBook:
             raise call.bad_request(f"{market!r} is not a market code")
         ours = None
         if "sku" in body:
-            token = body.get("token") or self.emulator.config.tokens[0]
-            if token not in self.emulator.config.tokens:
-                raise HttpError(error_v1(404, "not_found", "unknown token"))
-            found = [item for item in self.emulator.listings(token)
+            token = self._token(body)
+            found = [item for item in self.listings.dumps(token)
                      if str(item["sku"]).casefold() == str(body["sku"]).casefold()]
             if not found:
                 raise HttpError(error_v1(404, "not_found", f"no listing {body['sku']!r}"))
@@ -256,14 +260,20 @@ class MarketBook:
 
     def admin_quality(self, call: Call) -> Reply:
         body = call.json_object()
-        token = body.get("token") or self.emulator.config.tokens[0]
-        if token not in self.emulator.config.tokens:
-            raise HttpError(error_v1(404, "not_found", "unknown token"))
+        token = self._token(body)
         quality = _decimal(call, body.get("quality"), "quality")
         if quality <= 0:
             raise call.bad_request("quality must be above 0")
         self.quality[token] = quality
         return Reply(200, {"quality": str(quality)})
+
+    def _token(self, body: Mapping[str, Any]) -> str:
+        """The seller an admin request names (the first one by default), else a 404."""
+        tokens = self.shared.config.tokens
+        token = body.get("token") or tokens[0]
+        if token not in tokens:
+            raise HttpError(error_v1(404, "not_found", "unknown token"))
+        return str(token)
 
     def admin_seed(self, call: Call) -> Reply:
         seed = call.json_object().get("seed")
@@ -299,25 +309,3 @@ def _decimal(call: Call, value: object, name: str) -> Decimal:
     if not number.is_finite():
         raise call.bad_request(f"{name} must be finite")
     return number
-
-
-_books: weakref.WeakKeyDictionary[Emulator, MarketBook] = weakref.WeakKeyDictionary()
-
-
-def market_book(emulator: Emulator) -> MarketBook:
-    """The market of an emulator (made on first use)."""
-    book = _books.get(emulator)
-    if book is None:
-        book = _books[emulator] = MarketBook(emulator)
-    return book
-
-
-def install_market_routes(emulator: Emulator) -> MarketBook:
-    book = market_book(emulator)
-    emulator.add_route("GET", r"/ws/backbox/v1/competitors/(?P<listing>[^/]+)",
-                       book.get_competitors)
-    emulator.add_route("GET", r"/_emulator/market", book.admin_list, admin=True)
-    emulator.add_route("POST", r"/_emulator/market", book.admin_set, admin=True)
-    emulator.add_route("POST", r"/_emulator/market/quality", book.admin_quality, admin=True)
-    emulator.add_route("POST", r"/_emulator/market/seed", book.admin_seed, admin=True)
-    return book

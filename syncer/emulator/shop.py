@@ -19,18 +19,18 @@ Limits as the tiers have them: ``requests_per_minute`` per key (beyond: 429) and
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import threading
 from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Final, cast
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from syncer.emulator.market import market_book, market_of
-from syncer.emulator.server import Emulator, Response
+from syncer.emulator.emulator import Emulator
+from syncer.emulator.http import LoopbackServer, Response, known_secret, take_slot
+from syncer.emulator.market import market_of
 
 LABELS: Final = {"PREMIUM": "Premium", "EXCELLENT": "Parfait état", "VERY_GOOD": "Très bon état",
                  "GOOD": "Bon état", "FAIR": "État correct", "STALLONE": "Stallone"}
@@ -65,18 +65,13 @@ class ShopEmulator:
 
     def _answer(self, method: str, path: str, query: dict[str, str],
                 headers: dict[str, str]) -> tuple[int, Any]:
-        presented = headers.get("x-api-key", "")
-        key = next((k for k in self.keys
-                    if hmac.compare_digest(presented.encode(), k.encode())), None)
+        key = known_secret(headers.get("x-api-key", ""), self.keys)
         if key is None:
             return 401, {"status": "error", "message": "invalid or missing X-API-Key"}
         now = self.emulator.config.clock()
-        calls = self._calls.setdefault(key, deque())
-        while calls and calls[0] <= now - 60:
-            calls.popleft()
-        if len(calls) >= self.requests_per_minute:
+        if not take_slot(self._calls.setdefault(key, deque()), now, 60,
+                         self.requests_per_minute):
             return 429, {"status": "error", "message": "rate limit exceeded"}
-        calls.append(now)
         if self.credits_used.get(key, 0) >= self.monthly_credits:
             return 402, {"status": "error", "message": "monthly credits exhausted"}
         self.credits_used[key] = self.credits_used.get(key, 0) + 1
@@ -101,7 +96,7 @@ class ShopEmulator:
 
     def _details(self, product: str) -> dict[str, Any] | None:
         """The product page: the lowest price of each grade on sale in the shop's market."""
-        with self.emulator._lock:
+        with self.emulator.shared.lock:
             offers: dict[str, Decimal] = {}
             title = None
             market = market_of(self.locale)
@@ -113,13 +108,13 @@ class ShopEmulator:
                     data = listing["markets"].get(self.locale) or {}
                     if listing["quantity"] > 0 and data.get("price") is not None:
                         _lowest(offers, listing["grade"], Decimal(data["price"]))
-            for (product_id, grade, where), rivals in market_book(self.emulator).rivals.items():
+            for (product_id, grade, where), rivals in self.emulator.market_book.rivals.items():
                 if product_id == product and where == market:
                     for rival in rivals.values():
                         _lowest(offers, grade, rival.price)
         if not offers and title is None:
             return None
-        currency = market_book(self.emulator).emulator_currency(self.locale)
+        currency = self.emulator.market_book.emulator_currency(self.locale)
         items = [{"label": LABELS.get(grade, grade),
                   "price": {"amount": f"{price:.2f}", "currency": currency}}
                  for grade, price in sorted(offers.items(), key=lambda item: item[1])]
@@ -143,33 +138,16 @@ class ShopServer:
 
     def __init__(self, shop: ShopEmulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.shop = shop
-        self.host, self.port = host, port
+        self._server = LoopbackServer(shop, host, port, "shop-emulator")
         self.base_url = ""
-        self._httpd: Any = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> ShopServer:
-        from syncer.emulator.server import _HTTPServer
-
-        # The HTTP layer only calls ``handle``: the shop answers as the emulator would.
-        self._httpd = _HTTPServer((self.host, self.port), cast(Emulator, self.shop))
-        host, port = self._httpd.server_address[:2]
-        self.port = port
-        self.base_url = f"http://{host}:{port}/scraper/emulated"
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="shop-emulator")
-        self._thread.start()
+        self._server.start()
+        self.base_url = f"{self._server.base_url}/scraper/emulated"
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> ShopServer:
         return self.start()
