@@ -337,7 +337,8 @@ def market(table: Table, folder: Path, listings: int, hours: int = 4) -> None:
 
     from syncer.backmarket.client import BackMarketClient
     from syncer.config.settings import load_settings
-    from syncer.emulator.server import EmulatorConfig, EmulatorServer
+    from syncer.emulator.config import EmulatorConfig
+    from syncer.emulator.server import EmulatorServer
     from syncer.market.view import market_pass
     from syncer.pipeline.jobs import build_limits
     from syncer.pipeline.planner import catalog_source, make_plan

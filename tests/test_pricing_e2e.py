@@ -434,7 +434,7 @@ def test_a_saved_plan_keeps_its_traces_and_its_price_stop(tmp_path: Path,
 
 
 def test_the_engine_has_one_backpricer_band_and_the_emulator_its_own() -> None:
-    from syncer.emulator import server as emulator
+    from syncer.emulator import changes as emulator
     from syncer.planning import pricing, validation
 
     assert pricing.BACKPRICER_BAND is validation.BACKPRICER_BAND
