@@ -159,3 +159,23 @@ def test_no_configuration_is_an_error_naming_where_it_looked(
         result = CliRunner().invoke(cli, [command, "--store", "nope"])
         assert result.exit_code == 1, (command, result.output)
         assert result.stderr == "error: no store named 'nope'; configured stores: fr, de\n"
+
+
+def test_commands_over_every_configured_store_refuse_an_unknown_store_and_no_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """status, errors, retry and alerts test work on the store named or on every configured
+    one, enabled or not: an unknown name, or no [[stores]] at all, is one error line, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    commands = (["status"], ["errors"], ["retry", "SKU-1"], ["alerts", "test"])
+    write_config(tmp_path, state_url="sqlite:///state/syncer.db")
+    for command in commands:
+        result = CliRunner().invoke(cli, [*command, "--store", "nope"])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.stderr == "error: no store named 'nope'; configured stores: fr, de\n"
+    write_config(tmp_path, state_url="sqlite:///state/syncer.db", stores=())
+    for command in commands:
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert result.stdout == ""
+        assert result.stderr == ("error: no store is configured ([[stores]] in the TOML "
+                                 "file)\n"), command

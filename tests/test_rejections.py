@@ -14,7 +14,8 @@ from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 
 from syncer.catalog.files import CatalogStream
-from syncer.cli.main import EXIT_REJECTIONS, cli
+from syncer.cli.context import EXIT_REJECTIONS
+from syncer.cli.main import cli
 from syncer.core.offers import Rejection
 from syncer.errors import CatalogError
 from syncer.reports.rejections import REASON_COLUMNS, Fingerprinted, write_rejections
