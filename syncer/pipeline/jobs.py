@@ -29,6 +29,7 @@ from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
 from syncer.planning.diff import StorePlan, stock_only
 from syncer.planning.plan import Plan
+from syncer.publish.products import publish_products
 from syncer.publish.publisher import Publisher, PublishResult
 from syncer.publish.reconcile import Reconciliation, reconcile
 from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
@@ -226,3 +227,24 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
     state.finish_run(record, "ok", counts, at=ctx.now())
     log.info("run summary", store=store.name, kind="reconcile", outcome="ok", **counts)
     return result
+
+
+def products_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSource
+                   ) -> dict[str, int]:
+    """The products job of one store (see ``syncer.publish.products``), as one recorded run,
+    its offers published with the store's budget, lease and progress."""
+    state = ctx.state
+    record = state.start_run(ctx.run_id, store.name, "products", at=ctx.now())
+    try:
+        with build_client(ctx.settings, store, ctx.limiter_for(store),
+                          ctx.leases.get(store.name)) as client:
+            counts = publish_products(
+                ctx.settings, state, store, catalog, client,
+                lambda extra, on_task: publisher_for(ctx, store, client, extra_columns=extra,
+                                                     on_task=on_task))
+    except BaseException as exc:
+        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        raise
+    state.finish_run(record, "ok", counts, at=ctx.now())
+    log.info("run summary", store=store.name, kind="products", outcome="ok", **counts)
+    return counts

@@ -20,9 +20,14 @@ import structlog
 from syncer.alerts.events import StoreTurn
 from syncer.config.settings import StoreSettings
 from syncer.errors import LockHeld, SyncerError
-from syncer.pipeline.jobs import JobContext, check_zero_share, publish_store, reconcile_store
+from syncer.pipeline.jobs import (
+    JobContext,
+    check_zero_share,
+    products_store,
+    publish_store,
+    reconcile_store,
+)
 from syncer.pipeline.planner import catalog_source, make_plan
-from syncer.publish.products import publish_products
 from syncer.publish.publisher import PublishResult
 from syncer.publish.reconcile import Reconciliation
 
@@ -135,7 +140,7 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
         if kind == "reconcile":
             outcome.reconciliation = reconcile_store(ctx, store, source)
         elif kind == "products":
-            outcome.products = publish_products(ctx, store, source)
+            outcome.products = products_store(ctx, store, source)
         elif kind in ("offers", "stock"):
             if kind == "stock" and "offers" in due:
                 continue  # the full offer run sends the stock too

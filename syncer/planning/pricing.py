@@ -56,7 +56,7 @@ from syncer.errors import ConfigError, SafetyStop
 from syncer.planning.validation import BadValue, parse_amount
 
 if TYPE_CHECKING:
-    from syncer.planning.mapping import Getter, Source
+    from syncer.planning.sources import Getter, Source
 
 Strategy = Literal["catalog", "win", "match"]
 MinPriceMode = Literal["catalog", "band", "backpricer"]
@@ -159,7 +159,7 @@ _MESSAGES: Final = {
 def load_pricing(table: Any, path: Path) -> PricingProfile:
     """The ``[pricing]`` table of a profile, checked: a wrong key or type names the file, the
     key and what was expected, as the rest of the profile does."""
-    from syncer.planning.mapping import _sources
+    from syncer.planning.sources import parse_sources as _sources
 
     if table is None:
         return PricingProfile()

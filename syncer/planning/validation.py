@@ -14,12 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from functools import lru_cache
-from typing import Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 from stdnum import ean as ean_check
 
 from syncer.core.offers import Offer, Rejection, ShippingOption, money, sku_key
-from syncer.planning.mapping import CompiledMapping, Getter, Profile, StoreMapping
+from syncer.planning.sources import Getter
+
+if TYPE_CHECKING:  # mapping loads the [pricing] table, and pricing parses through us
+    from syncer.planning.mapping import CompiledMapping, Profile, StoreMapping
 
 # Bump when a rule changes what a row publishes: rows confirmed under older rules are then
 # validated again instead of being taken as unchanged (see planner.fingerprint).
