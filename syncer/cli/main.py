@@ -35,12 +35,13 @@ from syncer.reports.tables import write_csv
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from syncer.config.settings import Settings, StoreSettings
+    from syncer.config.settings import Settings
+    from syncer.config.stores import StoreSettings
     from syncer.pipeline.jobs import JobContext
     from syncer.pipeline.schedule import StoreRun
     from syncer.planning.plan import Plan
+    from syncer.publish.outcomes import PublishResult
     from syncer.publish.products import ProductPlan
-    from syncer.publish.publisher import PublishResult
     from syncer.state.store import StateStore
 
 EXIT_ERROR = 1
@@ -830,26 +831,27 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
     JSON lines file per run in `orders.export_dir` (default: orders/ beside the state).
     Exit code 0, or 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.export import export
+    from syncer.orders.pull import PullResult, pull, pull_scope, save_pull
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
     run_id = uuid.uuid4().hex[:12]
-    results: list[steps.PullResult] = []
+    results: list[PullResult] = []
     with _orders_session(settings, stores, run_id) as (state, client_for):
         for s in stores:
-            scope = steps.pull_scope(settings, s, all_countries)
+            scope = pull_scope(settings, s, all_countries)
             record = state.start_run(run_id, s.name, "orders-pull")
             try:
-                results.append(steps.pull(settings, s, client_for(s), state, scope=scope))
+                results.append(pull(settings, s, client_for(s), state, scope=scope))
             except BaseException as exc:
                 state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
                 raise
             state.finish_run(record, "ok", results[-1].counts())
         # Exported before stored: a crash in between exports an order twice, never zero times.
-        files = steps.export(results, _orders_export_dir(settings), run_id)
+        files = export(results, _orders_export_dir(settings), run_id)
         for result in results:
-            steps.save_pull(state, result)
+            save_pull(state, result)
             _log().info("orders pull summary", store=result.store, scope=result.scope,
                      **result.counts())
     if fmt == "json":
@@ -896,15 +898,15 @@ def orders_accept(obj: Context, store: str | None, accept_file: Path | None,
     Lines already accepted are skipped. Exit code 0, 3 when some lines or rows failed (the
     others went on), 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.accept import accept
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
     run_id = uuid.uuid4().hex[:12]
     with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
         report = _orders_step(state, stores, run_id, "orders-accept", dry_run, lambda: (
-            steps.accept(settings, stores, state, client_for, accept_file=accept_file,
-                         cancel_file=cancel_file, catalog=catalog, dry_run=dry_run)))
+            accept(settings, stores, state, client_for, accept_file=accept_file,
+                   cancel_file=cancel_file, catalog=catalog, dry_run=dry_run)))
     _print_order_report(report, fmt)
     if report.failed:
         sys.exit(EXIT_PARTIAL)
@@ -934,7 +936,7 @@ def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
     number and field; the others go on. A confirmed shipment is never sent again.
     Exit code 0, 3 when some rows failed, 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.ship import ship
     from syncer.planning.mapping import load_profile
 
     settings = obj.settings()
@@ -943,8 +945,8 @@ def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
     run_id = uuid.uuid4().hex[:12]
     with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
         report = _orders_step(state, stores, run_id, "orders-ship", dry_run, lambda: (
-            steps.ship(settings, stores, state, client_for, profile, from_file,
-                       dry_run=dry_run)))
+            ship(settings, stores, state, client_for, profile, from_file,
+                 dry_run=dry_run)))
     _print_order_report(report, fmt)
     if report.failed:
         sys.exit(EXIT_PARTIAL)
@@ -974,14 +976,14 @@ def orders_invoice(obj: Context, from_file: Path, store: str | None, dry_run: bo
     row number and column; the others go on. Exit code 0, 3 when some rows failed, 1 on
     error.
     """
-    from syncer.orders import steps
+    from syncer.orders.invoice import invoice
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
     run_id = uuid.uuid4().hex[:12]
     with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
         report = _orders_step(state, stores, run_id, "orders-invoice", dry_run, lambda: (
-            steps.invoice(stores, state, client_for, from_file, dry_run=dry_run)))
+            invoice(stores, state, client_for, from_file, dry_run=dry_run)))
     _print_order_report(report, fmt)
     if report.failed:
         sys.exit(EXIT_PARTIAL)
@@ -1013,14 +1015,14 @@ def orders_serials(obj: Context, from_file: Path, store: str | None, dry_run: bo
     different value for it is refused before sending. A bad row is reported with its row
     number and column; the others go on. Exit code 0, 3 when some rows failed, 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.serials import serials
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
     run_id = uuid.uuid4().hex[:12]
     with _orders_session(settings, stores, run_id, locked=not dry_run) as (state, client_for):
         report = _orders_step(state, stores, run_id, "orders-serials", dry_run, lambda: (
-            steps.serials(stores, state, client_for, from_file, dry_run=dry_run)))
+            serials(stores, state, client_for, from_file, dry_run=dry_run)))
     _print_order_report(report, fmt)
     if report.failed:
         sys.exit(EXIT_PARTIAL)

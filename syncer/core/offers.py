@@ -39,6 +39,8 @@ BATCH_ONLY_FIELDS: Final = frozenset({"product_id", "ean", "grade", "deee", "max
 
 Published = tuple[str | int | None, ...]
 QUANTITY: Final = FIELDS.index("quantity")
+# Field name -> its index in a Published tuple.
+FIELD_INDEX: Final = {name: i for i, name in enumerate(FIELDS)}
 
 CENT: Final = Decimal("0.01")
 

@@ -23,14 +23,19 @@ import structlog
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.backmarket.taskresult import TaskReport
+from syncer.backmarket.transport import Transport
 from syncer.catalog.files import CatalogSource
-from syncer.config.settings import Settings, StoreSettings, request_deadline
+from syncer.config.sections import request_deadline
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
-from syncer.planning.diff import StorePlan, stock_only
+from syncer.planning.changes import StorePlan
+from syncer.planning.diff import stock_only
 from syncer.planning.plan import Plan
+from syncer.publish.outcomes import PublishResult
 from syncer.publish.products import publish_products
-from syncer.publish.publisher import Publisher, PublishResult
+from syncer.publish.publisher import Publisher
 from syncer.publish.reconcile import Reconciliation, reconcile
 from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
 
@@ -57,16 +62,16 @@ def build_client(settings: Settings, store: StoreSettings,
     """A client for one store. Stores of one account must share one ``limiter``: Back
     Market counts their requests together. Each request, retries included, ends within a
     third of the lock lease, and the store's ``lease`` is kept before every attempt."""
-    return BackMarketClient(
-        store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
-        store=store.name, timeout=settings.api.timeout_seconds,
-        max_retries=settings.api.max_retries,
-        rate_block_seconds=settings.limits.rate_block_seconds,
-        backoff_base=settings.api.backoff_base_seconds,
-        backoff_cap=settings.api.backoff_cap_seconds,
-        limiter=limiter or build_limits(settings),
-        deadline=request_deadline(settings.limits.lock_lease_seconds),
-        keep_alive=lease_keeper(lease))
+    return BackMarketClient(Transport(
+                  store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
+                  store=store.name, timeout=settings.api.timeout_seconds,
+                  max_retries=settings.api.max_retries,
+                  rate_block_seconds=settings.limits.rate_block_seconds,
+                  backoff_base=settings.api.backoff_base_seconds,
+                  backoff_cap=settings.api.backoff_cap_seconds,
+                  limiter=limiter or build_limits(settings),
+                  deadline=request_deadline(settings.limits.lock_lease_seconds),
+                  keep_alive=lease_keeper(lease)))
 
 
 def lease_keeper(lease: StoreLease | None) -> Callable[[], None]:

@@ -18,7 +18,7 @@ from typing import Final
 import structlog
 
 from syncer.alerts.events import StoreTurn
-from syncer.config.settings import StoreSettings
+from syncer.config.stores import StoreSettings
 from syncer.errors import LockHeld, SyncerError
 from syncer.pipeline.jobs import (
     JobContext,
@@ -28,7 +28,7 @@ from syncer.pipeline.jobs import (
     reconcile_store,
 )
 from syncer.pipeline.planner import catalog_source, make_plan
-from syncer.publish.publisher import PublishResult
+from syncer.publish.outcomes import PublishResult
 from syncer.publish.reconcile import Reconciliation
 
 log = structlog.get_logger("syncer.pipeline.schedule")

@@ -18,7 +18,8 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings
+from syncer.config.settings import BUNDLED_MAPPINGS
+from syncer.config.stores import StoreSettings
 from syncer.core.vocabulary import GRADE_STATE, GRADES, SHIPPERS
 from syncer.errors import ConfigError
 from syncer.planning.pricing import PricingProfile, load_pricing

@@ -53,7 +53,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from syncer.core.competition import Competition
 from syncer.core.offers import CENT, Offer, Rejection
 from syncer.errors import ConfigError, SafetyStop
-from syncer.planning.validation import BadValue, parse_amount
+from syncer.planning.cells import BadValue, parse_amount
 
 if TYPE_CHECKING:
     from syncer.planning.sources import Getter, Source

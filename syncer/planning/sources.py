@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.config.settings import StoreSettings
+from syncer.config.stores import StoreSettings
 from syncer.errors import ConfigError
 
 

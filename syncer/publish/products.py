@@ -25,11 +25,13 @@ from typing import Any, Final
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.taskresult import TaskOutcome, TaskReport
 from syncer.catalog.files import CatalogSource
-from syncer.config.settings import Settings, StoreSettings
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.core.offers import Offer, Rejection
-from syncer.planning.diff import Change, _changes
+from syncer.planning.cells import BadValue, parse_amount, parse_count
+from syncer.planning.changes import Change, changes_between
 from syncer.planning.mapping import StoreMapping, compile_mapping, load_profile
-from syncer.planning.validation import BadValue, Validator, parse_amount, parse_count
+from syncer.planning.validation import Validator
 from syncer.publish.publisher import Publisher
 from syncer.state.store import StateStore
 
@@ -344,7 +346,7 @@ def publish_products(settings: Settings, state: StateStore, store: StoreSettings
             before = None if entry is None else entry.published
             changes.append(Change(
                 "create" if before is None else "update", store.name, c.offer.sku,
-                c.offer.published(), _changes(before, c.offer.published()),
+                c.offer.published(), changes_between(before, c.offer.published()),
                 row=c.offer.row))
         outcomes: list[TaskReport] = []
         publisher = publisher_for(extra, lambda _task, report: outcomes.append(report))
