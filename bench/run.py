@@ -252,6 +252,7 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
 
     from syncer.backmarket.client import BackMarketClient
     from syncer.backmarket.limits import SkuBudget
+    from syncer.backmarket.transport import Transport
     from syncer.config.settings import load_settings
     from syncer.emulator.config import EmulatorConfig
     from syncer.emulator.server import EmulatorServer
@@ -295,9 +296,9 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
         def apply(lines_per_hour: int) -> int:
             with StateStore.open(settings.state_database_url()) as state:
                 plan = make_plan(settings, [fr], catalog_source(settings), state)
-                client = BackMarketClient(fr.base_url(), SecretStr(token), fr.locale,
-                                          settings.api.user_agent(), store="fr",
-                                          limiter=limiter, sleep=clock.sleep)
+                client = BackMarketClient(Transport(fr.base_url(), SecretStr(token), fr.locale,
+                                                    settings.api.user_agent(), store="fr",
+                                                    limiter=limiter, sleep=clock.sleep))
                 with client:
                     budget = SkuBudget(state, fr.budget_key, lines_per_hour, clock.now)
                     result = Publisher(fr, client, state, budget=budget, poll_seconds=1.0,

@@ -12,12 +12,14 @@ import pytest
 
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.limits import ApiLimits, RateLimiter, SkuBudget
+from syncer.backmarket.transport import Transport
 from syncer.config.settings import Settings, load_settings
 from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.jobs import JobContext, LaneBudget, paced
 from syncer.pipeline.planner import catalog_source, make_plan, siblings
 from syncer.pipeline.schedule import run_due
-from syncer.publish.publisher import Publisher, PublishResult
+from syncer.publish.outcomes import PublishResult
+from syncer.publish.publisher import Publisher
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, checked_emulator
@@ -87,8 +89,8 @@ def publish(settings: Settings, clock: FakeClock, rows: list[str]) -> PublishRes
     with StateStore.open(settings.state_database_url()) as state, \
             httpx.Client() as http:
         plan = make_plan(settings, [fr], catalog_source(settings), state)
-        client = BackMarketClient(fr.base_url(), settings.token(fr), fr.locale,
-                                  settings.api.user_agent(), store="fr", http=http)
+        client = BackMarketClient(Transport(fr.base_url(), settings.token(fr), fr.locale,
+                                            settings.api.user_agent(), store="fr", http=http))
         budget = SkuBudget(state, fr.budget_key, 10, clock.now)
         return Publisher(fr, client, state, budget=budget, siblings=siblings(settings, fr),
                          poll_seconds=0.0).apply(plan.stores[0])
@@ -194,4 +196,5 @@ def test_client_refuses_plain_http_to_a_remote_host() -> None:
     from pydantic import SecretStr
 
     with pytest.raises(ValueError, match="only sent over https"):
-        BackMarketClient("http://www.backmarket.fr", SecretStr("t"), "fr-fr", "BM-a-b;c@d.e")
+        BackMarketClient(Transport("http://www.backmarket.fr", SecretStr("t"), "fr-fr",
+                                   "BM-a-b;c@d.e"))

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.backmarket.client import BackMarketClient, SentLine, batch_csv, task_outcomes
+from syncer.backmarket.client import BackMarketClient, batch_csv
 from syncer.backmarket.limits import RateLimiter
+from syncer.backmarket.taskresult import SentLine, task_outcomes
+from syncer.backmarket.transport import Transport
 from syncer.errors import (
     Blocked,
     OfferError,
@@ -36,9 +38,10 @@ def client(handler: Callable[[httpx.Request], httpx.Response], **kwargs: object
                       json.loads(request.content) if request.content else None)
         return handler(request)
 
-    c = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "de-de", UA,
-                         store="de", http=httpx.Client(transport=httpx.MockTransport(checked)),
-                         sleep=slept.append, **kwargs)  # type: ignore[arg-type]
+    http = httpx.Client(transport=httpx.MockTransport(checked))
+    c = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr(TOKEN), "de-de", UA,
+                                   store="de", http=http,
+                                   sleep=slept.append, **kwargs))  # type: ignore[arg-type]
     return c, slept
 
 
@@ -121,11 +124,12 @@ def test_retries_give_up_at_the_requests_deadline() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    c = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "de-de", UA,
-                         store="de", http=httpx.Client(transport=httpx.MockTransport(handler)),
-                         sleep=sleep, clock=lambda: now[0], timeout=5.0, max_retries=10,
-                         backoff_base=1.0, backoff_cap=3.0, deadline=15.0,
-                         rng=random.Random(0))
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    c = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr(TOKEN), "de-de", UA,
+                                   store="de", http=http,
+                                   sleep=sleep, clock=lambda: now[0], timeout=5.0, max_retries=10,
+                                   backoff_base=1.0, backoff_cap=3.0, deadline=15.0,
+                                   rng=random.Random(0)))
     with pytest.raises(RetriableError, match="ReadTimeout"):
         c.update_listing("L1", {"quantity": 3})
     assert now[0] == 15.0  # gave up at the deadline, far from ten retries

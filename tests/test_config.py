@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from syncer.cli.main import cli
-from syncer.config.settings import StoreSettings, load_settings
+from syncer.config.settings import load_settings
+from syncer.config.stores import StoreSettings
 from syncer.errors import ConfigError
 from tests.conftest import TOKEN, write_config
 from tests.helpers import checked_emulator

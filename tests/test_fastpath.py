@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from syncer.config.settings import Settings, load_settings
 from syncer.errors import StateError
 from syncer.pipeline.planner import catalog_source, make_plan
-from syncer.planning.diff import Change, ChangeLog
+from syncer.planning.changes import Change, ChangeLog
 from syncer.state.store import SCHEMA_VERSION, Ack, StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 

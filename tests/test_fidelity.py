@@ -16,11 +16,13 @@ from pydantic import SecretStr
 
 from syncer.backmarket.answers import ListingPage, checked
 from syncer.backmarket.client import BackMarketClient
-from syncer.config.settings import StoreSettings
+from syncer.backmarket.transport import Transport
+from syncer.config.stores import StoreSettings
 from syncer.core.offers import Offer
 from syncer.emulator.server import EmulatorServer
-from syncer.planning.diff import Change
-from syncer.publish.publisher import batch_files, listing_matches
+from syncer.planning.changes import Change
+from syncer.publish.batches import batch_files
+from syncer.publish.readback import listing_matches
 from syncer.publish.reconcile import observed, reconcile
 from syncer.state.store import SnapshotEntry
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
@@ -60,8 +62,9 @@ def test_a_real_shaped_listing_page_is_read_as_given() -> None:
         assert request.url.params["page-size"] == "50"
         return httpx.Response(200, json=page)
 
-    client = BackMarketClient("https://www.backmarket.fr", SecretStr("t"), "fr-fr", UA,
-                              store="fr", http=httpx.Client(transport=httpx.MockTransport(handler)))
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr("t"), "fr-fr", UA,
+                                        store="fr", http=http))
     assert list(client.iter_listings()) == [REAL_LISTING]
 
 

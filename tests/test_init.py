@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from syncer.catalog.onboarding import Header, match_column, propose
+from syncer.catalog.columns import match_column
+from syncer.catalog.onboarding import Header, propose
 from syncer.cli.main import cli
 from syncer.config.settings import load_settings
 from syncer.errors import ConfigError

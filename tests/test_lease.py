@@ -21,7 +21,7 @@ from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError
 from syncer.pipeline.jobs import JobContext, build_limits, publish_store
 from syncer.pipeline.planner import catalog_source, make_plan
-from syncer.publish.publisher import PublishResult
+from syncer.publish.outcomes import PublishResult
 from syncer.state.store import StateStore, StoreLease, holder_id
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.limits import ApiLimits, RateLimiter
+from syncer.backmarket.transport import Transport
 from syncer.core.competition import Competition
 from syncer.emulator.market import backbox
 from syncer.emulator.server import EmulatorServer
@@ -147,8 +148,8 @@ def test_a_hostile_competitors_answer_is_one_clear_error(name: str, value: Any,
              name: value}
     http = httpx.Client(transport=httpx.MockTransport(
         lambda request: httpx.Response(200, json=[entry])))
-    client = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
-                              http=http, max_retries=0)
+    client = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
+                                        http=http, max_retries=0))
     with pytest.raises(ApiError) as caught:
         client.competitors(entry["listing_id"])
     message = str(caught.value)
@@ -159,8 +160,8 @@ def test_a_hostile_competitors_answer_is_one_clear_error(name: str, value: Any,
 def test_a_competitors_answer_that_is_not_a_list_is_one_clear_error() -> None:
     http = httpx.Client(transport=httpx.MockTransport(
         lambda request: httpx.Response(200, json={"results": []})))
-    client = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
-                              http=http, max_retries=0)
+    client = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
+                                        http=http, max_retries=0))
     with pytest.raises(ApiError, match="expected a list of competitors"):
         client.competitors("7e1f4a8d-b1bb-47aa-9f77-2cca759eb41b")
 
@@ -177,8 +178,8 @@ def test_a_hostile_answer_in_a_pass_is_counted_and_the_others_are_read(
             return httpx.Response(200, json=[{"listing_id": bad["id"], "is_winning": "no"}])
         return httpx.Response(200, json=[])
 
-    client = BackMarketClient("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
-                              http=httpx.Client(transport=httpx.MockTransport(handler)))
+    client = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
+                                        http=httpx.Client(transport=httpx.MockTransport(handler))))
     with StateStore.open(shop.state_url) as state:
         result = market_pass(client, state, account="EU@x", store="fr", locale="fr-fr",
                              every=timedelta(minutes=60), seconds=60)

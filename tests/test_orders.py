@@ -26,20 +26,16 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from syncer.backmarket.client import BackMarketClient
+from syncer.backmarket.transport import Transport
 from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
 from syncer.emulator.config import EmulatorConfig
 from syncer.emulator.emulator import Emulator
 from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError
-from syncer.orders.steps import (
-    check_imei,
-    csv_cell,
-    parse_line_choices,
-    parse_shipments,
-    shipper_for,
-)
+from syncer.orders.files import check_imei, parse_line_choices, parse_shipments, shipper_for
+from syncer.planning.cells import BadValue
 from syncer.planning.mapping import load_profile
-from syncer.planning.validation import BadValue
+from syncer.reports.tables import csv_cell
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_config
 from tests.contract import check_exchange
@@ -549,9 +545,10 @@ def test_lost_answer_to_an_acceptance_is_checked_before_sending_it_again(
     emulator.run_due_tasks()
     order_id = emulator.create_order(TOKEN, [{"sku": "A-1", "quantity": 1}])["order_id"]
     transport = DropAnswers(emulator, applied=applied)
-    client = BackMarketClient("http://127.0.0.1:1", SecretStr(TOKEN), "fr-fr",
-                              "BM-T-t;t@example.com", http=httpx.Client(transport=transport),
-                              sleep=lambda _s: None)
+    client = BackMarketClient(Transport("http://127.0.0.1:1", SecretStr(TOKEN), "fr-fr",
+                                        "BM-T-t;t@example.com",
+                                        http=httpx.Client(transport=transport),
+                                        sleep=lambda _s: None))
     answer = client.update_order(order_id, {"new_state": 2, "sku": "A-1"},
                                  applied=lambda o: o["orderlines"][0]["state"] == 2)
     assert answer["orderlines"][0]["state"] == 2
@@ -655,7 +652,7 @@ def _order(order_id: int, state: int, modified: str) -> dict[str, Any]:
 
 def test_order_state_upserts_keep_the_first_store_and_shipments_stay_confirmed(
         state_url: str) -> None:
-    from syncer.orders.steps import order_rows
+    from syncer.orders.records import order_rows
 
     with StateStore.open(state_url) as state:
         row, lines = order_rows("EU@x", "fr", _order(5, 1, "2030-01-01T00:00:00Z"))
@@ -686,10 +683,10 @@ def test_order_state_upserts_keep_the_first_store_and_shipments_stay_confirmed(
 # --- reading Back Market's orders -------------------------------------------------------------
 
 def mock_client(handler: Any) -> BackMarketClient:
-    return BackMarketClient("http://127.0.0.1:1", SecretStr(TOKEN), "fr-fr",
-                            "BM-T-t;t@example.com",
-                            http=httpx.Client(transport=httpx.MockTransport(handler)),
-                            sleep=lambda _s: None)
+    return BackMarketClient(Transport("http://127.0.0.1:1", SecretStr(TOKEN), "fr-fr",
+                                      "BM-T-t;t@example.com",
+                                      http=httpx.Client(transport=httpx.MockTransport(handler)),
+                                      sleep=lambda _s: None))
 
 
 def real_order(order_id: int, country: str = "fr-fr", **changes: Any) -> dict[str, Any]:
@@ -716,7 +713,9 @@ def real_order(order_id: int, country: str = "fr-fr", **changes: Any) -> dict[st
 
 def test_real_order_shapes_are_read_and_exported_and_camel_case_addresses_too(
         tmp_path: Path) -> None:
-    from syncer.orders.steps import PullResult, export, order_rows
+    from syncer.orders.export import export
+    from syncer.orders.pull import PullResult
+    from syncer.orders.records import order_rows
 
     camel = real_order(8, shipping_address={"firstName": "Victor", "lastName": "Hugo",
                                             "postalCode": "75003", "phoneNumber": "+336",
@@ -763,7 +762,7 @@ def test_a_store_pulling_its_own_country_keeps_only_its_orders_even_if_the_filte
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Back Market does not filter orders by Accept-Language: one real call returned several
     # countries. The pull asks for country_code and still drops any other country's order.
-    from syncer.orders.steps import pull
+    from syncer.orders.pull import pull
 
     monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
     settings = load_settings(write_config(tmp_path, state_url=f"sqlite:///{tmp_path}/s.db"))
@@ -895,7 +894,7 @@ def test_a_refused_invoice_is_recorded_as_failed_and_sent_by_the_next_run(shop: 
 
 
 def test_invoices_file_without_its_columns_is_refused_whole(tmp_path: Path) -> None:
-    from syncer.orders.steps import parse_invoices
+    from syncer.orders.files import parse_invoices
 
     path = tmp_path / "i.csv"
     path.write_text("order;file\n1;a.pdf\n", encoding="utf-8")
@@ -999,7 +998,7 @@ def test_an_identifier_registered_on_back_market_meanwhile_is_recorded_not_sent(
 
 
 def test_serials_file_rules(tmp_path: Path) -> None:
-    from syncer.orders.steps import parse_serials
+    from syncer.orders.files import parse_serials
 
     path = tmp_path / "s.csv"
     path.write_text(f'order_id,sku,imei,serial_number\n5,A-1,{IMEI_1},\n6,,,"SN\n2"\n'

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings
+from syncer.config.settings import BUNDLED_MAPPINGS
+from syncer.config.stores import StoreSettings
 from syncer.core.competition import Competition
 from syncer.core.offers import Offer
 from syncer.errors import ConfigError, SafetyStop

@@ -25,14 +25,16 @@ from sqlalchemy import text
 from stdnum import ean as ean_check
 
 from syncer.catalog.files import CatalogStream, CsvCatalog
-from syncer.config.settings import BUNDLED_MAPPINGS, Settings, StoreSettings, load_settings
+from syncer.config.settings import BUNDLED_MAPPINGS, Settings, load_settings
+from syncer.config.stores import StoreSettings
 from syncer.core.offers import Offer, money, sku_key
 from syncer.core.vocabulary import GRADES
 from syncer.errors import CatalogError, ConfigError
 from syncer.pipeline.planner import make_plan
+from syncer.planning.cells import MAX_SKU
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.plan import Plan
-from syncer.planning.validation import MAX_COMMENT, MAX_SKU, Validator
+from syncer.planning.validation import MAX_COMMENT, Validator
 from syncer.state.store import Ack, StateStore
 from tests.conftest import HEADER, write_config
 

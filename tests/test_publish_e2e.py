@@ -28,12 +28,14 @@ from sqlalchemy import create_engine, text
 from stdnum import ean as ean_check
 
 from syncer.backmarket.client import BackMarketClient
+from syncer.backmarket.transport import Transport
 from syncer.cli.main import cli
 from syncer.config.settings import load_settings
 from syncer.emulator.config import EmulatorConfig
 from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.planner import catalog_source, make_plan
-from syncer.publish.publisher import Publisher, PublishResult
+from syncer.publish.outcomes import PublishResult
+from syncer.publish.publisher import Publisher
 from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator, state_fingerprint
@@ -349,8 +351,8 @@ def test_batch_with_a_lost_answer_is_checked_on_the_listings_not_resent(shop: Sh
     def publish(transport: httpx.BaseTransport) -> PublishResult:
         with httpx.Client(transport=transport) as http, \
                 StateStore.open(settings.state_database_url()) as state:
-            client = BackMarketClient(fr.base_url(), settings.token(fr), fr.locale,
-                                      settings.api.user_agent(), store="fr", http=http)
+            client = BackMarketClient(Transport(fr.base_url(), settings.token(fr), fr.locale,
+                                                settings.api.user_agent(), store="fr", http=http))
             plan = make_plan(settings, [fr], catalog_source(settings), state)
             return Publisher(fr, client, state, poll_seconds=0.01).apply(plan.stores[0])
 
@@ -467,8 +469,8 @@ def test_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
         line = process.stdout.readline()
         url = line.strip().rsplit(" ", 1)[-1]
         assert line.startswith("Back Market emulator listening on http://127.0.0.1:"), line
-        with BackMarketClient(url, SecretStr(TOKEN), "fr-fr", "BM-Tests-suite;t@example.com"
-                              ) as client:
+        with BackMarketClient(Transport(url, SecretStr(TOKEN), "fr-fr",
+                                        "BM-Tests-suite;t@example.com")) as client:
             assert client.check() == 0
     finally:
         process.send_signal(signal.SIGTERM)

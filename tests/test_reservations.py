@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings, load_settings
+from syncer.config.settings import BUNDLED_MAPPINGS, load_settings
+from syncer.config.stores import StoreSettings
 from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError
-from syncer.orders.steps import order_rows
+from syncer.orders.records import order_rows
 from syncer.pipeline.planner import unshipped_by_store
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.reservations import reserved_note, unshipped_note, unshipped_units

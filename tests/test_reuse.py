@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from syncer.backmarket.client import BackMarketClient
+from syncer.backmarket.transport import Transport
 from syncer.config.settings import load_settings
 from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.planner import catalog_source, make_plan
@@ -147,8 +148,8 @@ def test_a_success_tied_to_the_wrong_row_confirms_nothing_it_did_not_do(
         fr = settings.store("fr")
         with httpx.Client(transport=ShiftedRows()) as http, \
                 StateStore.open(settings.state_database_url()) as state:
-            client = BackMarketClient(fr.base_url(), settings.token(fr), fr.locale,
-                                      settings.api.user_agent(), store="fr", http=http)
+            client = BackMarketClient(Transport(fr.base_url(), settings.token(fr), fr.locale,
+                                                settings.api.user_agent(), store="fr", http=http))
             plan = make_plan(settings, [fr], catalog_source(settings), state)
             result = Publisher(fr, client, state, poll_seconds=0.01).apply(plan.stores[0])
             snapshot = state.snapshot("fr")
@@ -188,8 +189,8 @@ def publish_through(shop: Shop, transport: httpx.BaseTransport) -> tuple[Any, di
     fr = settings.store("fr")
     with httpx.Client(transport=transport) as http, \
             StateStore.open(settings.state_database_url()) as state:
-        client = BackMarketClient(fr.base_url(), settings.token(fr), fr.locale,
-                                  settings.api.user_agent(), store="fr", http=http)
+        client = BackMarketClient(Transport(fr.base_url(), settings.token(fr), fr.locale,
+                                            settings.api.user_agent(), store="fr", http=http))
         plan = make_plan(settings, [fr], catalog_source(settings), state)
         result = Publisher(fr, client, state, poll_seconds=0.01).apply(plan.stores[0])
         return result, state.snapshot("fr")

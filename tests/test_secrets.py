@@ -21,7 +21,6 @@ import structlog
 from click.testing import Result
 from sqlalchemy import create_engine, inspect, text
 
-import syncer.backmarket.client
 from syncer.config.settings import load_settings
 from syncer.core import logs, secrets
 from syncer.emulator.config import EmulatorConfig
@@ -128,8 +127,7 @@ def test_the_token_appears_in_no_output_log_state_file_or_traceback(
     def broken(*_args: object) -> dict[str, object]:
         raise RuntimeError("task result in an unexpected shape")
 
-    monkeypatch.setattr(syncer.backmarket.client, "task_outcomes", broken)
-    monkeypatch.setattr("syncer.publish.publisher.task_outcomes", broken, raising=False)
+    monkeypatch.setattr("syncer.publish.batches.task_outcomes", broken)
     shop.catalog([catalog_row("A-1", stock="1"), catalog_row("B-2"), catalog_row("C-3"),
                   catalog_row("D-4")])
     crashed = out.run("apply", code=None)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.backmarket.client import SentLine, task_outcomes
+from syncer.backmarket.taskresult import SentLine, task_outcomes
 from syncer.emulator.config import Faults
 from syncer.emulator.server import EmulatorServer
 from syncer.errors import ApiError

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 from stdnum import ean as ean_check
 
-from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings
+from syncer.config.settings import BUNDLED_MAPPINGS
+from syncer.config.stores import StoreSettings
 from syncer.errors import ConfigError
+from syncer.planning.cells import BadValue, parse_amount, parse_count, parse_product_id
 from syncer.planning.mapping import compile_mapping, load_profile
-from syncer.planning.validation import (
-    BadValue,
-    Validator,
-    parse_amount,
-    parse_count,
-    parse_product_id,
-)
+from syncer.planning.validation import Validator
 from tests.conftest import HEADER, catalog_row
 
 STORES = [StoreSettings(name="fr", locale="fr-fr"), StoreSettings(name="de", locale="de-de")]

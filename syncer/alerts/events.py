@@ -33,10 +33,11 @@ import structlog
 
 from syncer.alerts.notify import Alert, Channel, EmailSender, NotDelivered, WebhookSender
 from syncer.config.alerts import AlertSettings, EmailChannel, WebhookChannel
-from syncer.config.settings import Settings, StoreSettings
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.core.secrets import scrub
 from syncer.errors import Blocked, FatalApiError, SafetyStop, TokenRejected
-from syncer.publish.publisher import PublishResult
+from syncer.publish.outcomes import PublishResult
 from syncer.state.store import SUCCESSFUL_OUTCOMES, StateStore, utcnow
 
 if TYPE_CHECKING:

@@ -39,7 +39,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from syncer.catalog.files import CatalogStream
-from syncer.config.settings import Settings, StoreSettings
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.errors import CatalogError, ConfigError
 from syncer.planning.mapping import Profile, load_profile
 

@@ -25,7 +25,7 @@ from syncer.errors import ConfigError, StalePlan, SyncerError
 
 if TYPE_CHECKING:
     from syncer.planning.plan import Plan
-    from syncer.publish.publisher import PublishResult
+    from syncer.publish.outcomes import PublishResult
 
 
 @click.command()

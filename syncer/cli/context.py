@@ -25,8 +25,9 @@ from syncer.errors import ConfigError, SyncerError
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from syncer.config.settings import Settings, StoreSettings
-    from syncer.publish.publisher import PublishResult
+    from syncer.config.settings import Settings
+    from syncer.config.stores import StoreSettings
+    from syncer.publish.outcomes import PublishResult
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2

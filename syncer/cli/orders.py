@@ -26,7 +26,8 @@ from syncer.cli.render import iso
 from syncer.cli.session import orders_session, recorded_orders_step
 
 if TYPE_CHECKING:
-    from syncer.config.settings import Settings, StoreSettings
+    from syncer.config.settings import Settings
+    from syncer.config.stores import StoreSettings
     from syncer.state.store import StateStore
 
     # A step, given the settings and the stores, and then the state and a client per store.
@@ -64,26 +65,27 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
     JSON lines file per run in `orders.export_dir` (default: orders/ beside the state).
     Exit code 0, or 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.export import export
+    from syncer.orders.pull import PullResult, pull, pull_scope, save_pull
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
     run_id = new_run_id()
-    results: list[steps.PullResult] = []
+    results: list[PullResult] = []
     with orders_session(settings, stores, run_id) as (state, client_for):
         for s in stores:
-            scope = steps.pull_scope(settings, s, all_countries)
+            scope = pull_scope(settings, s, all_countries)
             record = state.start_run(run_id, s.name, "orders-pull")
             try:
-                results.append(steps.pull(settings, s, client_for(s), state, scope=scope))
+                results.append(pull(settings, s, client_for(s), state, scope=scope))
             except BaseException as exc:
                 state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
                 raise
             state.finish_run(record, "ok", results[-1].counts())
         # Exported before stored: a crash in between exports an order twice, never zero times.
-        files = steps.export(results, _export_dir(settings), run_id)
+        files = export(results, _export_dir(settings), run_id)
         for result in results:
-            steps.save_pull(state, result)
+            save_pull(state, result)
             log().info("orders pull summary", store=result.store, scope=result.scope,
                        **result.counts())
     if fmt == "json":
@@ -128,10 +130,10 @@ def orders_accept(obj: Context, store: str | None, accept_file: Path | None,
     Lines already accepted are skipped. Exit code 0, 3 when some lines or rows failed (the
     others went on), 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.accept import accept
 
     _run_step(obj, store, "orders-accept", dry_run, fmt, lambda settings, stores: (
-        lambda state, client_for: steps.accept(
+        lambda state, client_for: accept(
             settings, stores, state, client_for, accept_file=accept_file,
             cancel_file=cancel_file, catalog=catalog, dry_run=dry_run)))
 
@@ -169,13 +171,13 @@ def orders_ship(obj: Context, from_file: Path, store: str | None, dry_run: bool,
     number and field; the others go on. A confirmed shipment is never sent again.
     Exit code 0, 3 when some rows failed, 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.ship import ship
     from syncer.planning.mapping import load_profile
 
     def prepare(settings: Settings, stores: list[StoreSettings]
                 ) -> Callable[[StateStore, Callable[[StoreSettings], Any]], Any]:
         profile = load_profile(settings.mapping_path())  # a bad profile locks and sends nothing
-        return lambda state, client_for: steps.ship(settings, stores, state, client_for,
+        return lambda state, client_for: ship(settings, stores, state, client_for,
                                                     profile, from_file, dry_run=dry_run)
 
     _run_step(obj, store, "orders-ship", dry_run, fmt, prepare)
@@ -195,10 +197,10 @@ def orders_invoice(obj: Context, from_file: Path, store: str | None, dry_run: bo
     row number and column; the others go on. Exit code 0, 3 when some rows failed, 1 on
     error.
     """
-    from syncer.orders import steps
+    from syncer.orders.invoice import invoice
 
     _run_step(obj, store, "orders-invoice", dry_run, fmt, lambda _settings, stores: (
-        lambda state, client_for: steps.invoice(stores, state, client_for, from_file,
+        lambda state, client_for: invoice(stores, state, client_for, from_file,
                                                 dry_run=dry_run)))
 
 
@@ -218,10 +220,10 @@ def orders_serials(obj: Context, from_file: Path, store: str | None, dry_run: bo
     different value for it is refused before sending. A bad row is reported with its row
     number and column; the others go on. Exit code 0, 3 when some rows failed, 1 on error.
     """
-    from syncer.orders import steps
+    from syncer.orders.serials import serials
 
     _run_step(obj, store, "orders-serials", dry_run, fmt, lambda _settings, stores: (
-        lambda state, client_for: steps.serials(stores, state, client_for, from_file,
+        lambda state, client_for: serials(stores, state, client_for, from_file,
                                                 dry_run=dry_run)))
 
 

@@ -22,7 +22,8 @@ from syncer.cli.context import (
 from syncer.errors import ConfigError
 
 if TYPE_CHECKING:
-    from syncer.config.settings import Settings, StoreSettings
+    from syncer.config.settings import Settings
+    from syncer.config.stores import StoreSettings
     from syncer.planning.plan import Plan
     from syncer.publish.products import ProductPlan
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from syncer.publish.publisher import PublishResult
+    from syncer.publish.outcomes import PublishResult
 
 
 def iso(value: Any) -> str | None:

@@ -24,7 +24,7 @@ from syncer.cli.render import result_line
 from syncer.cli.session import job_context, job_session, open_state, stop_on_signals
 
 if TYPE_CHECKING:
-    from syncer.config.settings import StoreSettings
+    from syncer.config.stores import StoreSettings
     from syncer.pipeline.jobs import JobContext
     from syncer.pipeline.schedule import StoreRun
 

@@ -17,7 +17,8 @@ from syncer.cli.context import log, new_run_id
 
 if TYPE_CHECKING:
     from syncer.backmarket.limits import ApiLimits
-    from syncer.config.settings import Settings, StoreSettings
+    from syncer.config.settings import Settings
+    from syncer.config.stores import StoreSettings
     from syncer.pipeline.jobs import JobContext
     from syncer.pipeline.progress import ProgressDisplay
     from syncer.reports.run_results import RunResults

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from syncer.config.sections import Section
 
 AlertKind = Literal["safety_stop", "token_rejected", "blocked", "quarantined", "failing_runs",
                     "onboarding_finished"]
@@ -26,10 +28,6 @@ ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
 CHANNELS: Final = ("webhook", "slack", "email")
 _LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
 _ADDRESS: Final = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def check_webhook_url(url: str) -> str:
@@ -45,7 +43,7 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
-class WebhookChannel(_Section):
+class WebhookChannel(Section):
     """A JSON POST (``[alerts.webhook]``) or a Slack-compatible incoming webhook
     (``[alerts.slack]``, the body ``{"text": ...}``)."""
 
@@ -65,7 +63,7 @@ class WebhookChannel(_Section):
         return self
 
 
-class EmailChannel(_Section):
+class EmailChannel(Section):
     """``[alerts.email]``: plain-text mail through an SMTP relay."""
 
     enabled: bool = True
@@ -112,7 +110,7 @@ class EmailChannel(_Section):
         return self.port or {"starttls": 587, "ssl": 465, "none": 25}[self.tls]
 
 
-class AlertSettings(_Section):
+class AlertSettings(Section):
     """``[alerts]`` (every store) or ``[stores.alerts]`` (one store, over the global one)."""
 
     enabled: bool = True

@@ -5,24 +5,22 @@ keys use a double underscore: ``SYNCER_CATALOG__PATH``, ``SYNCER_STATE_URL``.
 Tokens are never written in the TOML file: each store names the environment variable that
 holds its token (``token_env``), read from the environment or ``.env`` only when a command
 needs to talk to Back Market.
+
+The sections are in ``sections`` and ``stores``; this module holds the root ``Settings``
+(paths, and the tokens and secrets it can reach) and ``load_settings``.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
-import re
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final
 
 from dotenv import dotenv_values
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -33,23 +31,19 @@ from pydantic_settings import (
 )
 
 from syncer.config.alerts import AlertSettings, register_webhook_url
+from syncer.config.sections import (
+    LEASE_THIRDS,
+    ApiSettings,
+    CatalogSettings,
+    Limits,
+    MarketSettings,
+    OrderSettings,
+)
+from syncer.config.stores import StoreSettings
 from syncer.core import secrets
-from syncer.core.vocabulary import PLATFORM_OF, market_currency
 from syncer.errors import ConfigError
 
-Platform = Literal["EU", "US", "AP"]
-
-HOSTS: Final = {
-    ("EU", "production"): "https://www.backmarket.fr",
-    ("EU", "preprod"): "https://preprod.backmarket.fr",
-    ("US", "production"): "https://www.backmarket.com",
-    ("US", "preprod"): "https://preprod.backmarket.com",
-    ("AP", "production"): "https://www.backmarket.co.jp",
-    ("AP", "preprod"): "https://preprod.backmarket.co.jp",
-}
-LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_CONFIG: Final = "syncer.toml"
-STORE_NAME_MAX: Final = 64  # the state keeps store names in columns of this length
 
 
 def _bundled_mappings() -> Path:
@@ -61,329 +55,6 @@ def _bundled_mappings() -> Path:
 
 
 BUNDLED_MAPPINGS: Final = _bundled_mappings()
-# A store's run lock (invariant 7) is kept in thirds of its lease: renewed every third, and
-# each request to Back Market, its retries and waits included, given at most a third. A
-# renewal then comes at most two thirds after the one before: a third is left as margin.
-LEASE_THIRDS: Final = 3
-
-
-def lease_renew_every(lease_seconds: float) -> float:
-    """How often a run renews its lock lease (checked before every request)."""
-    return lease_seconds / LEASE_THIRDS
-
-
-def request_deadline(lease_seconds: float) -> float:
-    """The longest one request may take, retries and waits included, under this lease."""
-    return lease_seconds / LEASE_THIRDS
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CatalogSettings(_Section):
-    path: Path | None = None
-    # "utf-8" also accepts a byte-order mark. legacy_encoding (e.g. "cp1252") reads the lines
-    # that are not valid UTF-8 (the others stay UTF-8, the plan names them); without it such a
-    # file is an error, never silently mangled.
-    encoding: str = "utf-8"
-    legacy_encoding: str | None = None
-    delimiter: Literal[";", ",", "\t", "|"] | None = None  # None: detected from the header line
-    # Or a database (syncer/catalog/sql.py): a SQLAlchemy URL and a table/view or a query. The
-    # URL may hold a password: a secret, never shown (set it with SYNCER_CATALOG__URL).
-    url: SecretStr | None = None
-    table: str | None = None
-    query: str | None = None
-    batch_size: int = Field(2000, ge=1, le=100_000)  # rows per fetch from the server
-
-    @field_validator("encoding", "legacy_encoding")
-    @classmethod
-    def _text_encoding(cls, name: str | None) -> str | None:
-        # codecs.lookup knows rot13 and base64 too: only a codec that decodes bytes to text
-        # can read a catalog (str.encode refuses the others).
-        if name is None:
-            return name
-        try:
-            codecs.lookup(name)
-        except LookupError:
-            raise ValueError(f"unknown encoding {name!r}; expected a text encoding such as "
-                             "utf-8 or cp1252") from None
-        try:
-            "sku".encode(name)
-        except LookupError:
-            raise ValueError(f"{name!r} is not a text encoding; expected one such as utf-8 "
-                             "or cp1252") from None
-        return name
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CatalogSettings:
-        from sqlalchemy.engine import make_url
-
-        database = self.url is not None or self.table is not None or self.query is not None
-        if self.path is not None and database:
-            raise ValueError("give either path (a CSV file) or url with table or query (a "
-                             "database), not both")
-        if database and self.url is None:
-            raise ValueError("table and query read from a database: set url too")
-        if self.url is not None:
-            if (self.table is None) == (self.query is None):
-                raise ValueError("with url, set exactly one of table (a table or view) or "
-                                 "query (a SELECT)")
-            try:
-                make_url(self.url.get_secret_value().strip())
-            except Exception:  # the message would quote the URL, password included
-                raise ValueError("url is not a database URL such as "
-                                 "postgresql://user:password@host/database") from None
-        return self
-
-
-class ApiSettings(_Section):
-    # Back Market's mandatory User-Agent: BM-{company}-{integration};{contact_email}
-    company: str = "Syncer"
-    integration: str = "backmarket-syncer"
-    contact_email: str = ""
-    timeout_seconds: float = Field(30.0, gt=0)
-    task_poll_seconds: float = Field(15.0, gt=0)
-    task_timeout_seconds: float = Field(3600.0, gt=0)
-    max_retries: int = Field(5, ge=0)
-    # Rows per batch CSV (Back Market takes at most 15,000 lines, header included). Smaller
-    # batches finish sooner and put fewer offers in doubt when an answer is lost.
-    batch_rows: int = Field(14_999, ge=1, le=14_999)
-    # Retries of 5xx, timeouts and dropped connections: exponential backoff with full
-    # jitter, from backoff_base_seconds doubling up to backoff_cap_seconds.
-    backoff_base_seconds: float = Field(0.5, ge=0)
-    backoff_cap_seconds: float = Field(30.0, ge=0)
-
-    def user_agent(self) -> str:
-        if not re.fullmatch(r"[^@\s;]+@[^@\s;]+\.[^@\s;]+", self.contact_email):
-            raise ConfigError(
-                "api.contact_email must be set to a contact address: Back Market requires a "
-                "User-Agent of the form BM-{Company}-{Integration};{email}"
-            )
-        company = re.sub(r"[^A-Za-z0-9]+", "", self.company) or "Syncer"
-        integration = re.sub(r"[^A-Za-z0-9_-]+", "", self.integration) or "syncer"
-        return f"BM-{company}-{integration};{self.contact_email}"
-
-
-class Limits(_Section):
-    # A run that would take more than this share of a store's live offers to quantity 0
-    # (gone from the catalog, stock 0, max_quantity 0...) stops (invariant 5)...
-    max_zero_share: float = Field(0.20, ge=0, le=1)
-    # ...unless it takes at most this many offline (small stores), and never every live
-    # offer of a store that has several.
-    zero_allowance: int = Field(1, ge=0)
-    # Below Back Market's ~200 requests per 10 s, to keep a margin for other tools.
-    requests_per_window: int = Field(150, gt=0)
-    window_seconds: float = Field(10.0, gt=0)
-    # Back Market allows ~20 per 10 s on its catalog endpoints: the batch CSV ("catalog")
-    # ingestion and the category tree. "METHOD /path", a trailing * matches a prefix.
-    catalog_requests_per_window: int = Field(18, gt=0)
-    catalog_routes: tuple[str, ...] = ("POST /ws/listings", "GET /ws/category*")
-    # SKU lines per hour on listing updates (single = 1, batch = its rows), shared by every
-    # run and store of one account through the state database. 0: no client-side budget.
-    sku_lines_per_hour: int = Field(2000, ge=0)
-    # The BackBox competitors endpoint: 2 calls a second per token, Back Market says. The
-    # window is 10% longer than a second: a call's arrival time differs from its sending
-    # time, and 2 sent a second apart may arrive 0.99 s apart. They count under the
-    # general limit too (Cloudflare's limit is per client, whatever the endpoint).
-    backbox_requests_per_window: int = Field(2, gt=0)
-    backbox_window_seconds: float = Field(1.1, gt=0)
-    # After a 429, Back Market blocks the client for about 10 s.
-    rate_block_seconds: float = Field(10.0, ge=0)
-    # A store's run lock, renewed every third of it; at least Settings.min_lease_seconds().
-    lock_lease_seconds: float = Field(900.0, gt=0)
-    # An offer refused with the same Back Market error this many runs in a row is
-    # quarantined: not sent again until its content changes or `syncer retry SKU`. 0: never.
-    quarantine_after: int = Field(3, ge=0)
-
-
-class OrderSettings(_Section):
-    """``[orders]``: how orders are pulled, accepted and shipped (``syncer orders ...``)."""
-
-    # "store": each store pulls its own country's orders; "all": every country of the
-    # account. A store may choose for itself with its own order_pull_scope.
-    pull_scope: Literal["store", "all"] = "store"
-    # Paid lines accepted by `syncer orders accept`: "stock" when the catalog's stock of the
-    # SKU covers the quantity, "all", or "manual" (only those listed with --accept FILE).
-    accept_policy: Literal["stock", "all", "manual"] = "stock"
-    # Each pull reads orders modified since the last one minus this overlap, so that none
-    # is missed between two pulls (re-read orders are recognised, not exported twice).
-    overlap_minutes: int = Field(60, ge=0)
-    # How far back the very first pull of a store reads.
-    first_pull_days: int = Field(30, ge=1)
-    # CSV and JSON lines exports of each pull; default: orders/ beside the state.
-    export_dir: Path | None = None
-    # Replaces the carrier table's fallback shipper; "" ships nothing for unknown carriers.
-    # Free text of at most 200 characters: Back Market's Shipper list is the known values.
-    carrier_fallback: str | None = None
-    # Plans hold back, from each SKU's quantity, the units of pulled order lines not shipped
-    # or cancelled yet (sold on Back Market, maybe not yet counted by the catalog export).
-    # A line stops reserving once shipped: see syncer/planning/reservations.py.
-    reserve_unshipped: bool = False
-
-    @model_validator(mode="after")
-    def _check_fallback(self) -> OrderSettings:
-        from syncer.core.vocabulary import MAX_SHIPPER
-
-        if self.carrier_fallback and len(self.carrier_fallback) > MAX_SHIPPER:
-            raise ValueError(f"orders.carrier_fallback is {len(self.carrier_fallback)} "
-                             f"characters long; Back Market takes a shipper of at most "
-                             f"{MAX_SHIPPER}")
-        return self
-
-
-class ShopSettings(_Section):
-    """``[market.shop]``: the public shop as buyers see it, through the parse.bot Back
-    Market scraper API (``X-API-Key``; a rate and a monthly credit allowance by tier)."""
-
-    # The scraper's base URL, up to the scraper id: .../scraper/<id>
-    base_url: str
-    # The environment variable (or .env key) that holds the API key; never in this file.
-    key_env: str = "SYNCER_SHOP_KEY"
-    # Free 5, Hobby 20, Developer 250 requests a minute.
-    requests_per_minute: int = Field(5, gt=0, le=250)
-    # Credits (one per call) spent at most per calendar month (UTC), kept in the state.
-    monthly_credits: int = Field(100, ge=0)
-    timeout_seconds: float = Field(30.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _secure(cls, url: str) -> str:
-        match = re.fullmatch(r"(https?)://([^/:]+|\[[^\]]+\])(:\d+)?(/.*)?", url.strip())
-        if not match:
-            raise ValueError(f"{url!r} is not a base URL like https://api.parse.bot/scraper/ID")
-        if match.group(1) == "http" and match.group(2) not in LOOPBACK_HOSTS:
-            raise ValueError("plain http:// is only allowed on loopback (the emulator)")
-        return url.strip().rstrip("/")
-
-
-class MarketSettings(_Section):
-    """``[market]``: how BackBox reads are spent."""
-
-    # Seconds one market pass may read for, per store; what is left waits for the next.
-    pass_seconds: float = Field(300.0, gt=0)
-    # Reads per pass at most, per store (0: as many as pass_seconds allows).
-    max_reads: int = Field(0, ge=0)
-    shop: ShopSettings | None = None
-
-
-class StoreSettings(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    locale: str
-    platform: Platform | None = None
-    # "production", "preprod", or a base URL (plain http only on loopback: the emulator).
-    environment: str = "production"
-    currency: str | None = None
-    token_env: str | None = None
-    warranty_min_months: int = Field(6, ge=1)
-    # A min_price sent with a price must keep Back Market's BackPricer band, min_price <=
-    # price <= min_price x 1.08 (it answers INVALID_BACKPRICER_RANGE, or BackBox overrides
-    # the price): such a row is rejected for this store. false: only min_price <= price.
-    backpricer_band: bool = True
-    # Send the DEEE (French recycling fee) only where the marketplace accepts it.
-    send_deee: bool = False
-    max_zero_share: float | None = Field(None, ge=0, le=1)
-    zero_allowance: int | None = Field(None, ge=0)
-    # A row whose price for this store is empty while its offer is live here: "reject" (the
-    # row is rejected for this store, the offer stays live as published) or "withdraw" (the
-    # seller withdraws it: quantity 0, when no other store of the listing still offers it).
-    empty_price: Literal["reject", "withdraw"] = "reject"
-    enabled: bool = True
-    # Orders this store pulls: its own country ("store") or all ("all"); None: [orders].
-    order_pull_scope: Literal["store", "all"] | None = None
-    # What `syncer run` / `syncer daemon` do for this store, and how often (minutes).
-    # Offers and products are enabled independently, as the seller tools do.
-    publish_offers: bool = True
-    offers_every_minutes: float = Field(120, gt=0)
-    publish_products: bool = False
-    products_every_minutes: float = Field(1440, gt=0)
-    reconcile: bool = True
-    reconcile_every_minutes: float = Field(1440, gt=0)
-    # The stock lane: quantity changes and zeros only, often, so that a sold-out item goes
-    # offline long before the next full offer run; within a share of the hourly budget.
-    stock_lane: bool = True
-    stock_every_minutes: float = Field(15, gt=0)
-    stock_budget_share: float = Field(0.5, gt=0, le=1)
-    # [stores.alerts]: this store's alert settings, key by key over the global [alerts].
-    alerts: AlertSettings | None = None
-
-    # The market pass (`syncer market`, and `syncer run` when watch_market is on): reads
-    # the BackBox of the store's listings (2 a second per token), those with stock that are
-    # losing, changed or never read first; a listing read less than market_every_minutes
-    # ago is not read again. Off by default: each read is a request to Back Market.
-    watch_market: bool = False
-    market_every_minutes: float = Field(60, gt=0)
-
-    @field_validator("name")
-    @classmethod
-    def _short_name(cls, name: str) -> str:
-        # The state keys every row by store name, in columns of STORE_NAME_MAX characters.
-        if len(name) > STORE_NAME_MAX:
-            raise ValueError(f"store {name!r}: the name has {len(name)} characters, at most "
-                             f"{STORE_NAME_MAX} are allowed")
-        return name
-
-    @model_validator(mode="after")
-    def _derive(self) -> StoreSettings:
-        if self.locale not in PLATFORM_OF:
-            raise ValueError(
-                f"store {self.name}: unknown locale {self.locale!r}; expected one of "
-                + ", ".join(PLATFORM_OF)
-            )
-        platform = PLATFORM_OF[self.locale]
-        if self.platform is None:
-            self.platform = cast(Platform, platform)
-        elif self.platform != platform:
-            raise ValueError(
-                f"store {self.name}: locale {self.locale} belongs to platform {platform}, "
-                f"not {self.platform}"
-            )
-        expected = market_currency(self.locale)
-        if self.currency is None:
-            self.currency = expected
-        elif self.currency.upper() != expected:
-            raise ValueError(
-                f"store {self.name}: the {self.locale} market sells in {expected}, "
-                f"not {self.currency}"
-            )
-        self.currency = self.currency.upper()
-        if self.token_env is None:
-            self.token_env = "SYNCER_TOKEN_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
-        self.base_url()  # fail early on an unusable environment
-        return self
-
-    @property
-    def country(self) -> str:
-        """Country part of the locale: ``fr-be`` -> ``be`` (used in column templates)."""
-        return self.locale.split("-")[1]
-
-    @property
-    def account(self) -> str:
-        """Stores that share listings: same platform and same Back Market host."""
-        return f"{self.platform}@{self.base_url()}"
-
-    @property
-    def budget_key(self) -> str:
-        """Stores that share an hourly SKU budget: one token (named by its variable) on one
-        host. The token itself is never stored."""
-        return f"{self.base_url()}|{self.token_env}"
-
-    def base_url(self) -> str:
-        env = self.environment.strip()
-        if env in ("production", "preprod"):
-            return HOSTS[(self.platform or PLATFORM_OF[self.locale], env)]
-        match = re.fullmatch(r"(https?)://([^/:]+|\[[^\]]+\])(:\d+)?/?", env)
-        if not match:
-            raise ValueError(
-                f"store {self.name}: environment {env!r} is not production, preprod or a "
-                "base URL like https://host"
-            )
-        if match.group(1) == "http" and match.group(2) not in LOOPBACK_HOSTS:
-            raise ValueError(
-                f"store {self.name}: plain http:// is only allowed on loopback "
-                f"(the emulator), not {match.group(2)}"
-            )
-        return env.rstrip("/")
 
 
 class _SettingsOnly(PydanticBaseSettingsSource):
@@ -672,4 +343,3 @@ def _explain(exc: ValidationError, path: Path) -> str:
     if len(problems) == 1:  # the usual case: one line
         return f"invalid configuration in {path}: {problems[0]}"
     return "\n  ".join([f"invalid configuration in {path}:", *problems])
-

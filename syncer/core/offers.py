@@ -39,8 +39,15 @@ BATCH_ONLY_FIELDS: Final = frozenset({"product_id", "ean", "grade", "deee", "max
 
 Published = tuple[str | int | None, ...]
 QUANTITY: Final = FIELDS.index("quantity")
+# Field name -> its index in a Published tuple.
+FIELD_INDEX: Final = {name: i for i, name in enumerate(FIELDS)}
 
 CENT: Final = Decimal("0.01")
+# Back Market's BackPricer keeps min_price <= price <= min_price * 1.08 (reference/
+# BACKMARKET.md, observed in production: INVALID_BACKPRICER_RANGE, or BackBox silently
+# overrides the price): one constant on the engine's side, read by validation (a store's
+# backpricer_band setting turns its check off) and pricing. The emulator keeps its own.
+BACKPRICER_BAND: Final = Decimal("1.08")
 
 
 @lru_cache(maxsize=65_536)

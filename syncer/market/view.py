@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
 from syncer.core.competition import Competition
 from syncer.core.offers import Offer, money, visible
 from syncer.errors import ApiError, OfferError
+from syncer.planning.pricing_plan import Suggestion
 from syncer.reports.tables import write_csv
 
 log = structlog.get_logger("syncer.market.view")
@@ -45,15 +46,6 @@ def market_code(locale: str) -> str:
 
 
 # --- the seam with pricing ------------------------------------------------------------------
-
-class Suggestion(NamedTuple):
-    """What pricing says of one offer in one market. None: not known."""
-
-    price: Decimal | None
-    floor: Decimal | None
-    ceiling: Decimal | None
-    reason: str
-
 
 class PriceAdvisor(Protocol):
     def suggest(self, offer: Offer, competition: Competition | None) -> Suggestion: ...

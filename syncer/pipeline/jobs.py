@@ -23,14 +23,20 @@ import structlog
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.backmarket.taskresult import TaskReport
+from syncer.backmarket.transport import Transport
 from syncer.catalog.files import CatalogSource
-from syncer.config.settings import Settings, StoreSettings, request_deadline
+from syncer.config.sections import request_deadline
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
 from syncer.pipeline.progress import ProgressDisplay
-from syncer.planning.diff import StorePlan, stock_only
+from syncer.planning.changes import StorePlan
+from syncer.planning.diff import stock_only
 from syncer.planning.plan import Plan
-from syncer.publish.publisher import Publisher, PublishResult
+from syncer.publish.outcomes import PublishResult
+from syncer.publish.products import publish_products
+from syncer.publish.publisher import Publisher
 from syncer.publish.reconcile import Reconciliation, reconcile
 from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
 
@@ -58,16 +64,16 @@ def build_client(settings: Settings, store: StoreSettings,
     """A client for one store. Stores of one account must share one ``limiter``: Back
     Market counts their requests together. Each request, retries included, ends within a
     third of the lock lease, and the store's ``lease`` is kept before every attempt."""
-    return BackMarketClient(
-        store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
-        store=store.name, timeout=settings.api.timeout_seconds,
-        max_retries=settings.api.max_retries,
-        rate_block_seconds=settings.limits.rate_block_seconds,
-        backoff_base=settings.api.backoff_base_seconds,
-        backoff_cap=settings.api.backoff_cap_seconds,
-        limiter=limiter or build_limits(settings),
-        deadline=request_deadline(settings.limits.lock_lease_seconds),
-        keep_alive=lease_keeper(lease))
+    return BackMarketClient(Transport(
+                  store.base_url(), settings.token(store), store.locale, settings.api.user_agent(),
+                  store=store.name, timeout=settings.api.timeout_seconds,
+                  max_retries=settings.api.max_retries,
+                  rate_block_seconds=settings.limits.rate_block_seconds,
+                  backoff_base=settings.api.backoff_base_seconds,
+                  backoff_cap=settings.api.backoff_cap_seconds,
+                  limiter=limiter or build_limits(settings),
+                  deadline=request_deadline(settings.limits.lock_lease_seconds),
+                  keep_alive=lease_keeper(lease)))
 
 
 def lease_keeper(lease: StoreLease | None) -> Callable[[], None]:
@@ -247,3 +253,24 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
     state.finish_run(record, "ok", counts, at=ctx.now())
     log.info("run summary", store=store.name, kind="reconcile", outcome="ok", **counts)
     return result
+
+
+def products_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSource
+                   ) -> dict[str, int]:
+    """The products job of one store (see ``syncer.publish.products``), as one recorded run,
+    its offers published with the store's budget, lease and progress."""
+    state = ctx.state
+    record = state.start_run(ctx.run_id, store.name, "products", at=ctx.now())
+    try:
+        with build_client(ctx.settings, store, ctx.limiter_for(store),
+                          ctx.leases.get(store.name)) as client:
+            counts = publish_products(
+                ctx.settings, state, store, catalog, client,
+                lambda extra, on_task: publisher_for(ctx, store, client, extra_columns=extra,
+                                                     on_task=on_task))
+    except BaseException as exc:
+        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        raise
+    state.finish_run(record, "ok", counts, at=ctx.now())
+    log.info("run summary", store=store.name, kind="products", outcome="ok", **counts)
+    return counts

@@ -19,7 +19,8 @@ import structlog
 
 from syncer.catalog.files import CatalogSource, CsvCatalog
 from syncer.catalog.sql import sql_catalog
-from syncer.config.settings import Settings, StoreSettings
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.core.offers import QUANTITY, Offer, shown_rows, sku_key
 from syncer.planning.diff import UNCONFIRMED, StoreDiff
 from syncer.planning.mapping import CompiledMapping, Profile, compile_mapping, load_profile

@@ -18,12 +18,17 @@ from typing import Final
 import structlog
 
 from syncer.alerts.events import StoreTurn
-from syncer.config.settings import StoreSettings
+from syncer.config.stores import StoreSettings
 from syncer.errors import LockHeld, SyncerError
-from syncer.pipeline.jobs import JobContext, check_zero_share, publish_store, reconcile_store
+from syncer.pipeline.jobs import (
+    JobContext,
+    check_zero_share,
+    products_store,
+    publish_store,
+    reconcile_store,
+)
 from syncer.pipeline.planner import catalog_source, make_plan
-from syncer.publish.products import publish_products
-from syncer.publish.publisher import PublishResult
+from syncer.publish.outcomes import PublishResult
 from syncer.publish.reconcile import Reconciliation
 
 log = structlog.get_logger("syncer.pipeline.schedule")
@@ -146,7 +151,7 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
         if kind == "reconcile":
             outcome.reconciliation = reconcile_store(ctx, store, source)
         elif kind == "products":
-            outcome.products = publish_products(ctx, store, source)
+            outcome.products = products_store(ctx, store, source)
         elif kind in ("offers", "stock", "queue"):
             if kind != "offers" and "offers" in due:
                 continue  # the full offer run sends the stock and the queue too

@@ -14,16 +14,16 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings
+from syncer.config.settings import BUNDLED_MAPPINGS
+from syncer.config.stores import StoreSettings
 from syncer.core.vocabulary import GRADE_STATE, GRADES, SHIPPERS
 from syncer.errors import ConfigError
-
-if TYPE_CHECKING:  # syncer.planning.pricing reads profiles: imported when a profile is loaded
-    from syncer.planning.pricing import PricingProfile
+from syncer.planning.pricing import PricingProfile, load_pricing
+from syncer.planning.sources import Getter, Source, parse_sources
 
 GLOBAL_FIELDS: Final = (
     "sku", "product_id", "ean", "grade", "stock", "safety_quantity", "max_quantity", "deee",
@@ -47,57 +47,6 @@ def normalise(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(plain.replace("_", " ").replace("-", " ").split())
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where one field's raw text comes from: a column (template), a default, or a constant.
-
-    A default fills the column's empty cells. A column missing from the catalog's header is
-    an error (a renamed column must not silently become its default for every row: a
-    ``safety_stock`` renamed would raise every quantity), unless ``optional`` says the
-    catalog may not have it at all."""
-
-    column: str | None = None
-    default: str | None = None
-    constant: str | None = None
-    optional: bool = False
-
-    @classmethod
-    def parse(cls, spec: Any, where: str) -> Source:
-        if isinstance(spec, str):
-            return cls(column=spec)
-        if isinstance(spec, dict):
-            unknown = set(spec) - {"column", "default", "value", "optional"}
-            if unknown:
-                raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected "
-                                  "column, default, optional or value")
-            optional = spec.get("optional", False)
-            if not isinstance(optional, bool):
-                raise ConfigError(f"{where}: optional must be true or false, got {optional!r}")
-            if "value" in spec:
-                if "column" in spec:
-                    raise ConfigError(f"{where}: give either column or value, not both")
-                return cls(constant=str(spec["value"]))
-            if "column" not in spec:
-                raise ConfigError(f"{where}: a table needs column = \"...\" or value = \"...\"")
-            default = spec.get("default")
-            return cls(column=str(spec["column"]),
-                       default=None if default is None else str(default), optional=optional)
-        raise ConfigError(f"{where}: expected a column name or a table, got {spec!r}")
-
-    def for_store(self, store: StoreSettings) -> Source:
-        if self.column is None:
-            return self
-        try:
-            column = self.column.format(country=store.country, locale=store.locale,
-                                        store=store.name)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(
-                f"column template {self.column!r}: unknown placeholder {exc}; use {{country}}, "
-                "{locale} or {store}"
-            ) from None
-        return Source(column=column, default=self.default, optional=self.optional)
 
 
 @dataclass(frozen=True)
@@ -214,8 +163,6 @@ def _checked(model: type[M], data: dict[str, Any], path: Path) -> M:
 
 
 def load_profile(path: Path) -> Profile:
-    from syncer.planning.pricing import load_pricing
-
     data = _read_toml(path)
     if "offer" not in data:
         raise ConfigError(f"{path}: missing the [offer] table")
@@ -225,20 +172,20 @@ def load_profile(path: Path) -> Profile:
     per_store_table = checked.offer.per_store
     shipping_table = checked.offer.shipping
 
-    offer = _sources(
+    offer = parse_sources(
         {k: v for k, v in offer_table.items() if k not in ("per_store", "shipping")},
         GLOBAL_FIELDS, f"{path} [offer]",
     )
-    per_store = _sources(per_store_table, STORE_FIELDS, f"{path} [offer.per_store]")
+    per_store = parse_sources(per_store_table, STORE_FIELDS, f"{path} [offer.per_store]")
     if not isinstance(shipping_table, list) or len(shipping_table) > MAX_SHIPPING_OPTIONS:
         raise ConfigError(f"{path}: [[offer.shipping]] holds at most {MAX_SHIPPING_OPTIONS} "
                           "options")
     shipping = tuple(
-        _sources(option, SHIPPING_FIELDS, f"{path} [[offer.shipping]] #{i}")
+        parse_sources(option, SHIPPING_FIELDS, f"{path} [[offer.shipping]] #{i}")
         for i, option in enumerate(shipping_table, start=1)
     )
     overrides = {
-        str(name): _sources(table, STORE_FIELDS, f"{path} [stores.{name}]")
+        str(name): parse_sources(table, STORE_FIELDS, f"{path} [stores.{name}]")
         for name, table in checked.stores.items()
     }
     for required in ("sku", "grade", "stock"):
@@ -256,7 +203,7 @@ def load_profile(path: Path) -> Profile:
 
     product_table = dict(data.get("product", {}))
     attribute_table = product_table.pop("attributes", {})
-    product = _sources(product_table, PRODUCT_FIELDS, f"{path} [product]")
+    product = parse_sources(product_table, PRODUCT_FIELDS, f"{path} [product]")
     attributes = {str(name): Source.parse(spec, f"{path} [product.attributes] {name}")
                   for name, spec in attribute_table.items()}
 
@@ -278,16 +225,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read mapping file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"mapping file {path} is not valid TOML: {exc}") from None
-
-
-def _sources(table: Any, allowed: Sequence[str], where: str) -> dict[str, Source]:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table")
-    unknown = set(table) - set(allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown fields {sorted(unknown)}; expected some of "
-                          + ", ".join(allowed))
-    return {name: Source.parse(spec, f"{where} {name}") for name, spec in table.items()}
 
 
 def _value_table(folder: Path, file: str) -> Path:
@@ -339,22 +276,6 @@ def _carriers(folder: Path, file: str | None) -> tuple[dict[str, str], str | Non
 
 
 # --- compiled against a header ----------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Getter:
-    """Pulls one field's raw text out of a row: the cell, else the default, else None."""
-
-    index: int | None
-    default: str | None
-    column: str | None
-
-    def __call__(self, values: Sequence[str]) -> str | None:
-        if self.index is not None:
-            cell = values[self.index].strip()
-            if cell:
-                return cell
-        return self.default or None
-
 
 @dataclass(frozen=True)
 class StoreMapping:

@@ -17,7 +17,7 @@ from itertools import chain
 from typing import Any, Final, TextIO
 
 from syncer.core.offers import FIELDS, Rejection, visible
-from syncer.planning.diff import Change, Notice, StorePlan
+from syncer.planning.changes import Change, Notice, StorePlan
 from syncer.planning.queue import StoreQueue
 from syncer.planning.queue import render as render_queue
 

@@ -51,15 +51,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple, Ty
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from syncer.core.competition import Competition
-from syncer.core.offers import CENT, Offer, Rejection
+from syncer.core.offers import BACKPRICER_BAND, CENT, Offer, Rejection
 from syncer.errors import ConfigError, SafetyStop
-
-# Back Market's BackPricer keeps min_price <= price <= min_price * 1.08: one constant on the
-# engine's side, validation's (the emulator keeps its own: it shares no engine code).
-from syncer.planning.validation import BACKPRICER_BAND, BadValue, parse_amount
+from syncer.planning.cells import BadValue, parse_amount
 
 if TYPE_CHECKING:
-    from syncer.planning.mapping import Getter, Source
+    from syncer.planning.sources import Getter, Source
 
 Strategy = Literal["catalog", "win", "match"]
 MinPriceMode = Literal["catalog", "band", "backpricer"]
@@ -159,7 +156,7 @@ _MESSAGES: Final = {
 def load_pricing(table: Any, path: Path) -> PricingProfile:
     """The ``[pricing]`` table of a profile, checked: a wrong key or type names the file, the
     key and what was expected, as the rest of the profile does."""
-    from syncer.planning.mapping import _sources
+    from syncer.planning.sources import parse_sources as _sources
 
     if table is None:
         return PricingProfile()

@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from syncer.core.competition import Competition
 from syncer.core.offers import FIELDS, Offer, Rejection, money, visible
-from syncer.planning.diff import Change, Notice, StorePlan
+from syncer.planning.changes import Change, Notice, StorePlan
 from syncer.planning.pricing import (
     DAY,
     Decision,
@@ -39,8 +39,19 @@ from syncer.planning.pricing import (
     suggest,
 )
 
+
+class Suggestion(NamedTuple):
+    """What pricing says of one offer in one market (``syncer market``). None: not known."""
+
+    price: Decimal | None
+    floor: Decimal | None
+    ceiling: Decimal | None
+    reason: str
+
+
 if TYPE_CHECKING:
-    from syncer.planning.mapping import CompiledMapping, Getter
+    from syncer.planning.mapping import CompiledMapping
+    from syncer.planning.sources import Getter
     from syncer.state.store import SnapshotEntry
 
 PRICE: Final = FIELDS.index("price")
@@ -260,9 +271,7 @@ class RulesAdvisor:
         self.moves = moves
         self.now = now
 
-    def suggest(self, offer: Offer, competition: Competition | None) -> Any:
-        from syncer.market.view import Suggestion
-
+    def suggest(self, offer: Offer, competition: Competition | None) -> Suggestion:
         key = offer.sku_key
         decision = suggest(offer, competition, self.rules, self.moves.get(key, ()), self.now,
                            current=self.current.get(key), inputs=self.inputs.get(key))

@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from syncer.config.settings import Settings, StoreSettings
-    from syncer.planning.diff import StorePlan
+    from syncer.config.settings import Settings
+    from syncer.config.stores import StoreSettings
+    from syncer.planning.changes import StorePlan
     from syncer.planning.plan import Plan
     from syncer.state.store import StateStore
 
@@ -288,7 +289,7 @@ def queued_only(plan: StorePlan, state: StateStore | None = None) -> StorePlan:
     catalog says now), in sending order; new changes wait for the offer run's cadence.
     With ``state``, queued offers the plan no longer changes (the catalog went back to what
     is published, the row is rejected now...) leave the queue: nothing waits for them."""
-    from syncer.planning.diff import StorePlan
+    from syncer.planning.changes import StorePlan
 
     share = StorePlan(plan.store, plan.locale, plan.revision, unchanged=plan.unchanged,
                       rejected=plan.rejected, quarantined=plan.quarantined, live=plan.live,

@@ -18,22 +18,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import structlog
-
+from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.taskresult import TaskOutcome, TaskReport
 from syncer.catalog.files import CatalogSource
-from syncer.config.settings import Settings, StoreSettings
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
 from syncer.core.offers import Offer, Rejection
-from syncer.planning.diff import Change, _changes
+from syncer.planning.cells import BadValue, parse_amount, parse_count
+from syncer.planning.changes import Change, changes_between
 from syncer.planning.mapping import StoreMapping, compile_mapping, load_profile
-from syncer.planning.validation import BadValue, Validator, parse_amount, parse_count
+from syncer.planning.validation import Validator
+from syncer.publish.publisher import Publisher
 from syncer.state.store import StateStore
-
-log = structlog.get_logger("syncer.publish.products")
 
 REQUIRED: Final = ("title", "description", "brand", "price_new", "weight", "category_id",
                    "image1")
@@ -319,52 +319,44 @@ def held_eans(state: StateStore, store: str) -> dict[str, str]:
             for ean, record in state.proposals(store).items() if record["status"] == "rejected"}
 
 
-def publish_products(ctx: Any, store: StoreSettings, catalog: CatalogSource) -> dict[str, int]:
-    """The products job of one store: refresh the category tree, look at pending proposals,
-    then propose what the plan says, with the offers, as one recorded run."""
-    from syncer.pipeline.jobs import (  # jobs imports the planner, and it us
-        build_client,
-        publisher_for,
-    )
+# The pipeline's publisher for the store (its budget, lease, progress and stop signal), given
+# the proposals' product columns by SKU key and a hook told of every finished task.
+PublisherFor = Callable[
+    [Mapping[str, Mapping[str, str]], Callable[[dict[str, Any], TaskReport], None]], Publisher]
 
-    state: StateStore = ctx.state
+
+def publish_products(settings: Settings, state: StateStore, store: StoreSettings,
+                     catalog: CatalogSource, client: BackMarketClient,
+                     publisher_for: PublisherFor) -> dict[str, int]:
+    """One store's products through ``client``: refresh the category tree, look at pending
+    proposals, then propose what the plan says, with the offers. The caller records the run
+    (syncer.pipeline.jobs.products_store)."""
     counts = {"proposed": 0, "updated": 0, "rejected": 0, "validated": 0, "waiting": 0}
-    record = state.start_run(ctx.run_id, store.name, "products", at=ctx.now())
-    try:
-        with build_client(ctx.settings, store, ctx.limiter_for(store),
-                          ctx.leases.get(store.name)) as client:
-            state.save_category_tree(store.account, client.category_tree())
-            counts["validated"] = _review_pending(state, store, client)
-            plan = plan_products(ctx.settings, [store], catalog, state).stores[0]
-            counts["waiting"] = sum(1 for n in plan.notices if n.kind == "waiting")
-            if plan.changes:
-                extra = {c.offer.sku_key: c.content.fields for c in plan.changes}
-                by_key = {c.offer.sku_key: c for c in plan.changes}
-                snapshot = state.snapshot(store.name)
-                changes = []
-                for c in plan.changes:
-                    entry = snapshot.get(c.offer.sku_key)
-                    before = None if entry is None else entry.published
-                    changes.append(Change(
-                        "create" if before is None else "update", store.name, c.offer.sku,
-                        c.offer.published(), _changes(before, c.offer.published()),
-                        row=c.offer.row))
-                outcomes: list[TaskReport] = []
-                publisher = publisher_for(
-                    ctx, store, client, extra_columns=extra,
-                    on_task=lambda _task, report: outcomes.append(report))
-                result = publisher.publish_batch(changes)
-                _record_outcomes(state, store, by_key, outcomes, counts)
-                counts["failed_offers"] = result.counts["failed"]
-    except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
-        raise
-    state.finish_run(record, "ok", counts, at=ctx.now())
-    log.info("run summary", store=store.name, kind="products", outcome="ok", **counts)
+    state.save_category_tree(store.account, client.category_tree())
+    counts["validated"] = _review_pending(state, store, client)
+    plan = plan_products(settings, [store], catalog, state).stores[0]
+    counts["waiting"] = sum(1 for n in plan.notices if n.kind == "waiting")
+    if plan.changes:
+        extra = {c.offer.sku_key: c.content.fields for c in plan.changes}
+        by_key = {c.offer.sku_key: c for c in plan.changes}
+        snapshot = state.snapshot(store.name)
+        changes = []
+        for c in plan.changes:
+            entry = snapshot.get(c.offer.sku_key)
+            before = None if entry is None else entry.published
+            changes.append(Change(
+                "create" if before is None else "update", store.name, c.offer.sku,
+                c.offer.published(), changes_between(before, c.offer.published()),
+                row=c.offer.row))
+        outcomes: list[TaskReport] = []
+        publisher = publisher_for(extra, lambda _task, report: outcomes.append(report))
+        result = publisher.publish_batch(changes)
+        _record_outcomes(state, store, by_key, outcomes, counts)
+        counts["failed_offers"] = result.counts["failed"]
     return counts
 
 
-def _review_pending(state: StateStore, store: StoreSettings, client: Any) -> int:
+def _review_pending(state: StateStore, store: StoreSettings, client: BackMarketClient) -> int:
     """Proposals waiting for review: a listing that left "pending validation" means the
     product was validated."""
     validated = []

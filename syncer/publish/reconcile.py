@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from syncer.core.offers import FIELDS, Offer, Published, money, sku_key
+from syncer.core.offers import FIELD_INDEX as F
+from syncer.core.offers import Offer, Published, money, sku_key
 from syncer.state.store import SnapshotEntry
 
-F: Final = {name: i for i, name in enumerate(FIELDS)}
 # Fields a listing shows for one country; the others (ean, deee) are not visible, and the
 # product id only matters when the offer was linked by it.
 VISIBLE: Final = ("grade", "quantity", "price", "currency", "warranty_delay", "comment",

@@ -37,7 +37,7 @@ from syncer.reports.page import escape, figure, foot, head, table
 
 if TYPE_CHECKING:
     from syncer.config.settings import Settings
-    from syncer.planning.diff import Change
+    from syncer.planning.changes import Change
     from syncer.planning.plan import Plan
     from syncer.state.store import StateStore
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from openpyxl.styles import Font
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-    from syncer.planning.diff import Notice
+    from syncer.planning.changes import Notice
 
 REASON_COLUMNS: Final = ("rejection_row", "rejection_store", "rejection_column",
                          "rejection_reason")

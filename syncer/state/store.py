@@ -46,7 +46,7 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from syncer.config.settings import lease_renew_every
+from syncer.config.sections import lease_renew_every
 from syncer.core.competition import Competition
 from syncer.core.crashpoints import crashpoint
 from syncer.core.offers import FIELDS, QUANTITY, Published, content_hash, sku_key
