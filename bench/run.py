@@ -54,7 +54,8 @@ CASE = textwrap.dedent("""
         from sqlalchemy import create_engine, text
         from syncer.config.settings import load_settings
         from syncer.pipeline.planner import catalog_source, make_plan
-        from syncer.state.store import Ack, StateStore
+        from syncer.core.snapshot import Ack
+        from syncer.state.store import StateStore
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.perf_counter()
     result = {}
@@ -87,7 +88,7 @@ CASE = textwrap.dedent("""
                     changes = iter(store.changes)
                     while chunk := list(islice(changes, 10_000)):
                         began = time.perf_counter()
-                        state.record_acks(store.store, [
+                        state.offers.record_acks(store.store, [
                             Ack(c.sku, c.target, "id-" + c.sku, c.source_hash) for c in chunk])
                         writing += time.perf_counter() - began
             result["acks"] = plan.change_count()
@@ -289,7 +290,7 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
                                           settings.api.user_agent(), store="fr",
                                           limiter=limiter, sleep=clock.sleep)
                 with client:
-                    budget = SkuBudget(state, fr.budget_key, lines_per_hour, clock.now)
+                    budget = SkuBudget(state.budget, fr.budget_key, lines_per_hour, clock.now)
                     result = Publisher(fr, client, state, budget=budget, poll_seconds=1.0,
                                        clock=clock.monotonic).apply(plan.stores[0])
                 return result.counts["queued"]

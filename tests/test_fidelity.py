@@ -18,11 +18,11 @@ from syncer.backmarket.answers import ListingPage, checked
 from syncer.backmarket.client import BackMarketClient
 from syncer.config.settings import StoreSettings
 from syncer.core.offers import Offer
+from syncer.core.snapshot import SnapshotEntry
 from syncer.emulator.server import EmulatorServer
 from syncer.planning.diff import Change
 from syncer.publish.publisher import batch_files, listing_matches
 from syncer.publish.reconcile import observed, reconcile
-from syncer.state.store import SnapshotEntry
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.contract import check_response
 from tests.helpers import FakeClock, Shop, checked_emulator

@@ -292,12 +292,12 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
     results: list[PublishResult] = []
     with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         leases = {s.name: locks.enter_context(
-            state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
+            state.locks.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
         if saved is not None:
             for store_plan in saved.stores:
-                current = state.revision(store_plan.store)
+                current = state.offers.revision(store_plan.store)
                 if current != store_plan.revision:
                     raise StalePlan(
                         f"store {store_plan.store}: the snapshot changed since the plan was "
@@ -438,7 +438,7 @@ def run(obj: Context, store: str | None, catalog: Path | None, force: bool) -> N
     stores = settings.selected_stores(store)
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for, stop_on_signals() as stop:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
         ctx.finished = notifier(ctx)
         code = _run_once(ctx, stores, catalog, force)
@@ -513,7 +513,7 @@ def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: flo
                "stops it", err=True)
     with StateStore.open(settings.state_database_url()) as state, \
             stop_on_signals() as stop:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         while not stop():
             with paced(settings, state) as limiter_for:
                 ctx = JobContext(settings, state, _run_id(), limiter_for, stop=stop)
@@ -555,10 +555,10 @@ def reconcile_command(obj: Context, store: str | None, catalog: Path | None,
     reports = []
     with StateStore.open(settings.state_database_url()) as state, ExitStack() as locks, \
             paced(settings, state) as limiter_for:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         run_id = _run_id()
         leases = {s.name: locks.enter_context(
-            state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
+            state.locks.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in stores}
         ctx = JobContext(settings, state, run_id, limiter_for, leases)
         for store_settings in stores:
             reports.append(reconcile_store(ctx, store_settings,
@@ -592,14 +592,14 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
         for name in names:
             report.append({
                 "store": name,
-                "offers": state.status_counts(name),
-                "revision": state.revision(name),
-                "in_flight": state.offers_in_flight(name),
+                "offers": state.status.counts(name),
+                "revision": state.offers.revision(name),
+                "in_flight": state.batches.offers_in_flight(name),
                 "last_runs": [
                     {"run_id": r["run_id"], "kind": r["kind"], "outcome": r["outcome"],
                      "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
                      "counts": r["counts"], "message": r["message"]}
-                    for r in state.runs(name, limit=5)
+                    for r in state.runs.latest(name, limit=5)
                 ],
             })
     if fmt == "json":
@@ -638,8 +638,8 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
         raise ConfigError("no store is configured ([[stores]] in the TOML file)")
     after = settings.limits.quarantine_after
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        rows = state.failures(store)
-        products = state.rejected_products(store)
+        rows = state.status.failures(store)
+        products = state.products.rejected_products(store)
     for row in rows:
         row["quarantined"] = bool(after) and row["attempts"] >= after
     if fmt == "json":
@@ -693,7 +693,7 @@ def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
     missing = []
     with StateStore.open(settings.state_database_url()) as state:
         for sku in skus:
-            released = [name for name in names if state.release(name, sku)]
+            released = [name for name in names if state.offers.release(name, sku)]
             if released:
                 click.echo(f"{sku}: will be sent again by the next run ({', '.join(released)})")
             else:
@@ -839,13 +839,13 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
     with _orders_session(settings, stores, run_id) as (state, client_for):
         for s in stores:
             scope = steps.pull_scope(settings, s, all_countries)
-            record = state.start_run(run_id, s.name, "orders-pull")
+            record = state.runs.start(run_id, s.name, "orders-pull")
             try:
                 results.append(steps.pull(settings, s, client_for(s), state, scope=scope))
             except BaseException as exc:
-                state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+                state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__)
                 raise
-            state.finish_run(record, "ok", results[-1].counts())
+            state.runs.finish(record, "ok", results[-1].counts())
         # Exported before stored: a crash in between exports an order twice, never zero times.
         files = steps.export(results, _orders_export_dir(settings), run_id)
         for result in results:
@@ -1039,7 +1039,7 @@ def _orders_session(settings: Settings, stores: list[StoreSettings], run_id: str
 
     structlog.contextvars.bind_contextvars(run_id=run_id)
     with StateStore.open(settings.state_database_url()) as state, ExitStack() as stack:
-        leases = {s.name: stack.enter_context(state.lock(
+        leases = {s.name: stack.enter_context(state.locks.lock(
             f"orders:{s.name}", settings.limits.lock_lease_seconds, run_id))
             for s in stores} if locked else {}
         with paced(settings, state) as limiter_for:
@@ -1060,12 +1060,12 @@ def _orders_step(state: StateStore, stores: list[StoreSettings], run_id: str, ki
     store's order are counted as `unmatched` in the first store's record)."""
     if dry_run:
         return step()
-    records = {s.name: state.start_run(run_id, s.name, kind) for s in stores}
+    records = {s.name: state.runs.start(run_id, s.name, kind) for s in stores}
     try:
         report = step()
     except BaseException as exc:
         for record in records.values():
-            state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+            state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__)
         raise
     unmatched = sum(1 for o in report.outcomes if o.store is None)
     for i, (name, record) in enumerate(records.items()):
@@ -1073,7 +1073,7 @@ def _orders_step(state: StateStore, stores: list[StoreSettings], run_id: str, ki
         if i == 0 and unmatched:
             counts["unmatched"] = unmatched
         failed = counts.get("failed", 0) + counts.get("unmatched", 0)
-        state.finish_run(record, "partial" if failed else "ok", counts)
+        state.runs.finish(record, "partial" if failed else "ok", counts)
         _log().info("orders summary", store=name, kind=kind, **counts)
     return report
 
@@ -1161,7 +1161,8 @@ def market(obj: Context, store: str | None, refresh: bool, fmt: str, catalog: Pa
     """
     from syncer.market.shop import refresh_shop, shop_views
     from syncer.market.view import market_store, report_for
-    from syncer.state.store import StateStore, utcnow
+    from syncer.state.schema import utcnow
+    from syncer.state.store import StateStore
 
     settings = obj.settings()
     stores = settings.selected_stores(store)

@@ -513,7 +513,7 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
     ``save_pull`` stores them once they are exported."""
     now = now or datetime.now(UTC)
     config = settings.orders
-    watermark = state.order_watermark(store.name, scope)
+    watermark = state.orders.order_watermark(store.name, scope)
     since = (watermark - timedelta(minutes=config.overlap_minutes) if watermark is not None
              else now - timedelta(days=config.first_pull_days))
     filters: dict[str, str | int] = {"date_modification": rfc3339(since)}
@@ -536,7 +536,7 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
     if foreign:
         log.warning("orders of other countries left out", store=store.name, count=foreign,
                     country_code=store.locale)
-    known = state.order_hashes(store.account, sorted(fetched))
+    known = state.orders.order_hashes(store.account, sorted(fetched))
     for order_id, order in sorted(fetched.items()):
         previous = known.get(order_id)
         modified = parse_date(order.get("date_modification"))
@@ -558,9 +558,9 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
 def save_pull(state: StateStore, result: PullResult) -> None:
     """Store a pull's new and changed orders, then move the store's watermark to the latest
     modification seen (never back): the next pull starts there, minus the overlap."""
-    state.save_orders(result.rows, result.line_rows)
+    state.orders.save_orders(result.rows, result.line_rows)
     if result.watermark != result.previous:
-        state.set_order_watermark(result.store, result.scope, result.watermark)
+        state.orders.set_order_watermark(result.store, result.scope, result.watermark)
 
 
 def export(results: Sequence[PullResult], folder: Path, run_id: str,
@@ -649,7 +649,7 @@ def accept(settings: Settings, stores: Sequence[StoreSettings], state: StateStor
 
     stock = None
     for store in stores:
-        paid = state.orders_in_state([store.name], ORDER_PAID)
+        paid = state.orders.orders_in_state([store.name], ORDER_PAID)
         for order in paid:
             orders.setdefault((store.name, order["order_id"]), order)
         pending = [(order, line) for order in paid for line in order["lines"].values()
@@ -670,12 +670,12 @@ def accept(settings: Settings, stores: Sequence[StoreSettings], state: StateStor
             report.add(Outcome("would-hold" if dry_run else "held", store.name,
                                order["order_id"], line["sku"], message=reason))
             if not dry_run:
-                before = state.line_actions(store.account, order["order_id"]).get(
+                before = state.orders.line_actions(store.account, order["order_id"]).get(
                     line["orderline_id"])
                 if before is None or (before["action"], before["reason"]) != ("hold", reason):
-                    state.record_line_action(store.account, line["orderline_id"],
-                                             order["order_id"], line["sku"], "hold", "held",
-                                             reason)
+                    state.orders.record_line_action(store.account, line["orderline_id"],
+                                                    order["order_id"], line["sku"], "hold", "held",
+                                                    reason)
 
     by_name = {store.name: store for store in stores}
     for (name, order_id), tasks in sorted(chosen.items(), key=lambda item: _payment_order(
@@ -744,7 +744,7 @@ def _accepted_not_shipped(settings: Settings, store: StoreSettings, state: State
     names = [s.name for s in settings.stores if s.account == store.account]
     taken: dict[str, int] = {}
     for order_state in (ORDER_PAID, ORDER_TO_SHIP):
-        for order in state.orders_in_state(names, order_state):
+        for order in state.orders.orders_in_state(names, order_state):
             for line in order["lines"].values():
                 if line["state"] == LINE_ACCEPTED:
                     key = sku_key(line["sku"])
@@ -790,16 +790,16 @@ def _apply_line_tasks(store: StoreSettings, client: BackMarketClient, state: Sta
         current = line_state(order, task.sku)
         status = "cancelled" if task.action == "cancel" else "accepted"
         if current in landed:
-            state.record_line_action(store.account, task.orderline_id, order_id, task.sku,
-                                     task.action, "confirmed", "already done on Back Market")
+            state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                            task.action, "confirmed", "already done on Back Market")
             report.add(Outcome("skipped", store.name, order_id, task.sku, task.row,
                                message=f"already {LINE_STATE_NAMES.get(current or 0, '')}"))
             continue
         if current != LINE_PAID:
             message = (f"the line is now {_line_state_name(current)} on Back Market; it can no "
                        f"longer be {status}")
-            state.record_line_action(store.account, task.orderline_id, order_id, task.sku,
-                                     task.action, "failed", message)
+            state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                            task.action, "failed", message)
             report.add(Outcome("failed", store.name, order_id, task.sku, task.row, "state",
                                message))
             continue
@@ -810,8 +810,8 @@ def _apply_line_tasks(store: StoreSettings, client: BackMarketClient, state: Sta
             _line_failed(store, state, order_id, task, report, exc, "sku")
             continue
         _save(state, store, order)
-        state.record_line_action(store.account, task.orderline_id, order_id, task.sku,
-                                 task.action, "confirmed")
+        state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                        task.action, "confirmed")
         report.add(Outcome(status, store.name, order_id, task.sku, task.row))
 
 
@@ -825,8 +825,8 @@ def _line_failed(store: StoreSettings, state: StateStore, order_id: int, task: _
     message = f"Back Market refused: {exc.message}"
     if exc.status == 404 and field_name == "order_id":
         message = f"order {order_id} is unknown to Back Market ({exc.message})"
-    state.record_line_action(store.account, task.orderline_id, order_id, task.sku, task.action,
-                             "failed", message, exc.request_id)
+    state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                    task.action, "failed", message, exc.request_id)
     report.add(Outcome("failed", store.name, order_id, task.sku, task.row, field_name, message,
                        exc.request_id))
 
@@ -889,7 +889,7 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
         fail("order_id", _not_pulled(order_id))
         return
     store, order = found
-    done = state.shipment(store.account, order_id)
+    done = state.orders.shipment(store.account, order_id)
     if done is not None and done["status"] == "confirmed":
         note = "already shipped"
         if done["tracking_number"] != shipment.tracking_number:
@@ -997,7 +997,7 @@ def _not_shippable(order_state: int, lines: Sequence[Mapping[str, Any]]) -> str 
 
 def _record_shipment(state: StateStore, store: StoreSettings, shipment: Shipment, status: str,
                      error: str | None = None, request_id: str | None = None) -> None:
-    state.record_shipment({
+    state.orders.record_shipment({
         "account": store.account, "order_id": shipment.order_id, "store": store.name,
         "carrier": shipment.carrier[:200], "shipper": shipment.shipper,
         "tracking_number": shipment.tracking_number, "tracking_url": shipment.tracking_url,
@@ -1013,7 +1013,7 @@ def _find_order(stores: Sequence[StoreSettings], state: StateStore, order_id: in
     """The order in the state, with the selected store that handles it (the one that pulled
     it, else another selected store of the same account)."""
     for account in dict.fromkeys(store.account for store in stores):
-        order = state.find_order(account, order_id)
+        order = state.orders.find_order(account, order_id)
         if order is None:
             continue
         same = [s for s in stores if s.account == account]
@@ -1025,7 +1025,7 @@ def _find_order(stores: Sequence[StoreSettings], state: StateStore, order_id: in
 def _save(state: StateStore, store: StoreSettings, order: Mapping[str, Any]) -> None:
     if isinstance(order.get("order_id"), int):
         row, lines = order_rows(store.account, store.name, order)
-        state.save_orders([row], lines)
+        state.orders.save_orders([row], lines)
 
 
 def _payment_order(order: Mapping[str, Any] | None) -> tuple[datetime, int]:
@@ -1136,7 +1136,7 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         fail("order_id", _not_pulled(order_id))
         return
     store, order = found
-    done = state.invoice(store.account, order_id)
+    done = state.orders.invoice(store.account, order_id)
     if done is not None and done["status"] == "confirmed":
         note = f"invoice already sent ({done['path']})"
         if done["sha256"] is not None and done["sha256"] != _sha256(item.path):
@@ -1165,7 +1165,7 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
               "path": item.named, "sha256": None, "size": item.size}
     if fresh.get("date_bill_provided"):
         # Given in the back office, or sent by a run whose answer was lost: not sent twice.
-        state.record_invoice({**record, "status": "confirmed", "error": (
+        state.orders.record_invoice({**record, "status": "confirmed", "error": (
             f"Back Market already had an invoice (date_bill_provided "
             f"{fresh['date_bill_provided']})")})
         report.add(Outcome("skipped", store.name, order_id, row=row, message=(
@@ -1182,11 +1182,11 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         client.upload_invoice(order_id, pdf, item.path.name)
     except OfferError as exc:
         message = f"Back Market refused the invoice: {exc.message}"
-        state.record_invoice({**record, "status": "failed", "error": message,
-                              "request_id": exc.request_id})
+        state.orders.record_invoice({**record, "status": "failed", "error": message,
+                                     "request_id": exc.request_id})
         fail("path", message, store.name, exc.request_id)
         return
-    state.record_invoice({**record, "status": "confirmed"})
+    state.orders.record_invoice({**record, "status": "confirmed"})
     report.add(Outcome("sent", store.name, order_id, row=row, message=what))
 
 
@@ -1313,7 +1313,7 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         fail("sku", f"the line is {_line_state_name(line['state'])}; identifiers are added "
                     "to an accepted or shipped line", store.name)
         return
-    record = state.line_identifier(store.account, line["orderline_id"])
+    record = state.orders.line_identifier(store.account, line["orderline_id"])
     known = {"imei": line.get("imei"), "serial_number": line.get("serial_number")}
     if record is not None:
         known = {name: record[name] or known[name] for name in known}
@@ -1348,7 +1348,7 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         fail(to_send, _conflict(to_send, live, wanted), store.name)
         return
     if not to_send:  # registered in the back office, or by a run whose answer was lost
-        state.record_line_identifier({**base, **live, "status": "confirmed"})
+        state.orders.record_line_identifier({**base, **live, "status": "confirmed"})
         report.add(Outcome("skipped", store.name, order_id, sku, row,
                            message="already registered on Back Market"))
         return
@@ -1357,21 +1357,21 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
     except OutcomeUnknown as exc:
         live = _live_identifiers(client.get_order(order_id), line["orderline_id"])
         if all(live.get(k) == v for k, v in to_send.items()):
-            state.record_line_identifier({**base, **to_send, "status": "confirmed"})
+            state.orders.record_line_identifier({**base, **to_send, "status": "confirmed"})
             report.add(Outcome("sent", store.name, order_id, sku, row, message=what))
             return
         message = (f"Back Market's answer was lost ({exc.message}) and the line does not show "
                    "the identifier: the next run sends it")
-        state.record_line_identifier({**base, "status": "failed", "error": message})
+        state.orders.record_line_identifier({**base, "status": "failed", "error": message})
         fail(next(iter(to_send)), message, store.name)
         return
     except OfferError as exc:
         message = f"Back Market refused: {exc.message}"
-        state.record_line_identifier({**base, "status": "failed", "error": message,
-                                      "request_id": exc.request_id})
+        state.orders.record_line_identifier({**base, "status": "failed", "error": message,
+                                             "request_id": exc.request_id})
         fail(next(iter(to_send)), message, store.name, exc.request_id)
         return
-    state.record_line_identifier({**base, **to_send, "status": "confirmed"})
+    state.orders.record_line_identifier({**base, **to_send, "status": "confirmed"})
     report.add(Outcome("sent", store.name, order_id, sku, row, message=what))
 
 

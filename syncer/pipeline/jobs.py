@@ -25,13 +25,17 @@ from syncer.backmarket.limits import ApiLimits, RateLimiter, SkuBudget
 from syncer.backmarket.taskresult import TaskReport
 from syncer.catalog.files import CatalogSource
 from syncer.config.settings import Settings, StoreSettings, request_deadline
+from syncer.core.snapshot import Ack
 from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
 from syncer.planning.diff import StorePlan, stock_only
 from syncer.planning.plan import Plan
 from syncer.publish.publisher import Publisher, PublishResult
 from syncer.publish.reconcile import Reconciliation, reconcile
-from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
+from syncer.state.locks import StoreLease
+from syncer.state.offers import StoreSnapshot
+from syncer.state.schema import utcnow
+from syncer.state.store import StateStore
 
 if TYPE_CHECKING:
     from syncer.alerts.events import StoreTurn
@@ -93,14 +97,14 @@ def paced(settings: Settings, state: StateStore
         key = store.budget_key
         if key not in limiters:
             limiters[key] = build_limits(settings)
-            limiters[key].seed(state.load_pace(key), time.time())
+            limiters[key].seed(state.pace.load(key), time.time())
         return limiters[key]
 
     try:
         yield limiter_for
     finally:
         for key, limiter in limiters.items():
-            state.save_pace(key, limiter.history(time.time()))
+            state.pace.save(key, limiter.history(time.time()))
 
 
 def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
@@ -120,7 +124,7 @@ class LaneBudget(SkuBudget):
     and the account's budget, so the lane never starves the full offer runs."""
 
     def __init__(self, main: SkuBudget, share: float) -> None:
-        super().__init__(main.state, main.account + "|stock-lane",
+        super().__init__(main.ledger, main.account + "|stock-lane",
                          max(1, int(main.lines_per_hour * share)) if not main.unlimited else 0,
                          main.now)
         self.main = main
@@ -160,7 +164,7 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
     """A publisher for one store, with its account's hourly budget (or the stock lane's share
     of it), its lock lease, and the command's progress display and stop signal."""
     settings = ctx.settings
-    budget = SkuBudget(ctx.state, store.budget_key, settings.limits.sku_lines_per_hour,
+    budget = SkuBudget(ctx.state.budget, store.budget_key, settings.limits.sku_lines_per_hour,
                        ctx.now)
     if lane:
         budget = LaneBudget(budget, store.stock_budget_share)
@@ -182,8 +186,8 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
     settings, state = ctx.settings, ctx.state
     store = settings.store(store_plan.store)
     if kind == "stock":
-        store_plan = stock_only(store_plan, StoreSnapshot(state, store.name))
-    record = state.start_run(ctx.run_id, store.name, kind, at=ctx.now())
+        store_plan = stock_only(store_plan, StoreSnapshot(state.offers, store.name))
+    record = state.runs.start(ctx.run_id, store.name, kind, at=ctx.now())
     try:
         with build_client(settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
@@ -194,9 +198,9 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
             counts = {**result.counts, "planned": len(store_plan.changes),
                       "rejected_rows": store_plan.rejected}
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         raise
-    state.finish_run(record, result.outcome, counts, result.stopped, at=ctx.now())
+    state.runs.finish(record, result.outcome, counts, result.stopped, at=ctx.now())
     log.info("run summary", store=store.name, kind=kind, outcome=result.outcome, **counts)
     return result
 
@@ -206,23 +210,23 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
     """Read every live listing of the store's country and bring the snapshot in line with
     what Back Market shows (see ``syncer.publish.reconcile``), as one recorded run."""
     state = ctx.state
-    record = state.start_run(ctx.run_id, store.name, "reconcile", at=ctx.now())
+    record = state.runs.start(ctx.run_id, store.name, "reconcile", at=ctx.now())
     try:
         not_offered: dict[str, str] = {}
         offers = catalog_offers(ctx.settings, store, catalog, not_offered)
-        snapshot = state.snapshot(store.name)
+        snapshot = state.offers.snapshot(store.name)
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
             result = reconcile(store.name, store.locale, client.iter_listings(), snapshot,
                                offers, not_offered)
             requests = client.stats.requests
-        state.record_observed(store.name, [Ack(sku, live, listing_id)
-                                           for sku, live, listing_id in result.observed])
-        state.forget(store.name, result.missing)
+        state.offers.record_observed(store.name, [Ack(sku, live, listing_id)
+                                                  for sku, live, listing_id in result.observed])
+        state.offers.forget(store.name, result.missing)
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         raise
     counts = {**result.summary(), "requests": requests}
-    state.finish_run(record, "ok", counts, at=ctx.now())
+    state.runs.finish(record, "ok", counts, at=ctx.now())
     log.info("run summary", store=store.name, kind="reconcile", outcome="ok", **counts)
     return result

@@ -61,7 +61,7 @@ def job_states(ctx: JobContext, store: StoreSettings, now: datetime) -> list[Job
     states = []
     for kind in KINDS:
         enabled, every = settings_of(store, kind)
-        last = ctx.state.last_success(store.name, COUNTS_FOR.get(kind, (kind,)))
+        last = ctx.state.runs.last_success(store.name, COUNTS_FOR.get(kind, (kind,)))
         next_at = None if not enabled else (now if last is None else last + every)
         states.append(JobState(store.name, kind, enabled, last, next_at))
     return states
@@ -92,8 +92,8 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
             continue
         outcome = StoreRun(store.name)
         try:
-            with ctx.state.lock(store.name, ctx.settings.limits.lock_lease_seconds,
-                                ctx.run_id) as lease:
+            with ctx.state.locks.lock(store.name, ctx.settings.limits.lock_lease_seconds,
+                                      ctx.run_id) as lease:
                 ctx.leases[store.name] = lease
                 # Another run may have done it while we waited: look again under the lock.
                 now = ctx.now()

@@ -41,7 +41,7 @@ from syncer.core.offers import (
     sku_key,
     visible,
 )
-from syncer.state.store import SnapshotEntry
+from syncer.core.snapshot import SnapshotEntry
 
 PRODUCT_ID: Final = FIELDS.index("product_id")
 EAN: Final = FIELDS.index("ean")

@@ -243,9 +243,9 @@ def plan_products(settings: Settings, stores: Sequence[StoreSettings], catalog: 
     """What would be proposed per store, and why. Reads the catalog and the state only."""
     profile = load_profile(settings.mapping_path())
     plans = {s.name: StoreProducts(s.name, s.locale) for s in stores}
-    snapshots = {s.name: state.snapshot(s.name) for s in stores}
-    proposals = {s.name: state.proposals(s.name) for s in stores}
-    trees = {s.name: state.category_tree(s.account) for s in stores}
+    snapshots = {s.name: state.offers.snapshot(s.name) for s in stores}
+    proposals = {s.name: state.products.proposals(s.name) for s in stores}
+    trees = {s.name: state.products.category_tree(s.account) for s in stores}
     leaves = {name: None if tree is None else leaf_categories(tree)
               for name, tree in trees.items()}
     rejections: list[Rejection] = []
@@ -316,7 +316,8 @@ def _plan_offer(plan: StoreProducts, offer: Offer, values: Sequence[str],
 def held_eans(state: StateStore, store: str) -> dict[str, str]:
     """EANs whose offers must wait: their product proposal was rejected. EAN -> reason."""
     return {ean: f"its product was rejected: {record['reason']}"
-            for ean, record in state.proposals(store).items() if record["status"] == "rejected"}
+            for ean, record in state.products.proposals(store).items()
+            if record["status"] == "rejected"}
 
 
 def publish_products(ctx: Any, store: StoreSettings, catalog: CatalogSource) -> dict[str, int]:
@@ -329,18 +330,18 @@ def publish_products(ctx: Any, store: StoreSettings, catalog: CatalogSource) -> 
 
     state: StateStore = ctx.state
     counts = {"proposed": 0, "updated": 0, "rejected": 0, "validated": 0, "waiting": 0}
-    record = state.start_run(ctx.run_id, store.name, "products", at=ctx.now())
+    record = state.runs.start(ctx.run_id, store.name, "products", at=ctx.now())
     try:
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
-            state.save_category_tree(store.account, client.category_tree())
+            state.products.save_category_tree(store.account, client.category_tree())
             counts["validated"] = _review_pending(state, store, client)
             plan = plan_products(ctx.settings, [store], catalog, state).stores[0]
             counts["waiting"] = sum(1 for n in plan.notices if n.kind == "waiting")
             if plan.changes:
                 extra = {c.offer.sku_key: c.content.fields for c in plan.changes}
                 by_key = {c.offer.sku_key: c for c in plan.changes}
-                snapshot = state.snapshot(store.name)
+                snapshot = state.offers.snapshot(store.name)
                 changes = []
                 for c in plan.changes:
                     entry = snapshot.get(c.offer.sku_key)
@@ -357,9 +358,9 @@ def publish_products(ctx: Any, store: StoreSettings, catalog: CatalogSource) -> 
                 _record_outcomes(state, store, by_key, outcomes, counts)
                 counts["failed_offers"] = result.counts["failed"]
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         raise
-    state.finish_run(record, "ok", counts, at=ctx.now())
+    state.runs.finish(record, "ok", counts, at=ctx.now())
     log.info("run summary", store=store.name, kind="products", outcome="ok", **counts)
     return counts
 
@@ -368,7 +369,7 @@ def _review_pending(state: StateStore, store: StoreSettings, client: Any) -> int
     """Proposals waiting for review: a listing that left "pending validation" means the
     product was validated."""
     validated = []
-    for ean, record in state.proposals(store.name).items():
+    for ean, record in state.products.proposals(store.name).items():
         if record["status"] != "proposed":
             continue
         listing = client.find_listing(record["sku"])
@@ -378,7 +379,7 @@ def _review_pending(state: StateStore, store: StoreSettings, client: Any) -> int
     for item in validated:
         item.pop("store", None)
         item.pop("updated_at", None)
-    state.record_proposals(store.name, validated)
+    state.products.record_proposals(store.name, validated)
     return len(validated)
 
 
@@ -405,7 +406,7 @@ def _record_outcomes(state: StateStore, store: StoreSettings,
             records.append({**base, "status": "live" if _validated(outcome) else "proposed",
                             "product_id": outcome.product_id})
             counts["updated" if change.action == "update" else "proposed"] += 1
-    state.record_proposals(store.name, records)
+    state.products.record_proposals(store.name, records)
 
 
 def _validated(outcome: TaskOutcome) -> bool:

@@ -38,6 +38,7 @@ from syncer.core.offers import (
     parse_shipping,
     sku_key,
 )
+from syncer.core.snapshot import Ack, Failure, SnapshotEntry
 from syncer.errors import (
     ApiError,
     FatalApiError,
@@ -48,7 +49,7 @@ from syncer.errors import (
 )
 from syncer.planning.diff import LOOKUP_BATCH, Change, StorePlan
 from syncer.publish.reconcile import observed
-from syncer.state.store import Ack, Failure, SnapshotEntry, StateStore
+from syncer.state.store import StateStore
 
 log = structlog.get_logger("syncer.publish.publisher")
 
@@ -145,8 +146,8 @@ class Publisher:
             deferring = False  # out of budget: the rest waits for the next run
             changes = iter(plan.changes)
             while chunk := list(islice(changes, LOOKUP_BATCH)):
-                snapshot = self.state.snapshot_entries(self.store.name,
-                                                       [c.key for c in chunk])
+                snapshot = self.state.offers.snapshot_entries(self.store.name,
+                                                              [c.key for c in chunk])
                 for change in chunk:
                     if deferring:
                         deferred.append(change)
@@ -300,7 +301,7 @@ class Publisher:
         self._keep_lease()
         columns, changes, rows = file
         offers = {c.key: [c.sku, c.source_hash, *c.target] for c in changes}
-        batch_id = self.state.add_pending_batch(self.store.name, offers)
+        batch_id = self.state.batches.add(self.store.name, offers)
         crashpoint("batch:before-post")
         try:
             task_id = self.client.create_batch(columns, rows)
@@ -312,18 +313,18 @@ class Publisher:
             result.counts["in_flight"] += len(changes)
             return
         except OfferError as exc:
-            self.state.remove_batch(batch_id)
+            self.state.batches.remove(batch_id)
             self._refund(len(changes))  # the whole batch was refused
             for change in changes:
                 self._fail(change, exc, result)
             return
         except RetriableError as exc:
-            self.state.remove_batch(batch_id)  # refused before processing: nothing landed
+            self.state.batches.remove(batch_id)  # refused before processing: nothing landed
             self._refund(len(changes))
             self._defer(list(changes), result, f"Back Market refused the batch ({exc.message})")
             self._unavailable_once(None, exc, result)
             return
-        self.state.set_batch_task(batch_id, task_id)
+        self.state.batches.set_task(batch_id, task_id)
         crashpoint("batch:after-task-id")
         self.log.info("batch sent", task_id=task_id, offers=len(changes))
         self._settle(batch_id, task_id, offers, result, changes)
@@ -332,7 +333,7 @@ class Publisher:
         """Resolve batches an earlier run left in flight. Returns SKU keys still in flight."""
         in_flight: set[str] = set()
         unknown: list[tuple[int, dict[str, list[Any]]]] = []
-        for batch_id, task_id, offers in self.state.pending_batches(self.store.name):
+        for batch_id, task_id, offers in self.state.batches.pending(self.store.name):
             if task_id is None:
                 unknown.append((batch_id, offers))
             elif not self._settle(batch_id, task_id, offers, result, None, wait=0.0):
@@ -368,10 +369,10 @@ class Publisher:
             # The task as a whole failed: no offer was refused, none counts to quarantine.
             failures = [Failure(v[0], f"batch task {task_id} failed: {reason}",
                                 attempted=tuple(v[2:]), refused=False) for v in offers.values()]
-            self.state.record_failures(self.store.name, failures)
+            self.state.offers.record_failures(self.store.name, failures)
             result.counts["failed"] += len(failures)
             result.failures.extend(failures)
-            self.state.remove_batch(batch_id)
+            self.state.batches.remove(batch_id)
             return True
         lines = self._sent_lines(offers)
         self._reused = []
@@ -409,8 +410,8 @@ class Publisher:
                 message += "; the task reported errors for lines it did not name: " + \
                     "; ".join(untied)
             failures.append(Failure(sku, message, attempted=tuple(target), refused=False))
-        stale = self.state.record_acks(self.store.name, acks,
-                                       sent_at=self.state.batch_sent_at(batch_id))
+        stale = self.state.offers.record_acks(self.store.name, acks,
+                                              sent_at=self.state.batches.sent_at(batch_id))
         if stale:
             late = {sku_key(ack.sku) for ack in stale}
             acks = [ack for ack in acks if sku_key(ack.sku) not in late]
@@ -418,9 +419,9 @@ class Publisher:
             self.progress(len(stale) - len(missing_late))
             failures += missing_late
         if failures:
-            self.state.record_failures(self.store.name, failures)
+            self.state.offers.record_failures(self.store.name, failures)
         self._retire(self._reused, offers, {sku_key(ack.sku) for ack in acks})
-        self.state.remove_batch(batch_id)
+        self.state.batches.remove(batch_id)
         for ack in acks:
             change = by_key.get(sku_key(ack.sku))
             if change is not None:
@@ -438,7 +439,7 @@ class Publisher:
     def _sent_lines(self, offers: Mapping[str, list[Any]]) -> list[SentLine]:
         """The batch's lines in the order they were sent, with the listing each one
         updates when the snapshot knows it: what ties the task's entries to them."""
-        known = self.state.snapshot_entries(self.store.name, list(offers))
+        known = self.state.offers.snapshot_entries(self.store.name, list(offers))
         return [SentLine(sku, row, target[F["ean"]],
                          entry.listing_id if (entry := known.get(key)) else None)
                 for row, (key, (sku, _, *target)) in enumerate(offers.items(), start=1)]
@@ -520,9 +521,9 @@ class Publisher:
             if key in offers or sku_key(sku) not in confirmed:
                 continue  # the old SKU is answered in this batch, or the new one not taken
             for store in (self.store.name, *self.siblings):
-                entry = self.state.snapshot_entries(store, [key]).get(key)
+                entry = self.state.offers.snapshot_entries(store, [key]).get(key)
                 if entry is not None and entry.listing_id in ids:
-                    self.state.forget(store, [shown])
+                    self.state.offers.forget(store, [shown])
                     self.log.info("old SKU of a reused listing forgotten", store=store,
                                   sku=shown, listing_id=entry.listing_id)
 
@@ -577,7 +578,7 @@ class Publisher:
                 seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published,
                                                   confirmed=True),
                                 str(listing["id"]), None))
-        self.state.record_observed(self.store.name, seen)
+        self.state.offers.record_observed(self.store.name, seen)
         self.log.info("late batch confirmations read back from the listings", task_id=task_id,
                       offers=len(stale), not_found=len(missing))
         return missing
@@ -596,8 +597,8 @@ class Publisher:
                 published = tuple(target)
                 if listing is not None and listing_matches(listing, published, self.store):
                     acks.append(Ack(sku, published, str(listing["id"]), source_hash))
-            self.state.record_acks(self.store.name, acks)
-            self.state.remove_batch(batch_id)
+            self.state.offers.record_acks(self.store.name, acks)
+            self.state.batches.remove(batch_id)
             result.counts["created"] += len(acks)
             self.log.info("unknown batch checked on the listings", found=len(acks),
                           not_found=len(offers) - len(acks))
@@ -623,15 +624,15 @@ class Publisher:
         if reason is None:
             limit = self.budget.lines_per_hour if self.budget else 0
             reason = f"the hourly budget of {limit} SKU lines is used up"
-        self.state.enqueue(self.store.name, [(c.sku, reason) for c in changes])
+        self.state.queue.enqueue(self.store.name, [(c.sku, reason) for c in changes])
         result.counts["queued"] += len(changes)
         self.progress(len(changes))
         self.log.info("queued for the next run", offers=len(changes), reason=reason)
 
     # --- outcomes -------------------------------------------------------------------------
     def _ack(self, change: Change, listing_id: str | None, result: PublishResult) -> None:
-        self.state.record_acks(self.store.name,
-                               [Ack(change.sku, change.target, listing_id, change.source_hash)])
+        self.state.offers.record_acks(
+            self.store.name, [Ack(change.sku, change.target, listing_id, change.source_hash)])
         result.count_ack(change)
         self.progress(1)
 
@@ -641,7 +642,7 @@ class Publisher:
         not be reached for it, which never counts toward its quarantine."""
         failure = Failure(change.sku, exc.message, code=exc.code or str(exc.status or ""),
                           request_id=exc.request_id, attempted=change.target, refused=refused)
-        self.state.record_failures(self.store.name, [failure])
+        self.state.offers.record_failures(self.store.name, [failure])
         result.counts["failed"] += 1
         if not refused:
             result.counts["unreachable"] += 1

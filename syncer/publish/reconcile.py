@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from syncer.core.offers import FIELDS, Offer, Published, money, sku_key
-from syncer.state.store import SnapshotEntry
+from syncer.core.snapshot import SnapshotEntry
 
 F: Final = {name: i for i, name in enumerate(FIELDS)}
 # Fields a listing shows for one country; the others (ean, deee) are not visible, and the
