@@ -60,7 +60,8 @@ CASE = textwrap.dedent("""
         from sqlalchemy import create_engine, text
         from syncer.config.settings import load_settings
         from syncer.pipeline.planner import catalog_source, make_plan
-        from syncer.state.store import Ack, StateStore
+        from syncer.core.snapshot import Ack
+        from syncer.state.store import StateStore
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.perf_counter()
     result = {}
@@ -93,7 +94,7 @@ CASE = textwrap.dedent("""
                     changes = iter(store.changes)
                     while chunk := list(islice(changes, 10_000)):
                         began = time.perf_counter()
-                        state.record_acks(store.store, [
+                        state.offers.record_acks(store.store, [
                             Ack(c.sku, c.target, "id-" + c.sku, c.source_hash) for c in chunk])
                         writing += time.perf_counter() - began
             result["acks"] = plan.change_count()
@@ -300,7 +301,7 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
                                                     settings.api.user_agent(), store="fr",
                                                     limiter=limiter, sleep=clock.sleep))
                 with client:
-                    budget = SkuBudget(state, fr.budget_key, lines_per_hour, clock.now)
+                    budget = SkuBudget(state.budget, fr.budget_key, lines_per_hour, clock.now)
                     result = Publisher(fr, client, state, budget=budget, poll_seconds=1.0,
                                        clock=clock.monotonic).apply(plan.stores[0])
                 return result.counts["queued"]
@@ -391,15 +392,15 @@ def market(table: Table, folder: Path, listings: int, hours: int = 4) -> None:
                 samples: list[float] = []
                 for _ in range(int(hours * 60 // fr.market_every_minutes)):
                     begun = clock.seconds
-                    reads += market_pass(client, state, account=fr.account, store="fr",
+                    reads += market_pass(client, state.market, account=fr.account, store="fr",
                                          locale=fr.locale, every=every,
                                          seconds=settings.market.pass_seconds,
                                          max_reads=settings.market.max_reads, now=clock.now,
                                          clock=clock.monotonic).read
-                    live = [lid for _, lid, quantity, *_ in state.market_listings("fr")
+                    live = [lid for _, lid, quantity, *_ in state.market.market_listings("fr")
                             if quantity > 0]
                     while clock.seconds < begun + every.total_seconds():
-                        data = state.competition(fr.account)
+                        data = state.market.competition(fr.account)
                         now = clock.now()
                         fresh = sum(1 for lid in live if (lid, "FR") in data
                                     and now - data[(lid, "FR")].read_at < every)

@@ -80,7 +80,7 @@ def assert_emulator_matches_catalog(shop: Shop, catalog: Path) -> int:
 
 def state_tables() -> list[Table]:
     """Every table of the state schema, as the package declares them (a new one included)."""
-    from syncer.state.store import METADATA
+    from syncer.state.schema import METADATA
 
     return list(METADATA.sorted_tables)
 

@@ -91,7 +91,7 @@ def no_secret_anywhere(http: HttpReceiver, smtp: SmtpReceiver, *texts: str) -> N
 def turn(settings: Settings, clock: FakeClock) -> list[str]:
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, f"run-{clock.seconds:.0f}", limiter_for,
                          now=clock.now)
         ctx.finished = notifier(ctx)

@@ -23,7 +23,7 @@ from click.testing import Result
 from sqlalchemy import create_engine, text
 
 from syncer.emulator.server import EmulatorServer
-from syncer.state.store import SCHEMA_VERSION
+from syncer.state.version import SCHEMA_VERSION
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 

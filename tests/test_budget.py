@@ -49,13 +49,13 @@ def test_catalog_routes_get_their_own_lower_limit() -> None:
 def test_budget_is_shared_by_runs_and_stores_of_one_account(state_url: str) -> None:
     clock = FakeClock()
     with StateStore.open(state_url) as state:
-        first = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
+        first = SkuBudget(state.budget, "eu|TOKEN_EU", 10, clock.now)
         assert first.take(7) == 7
     with StateStore.open(state_url) as state:  # a later run, another store, same account
-        second = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
+        second = SkuBudget(state.budget, "eu|TOKEN_EU", 10, clock.now)
         assert second.take(7) == 3
         assert second.take(1) == 0
-        assert SkuBudget(state, "us|TOKEN_US", 10, clock.now).take(4) == 4
+        assert SkuBudget(state.budget, "us|TOKEN_US", 10, clock.now).take(4) == 4
         second.refund(2)
         assert second.take(5) == 2
         clock.advance(3601)
@@ -91,7 +91,7 @@ def publish(settings: Settings, clock: FakeClock, rows: list[str]) -> PublishRes
         plan = make_plan(settings, [fr], catalog_source(settings), state)
         client = BackMarketClient(Transport(fr.base_url(), settings.token(fr), fr.locale,
                                             settings.api.user_agent(), store="fr", http=http))
-        budget = SkuBudget(state, fr.budget_key, 10, clock.now)
+        budget = SkuBudget(state.budget, fr.budget_key, 10, clock.now)
         return Publisher(fr, client, state, budget=budget, siblings=siblings(settings, fr),
                          poll_seconds=0.0).apply(plan.stores[0])
 
@@ -103,7 +103,7 @@ def test_work_beyond_the_hourly_budget_is_queued_and_goes_first_next_run(
     assert (first.counts["created"], first.counts["queued"]) == (10, 2)
     assert len(server.emulator.listings(TOKEN)) == 10
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        queued = state.queued("fr")
+        queued = state.queue.queued("fr")
     assert sorted(sku for sku, _, _ in queued.values()) == ["S-10", "S-11"]
     assert all("hourly budget of 10 SKU lines is used up" in r for _, r, _ in queued.values())
 
@@ -137,14 +137,14 @@ def test_work_beyond_the_hourly_budget_is_queued_and_goes_first_next_run(
     assert posts[3][0] == "/ws/listings"
     assert server.emulator.stats["budget_refused"] == 0  # the client never overspent
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert state.queued("fr") == {}
+        assert state.queue.queued("fr") == {}
 
 
 def test_the_stock_lane_takes_its_share_and_only_what_the_account_has_left(
         state_url: str) -> None:
     clock = FakeClock()
     with StateStore.open(state_url) as state:
-        main = SkuBudget(state, "eu|TOKEN_EU", 10, clock.now)
+        main = SkuBudget(state.budget, "eu|TOKEN_EU", 10, clock.now)
         lane = LaneBudget(main, 0.5)  # 5 lines an hour, taken from the account's 10
         assert lane.take(1) == 1 and main.take(8) == 8  # the full runs spent 8
         assert lane.take(4) == 1  # the lane has 4 left, the account only 1
@@ -161,7 +161,7 @@ def run_jobs(settings: Settings, clock: FakeClock) -> list[tuple[str, list[str]]
     """`syncer run` on the test's clock: the jobs due for each store."""
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
         return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
 
@@ -185,10 +185,10 @@ def test_the_stock_lane_sends_within_its_share_of_the_hour_and_queues_the_rest(
                   for sku in skus]
     assert sorted(quantities) == [1, 1, 1, 1, 1, 5]  # half of 10 lines: 5 went, 1 waits
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert [sku for sku, _, _ in state.queued("fr").values()] == \
+        assert [sku for sku, _, _ in state.queue.queued("fr").values()] == \
             [skus[quantities.index(5)]]
         # The other half of the hour is left to the full offer runs.
-        assert SkuBudget(state, settings.store("fr").budget_key, 10, clock.now).used() == 5
+        assert SkuBudget(state.budget, settings.store("fr").budget_key, 10, clock.now).used() == 5
     assert server.emulator.stats["budget_refused"] == 0
 
 

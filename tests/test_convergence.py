@@ -110,5 +110,5 @@ def test_5000_offers_converge_under_429s_5xx_and_dropped_connections(
     for exchange in emulator.exchanges:
         check_exchange(exchange)
     with StateStore.open_readonly(f"sqlite:///{tmp_path / 'state.db'}") as state:
-        assert state.failures() == []
-        assert Counter(r["outcome"] for r in state.runs(limit=100))["running"] == 0
+        assert state.status.failures() == []
+        assert Counter(r["outcome"] for r in state.runs.latest(limit=100))["running"] == 0

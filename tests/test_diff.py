@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncer.core.offers import FIELDS, Offer
+from syncer.core.snapshot import SnapshotEntry
 from syncer.planning.changes import StorePlan
 from syncer.planning.diff import diff
-from syncer.state.store import SnapshotEntry
 
 Q = FIELDS.index("quantity")
 

@@ -12,10 +12,12 @@ import structlog
 from sqlalchemy import create_engine, text
 
 from syncer.config.settings import Settings, load_settings
+from syncer.core.snapshot import Ack
 from syncer.errors import StateError
 from syncer.pipeline.planner import catalog_source, make_plan
 from syncer.planning.changes import Change, ChangeLog
-from syncer.state.store import SCHEMA_VERSION, Ack, StateStore
+from syncer.state.store import StateStore
+from syncer.state.version import SCHEMA_VERSION
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 
 
@@ -24,8 +26,8 @@ def confirm_everything(settings: Settings) -> None:
     with StateStore.open(settings.state_database_url()) as state:
         plan = make_plan(settings, settings.stores, catalog_source(settings), state)
         for store in plan.stores:
-            state.record_acks(store.store, [Ack(c.sku, c.target, f"id-{c.sku}", c.source_hash)
-                                            for c in store.changes])
+            state.offers.record_acks(store.store, [
+                Ack(c.sku, c.target, f"id-{c.sku}", c.source_hash) for c in store.changes])
 
 
 def plan_json(settings: Settings) -> tuple[dict, int]:  # type: ignore[type-arg]
@@ -89,11 +91,11 @@ def test_a_changed_store_setting_revalidates_every_row(settings: Settings, tmp_p
 
 
 def test_failed_offers_are_never_taken_as_unchanged(settings: Settings) -> None:
-    from syncer.state.store import Failure
+    from syncer.core.snapshot import Failure
 
     confirm_everything(settings)
     with StateStore.open(settings.state_database_url()) as state:
-        state.record_failures("fr", [Failure("F-1", "price refused")])
+        state.offers.record_failures("fr", [Failure("F-1", "price refused")])
     plan, fast = plan_json(settings)
     assert fast == 7
     assert [(c["store"], c["action"], c["sku"]) for c in plan["changes"]] == [
@@ -130,13 +132,14 @@ def test_older_state_schema_is_migrated_by_a_publishing_command(state_url: str) 
         conn.execute(text("ALTER TABLE offer_snapshot DROP COLUMN source_hash"))
         conn.execute(text("ALTER TABLE offer_queue DROP COLUMN priority"))  # version 4's
         conn.execute(text("UPDATE schema_info SET value = '1' WHERE key = 'schema_version'"))
+        conn.execute(text("DROP TABLE alembic_version"))  # version 1 predates Alembic
     with pytest.raises(StateError, match="older schema version 1; `syncer apply` or "
                                          "`syncer run` upgrades it"):
         StateStore.open_readonly(state_url)
     with StateStore.open(state_url) as state:
-        state.record_acks("fr", [Ack("A", (None, "4006381333931", "GOOD", 1, "1.00", "EUR",
-                                           12, None, None, None, None, None), "L", 42)])
-        assert state.snapshot("fr")["a"].source_hash == 42
+        state.offers.record_acks("fr", [Ack("A", (None, "4006381333931", "GOOD", 1, "1.00", "EUR",
+                                                  12, None, None, None, None, None), "L", 42)])
+        assert state.offers.snapshot("fr")["a"].source_hash == 42
     with engine.connect() as conn:
         version = conn.execute(text("SELECT value FROM schema_info")).scalar()
     engine.dispose()

@@ -19,12 +19,12 @@ from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.transport import Transport
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import Offer
+from syncer.core.snapshot import SnapshotEntry
 from syncer.emulator.server import EmulatorServer
 from syncer.planning.changes import Change
 from syncer.publish.batches import batch_files
 from syncer.publish.readback import listing_matches
 from syncer.publish.reconcile import observed, reconcile
-from syncer.state.store import SnapshotEntry
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.contract import check_response
 from tests.helpers import FakeClock, Shop, checked_emulator

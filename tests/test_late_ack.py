@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from syncer.core.snapshot import Ack
 from syncer.emulator.server import EmulatorServer
-from syncer.state.store import _ACK_WRITER, Ack, StateStore, utcnow
+from syncer.state.offers import _ACK_WRITER
+from syncer.state.schema import utcnow
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, checked_emulator
 from tests.test_state import published
@@ -93,22 +96,23 @@ def test_a_batch_applied_after_a_newer_update_is_read_back_not_ignored(shop: Sho
 def test_a_late_confirmation_is_not_copied_over_a_sibling_newer_quantity(
         state_url: str) -> None:
     with StateStore.open(state_url) as state:
-        state.siblings = {"fr": ("de",), "de": ("fr",)}
+        state.offers.siblings = {"fr": ("de",), "de": ("fr",)}
         sent = utcnow() - timedelta(seconds=30)
-        state.record_acks("fr", [Ack("A", published(quantity=5), "L1")],
-                          sent_at=sent - timedelta(seconds=30))
-        state.record_acks("de", [Ack("A", published(quantity=2), "L1")])
-        stale = state.record_acks("fr", [Ack("A", published(quantity=7), "L1")], sent_at=sent)
+        state.offers.record_acks("fr", [Ack("A", published(quantity=5), "L1")],
+                                 sent_at=sent - timedelta(seconds=30))
+        state.offers.record_acks("de", [Ack("A", published(quantity=2), "L1")])
+        stale = state.offers.record_acks("fr", [Ack("A", published(quantity=7), "L1")],
+                                         sent_at=sent)
         assert [ack.published for ack in stale] == [published(quantity=7)]
-        snapshot = {store: state.snapshot(store)["a"].published for store in ("fr", "de")}
+        snapshot = {store: state.offers.snapshot(store)["a"].published for store in ("fr", "de")}
         assert snapshot == {"fr": published(quantity=2), "de": published(quantity=2)}
         # A confirmation sent after the newest one is taken, and copied to the sibling.
-        assert state.record_acks("fr", [Ack("A", published(quantity=4), "L1")],
-                                 sent_at=utcnow()) == []
-        assert state.snapshot("de")["a"].published == published(quantity=4)
+        assert state.offers.record_acks("fr", [Ack("A", published(quantity=4), "L1")],
+                                        sent_at=utcnow()) == []
+        assert state.offers.snapshot("de")["a"].published == published(quantity=4)
         # An older confirmation written anyway (another process between the check and the
         # write) changes nothing: the upsert itself only moves forward.
-        with state._write() as conn:
+        with state.db.write() as conn:
             _ACK_WRITER.write(conn, "fr", [Ack("A", published(quantity=9), "L1")], sent,
                               utcnow())
-        assert state.snapshot("fr")["a"].published == published(quantity=4)
+        assert state.offers.snapshot("fr")["a"].published == published(quantity=4)

@@ -22,7 +22,8 @@ from syncer.errors import ConfigError
 from syncer.pipeline.jobs import JobContext, build_limits, publish_store
 from syncer.pipeline.planner import catalog_source, make_plan
 from syncer.publish.outcomes import PublishResult
-from syncer.state.store import StateStore, StoreLease, holder_id
+from syncer.state.locks import StoreLease, holder_id
+from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_catalog, write_config
 from tests.helpers import FakeClock, Shop, checked_emulator
 
@@ -75,7 +76,7 @@ def publish(settings: Settings, clock: FakeClock, progress: object) -> PublishRe
     """One offer run of store fr under a lease that keeps time by ``clock``."""
     fr = settings.store("fr")
     with StateStore.open(settings.state_database_url()) as state:
-        lease = StoreLease(state, "fr", settings.limits.lock_lease_seconds,
+        lease = StoreLease(state.db, "fr", settings.limits.lock_lease_seconds,
                            holder_id("lease-test"), clock=clock.monotonic)
         lease.acquire()
         try:

@@ -181,7 +181,7 @@ def test_a_hostile_answer_in_a_pass_is_counted_and_the_others_are_read(
     client = BackMarketClient(Transport("https://www.backmarket.fr", SecretStr(TOKEN), "fr-fr", UA,
                                         http=httpx.Client(transport=httpx.MockTransport(handler))))
     with StateStore.open(shop.state_url) as state:
-        result = market_pass(client, state, account="EU@x", store="fr", locale="fr-fr",
+        result = market_pass(client, state.market, account="EU@x", store="fr", locale="fr-fr",
                              every=timedelta(minutes=60), seconds=60)
     assert (result.read, result.failed) == (1, 1)
     assert "field 0.market: Field required" in result.errors[0]
@@ -338,13 +338,13 @@ def test_competition_is_kept_with_its_read_time_and_a_read_replaces_the_older(
     later = Competition("L1", "FR", "EUR", Decimal("398.99"), Decimal("390.00"),
                         Decimal("398.99"), Decimal("398.99"), True, NOW + timedelta(hours=1))
     with StateStore.open(state_url) as state:
-        state.save_competition("EU@host", [first])
-        state.save_competition("EU@host", [later,
-                                           Competition("L1", "DE", "EUR", Decimal("1"), None,
+        state.market.save_competition("EU@host", [first])
+        state.market.save_competition("EU@host", [later,
+                                                  Competition("L1", "DE", "EUR", Decimal("1"), None,
                                                        Decimal("1"), None, True, NOW)])
-        assert state.competition("EU@host")[("L1", "FR")] == later
-        assert state.competition("EU@host")[("L1", "DE")].winner_price is None
-        assert state.competition("other") == {}
+        assert state.market.competition("EU@host")[("L1", "FR")] == later
+        assert state.market.competition("EU@host")[("L1", "DE")].winner_price is None
+        assert state.market.competition("other") == {}
 
 
 def test_a_read_only_state_made_before_the_competition_table_reads_as_empty(
@@ -358,7 +358,7 @@ def test_a_read_only_state_made_before_the_competition_table_reads_as_empty(
         conn.execute(text("DROP TABLE listing_competition"))
     engine.dispose()
     with StateStore.open_readonly(url) as state:
-        assert state.competition("EU@host") == {}
+        assert state.market.competition("EU@host") == {}
 
 
 # --- formats ----------------------------------------------------------------------------------

@@ -455,9 +455,9 @@ def test_pull_reads_since_the_last_pull_minus_the_overlap_so_late_orders_are_not
     with StateStore.open(shop.state_url) as state:
         settings = load_settings(shop.config)
         account = settings.store("fr").account
-        assert state.find_order(account, first) is not None
-        assert state.find_order(account, late) is not None
-        assert state.order_watermark("fr", "store") == start
+        assert state.orders.find_order(account, first) is not None
+        assert state.orders.find_order(account, late) is not None
+        assert state.orders.order_watermark("fr", "store") == start
 
 
 def test_pull_pages_through_every_order(shop: Shop) -> None:
@@ -481,7 +481,7 @@ def test_all_countries_pulls_the_other_countries_orders_too(shop: Shop) -> None:
     out = shop.run("orders", "pull", "--store", "fr", "--all-countries").stdout
     assert "Store fr (all countries): 2 orders" in out
     with StateStore.open(shop.state_url) as state:
-        found = state.find_order(load_settings(shop.config).store("fr").account, german)
+        found = state.orders.find_order(load_settings(shop.config).store("fr").account, german)
         assert found is not None and found["country_code"] == "de-de"
         assert found["store"] == "fr"
 
@@ -656,28 +656,28 @@ def test_order_state_upserts_keep_the_first_store_and_shipments_stay_confirmed(
 
     with StateStore.open(state_url) as state:
         row, lines = order_rows("EU@x", "fr", _order(5, 1, "2030-01-01T00:00:00Z"))
-        state.save_orders([row], lines)
+        state.orders.save_orders([row], lines)
         row, lines = order_rows("EU@x", "de", _order(5, 3, "2030-01-02T00:00:00+01:00"))
-        state.save_orders([row], lines)
-        found = state.find_order("EU@x", 5)
+        state.orders.save_orders([row], lines)
+        found = state.orders.find_order("EU@x", 5)
         assert found is not None and (found["store"], found["state"]) == ("fr", 3)
         assert found["date_modification"] == datetime(2030, 1, 1, 23, 0, tzinfo=UTC)
         assert list(found["lines"]) == [50]
-        assert state.orders_in_state(["fr"], 3)[0]["order_id"] == 5
+        assert state.orders.orders_in_state(["fr"], 3)[0]["order_id"] == 5
         base = {"account": "EU@x", "order_id": 5, "store": "fr", "carrier": "UPS",
                 "shipper": "UPS", "tracking_number": "1Z", "tracking_url": None, "imei": None,
                 "serial_number": None, "error": None, "request_id": None}
-        state.record_shipment({**base, "status": "failed", "error": "refused"})
-        state.record_shipment({**base, "status": "failed", "error": "refused"})
-        assert state.shipment("EU@x", 5)["attempts"] == 2  # type: ignore[index]
-        state.record_shipment({**base, "status": "confirmed"})
-        state.record_shipment({**base, "status": "failed", "error": "late"})
-        shipment = state.shipment("EU@x", 5)
+        state.orders.record_shipment({**base, "status": "failed", "error": "refused"})
+        state.orders.record_shipment({**base, "status": "failed", "error": "refused"})
+        assert state.orders.shipment("EU@x", 5)["attempts"] == 2  # type: ignore[index]
+        state.orders.record_shipment({**base, "status": "confirmed"})
+        state.orders.record_shipment({**base, "status": "failed", "error": "late"})
+        shipment = state.orders.shipment("EU@x", 5)
         assert shipment is not None and shipment["status"] == "confirmed"
         assert shipment["confirmed_at"].tzinfo is not None
-        state.set_order_watermark("fr", "store", datetime(2030, 1, 1, tzinfo=UTC))
-        assert state.order_watermark("fr", "store") == datetime(2030, 1, 1, tzinfo=UTC)
-        assert state.order_watermark("fr", "all") is None
+        state.orders.set_order_watermark("fr", "store", datetime(2030, 1, 1, tzinfo=UTC))
+        assert state.orders.order_watermark("fr", "store") == datetime(2030, 1, 1, tzinfo=UTC)
+        assert state.orders.order_watermark("fr", "all") is None
 
 
 # --- reading Back Market's orders -------------------------------------------------------------
@@ -865,7 +865,7 @@ def test_invoices_are_uploaded_once_and_bad_rows_name_their_row_and_column(
     assert shop.server.emulator.exchanges[sent:] == []
     with StateStore.open(shop.state_url) as state:
         account = load_settings(shop.config).store("fr").account
-        recorded = state.invoice(account, o1)
+        recorded = state.orders.invoice(account, o1)
         assert recorded is not None and recorded["status"] == "confirmed"
         assert recorded["sha256"] == hashlib.sha256(PDF).hexdigest()
 
@@ -882,7 +882,7 @@ def test_a_refused_invoice_is_recorded_as_failed_and_sent_by_the_next_run(shop: 
     assert f"row 2, order {order}: path: Back Market refused the invoice: order {order} is " \
            "in state 10" in out
     with StateStore.open(shop.state_url) as state:
-        recorded = state.invoice(load_settings(shop.config).store("fr").account, order)
+        recorded = state.orders.invoice(load_settings(shop.config).store("fr").account, order)
         assert recorded is not None and (recorded["status"], recorded["attempts"]) == \
             ("failed", 1)
     with shop.server.emulator._lock:  # paid again, and pulled again

@@ -24,12 +24,13 @@ from hypothesis import strategies as st
 from syncer.config.settings import BUNDLED_MAPPINGS, StoreSettings, load_settings
 from syncer.core.competition import Competition
 from syncer.core.offers import FIELDS, Offer
+from syncer.core.snapshot import SnapshotEntry
 from syncer.emulator.server import EmulatorServer
 from syncer.planning.diff import Change, ChangeLog, SnapshotMap, StoreDiff
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.pricing import PricingRules, RowPricing, bounds
 from syncer.planning.pricing_plan import StorePricer
-from syncer.state.store import SnapshotEntry, StateStore
+from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.helpers import Shop, checked_emulator
 
@@ -115,12 +116,12 @@ def budget_key(shop: Shop) -> str:
 def a_new_hour(shop: Shop) -> None:
     """The hourly SKU budget as if its hour had passed."""
     with StateStore.open(shop.state_url) as state:
-        state.refund_budget(budget_key(shop), state.budget_used(budget_key(shop)))
+        state.budget.refund(budget_key(shop), state.budget.used(budget_key(shop)))
 
 
 def price_moves(shop: Shop) -> dict[str, list[tuple[datetime, Decimal, Decimal]]]:
     with StateStore.open(shop.state_url) as state:
-        return state.price_moves("fr", datetime.now(UTC) - timedelta(days=1))
+        return state.market.price_moves("fr", datetime.now(UTC) - timedelta(days=1))
 
 
 # --- end to end -------------------------------------------------------------------------------
@@ -190,9 +191,9 @@ def test_stale_competition_data_never_moves_a_price(tmp_path: Path,
 
     account = load_settings(shop.config).store("fr").account
     with StateStore.open(shop.state_url) as state:
-        [data] = state.competition(account).values()
+        [data] = state.market.competition(account).values()
         old = datetime.now(UTC) - timedelta(minutes=31)
-        state.save_competition(account, [Competition(**{
+        state.market.save_competition(account, [Competition(**{
             **{f: getattr(data, f) for f in data.__slots__}, "read_at": old})])
     plan = shop.plan_json()
     assert updates(plan) == {}
@@ -460,13 +461,13 @@ def test_confirmed_moves_are_kept_per_store_and_sku_and_the_old_ones_dropped(
         state_url: str) -> None:
     at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
     with StateStore.open(state_url) as state:
-        assert state.price_moves("fr", at - timedelta(days=1)) == {}  # nothing yet
-        state.record_price_moves("fr", [("a-1", Decimal("409.00"), Decimal("398.98"))],
+        assert state.market.price_moves("fr", at - timedelta(days=1)) == {}  # nothing yet
+        state.market.record_price_moves("fr", [("a-1", Decimal("409.00"), Decimal("398.98"))],
                                  at - timedelta(days=40))
-        state.record_price_moves("de", [("a-1", Decimal("1"), Decimal("2"))], at)
-        state.record_price_moves("fr", [("a-1", Decimal("398.98"), Decimal("390.00")),
+        state.market.record_price_moves("de", [("a-1", Decimal("1"), Decimal("2"))], at)
+        state.market.record_price_moves("fr", [("a-1", Decimal("398.98"), Decimal("390.00")),
                                         ("b-2", Decimal("10"), Decimal("9.5"))], at)
-        assert state.price_moves("fr", at - timedelta(days=60)) == {
+        assert state.market.price_moves("fr", at - timedelta(days=60)) == {
             "a-1": [(at, Decimal("398.98"), Decimal("390.00"))],  # 40 days old: dropped
             "b-2": [(at, Decimal("10"), Decimal("9.5"))]}
-        assert state.price_moves("de", at) == {"a-1": [(at, Decimal("1"), Decimal("2"))]}
+        assert state.market.price_moves("de", at) == {"a-1": [(at, Decimal("1"), Decimal("2"))]}

@@ -73,7 +73,7 @@ def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
 def run(settings: Settings, clocks: FakeClock) -> list[list[str]]:
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, "t", limiter_for, now=clocks.now)
         return [r.ran for r in run_due(ctx, settings.stores)]
 
@@ -125,8 +125,8 @@ def test_new_products_are_proposed_with_their_offers_and_tracked_per_ean(
     plan = cli_run(settings, "plan", "--kind", "products")
     assert "WAITING  NEW-1" not in plan  # validated by the review meanwhile
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert state.proposals("fr")[NEW]["status"] == "live"
-        assert state.proposals("fr")[BAD]["status"] == "rejected"
+        assert state.products.proposals("fr")[NEW]["status"] == "live"
+        assert state.products.proposals("fr")[BAD]["status"] == "rejected"
 
     # New content for the rejected product: proposed again.
     server.emulator.faults.reject_eans.clear()

@@ -226,6 +226,16 @@ def test_the_installed_wheel_plans_the_example_with_the_bundled_profile(
     located = _run(venv / "bin" / "python", "-c",
                    "import syncer.config.settings as c; print(c.BUNDLED_MAPPINGS)", cwd=elsewhere)
     assert str(venv) in located.stdout, located
+    # The state's Alembic revisions ship too: a publishing open of a new state stamps head.
+    state = tmp_path / "state.db"
+    opened = _run(venv / "bin" / "python", "-c",
+                  "from syncer.state.store import StateStore; from syncer.state.version "
+                  f"import alembic_head; StateStore.open('sqlite:///{state}').close(); "
+                  "print(alembic_head())", cwd=elsewhere)
+    assert opened.stdout.strip() == "0003", opened
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+    db.close()
 
 
 # --- item 16: the command line starts without the database and emulator layers ------------

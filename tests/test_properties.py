@@ -28,6 +28,7 @@ from syncer.catalog.files import CatalogStream, CsvCatalog
 from syncer.config.settings import BUNDLED_MAPPINGS, Settings, load_settings
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import Offer, money, sku_key
+from syncer.core.snapshot import Ack
 from syncer.core.vocabulary import GRADES
 from syncer.errors import CatalogError, ConfigError
 from syncer.pipeline.planner import make_plan
@@ -35,7 +36,7 @@ from syncer.planning.cells import MAX_SKU
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.plan import Plan
 from syncer.planning.validation import MAX_COMMENT, Validator
-from syncer.state.store import Ack, StateStore
+from syncer.state.store import StateStore
 from tests.conftest import HEADER, write_config
 
 # The default profile's columns, and a few optional ones it maps too.
@@ -269,7 +270,7 @@ def forget_everything(state: StateStore) -> None:
 def confirm(state: StateStore, plan: Plan, *, hashes: bool) -> None:
     """What a fully successful publication of ``plan`` leaves in the state."""
     for store in plan.stores:
-        state.record_acks(store.store, [
+        state.offers.record_acks(store.store, [
             Ack(c.sku, c.target, f"id-{c.sku}", c.source_hash if hashes else None)
             for c in store.changes])
 

@@ -241,7 +241,7 @@ def test_stock_confirmed_through_one_store_is_not_sent_again_by_the_other(shop: 
 def test_second_run_of_the_same_store_is_refused_while_locked(shop: Shop) -> None:
     shop.catalog([catalog_row("A-1")])
     with StateStore.open(load_settings(shop.config).state_database_url()) as state, \
-            state.lock("fr", 600, "other-run"):
+            state.locks.lock("fr", 600, "other-run"):
         result = shop.run("apply", "--store", "fr", code=1)
     assert "store 'fr' is locked by another run" in result.stderr
 
@@ -359,7 +359,7 @@ def test_batch_with_a_lost_answer_is_checked_on_the_listings_not_resent(shop: Sh
     first = publish(_LoseFirstBatchAnswer())
     assert first.counts["in_flight"] == 3 and first.counts["created"] == 0
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert state.offers_in_flight("fr") == 3
+        assert state.batches.offers_in_flight("fr") == 3
     shop.server.emulator.run_due_tasks()
     posts_before = sum(1 for e in shop.server.emulator.exchanges
                        if e.method == "POST" and e.path == "/ws/listings")

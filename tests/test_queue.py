@@ -70,7 +70,7 @@ def shop(tmp_path: Path, server: EmulatorServer, state_url: str,
 def first_spending(shop: Shop) -> datetime:
     settings = load_settings(shop.config)
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        return state.budget_spent(settings.store("fr").budget_key)[0][0]
+        return state.budget.spent(settings.store("fr").budget_key)[0][0]
 
 
 def iso(at: datetime) -> str:
@@ -159,7 +159,7 @@ def run_jobs(settings: Settings, clock: FakeClock) -> list[tuple[str, list[str]]
     """`syncer run` on the test's clock: the jobs each store ran."""
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
         return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
 
@@ -198,8 +198,8 @@ def test_run_drains_the_queue_when_the_budget_frees_not_on_the_offers_cadence(
     held = {listing["sku"] for listing in emulator.listings(TOKEN)}
     assert held == set(skus[:12])  # the 2 queued went; the new D-12 did not
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert state.queued("fr") == {}
-        assert [r["kind"] for r in state.runs("fr")] == ["queue", "offers"]
+        assert state.queue.queued("fr") == {}
+        assert [r["kind"] for r in state.runs.latest("fr")] == ["queue", "offers"]
     assert "queue empty" in next_due(settings, clock)
     assert run_jobs(settings, clock) == []
 
@@ -242,14 +242,14 @@ def test_the_queue_job_pauses_after_its_run_even_with_budget_left(
     clock.advance(minutes=61)
     assert run_jobs(settings, clock) == [("fr", ["queue"])]  # 1 line of 10 spent
     with StateStore.open(settings.state_database_url()) as state:
-        state.enqueue("fr", [("E-03", "Back Market refused the batch (429)", 2)])
+        state.queue.enqueue("fr", [("E-03", "Back Market refused the batch (429)", 2)])
     clock.advance(minutes=4)
     assert run_jobs(settings, clock) == []  # 9 lines left, but the job ran 4 min ago
     clock.advance(minutes=2)
     assert run_jobs(settings, clock) == [("fr", ["queue"])]
     # E-03 is published as the catalog has it: nothing to send, it leaves the queue.
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert state.queued("fr") == {}
+        assert state.queue.queued("fr") == {}
     clock.advance(minutes=10)
     assert run_jobs(settings, clock) == []
 
@@ -277,7 +277,7 @@ def test_status_shows_products_waiting_for_back_markets_review(
         assert run_jobs(settings, clock) == [("fr", ["products", "offers"])]
         assert server.emulator.listing(TOKEN, "NEW-1", "fr-fr")["publication_state"] == 1  # type: ignore[index]
         with StateStore.open_readonly(settings.state_database_url()) as state:
-            proposed = state.proposals("fr")[NEW]["updated_at"]
+            proposed = state.products.proposals("fr")[NEW]["updated_at"]
     [entry] = json.loads(status(config, "--format", "json"))
     expected = iso(proposed.replace(tzinfo=UTC) + timedelta(hours=12))
     assert (entry["queue"]["products_in_review"], entry["queue"]["review_expected_by"]) == \

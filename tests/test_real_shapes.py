@@ -266,7 +266,7 @@ def test_reconcile_reads_the_real_listings_into_the_snapshot(uk_shop: Shop,
         "FAKE-SE2-64-RED-STAL": "adopted", "FAKE-OTHER-TOOL-001": "unknown"}
     assert drifts["FAKE-IP12-64-BLK-EXC"]["listing_id"] == "5f0c1e2a-7b3d-4c1e-9a00-00000000a001"
     with StateStore.open_readonly(uk_shop.state_url) as state:
-        snapshot = state.snapshot("uk")
+        snapshot = state.offers.snapshot("uk")
     excellent = snapshot[sku_key("FAKE-IP12-64-BLK-EXC")].published
     assert excellent is not None
     assert excellent[F["price"]] == "309.00" and excellent[F["min_price"]] == "289.00"
@@ -325,7 +325,7 @@ def state_orders(shop: Shop) -> dict[int, dict[str, Any]]:
     found = {}
     with StateStore.open_readonly(shop.state_url) as state:
         for order_id in ORDER_IDS:
-            order = state.find_order(account, order_id)
+            order = state.orders.find_order(account, order_id)
             if order is not None:
                 found[order_id] = {**order, "lines": list(order["lines"].values())}
     return found
@@ -479,7 +479,7 @@ def new_listings_shop(tmp_path: Path, proxy: _TaskProxy) -> Shop:
 
 def outcomes(shop: Shop) -> dict[str, str]:
     with StateStore.open_readonly(shop.state_url) as state:
-        return {entry.sku: entry.status for entry in state.snapshot("fr").values()}
+        return {entry.sku: entry.status for entry in state.offers.snapshot("fr").values()}
 
 
 def test_a_batch_answered_in_the_real_shape_confirms_every_sku(

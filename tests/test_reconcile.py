@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from syncer.core.offers import Offer
+from syncer.core.snapshot import SnapshotEntry
 from syncer.emulator.server import EmulatorServer
 from syncer.publish.reconcile import observed, reconcile
-from syncer.state.store import SnapshotEntry
 from tests.conftest import TOKEN, catalog_row
 from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator
 

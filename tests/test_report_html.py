@@ -24,12 +24,13 @@ from click.testing import CliRunner, Result
 from syncer.cli.main import cli
 from syncer.config.settings import Settings, load_settings
 from syncer.core.offers import FIELDS
+from syncer.core.snapshot import Ack
 from syncer.emulator.server import EmulatorServer
 from syncer.pipeline.planner import catalog_source, make_plan
 from syncer.planning.plan import Plan
 from syncer.reports.html import Budget, drain, plan_html, price_moves
 from syncer.reports.page import CSP, SCRIPT
-from syncer.state.store import Ack, StateStore
+from syncer.state.store import StateStore
 from tests.browser import Browser, chromium
 from tests.conftest import HEADER, TOKEN, catalog_row, write_config
 from tests.helpers import Shop, checked_emulator
@@ -395,13 +396,15 @@ def _seed(settings: Settings) -> None:
             published[PRICE] = str(old.quantize(Decimal("0.01")))
             if number % 3 == 0:
                 published[QUANTITY] = int(published[QUANTITY] or 0) + 2
-            state.record_acks(change.store, [Ack(change.sku, tuple(published), f"L{number}")])
+            state.offers.record_acks(change.store,
+                                     [Ack(change.sku, tuple(published), f"L{number}")])
             if number == 0:  # a listing whose SKU left the catalog: zeroed
-                state.record_acks(change.store, [Ack("RETIRED-1", tuple(published), "L-R")])
+                state.offers.record_acks(change.store, [Ack("RETIRED-1", tuple(published), "L-R")])
         waiting = next(c for n, c in enumerate(first.changes) if n % 10 == 4)
-        state.enqueue(waiting.store, [(waiting.sku, "the hourly budget of 8 SKU lines is used up")])
+        state.queue.enqueue(waiting.store,
+                            [(waiting.sku, "the hourly budget of 8 SKU lines is used up")])
         account = settings.store("fr").budget_key
-        assert state.spend_budget(account, 3, 8) == 3
+        assert state.budget.spend(account, 3, 8) == 3
 
 
 def _plan_dict(prices: list[tuple[str, str | None, str]], *, comment: str = "",

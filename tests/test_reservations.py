@@ -214,6 +214,6 @@ def test_units_count_over_every_store_of_the_account_and_no_other(state_url: str
                              (de, _order(2, [("A-1", 2, 1), ("B-2", 1, 4)])),
                              (us, _order(3, [("A-1", 5, 2)]))):
             row, lines = order_rows(store.account, store.name, order)
-            state.save_orders([row], lines)
+            state.orders.save_orders([row], lines)
         found = unshipped_by_store([fr, de, us], state)
     assert found == {"fr": {"a-1": 3}, "de": {"a-1": 3}, "us": {"a-1": 5}}

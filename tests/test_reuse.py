@@ -65,7 +65,7 @@ def test_a_listing_back_market_reused_is_adopted_and_not_created_again(shop: Sho
     assert shop.live("NEW-1", "fr-fr") is None
     with StateStore.open_readonly(shop.state_url) as state:
         for store in ("fr", "de"):
-            snapshot = state.snapshot(store)
+            snapshot = state.offers.snapshot(store)
             assert list(snapshot) == ["new-1"]  # the old SKU's entry is retired
             assert snapshot["new-1"].listing_id == old["id"]
     runs = json.loads(shop.run("status", "--format", "json").stdout)
@@ -152,7 +152,7 @@ def test_a_success_tied_to_the_wrong_row_confirms_nothing_it_did_not_do(
                                                 settings.api.user_agent(), store="fr", http=http))
             plan = make_plan(settings, [fr], catalog_source(settings), state)
             result = Publisher(fr, client, state, poll_seconds=0.01).apply(plan.stores[0])
-            snapshot = state.snapshot("fr")
+            snapshot = state.offers.snapshot("fr")
         assert result.counts["created"] == 4 and result.failures == []
         assert result.notices == []
         for sku in skus:
@@ -193,7 +193,7 @@ def publish_through(shop: Shop, transport: httpx.BaseTransport) -> tuple[Any, di
                                             settings.api.user_agent(), store="fr", http=http))
         plan = make_plan(settings, [fr], catalog_source(settings), state)
         result = Publisher(fr, client, state, poll_seconds=0.01).apply(plan.stores[0])
-        return result, state.snapshot("fr")
+        return result, state.offers.snapshot("fr")
 
 
 @pytest.fixture

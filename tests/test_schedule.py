@@ -46,14 +46,14 @@ def settings(tmp_path: Path, server: EmulatorServer, state_url: str,
 def run(settings: Settings, clock: FakeClock) -> list[tuple[str, list[str]]]:
     with StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
         return [(r.store, r.ran) for r in run_due(ctx, settings.stores)]
 
 
 def runs_of(settings: Settings) -> list[str]:
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        return [r["kind"] for r in reversed(state.runs(limit=100))]
+        return [r["kind"] for r in reversed(state.runs.latest(limit=100))]
 
 
 def test_run_does_only_what_is_due_and_a_disabled_kind_never_runs(settings: Settings) -> None:
@@ -76,7 +76,7 @@ def test_run_skips_a_store_another_run_holds_and_sends_nothing(settings: Setting
                                                                 server: EmulatorServer) -> None:
     clock = FakeClock()
     with StateStore.open(settings.state_database_url()) as other, \
-            other.lock("fr", 900, "another-run"), \
+            other.locks.lock("fr", 900, "another-run"), \
             StateStore.open(settings.state_database_url()) as state, \
             paced(settings, state) as limiter_for:
         ctx = JobContext(settings, state, "test-run", limiter_for, now=clock.now)
@@ -171,7 +171,7 @@ def _wait_for_lock(settings: Settings, store: str, timeout: float = 20.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with StateStore.open(settings.state_database_url()) as state:
-            if any(r["outcome"] == "running" for r in state.runs(store)):
+            if any(r["outcome"] == "running" for r in state.runs.latest(store)):
                 return
         time.sleep(0.05)
     pytest.fail("the run never started")
@@ -219,7 +219,7 @@ def test_killed_run_does_not_block_the_next(tmp_path: Path, slow: EmulatorServer
     assert after.returncode == 0, err
     assert "Store fr:" in out
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        assert all(Decimal(str(e.published[4])) == 150 for e in state.snapshot("fr").values()
+        assert all(Decimal(str(e.published[4])) == 150 for e in state.offers.snapshot("fr").values()
                    if e.published)
 
 
@@ -234,8 +234,8 @@ def test_daemon_stops_cleanly_on_sigterm_after_the_request_in_flight(
     assert daemon.returncode == 0, err
     assert "syncer daemon: stopped" in err
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        last = state.runs("fr", limit=1)[0]
-        confirmed = sum(1 for e in state.snapshot("fr").values()
+        last = state.runs.latest("fr", limit=1)[0]
+        confirmed = sum(1 for e in state.offers.snapshot("fr").values()
                         if e.published and Decimal(str(e.published[4])) == 150)
     assert last["outcome"] == "interrupted"
     assert 0 < confirmed < 20  # some sent and recorded, the rest left for the next run

@@ -204,7 +204,7 @@ def test_a_rejected_product_proposal_is_recorded_once_and_not_proposed_again(
         settings = load_settings(config)
         run(settings, clocks)
         with StateStore.open_readonly(settings.state_database_url()) as state:
-            proposals = state.proposals("fr")
+            proposals = state.products.proposals("fr")
         assert proposals[BAD]["status"] == "rejected"
         assert proposals[BAD]["reason"] == ("product proposal rejected by Back Market: the "
                                             "images do not show the device")

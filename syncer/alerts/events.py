@@ -38,7 +38,9 @@ from syncer.config.stores import StoreSettings
 from syncer.core.secrets import scrub
 from syncer.errors import Blocked, FatalApiError, SafetyStop, TokenRejected
 from syncer.publish.outcomes import PublishResult
-from syncer.state.store import SUCCESSFUL_OUTCOMES, StateStore, utcnow
+from syncer.state.runs import SUCCESSFUL_OUTCOMES
+from syncer.state.schema import utcnow
+from syncer.state.store import StateStore
 
 if TYPE_CHECKING:
     from syncer.pipeline.jobs import JobContext
@@ -149,7 +151,7 @@ def _quarantine(settings: Settings, state: StateStore, turn: StoreTurn,
     if not after:
         return
     refused = {f.sku for p in turn.publications for f in p.failures if f.refused}
-    for row in state.failures(turn.store.name):
+    for row in state.status.failures(turn.store.name):
         if row["attempts"] >= after:
             found.problems.append(Problem(
                 "quarantined", row["sku"], f"{row['sku']}: {row['last_error'] or 'refused'}",
@@ -159,7 +161,7 @@ def _quarantine(settings: Settings, state: StateStore, turn: StoreTurn,
 def _failing_runs(state: StateStore, store: str, streak: int, found: Findings) -> None:
     found.known.add("failing_runs")
     for kind in JOBS:
-        runs = state.finished_runs(store, [kind], limit=streak)
+        runs = state.runs.finished(store, [kind], limit=streak)
         if not runs or runs[0]["outcome"] in SUCCESSFUL_OUTCOMES:
             continue  # no run, or the last one did its work: nothing (or resolved)
         failing = len(runs) == streak and all(r["outcome"] in FAILED_OUTCOMES for r in runs)
@@ -174,14 +176,14 @@ def _onboarding(state: StateStore, turn: StoreTurn, run_id: str, found: Findings
     store = turn.store.name
     if not any(_complete(p.outcome, p.counts) for p in turn.publications):
         return
-    first = next((r for r in state.finished_runs(store, ["offers", "stock"],
+    first = next((r for r in state.runs.finished(store, ["offers", "stock"],
                                                  limit=ONBOARDING_SCAN, oldest_first=True)
                   if _complete(r["outcome"], r["counts"])), None)
     if first is None or first["run_id"] != run_id:
         return  # an earlier run finished it: said then, or before alerts were set up
-    if state.queued(store) or state.offers_in_flight(store):
+    if state.queue.queued(store) or state.batches.offers_in_flight(store):
         return
-    counts = state.status_counts(store)
+    counts = state.status.counts(store)
     confirmed = counts["live"] + counts["zeroed"]
     if not confirmed:
         return
@@ -327,12 +329,12 @@ class Alerts:
             return
         now = self.now()
         found = detect(self.settings, self.state, turn, self.run_id, alerts)
-        rows = self.state.alert_rows(store.name)
+        rows = self.state.alerts.rows(store.name)
         changed = update_rows(rows, found, [name for name, _ in channels], store.name,
                               self.run_id, now, alerts)
-        self.state.save_alert_rows(changed)
+        self.state.alerts.save_rows(changed)
         if changed:
-            rows = self.state.alert_rows(store.name)
+            rows = self.state.alerts.rows(store.name)
         self._deliver(store.name, rows, channels, now)
 
     def _deliver(self, store: str, rows: list[dict[str, Any]],
@@ -361,7 +363,7 @@ class Alerts:
                           "last_error": None} for r in told]
                 told_keys = {id(r) for r in told}
                 pending = [r for r in pending if id(r) not in told_keys]
-        self.state.save_alert_rows(done)
+        self.state.alerts.save_rows(done)
 
 
 def notifier(ctx: JobContext, transport: Any = None) -> Callable[[StoreTurn], None]:

@@ -6,10 +6,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
-from typing import Final
-
-from syncer.state.store import StateStore, utcnow
+from datetime import UTC, datetime
+from functools import partial
+from typing import Final, Protocol
 
 
 class RateLimiter:
@@ -133,13 +132,27 @@ def _route(text: str) -> tuple[str, str, bool]:
     return method.upper(), path.rstrip("*"), path.endswith("*")
 
 
+_UTC_NOW: Final = partial(datetime.now, UTC)
+
+
+class Ledger(Protocol):
+    """Where the budget is kept (``syncer.state.limits.BudgetLedger``, ``state.budget``)."""
+
+    def used(self, account: str, now: datetime | None = None) -> int: ...
+
+    def spend(self, account: str, lines: int, limit: int,
+              now: datetime | None = None) -> int: ...
+
+    def refund(self, account: str, lines: int, now: datetime | None = None) -> None: ...
+
+
 class SkuBudget:
     """The hourly budget of SKU lines on listing updates of one account, kept in the state
     database so that consecutive runs, and the stores of one account, share it."""
 
-    def __init__(self, state: StateStore, account: str, lines_per_hour: int,
-                 now: Callable[[], datetime] = utcnow) -> None:
-        self.state = state
+    def __init__(self, ledger: Ledger, account: str, lines_per_hour: int,
+                 now: Callable[[], datetime] = _UTC_NOW) -> None:
+        self.ledger = ledger
         self.account = account
         self.lines_per_hour = lines_per_hour
         self.now = now
@@ -152,11 +165,11 @@ class SkuBudget:
         """Lines granted, at most ``lines``; 0 when the hour's budget is used up."""
         if self.unlimited:
             return lines
-        return self.state.spend_budget(self.account, lines, self.lines_per_hour, self.now())
+        return self.ledger.spend(self.account, lines, self.lines_per_hour, self.now())
 
     def refund(self, lines: int) -> None:
         if not self.unlimited:
-            self.state.refund_budget(self.account, lines, self.now())
+            self.ledger.refund(self.account, lines, self.now())
 
     def used(self) -> int:
-        return self.state.budget_used(self.account, self.now())
+        return self.ledger.used(self.account, self.now())

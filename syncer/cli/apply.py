@@ -72,7 +72,7 @@ def apply(obj: Context, store: str | None, plan_file: Path | None, force: bool,
         state = ctx.state
         if saved is not None:
             for store_plan in saved.stores:
-                current = state.revision(store_plan.store)
+                current = state.offers.revision(store_plan.store)
                 if current != store_plan.revision:
                     raise StalePlan(
                         f"store {store_plan.store}: the snapshot changed since the plan was "

@@ -46,7 +46,8 @@ def market(obj: Context, store: str | None, refresh: bool, fmt: str, catalog: Pa
     """
     from syncer.market.shop import refresh_shop, shop_views
     from syncer.market.view import market_store, report_for
-    from syncer.state.store import StateStore, utcnow
+    from syncer.state.schema import utcnow
+    from syncer.state.store import StateStore
 
     settings = obj.settings()
     stores = settings.selected_stores(store)

@@ -75,13 +75,13 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
     with orders_session(settings, stores, run_id) as (state, client_for):
         for s in stores:
             scope = pull_scope(settings, s, all_countries)
-            record = state.start_run(run_id, s.name, "orders-pull")
+            record = state.runs.start(run_id, s.name, "orders-pull")
             try:
                 results.append(pull(settings, s, client_for(s), state, scope=scope))
             except BaseException as exc:
-                state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+                state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__)
                 raise
-            state.finish_run(record, "ok", results[-1].counts())
+            state.runs.finish(record, "ok", results[-1].counts())
         # Exported before stored: a crash in between exports an order twice, never zero times.
         files = export(results, _export_dir(settings), run_id)
         for result in results:

@@ -93,7 +93,7 @@ def show_plan(settings: Settings, stores: list[StoreSettings], fmt: str, out: Pa
             result = plan_products(settings, stores, source, state)
         else:
             from syncer.planning.queue import plan_queues
-            from syncer.state.store import utcnow
+            from syncer.state.schema import utcnow
 
             result = make_plan(settings, stores, source, state)
             result.queue = plan_queues(settings, result, state, utcnow())

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from syncer.pipeline.jobs import JobContext
     from syncer.pipeline.progress import ProgressDisplay
     from syncer.reports.run_results import RunResults
-    from syncer.state.store import StateStore, StoreLease
+    from syncer.state.locks import StoreLease
+    from syncer.state.store import StateStore
 
 
 @contextmanager
@@ -57,7 +58,7 @@ def open_state(settings: Settings) -> Iterator[StateStore]:
     from syncer.state.store import StateStore
 
     with StateStore.open(settings.state_database_url()) as state:
-        state.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+        state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
         yield state
 
 
@@ -97,7 +98,7 @@ def job_session(settings: Settings, *, lock: Sequence[StoreSettings] = (),
     with open_state(settings) as state, ExitStack() as stack:
         run_id = run_id or new_run_id()
         leases = {s.name: stack.enter_context(
-            state.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in lock}
+            state.locks.lock(s.name, settings.limits.lock_lease_seconds, run_id)) for s in lock}
         limiter_for = stack.enter_context(paced(settings, state))
         stop = stack.enter_context(stop_on_signals()) if signals else None
         yield job_context(settings, state, limiter_for, run_id=run_id, leases=leases,
@@ -116,7 +117,7 @@ def orders_session(settings: Settings, stores: list[StoreSettings], run_id: str,
     from syncer.state.store import StateStore
 
     with StateStore.open(settings.state_database_url()) as state, ExitStack() as stack:
-        leases = {s.name: stack.enter_context(state.lock(
+        leases = {s.name: stack.enter_context(state.locks.lock(
             f"orders:{s.name}", settings.limits.lock_lease_seconds, run_id))
             for s in stores} if locked else {}
         with paced(settings, state) as limiter_for:
@@ -137,12 +138,12 @@ def recorded_orders_step(state: StateStore, stores: list[StoreSettings], run_id:
     that match no store's order are counted as `unmatched` in the first store's record)."""
     if dry_run:
         return step()
-    records = {s.name: state.start_run(run_id, s.name, kind) for s in stores}
+    records = {s.name: state.runs.start(run_id, s.name, kind) for s in stores}
     try:
         report = step()
     except BaseException as exc:
         for record in records.values():
-            state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__)
+            state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__)
         raise
     unmatched = sum(1 for o in report.outcomes if o.store is None)
     for i, (name, record) in enumerate(records.items()):
@@ -150,6 +151,6 @@ def recorded_orders_step(state: StateStore, stores: list[StoreSettings], run_id:
         if i == 0 and unmatched:
             counts["unmatched"] = unmatched
         failed = counts.get("failed", 0) + counts.get("unmatched", 0)
-        state.finish_run(record, "partial" if failed else "ok", counts)
+        state.runs.finish(record, "partial" if failed else "ok", counts)
         log().info("orders summary", store=name, kind=kind, **counts)
     return report

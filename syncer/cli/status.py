@@ -30,7 +30,8 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
     """Per store: live, zeroed, failed and pending offers, the queue behind the hourly
     budget (by priority, with the time to drain it) and the last runs."""
     from syncer.planning.queue import status_queues
-    from syncer.state.store import StateStore, utcnow
+    from syncer.state.schema import utcnow
+    from syncer.state.store import StateStore
 
     settings = obj.settings()
     stores = configured_stores(settings, store)
@@ -41,15 +42,15 @@ def status(obj: Context, store: str | None, fmt: str) -> None:
         for name, queue in zip(names, queues, strict=True):
             report.append({
                 "store": name,
-                "offers": state.status_counts(name),
-                "revision": state.revision(name),
-                "in_flight": state.offers_in_flight(name),
+                "offers": state.status.counts(name),
+                "revision": state.offers.revision(name),
+                "in_flight": state.batches.offers_in_flight(name),
                 "queue": queue.to_dict(),
                 "last_runs": [
                     {"run_id": r["run_id"], "kind": r["kind"], "outcome": r["outcome"],
                      "started_at": iso(r["started_at"]), "finished_at": iso(r["finished_at"]),
                      "counts": r["counts"], "message": r["message"]}
-                    for r in state.runs(name, limit=5)
+                    for r in state.runs.latest(name, limit=5)
                 ],
             })
     if fmt == "json":
@@ -88,8 +89,8 @@ def errors(obj: Context, store: str | None, fmt: str) -> None:
     configured_stores(settings, store)  # an unknown name is an error, not "No failed offers."
     after = settings.limits.quarantine_after
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        rows = state.failures(store)
-        products = state.rejected_products(store)
+        rows = state.status.failures(store)
+        products = state.products.rejected_products(store)
     for row in rows:
         row["quarantined"] = bool(after) and row["attempts"] >= after
     if fmt == "json":
@@ -141,7 +142,7 @@ def retry(obj: Context, skus: tuple[str, ...], store: str | None) -> None:
     missing = []
     with StateStore.open(settings.state_database_url()) as state:
         for sku in skus:
-            released = [name for name in names if state.release(name, sku)]
+            released = [name for name in names if state.offers.release(name, sku)]
             if released:
                 click.echo(f"{sku}: will be sent again by the next run ({', '.join(released)})")
             else:

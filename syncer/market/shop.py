@@ -172,12 +172,12 @@ def refresh_shop(settings: Any, state: Any, products: Sequence[str],
     try:
         for text in products:
             product = product_uuid(text)
-            if not state.spend_shop_credits(name, month, 1, shop.monthly_credits):
+            if not state.market.spend_shop_credits(name, month, 1, shop.monthly_credits):
                 errors[product] = (f"not read: the {shop.monthly_credits} credits of {month} "
                                    "are spent ([market.shop] monthly_credits)")
                 continue
             try:
-                state.save_shop_view(name, product, client.product_details(product), now)
+                state.market.save_shop_view(name, product, client.product_details(product), now)
             except ApiError as exc:
                 errors[product] = str(exc)
     finally:
@@ -196,7 +196,7 @@ def shop_views(settings: Any, state: Any, products: Sequence[str], now: datetime
     views = []
     for text in products:
         product = product_uuid(text)
-        found = state.shop_view(name, product)
+        found = state.market.shop_view(name, product)
         view: dict[str, Any] = {"product": product, "grades": []}
         if found is not None:
             data, read_at = found
@@ -207,6 +207,6 @@ def shop_views(settings: Any, state: Any, products: Sequence[str], now: datetime
             view["note"] = errors[product]
         if found is None:
             view["error"] = (errors or {}).get(product) or "never read (use --refresh)"
-        view["credits_spent_this_month"] = state.shop_credits_spent(name, month)
+        view["credits_spent_this_month"] = state.market.shop_credits_spent(name, month)
         views.append(view)
     return views

@@ -81,11 +81,11 @@ def advisor_for(settings: Any, store: Any, *, inputs: Mapping[str, Any] | None =
         from syncer.core.offers import sku_key
 
         current = {sku_key(sku): Decimal(price)
-                   for sku, _id, _q, price, _c, _at in state.market_listings(store.name)
+                   for sku, _id, _q, price, _c, _at in state.market.market_listings(store.name)
                    if price is not None}
         since = now - max(DAY, timedelta(minutes=rules.cooldown_minutes))
         moves = {key: [Move(*m) for m in found]
-                 for key, found in state.price_moves(store.name, since).items()}
+                 for key, found in state.market.price_moves(store.name, since).items()}
     return RulesAdvisor(rules, inputs or {}, current, moves, now)
 
 
@@ -104,7 +104,7 @@ class Candidate:
 def candidates(listings: Iterable[tuple[str, str, int, str | None, str | None, datetime]],
                competition: Mapping[tuple[str, str], Competition], market: str
                ) -> list[Candidate]:
-    """The listings of ``StateStore.market_listings``, with what their last read said."""
+    """The listings of ``StateStore.market.market_listings``, with what their last read said."""
     reads: dict[str, datetime] = {}
     for (listing_id, _market), item in competition.items():
         if item.read_at > reads.get(listing_id, NEVER):
@@ -170,7 +170,7 @@ class PassResult:
                 "failed": self.failed, "left": self.left}
 
 
-def market_pass(client: CompetitorReader, state: CompetitionStore, *, account: str,
+def market_pass(client: CompetitorReader, book: CompetitionStore, *, account: str,
                 store: str, locale: str, every: timedelta, seconds: float,
                 max_reads: int = 0, now: Callable[[], datetime] = lambda: datetime.now(UTC),
                 clock: Callable[[], float] = time.monotonic,
@@ -180,7 +180,7 @@ def market_pass(client: CompetitorReader, state: CompetitionStore, *, account: s
     A listing Back Market refuses (404: not online) or answers badly is counted and the
     pass goes on; a token rejected, a block or an outage stop it (the error is raised)."""
     result = PassResult(store)
-    order = read_order(candidates(state.market_listings(store), state.competition(account),
+    order = read_order(candidates(book.market_listings(store), book.competition(account),
                                   market_code(locale)), now(), every)
     result.due = len(order)
     ends = clock() + seconds
@@ -201,7 +201,7 @@ def market_pass(client: CompetitorReader, state: CompetitionStore, *, account: s
             log.warning("competitors answer not read", store=store,
                         listing_id=candidate.listing_id, error=str(exc))
             continue
-        state.save_competition(account, items)
+        book.save_competition(account, items)
         result.read += 1
     return result
 
@@ -458,23 +458,23 @@ def market_store(ctx: Any, store: Any, *, every: timedelta | None = None) -> Pas
 
     settings, state = ctx.settings, ctx.state
     every = timedelta(minutes=store.market_every_minutes) if every is None else every
-    record = state.start_run(ctx.run_id, store.name, "market", at=ctx.now())
+    record = state.runs.start(ctx.run_id, store.name, "market", at=ctx.now())
     try:
         with build_client(settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
-            result = market_pass(client, state, account=store.account, store=store.name,
+            result = market_pass(client, state.market, account=store.account, store=store.name,
                                  locale=store.locale, every=every,
                                  seconds=settings.market.pass_seconds,
                                  max_reads=settings.market.max_reads, now=ctx.now,
                                  stop=ctx.stop)
             requests = client.stats.requests
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         raise
     counts = {**result.counts(), "requests": requests}
     outcome = "partial" if result.failed else "ok"
-    state.finish_run(record, outcome, counts, result.errors[0] if result.errors else None,
-                     at=ctx.now())
+    state.runs.finish(record, outcome, counts, result.errors[0] if result.errors else None,
+                      at=ctx.now())
     log.info("run summary", store=store.name, kind="market", outcome=outcome, **counts)
     return result
 
@@ -493,10 +493,10 @@ def report_for(settings: Any, stores: Sequence[Any], state: Any, *,
         source = catalog_source(settings, catalog)
         offers = {s.name: catalog_offers(settings, s, source, pricing=inputs.setdefault(
             s.name, {})) for s in stores}
-    competition = {s.account: state.competition(s.account) for s in stores}
+    competition = {s.account: state.market.competition(s.account) for s in stores}
     report = market_report(
         [(s.name, s.locale, s.account) for s in stores],
-        {s.name: state.market_listings(s.name) for s in stores}, competition, offers,
+        {s.name: state.market.market_listings(s.name) for s in stores}, competition, offers,
         {s.name: advisor_for(settings, s, inputs=inputs.get(s.name), state=state, now=now)
          for s in stores}, now)
     if offers is None:

@@ -108,7 +108,7 @@ def accept(settings: Settings, stores: Sequence[StoreSettings], state: StateStor
 
     stock = None
     for store in stores:
-        paid = state.orders_in_state([store.name], ORDER_PAID)
+        paid = state.orders.orders_in_state([store.name], ORDER_PAID)
         for order in paid:
             orders.setdefault((store.name, order["order_id"]), order)
         pending = [(order, line) for order in paid for line in order["lines"].values()
@@ -129,12 +129,12 @@ def accept(settings: Settings, stores: Sequence[StoreSettings], state: StateStor
             report.add(Outcome("would-hold" if dry_run else "held", store.name,
                                order["order_id"], line["sku"], message=reason))
             if not dry_run:
-                before = state.line_actions(store.account, order["order_id"]).get(
+                before = state.orders.line_actions(store.account, order["order_id"]).get(
                     line["orderline_id"])
                 if before is None or (before["action"], before["reason"]) != ("hold", reason):
-                    state.record_line_action(store.account, line["orderline_id"],
-                                             order["order_id"], line["sku"], "hold", "held",
-                                             reason)
+                    state.orders.record_line_action(store.account, line["orderline_id"],
+                                                    order["order_id"], line["sku"], "hold", "held",
+                                                    reason)
 
     by_name = {store.name: store for store in stores}
     for (name, order_id), tasks in sorted(chosen.items(), key=lambda item: _payment_order(
@@ -203,7 +203,7 @@ def _accepted_not_shipped(settings: Settings, store: StoreSettings, state: State
     names = [s.name for s in settings.stores if s.account == store.account]
     taken: dict[str, int] = {}
     for order_state in (ORDER_PAID, ORDER_TO_SHIP):
-        for order in state.orders_in_state(names, order_state):
+        for order in state.orders.orders_in_state(names, order_state):
             for line in order["lines"].values():
                 if line["state"] == LINE_ACCEPTED:
                     key = sku_key(line["sku"])
@@ -249,16 +249,16 @@ def _apply_line_tasks(store: StoreSettings, client: BackMarketClient, state: Sta
         current = line_state(order, task.sku)
         status = "cancelled" if task.action == "cancel" else "accepted"
         if current in landed:
-            state.record_line_action(store.account, task.orderline_id, order_id, task.sku,
-                                     task.action, "confirmed", "already done on Back Market")
+            state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                            task.action, "confirmed", "already done on Back Market")
             report.add(Outcome("skipped", store.name, order_id, task.sku, task.row,
                                message=f"already {LINE_STATE_NAMES.get(current or 0, '')}"))
             continue
         if current != LINE_PAID:
             message = (f"the line is now {line_state_name(current)} on Back Market; it can no "
                        f"longer be {status}")
-            state.record_line_action(store.account, task.orderline_id, order_id, task.sku,
-                                     task.action, "failed", message)
+            state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                            task.action, "failed", message)
             report.add(Outcome("failed", store.name, order_id, task.sku, task.row, "state",
                                message))
             continue
@@ -269,8 +269,8 @@ def _apply_line_tasks(store: StoreSettings, client: BackMarketClient, state: Sta
             _line_failed(store, state, order_id, task, report, exc, "sku")
             continue
         save_order(state, store, order)
-        state.record_line_action(store.account, task.orderline_id, order_id, task.sku,
-                                 task.action, "confirmed")
+        state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                        task.action, "confirmed")
         report.add(Outcome(status, store.name, order_id, task.sku, task.row))
 
 
@@ -284,8 +284,8 @@ def _line_failed(store: StoreSettings, state: StateStore, order_id: int, task: _
     message = f"Back Market refused: {exc.message}"
     if exc.status == 404 and field_name == "order_id":
         message = f"order {order_id} is unknown to Back Market ({exc.message})"
-    state.record_line_action(store.account, task.orderline_id, order_id, task.sku, task.action,
-                             "failed", message, exc.request_id)
+    state.orders.record_line_action(store.account, task.orderline_id, order_id, task.sku,
+                                    task.action, "failed", message, exc.request_id)
     report.add(Outcome("failed", store.name, order_id, task.sku, task.row, field_name, message,
                        exc.request_id))
 

@@ -43,7 +43,7 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         fail("order_id", not_pulled(order_id))
         return
     store, order = found
-    done = state.invoice(store.account, order_id)
+    done = state.orders.invoice(store.account, order_id)
     if done is not None and done["status"] == "confirmed":
         note = f"invoice already sent ({done['path']})"
         if done["sha256"] is not None and done["sha256"] != _sha256(item.path):
@@ -72,7 +72,7 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
               "path": item.named, "sha256": None, "size": item.size}
     if fresh.get("date_bill_provided"):
         # Given in the back office, or sent by a run whose answer was lost: not sent twice.
-        state.record_invoice({**record, "status": "confirmed", "error": (
+        state.orders.record_invoice({**record, "status": "confirmed", "error": (
             f"Back Market already had an invoice (date_bill_provided "
             f"{fresh['date_bill_provided']})")})
         report.add(Outcome("skipped", store.name, order_id, row=row, message=(
@@ -89,11 +89,11 @@ def _invoice_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         client.upload_invoice(order_id, pdf, item.path.name)
     except OfferError as exc:
         message = f"Back Market refused the invoice: {exc.message}"
-        state.record_invoice({**record, "status": "failed", "error": message,
-                              "request_id": exc.request_id})
+        state.orders.record_invoice({**record, "status": "failed", "error": message,
+                                     "request_id": exc.request_id})
         fail("path", message, store.name, exc.request_id)
         return
-    state.record_invoice({**record, "status": "confirmed"})
+    state.orders.record_invoice({**record, "status": "confirmed"})
     report.add(Outcome("sent", store.name, order_id, row=row, message=what))
 
 

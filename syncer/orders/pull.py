@@ -58,7 +58,7 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
     ``save_pull`` stores them once they are exported."""
     now = now or datetime.now(UTC)
     config = settings.orders
-    watermark = state.order_watermark(store.name, scope)
+    watermark = state.orders.order_watermark(store.name, scope)
     since = (watermark - timedelta(minutes=config.overlap_minutes) if watermark is not None
              else now - timedelta(days=config.first_pull_days))
     filters: dict[str, str | int] = {"date_modification": rfc3339(since)}
@@ -81,7 +81,7 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
     if foreign:
         log.warning("orders of other countries left out", store=store.name, count=foreign,
                     country_code=store.locale)
-    known = state.order_hashes(store.account, sorted(fetched))
+    known = state.orders.order_hashes(store.account, sorted(fetched))
     for order_id, order in sorted(fetched.items()):
         previous = known.get(order_id)
         modified = parse_date(order.get("date_modification"))
@@ -103,6 +103,6 @@ def pull(settings: Settings, store: StoreSettings, client: BackMarketClient,
 def save_pull(state: StateStore, result: PullResult) -> None:
     """Store a pull's new and changed orders, then move the store's watermark to the latest
     modification seen (never back): the next pull starts there, minus the overlap."""
-    state.save_orders(result.rows, result.line_rows)
+    state.orders.save_orders(result.rows, result.line_rows)
     if result.watermark != result.previous:
-        state.set_order_watermark(result.store, result.scope, result.watermark)
+        state.orders.set_order_watermark(result.store, result.scope, result.watermark)

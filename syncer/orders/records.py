@@ -152,7 +152,7 @@ def find_order(stores: Sequence[StoreSettings], state: StateStore, order_id: int
     """The order in the state, with the selected store that handles it (the one that pulled
     it, else another selected store of the same account)."""
     for account in dict.fromkeys(store.account for store in stores):
-        order = state.find_order(account, order_id)
+        order = state.orders.find_order(account, order_id)
         if order is None:
             continue
         same = [s for s in stores if s.account == account]
@@ -164,7 +164,7 @@ def find_order(stores: Sequence[StoreSettings], state: StateStore, order_id: int
 def save_order(state: StateStore, store: StoreSettings, order: Mapping[str, Any]) -> None:
     if isinstance(order.get("order_id"), int):
         row, lines = order_rows(store.account, store.name, order)
-        state.save_orders([row], lines)
+        state.orders.save_orders([row], lines)
 
 
 def line_state_name(state: int | None) -> str:

@@ -73,7 +73,7 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         fail("sku", f"the line is {line_state_name(line['state'])}; identifiers are added "
                     "to an accepted or shipped line", store.name)
         return
-    record = state.line_identifier(store.account, line["orderline_id"])
+    record = state.orders.line_identifier(store.account, line["orderline_id"])
     known = {"imei": line.get("imei"), "serial_number": line.get("serial_number")}
     if record is not None:
         known = {name: record[name] or known[name] for name in known}
@@ -108,7 +108,7 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
         fail(to_send, _conflict(to_send, live, wanted), store.name)
         return
     if not to_send:  # registered in the back office, or by a run whose answer was lost
-        state.record_line_identifier({**base, **live, "status": "confirmed"})
+        state.orders.record_line_identifier({**base, **live, "status": "confirmed"})
         report.add(Outcome("skipped", store.name, order_id, sku, row,
                            message="already registered on Back Market"))
         return
@@ -117,21 +117,21 @@ def _serials_one(stores: Sequence[StoreSettings], state: StateStore, client_for:
     except OutcomeUnknown as exc:
         live = _live_identifiers(client.get_order(order_id), line["orderline_id"])
         if all(live.get(k) == v for k, v in to_send.items()):
-            state.record_line_identifier({**base, **to_send, "status": "confirmed"})
+            state.orders.record_line_identifier({**base, **to_send, "status": "confirmed"})
             report.add(Outcome("sent", store.name, order_id, sku, row, message=what))
             return
         message = (f"Back Market's answer was lost ({exc.message}) and the line does not show "
                    "the identifier: the next run sends it")
-        state.record_line_identifier({**base, "status": "failed", "error": message})
+        state.orders.record_line_identifier({**base, "status": "failed", "error": message})
         fail(next(iter(to_send)), message, store.name)
         return
     except OfferError as exc:
         message = f"Back Market refused: {exc.message}"
-        state.record_line_identifier({**base, "status": "failed", "error": message,
-                                      "request_id": exc.request_id})
+        state.orders.record_line_identifier({**base, "status": "failed", "error": message,
+                                             "request_id": exc.request_id})
         fail(next(iter(to_send)), message, store.name, exc.request_id)
         return
-    state.record_line_identifier({**base, **to_send, "status": "confirmed"})
+    state.orders.record_line_identifier({**base, **to_send, "status": "confirmed"})
     report.add(Outcome("sent", store.name, order_id, sku, row, message=what))
 
 

@@ -57,7 +57,7 @@ def _ship_one(stores: Sequence[StoreSettings], state: StateStore, client_for: Cl
         fail("order_id", not_pulled(order_id))
         return
     store, order = found
-    done = state.shipment(store.account, order_id)
+    done = state.orders.shipment(store.account, order_id)
     if done is not None and done["status"] == "confirmed":
         note = "already shipped"
         if done["tracking_number"] != shipment.tracking_number:
@@ -165,7 +165,7 @@ def _not_shippable(order_state: int, lines: Sequence[Mapping[str, Any]]) -> str 
 
 def _record_shipment(state: StateStore, store: StoreSettings, shipment: Shipment, status: str,
                      error: str | None = None, request_id: str | None = None) -> None:
-    state.record_shipment({
+    state.orders.record_shipment({
         "account": store.account, "order_id": shipment.order_id, "store": store.name,
         "carrier": shipment.carrier[:200], "shipper": shipment.shipper,
         "tracking_number": shipment.tracking_number, "tracking_url": shipment.tracking_url,

@@ -28,6 +28,7 @@ from syncer.catalog.files import CatalogSource
 from syncer.config.sections import request_deadline
 from syncer.config.settings import Settings
 from syncer.config.stores import StoreSettings
+from syncer.core.snapshot import Ack
 from syncer.errors import FatalApiError, SafetyStop, StateError
 from syncer.pipeline.planner import catalog_offers, siblings
 from syncer.pipeline.progress import ProgressDisplay
@@ -38,7 +39,10 @@ from syncer.publish.outcomes import PublishResult
 from syncer.publish.products import publish_products
 from syncer.publish.publisher import Publisher
 from syncer.publish.reconcile import Reconciliation, reconcile
-from syncer.state.store import Ack, StateStore, StoreLease, StoreSnapshot, utcnow
+from syncer.state.locks import StoreLease
+from syncer.state.offers import StoreSnapshot
+from syncer.state.schema import utcnow
+from syncer.state.store import StateStore
 
 if TYPE_CHECKING:
     from syncer.alerts.events import StoreTurn
@@ -101,14 +105,14 @@ def paced(settings: Settings, state: StateStore
         key = store.budget_key
         if key not in limiters:
             limiters[key] = build_limits(settings)
-            limiters[key].seed(state.load_pace(key), time.time())
+            limiters[key].seed(state.pace.load(key), time.time())
         return limiters[key]
 
     try:
         yield limiter_for
     finally:
         for key, limiter in limiters.items():
-            state.save_pace(key, limiter.history(time.time()))
+            state.pace.save(key, limiter.history(time.time()))
 
 
 def check_zero_share(settings: Settings, plan: Plan, force: bool) -> None:
@@ -131,7 +135,7 @@ class LaneBudget(SkuBudget):
     and the account's budget, so the lane never starves the full offer runs."""
 
     def __init__(self, main: SkuBudget, share: float) -> None:
-        super().__init__(main.state, main.account + "|stock-lane",
+        super().__init__(main.ledger, main.account + "|stock-lane",
                          max(1, int(main.lines_per_hour * share)) if not main.unlimited else 0,
                          main.now)
         self.main = main
@@ -175,7 +179,7 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
     """A publisher for one store, with its account's hourly budget (or the stock lane's share
     of it), its lock lease, and the command's progress display and stop signal."""
     settings = ctx.settings
-    budget = SkuBudget(ctx.state, store.budget_key, settings.limits.sku_lines_per_hour,
+    budget = SkuBudget(ctx.state.budget, store.budget_key, settings.limits.sku_lines_per_hour,
                        ctx.now)
     if lane:
         budget = LaneBudget(budget, store.stock_budget_share)
@@ -199,9 +203,9 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
     settings, state = ctx.settings, ctx.state
     store = settings.store(store_plan.store)
     if kind == "stock":
-        store_plan = stock_only(store_plan, StoreSnapshot(state, store.name))
+        store_plan = stock_only(store_plan, StoreSnapshot(state.offers, store.name))
     started = ctx.now()
-    record = state.start_run(ctx.run_id, store.name, kind, at=started)
+    record = state.runs.start(ctx.run_id, store.name, kind, at=started)
     try:
         with build_client(settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client, \
@@ -213,12 +217,12 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
             counts = {**result.counts, "planned": len(store_plan.changes),
                       "rejected_rows": store_plan.rejected}
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         if ctx.results is not None:
             ctx.results.store_finished(store.name, kind, "failed", {},
                                        str(exc) or type(exc).__name__, started, ctx.now())
         raise
-    state.finish_run(record, result.outcome, counts, result.stopped, at=ctx.now())
+    state.runs.finish(record, result.outcome, counts, result.stopped, at=ctx.now())
     if ctx.results is not None:
         ctx.results.store_finished(store.name, kind, result.outcome, counts, result.stopped,
                                    started, ctx.now())
@@ -231,11 +235,11 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
     """Read every live listing of the store's country and bring the snapshot in line with
     what Back Market shows (see ``syncer.publish.reconcile``), as one recorded run."""
     state = ctx.state
-    record = state.start_run(ctx.run_id, store.name, "reconcile", at=ctx.now())
+    record = state.runs.start(ctx.run_id, store.name, "reconcile", at=ctx.now())
     try:
         not_offered: dict[str, str] = {}
         offers = catalog_offers(ctx.settings, store, catalog, not_offered)
-        snapshot = state.snapshot(store.name)
+        snapshot = state.offers.snapshot(store.name)
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
             listings = ctx.display.track(client.iter_listings(),
@@ -243,14 +247,14 @@ def reconcile_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSourc
             result = reconcile(store.name, store.locale, listings, snapshot, offers,
                                not_offered)
             requests = client.stats.requests
-        state.record_observed(store.name, [Ack(sku, live, listing_id)
-                                           for sku, live, listing_id in result.observed])
-        state.forget(store.name, result.missing)
+        state.offers.record_observed(store.name, [Ack(sku, live, listing_id)
+                                                  for sku, live, listing_id in result.observed])
+        state.offers.forget(store.name, result.missing)
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         raise
     counts = {**result.summary(), "requests": requests}
-    state.finish_run(record, "ok", counts, at=ctx.now())
+    state.runs.finish(record, "ok", counts, at=ctx.now())
     log.info("run summary", store=store.name, kind="reconcile", outcome="ok", **counts)
     return result
 
@@ -260,7 +264,7 @@ def products_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSource
     """The products job of one store (see ``syncer.publish.products``), as one recorded run,
     its offers published with the store's budget, lease and progress."""
     state = ctx.state
-    record = state.start_run(ctx.run_id, store.name, "products", at=ctx.now())
+    record = state.runs.start(ctx.run_id, store.name, "products", at=ctx.now())
     try:
         with build_client(ctx.settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client:
@@ -269,8 +273,8 @@ def products_store(ctx: JobContext, store: StoreSettings, catalog: CatalogSource
                 lambda extra, on_task: publisher_for(ctx, store, client, extra_columns=extra,
                                                      on_task=on_task))
     except BaseException as exc:
-        state.finish_run(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
+        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
         raise
-    state.finish_run(record, "ok", counts, at=ctx.now())
+    state.runs.finish(record, "ok", counts, at=ctx.now())
     log.info("run summary", store=store.name, kind="products", outcome="ok", **counts)
     return counts

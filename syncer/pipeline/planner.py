@@ -35,7 +35,8 @@ from syncer.planning.reservations import (
 )
 from syncer.planning.validation import VALIDATION_VERSION, Validator
 from syncer.publish.products import held_eans
-from syncer.state.store import StateStore, StoreSnapshot
+from syncer.state.offers import StoreSnapshot
+from syncer.state.store import StateStore
 
 log = structlog.get_logger("syncer.pipeline.planner")
 
@@ -63,10 +64,10 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     # Every configured store, enabled or not, counts for "still listed elsewhere".
     all_stores = list(settings.stores)
     differs = {
-        s.name: StoreDiff(s.name, s.locale, state.revision(s.name),
-                          StoreSnapshot(state, s.name),
+        s.name: StoreDiff(s.name, s.locale, state.offers.revision(s.name),
+                          StoreSnapshot(state.offers, s.name),
                           {key: at.isoformat(timespec="seconds")
-                           for key, (_, _, at) in state.queued(s.name).items()},
+                           for key, (_, _, at) in state.queue.queued(s.name).items()},
                           quarantine_after=settings.limits.quarantine_after,
                           withdraw_unpriced=s.empty_price == "withdraw")
         for s in stores
@@ -158,7 +159,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
             note = reserved_note(store.name, {key: units[key] for key in planned})
         else:
             note = unshipped_note(store.name, raised_unshipped(
-                StoreSnapshot(state, store.name), planned, units))
+                StoreSnapshot(state.offers, store.name), planned, units))
         if note is not None:
             notes.append(note)
     log.info("planned", rows=rows, unchanged_rows=fast, stores=[s.name for s in stores],
@@ -174,7 +175,7 @@ def unshipped_by_store(stores: Sequence[StoreSettings], state: StateStore
     for store in stores:
         if store.account not in by_account:
             by_account[store.account] = unshipped_units(
-                state.order_line_units(store.account, RESERVING_LINE_STATES))
+                state.orders.order_line_units(store.account, RESERVING_LINE_STATES))
     return {store.name: by_account[store.account] for store in stores}
 
 

@@ -70,14 +70,14 @@ def job_states(ctx: JobContext, store: StoreSettings, now: datetime) -> list[Job
         if kind == "queue":
             from syncer.planning.queue import queue_due_at
 
-            last = ctx.state.last_success(store.name, ("queue",))
+            last = ctx.state.runs.last_success(store.name, ("queue",))
             states.append(JobState(store.name, kind, store.publish_offers, last, None if not
                                    store.publish_offers else queue_due_at(
                                        ctx.state, store, ctx.settings.limits.sku_lines_per_hour,
                                        now)))
             continue
         enabled, every = settings_of(store, kind)
-        last = ctx.state.last_success(store.name, COUNTS_FOR.get(kind, (kind,)))
+        last = ctx.state.runs.last_success(store.name, COUNTS_FOR.get(kind, (kind,)))
         next_at = None if not enabled else (now if last is None else last + every)
         states.append(JobState(store.name, kind, enabled, last, next_at))
     return states
@@ -108,8 +108,8 @@ def run_due(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | No
             continue
         outcome = StoreRun(store.name)
         try:
-            with ctx.state.lock(store.name, ctx.settings.limits.lock_lease_seconds,
-                                ctx.run_id) as lease:
+            with ctx.state.locks.lock(store.name, ctx.settings.limits.lock_lease_seconds,
+                                      ctx.run_id) as lease:
                 ctx.leases[store.name] = lease
                 # Another run may have done it while we waited: look again under the lock.
                 now = ctx.now()

@@ -36,6 +36,7 @@ from syncer.core.offers import (
     shown_rows,
     visible,
 )
+from syncer.core.snapshot import SnapshotEntry
 from syncer.planning.changes import (
     Change,
     ChangeLog,
@@ -43,7 +44,6 @@ from syncer.planning.changes import (
     StorePlan,
     changes_between,
 )
-from syncer.state.store import SnapshotEntry
 
 PRODUCT_ID: Final = FIELDS.index("product_id")
 

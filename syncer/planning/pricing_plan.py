@@ -50,9 +50,9 @@ class Suggestion(NamedTuple):
 
 
 if TYPE_CHECKING:
+    from syncer.core.snapshot import SnapshotEntry
     from syncer.planning.mapping import CompiledMapping
     from syncer.planning.sources import Getter
-    from syncer.state.store import SnapshotEntry
 
 PRICE: Final = FIELDS.index("price")
 NO_INPUTS: Final = RowPricing()
@@ -106,9 +106,9 @@ class StorePricer:
         getters = next((m.pricing for m in mapping.stores if m.store.name == store.name), {})
         since = now - max(DAY, timedelta(minutes=rules.cooldown_minutes))
         moves = {key: [Move(*move) for move in found]
-                 for key, found in state.price_moves(store.name, since).items()}
+                 for key, found in state.market.price_moves(store.name, since).items()}
         return cls(store.name, market_code(store.locale), rules, getters,
-                   state.competition(store.account), moves, now)
+                   state.market.competition(store.account), moves, now)
 
     # --- per row ---------------------------------------------------------------------------
     def reprices(self, values: Sequence[str]) -> bool:
@@ -253,7 +253,7 @@ class PlanPricing:
         if not any(p.moved for p in self.pricers.values()):
             return []
         keys = {p.store: self.settings.store(p.store).budget_key for p in plans}
-        used = {key: self.state.budget_used(key) for key in set(keys.values())}
+        used = {key: self.state.budget.used(key) for key in set(keys.values())}
         return waiting_note(plans, keys, self.settings.limits.sku_lines_per_hour, used)
 
 

@@ -175,7 +175,7 @@ def _accounts(settings: Settings, stores: Iterable[StoreSettings]
 
 
 def _review(state: StateStore, store: str) -> tuple[int, datetime | None]:
-    waiting = [r for r in state.proposals(store).values() if r.get("status") == "proposed"]
+    waiting = [r for r in state.products.proposals(store).values() if r.get("status") == "proposed"]
     if not waiting:
         return 0, None
     latest = max(_aware(r["updated_at"]) for r in waiting)
@@ -193,14 +193,14 @@ def status_queues(settings: Settings, stores: Sequence[StoreSettings], state: St
     """The queue each store's last runs left (what `syncer status` shows)."""
     per_hour = settings.limits.sku_lines_per_hour
     accounts = _accounts(settings, stores)
-    counts = {s.name: state.queue_counts(s.name) for s in settings.stores
+    counts = {s.name: state.queue.counts(s.name) for s in settings.stores
               if s.budget_key in accounts}
     queues = []
     for store in stores:
         mine = counts[store.name]
         sharing = accounts[store.budget_key]
         account_waiting = sum(n for name in sharing for n, _ in counts[name].values())
-        spent = state.budget_spent(store.budget_key, now)
+        spent = state.budget.spent(store.budget_key, now)
         proposals, review_by = _review(state, store.name)
         queues.append(StoreQueue(
             store.name, by_priority({p: n for p, (n, _) in mine.items()}), sharing,
@@ -223,7 +223,7 @@ def plan_queues(settings: Settings, plan: Plan, state: StateStore,
     left: dict[str, int] = {}
     spent_of: dict[str, list[tuple[datetime, int]]] = {}
     for key in accounts:
-        spent_of[key] = state.budget_spent(key, now)
+        spent_of[key] = state.budget.spent(key, now)
         left[key] = max(0, per_hour - sum(n for _, n in spent_of[key])) if per_hour else -1
     account_lines = {key: sum(len(planned[n].changes) for n in names if n in planned)
                      for key, names in accounts.items()}
@@ -274,11 +274,11 @@ def queue_due_at(state: StateStore, store: StoreSettings, lines_per_hour: int,
     """When the store's queue can next go out: now when the account's budget has a line
     left, else when its oldest spending of the hour frees, and not within ``QUEUE_PAUSE``
     of the last queue run; None when nothing is queued."""
-    if not any(n for n, _ in state.queue_counts(store.name).values()):
+    if not any(n for n, _ in state.queue.counts(store.name).values()):
         return None
-    wait = drain_time(1, lines_per_hour, state.budget_spent(store.budget_key, now), now)
+    wait = drain_time(1, lines_per_hour, state.budget.spent(store.budget_key, now), now)
     due = now + (wait or timedelta(0))
-    last = state.finished_runs(store.name, ("queue",), limit=1)
+    last = state.runs.finished(store.name, ("queue",), limit=1)
     if last:
         due = max(due, _aware(last[0]["started_at"]) + QUEUE_PAUSE)
     return due
@@ -297,6 +297,7 @@ def queued_only(plan: StorePlan, state: StateStore | None = None) -> StorePlan:
     share.changes.extend(c for c in plan.changes if c.queued_since is not None)
     if state is not None:
         sent = {c.key for c in share.changes}
-        state.unqueue(plan.store, [sku for key, (sku, _, _) in state.queued(plan.store).items()
-                                   if key not in sent])
+        queued = state.queue.queued(plan.store)
+        state.queue.remove(plan.store, [sku for key, (sku, _, _) in queued.items()
+                                        if key not in sent])
     return share

@@ -17,7 +17,7 @@ and trusting it would oversell. The price of the seller-safe choice: an export t
 counts an unshipped sale has it subtracted twice until the line ships, which under-sells
 those units for a while; it never oversells them.
 
-Pure: fed by ``StateStore.order_line_units`` (sku, quantity, line state of pulled lines).
+Pure: fed by ``StateStore.orders.order_line_units`` (sku, quantity, line state of pulled lines).
 """
 
 from __future__ import annotations

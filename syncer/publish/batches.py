@@ -14,12 +14,12 @@ from syncer.backmarket.taskresult import SentLine, TaskOutcome, TaskReport, task
 from syncer.core.crashpoints import crashpoint
 from syncer.core.offers import FIELD_INDEX as F
 from syncer.core.offers import parse_shipping, sku_key
+from syncer.core.snapshot import Ack, Failure
 from syncer.errors import OfferError, OutcomeUnknown, RetriableError
 from syncer.planning.changes import Change
 from syncer.publish.outcomes import Interrupted, Ledger, PublishResult
 from syncer.publish.price_moves import record_confirmed
 from syncer.publish.readback import ReadBack
-from syncer.state.store import Ack, Failure
 
 
 class BatchLane:
@@ -64,7 +64,7 @@ class BatchLane:
         self.ledger.keep_lease()
         columns, changes, rows = file
         offers = {c.key: [c.sku, c.source_hash, *c.target] for c in changes}
-        batch_id = self.state.add_pending_batch(self.store.name, offers)
+        batch_id = self.state.batches.add(self.store.name, offers)
         crashpoint("batch:before-post")
         self.ledger.sent_at, self.ledger.post_request_id = time.time(), None
         try:
@@ -80,19 +80,19 @@ class BatchLane:
                 self.ledger.tell(change.sku, change.action, "in_flight", message=exc.message)
             return
         except OfferError as exc:
-            self.state.remove_batch(batch_id)
+            self.state.batches.remove(batch_id)
             self.ledger.refund(len(changes))  # the whole batch was refused
             for change in changes:
                 self.ledger.fail(change, exc, result)
             return
         except RetriableError as exc:
-            self.state.remove_batch(batch_id)  # refused before processing: nothing landed
+            self.state.batches.remove(batch_id)  # refused before processing: nothing landed
             self.ledger.refund(len(changes))
             self.ledger.defer(list(changes), result,
                               f"Back Market refused the batch ({exc.message})")
             self.ledger.unavailable_once(None, exc, result)
             return
-        self.state.set_batch_task(batch_id, task_id)
+        self.state.batches.set_task(batch_id, task_id)
         crashpoint("batch:after-task-id")
         self.log.info("batch sent", task_id=task_id, offers=len(changes))
         self._settle(batch_id, task_id, offers, result, changes)
@@ -101,7 +101,7 @@ class BatchLane:
         """Resolve batches an earlier run left in flight. Returns SKU keys still in flight."""
         in_flight: set[str] = set()
         unknown: list[tuple[int, dict[str, list[Any]]]] = []
-        for batch_id, task_id, offers in self.state.pending_batches(self.store.name):
+        for batch_id, task_id, offers in self.state.batches.pending(self.store.name):
             if task_id is None:
                 unknown.append((batch_id, offers))
             elif not self._settle(batch_id, task_id, offers, result, None, wait=0.0):
@@ -139,10 +139,10 @@ class BatchLane:
             # The task as a whole failed: no offer was refused, none counts to quarantine.
             failures = [Failure(v[0], f"batch task {task_id} failed: {reason}",
                                 attempted=tuple(v[2:]), refused=False) for v in offers.values()]
-            self.state.record_failures(self.store.name, failures)
+            self.state.offers.record_failures(self.store.name, failures)
             result.counts["failed"] += len(failures)
             result.failures.extend(failures)
-            self.state.remove_batch(batch_id)
+            self.state.batches.remove(batch_id)
             self.ledger.tell_batch(task_id, by_key, [], failures)
             return True
         lines = self._sent_lines(offers)
@@ -181,8 +181,8 @@ class BatchLane:
                 message += "; the task reported errors for lines it did not name: " + \
                     "; ".join(untied)
             failures.append(Failure(sku, message, attempted=tuple(target), refused=False))
-        stale = self.state.record_acks(self.store.name, acks,
-                                       sent_at=self.state.batch_sent_at(batch_id))
+        stale = self.state.offers.record_acks(self.store.name, acks,
+                                              sent_at=self.state.batches.sent_at(batch_id))
         if stale:
             late = {sku_key(ack.sku) for ack in stale}
             acks = [ack for ack in acks if sku_key(ack.sku) not in late]
@@ -190,9 +190,9 @@ class BatchLane:
             self.ledger.progress(len(stale) - len(missing_late))
             failures += missing_late
         if failures:
-            self.state.record_failures(self.store.name, failures)
+            self.state.offers.record_failures(self.store.name, failures)
         self.check.retire(self.check.reused, offers, {sku_key(ack.sku) for ack in acks})
-        self.state.remove_batch(batch_id)
+        self.state.batches.remove(batch_id)
         record_confirmed(self.state, self.store.name,
                          [by_key[k] for k in (sku_key(a.sku) for a in acks) if k in by_key])
         for ack in acks:
@@ -213,7 +213,7 @@ class BatchLane:
     def _sent_lines(self, offers: Mapping[str, list[Any]]) -> list[SentLine]:
         """The batch's lines in the order they were sent, with the listing each one
         updates when the snapshot knows it: what ties the task's entries to them."""
-        known = self.state.snapshot_entries(self.store.name, list(offers))
+        known = self.state.offers.snapshot_entries(self.store.name, list(offers))
         return [SentLine(sku, row, target[F["ean"]],
                          entry.listing_id if (entry := known.get(key)) else None)
                 for row, (key, (sku, _, *target)) in enumerate(offers.items(), start=1)]

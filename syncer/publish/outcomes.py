@@ -17,11 +17,12 @@ from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.limits import SkuBudget
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import sku_key
+from syncer.core.snapshot import Ack, Failure
 from syncer.errors import ApiError, FatalApiError, StateError
 from syncer.planning.changes import Change
 from syncer.publish.price_moves import record_confirmed
 from syncer.reports.run_results import OfferResult
-from syncer.state.store import Ack, Failure, StateStore
+from syncer.state.store import StateStore
 
 # Consecutive requests that still fail after their retries before the run gives up.
 MAX_CONSECUTIVE_UNAVAILABLE: Final = 5
@@ -108,7 +109,7 @@ class Ledger:
         if reason is None:
             limit = self.budget.lines_per_hour if self.budget else 0
             reason = f"the hourly budget of {limit} SKU lines is used up"
-        self.state.enqueue(self.store.name, [(c.sku, reason, c.priority) for c in changes])
+        self.state.queue.enqueue(self.store.name, [(c.sku, reason, c.priority) for c in changes])
         for change in changes:
             self.tell(change.sku, change.action, "queued", message=reason)
         result.counts["queued"] += len(changes)
@@ -117,8 +118,8 @@ class Ledger:
 
     def ack(self, change: Change, listing_id: str | None, result: PublishResult, *,
             request_id: str | None = None, sent_at: float | None = None) -> None:
-        self.state.record_acks(self.store.name,
-                               [Ack(change.sku, change.target, listing_id, change.source_hash)])
+        self.state.offers.record_acks(
+            self.store.name, [Ack(change.sku, change.target, listing_id, change.source_hash)])
         record_confirmed(self.state, self.store.name, [change])
         result.count_ack(change)
         self.tell(change.sku, change.action, "confirmed", listing_id, request_id=request_id,
@@ -169,7 +170,7 @@ class Ledger:
         not be reached for it, which never counts toward its quarantine."""
         failure = Failure(change.sku, exc.message, code=exc.code or str(exc.status or ""),
                           request_id=exc.request_id, attempted=change.target, refused=refused)
-        self.state.record_failures(self.store.name, [failure])
+        self.state.offers.record_failures(self.store.name, [failure])
         result.counts["failed"] += 1
         self.tell(change.sku, change.action, "refused" if refused else "unreachable",
                   request_id=failure.request_id, code=failure.code, message=failure.message,

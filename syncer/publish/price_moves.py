@@ -43,4 +43,4 @@ def record_confirmed(state: Any, store: str, changes: Sequence[Any],
     """Records the price moves among these confirmed changes."""
     moves = moves_of(changes)
     if moves:
-        state.record_price_moves(store, moves, at or datetime.now(UTC))
+        state.market.record_price_moves(store, moves, at or datetime.now(UTC))

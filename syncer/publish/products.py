@@ -243,9 +243,9 @@ def plan_products(settings: Settings, stores: Sequence[StoreSettings], catalog: 
     """What would be proposed per store, and why. Reads the catalog and the state only."""
     profile = load_profile(settings.mapping_path())
     plans = {s.name: StoreProducts(s.name, s.locale) for s in stores}
-    snapshots = {s.name: state.snapshot(s.name) for s in stores}
-    proposals = {s.name: state.proposals(s.name) for s in stores}
-    trees = {s.name: state.category_tree(s.account) for s in stores}
+    snapshots = {s.name: state.offers.snapshot(s.name) for s in stores}
+    proposals = {s.name: state.products.proposals(s.name) for s in stores}
+    trees = {s.name: state.products.category_tree(s.account) for s in stores}
     leaves = {name: None if tree is None else leaf_categories(tree)
               for name, tree in trees.items()}
     rejections: list[Rejection] = []
@@ -316,7 +316,8 @@ def _plan_offer(plan: StoreProducts, offer: Offer, values: Sequence[str],
 def held_eans(state: StateStore, store: str) -> dict[str, str]:
     """EANs whose offers must wait: their product proposal was rejected. EAN -> reason."""
     return {ean: f"its product was rejected: {record['reason']}"
-            for ean, record in state.proposals(store).items() if record["status"] == "rejected"}
+            for ean, record in state.products.proposals(store).items()
+            if record["status"] == "rejected"}
 
 
 # The pipeline's publisher for the store (its budget, lease, progress and stop signal), given
@@ -332,14 +333,14 @@ def publish_products(settings: Settings, state: StateStore, store: StoreSettings
     proposals, then propose what the plan says, with the offers. The caller records the run
     (syncer.pipeline.jobs.products_store)."""
     counts = {"proposed": 0, "updated": 0, "rejected": 0, "validated": 0, "waiting": 0}
-    state.save_category_tree(store.account, client.category_tree())
+    state.products.save_category_tree(store.account, client.category_tree())
     counts["validated"] = _review_pending(state, store, client)
     plan = plan_products(settings, [store], catalog, state).stores[0]
     counts["waiting"] = sum(1 for n in plan.notices if n.kind == "waiting")
     if plan.changes:
         extra = {c.offer.sku_key: c.content.fields for c in plan.changes}
         by_key = {c.offer.sku_key: c for c in plan.changes}
-        snapshot = state.snapshot(store.name)
+        snapshot = state.offers.snapshot(store.name)
         changes = []
         for c in plan.changes:
             entry = snapshot.get(c.offer.sku_key)
@@ -360,7 +361,7 @@ def _review_pending(state: StateStore, store: StoreSettings, client: BackMarketC
     """Proposals waiting for review: a listing that left "pending validation" means the
     product was validated."""
     validated = []
-    for ean, record in state.proposals(store.name).items():
+    for ean, record in state.products.proposals(store.name).items():
         if record["status"] != "proposed":
             continue
         listing = client.find_listing(record["sku"])
@@ -370,7 +371,7 @@ def _review_pending(state: StateStore, store: StoreSettings, client: BackMarketC
     for item in validated:
         item.pop("store", None)
         item.pop("updated_at", None)
-    state.record_proposals(store.name, validated)
+    state.products.record_proposals(store.name, validated)
     return len(validated)
 
 
@@ -397,7 +398,7 @@ def _record_outcomes(state: StateStore, store: StoreSettings,
             records.append({**base, "status": "live" if _validated(outcome) else "proposed",
                             "product_id": outcome.product_id})
             counts["updated" if change.action == "update" else "proposed"] += 1
-    state.record_proposals(store.name, records)
+    state.products.record_proposals(store.name, records)
 
 
 def _validated(outcome: TaskOutcome) -> bool:

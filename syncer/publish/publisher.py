@@ -26,6 +26,7 @@ from syncer.backmarket.limits import SkuBudget
 from syncer.backmarket.taskresult import TaskReport
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import BATCH_ONLY_FIELDS, FIELDS, Published
+from syncer.core.snapshot import SnapshotEntry
 from syncer.errors import ApiError, FatalApiError
 from syncer.planning.changes import Change, StorePlan
 from syncer.planning.diff import LOOKUP_BATCH
@@ -33,7 +34,7 @@ from syncer.publish.batches import BatchLane
 from syncer.publish.outcomes import Interrupted, Ledger, PublishResult, Unavailable
 from syncer.publish.realtime import RealTimeLane
 from syncer.reports.run_results import OfferResult
-from syncer.state.store import SnapshotEntry, StateStore
+from syncer.state.store import StateStore
 
 log = structlog.get_logger("syncer.publish.publisher")
 
@@ -82,8 +83,8 @@ class Publisher:
             deferring = False  # out of budget: the rest waits for the next run
             changes = iter(plan.changes)
             while chunk := list(islice(changes, LOOKUP_BATCH)):
-                snapshot = self.state.snapshot_entries(self.store.name,
-                                                       [c.key for c in chunk])
+                snapshot = self.state.offers.snapshot_entries(self.store.name,
+                                                              [c.key for c in chunk])
                 for change in chunk:
                     if deferring:
                         deferred.append(change)

@@ -14,10 +14,10 @@ from syncer.backmarket.taskresult import TaskOutcome, TaskReport
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import FIELD_INDEX as F
 from syncer.core.offers import Published, sku_key
+from syncer.core.snapshot import Ack, Failure
 from syncer.errors import OfferError
 from syncer.publish.outcomes import Ledger, PublishResult
 from syncer.publish.reconcile import observed
-from syncer.state.store import Ack, Failure
 
 
 class ReadBack:
@@ -108,9 +108,9 @@ class ReadBack:
             if key in offers or sku_key(sku) not in confirmed:
                 continue  # the old SKU is answered in this batch, or the new one not taken
             for store in (self.store.name, *self.siblings):
-                entry = self.state.snapshot_entries(store, [key]).get(key)
+                entry = self.state.offers.snapshot_entries(store, [key]).get(key)
                 if entry is not None and entry.listing_id in ids:
-                    self.state.forget(store, [shown])
+                    self.state.offers.forget(store, [shown])
                     self.log.info("old SKU of a reused listing forgotten", store=store,
                                   sku=shown, listing_id=entry.listing_id)
 
@@ -165,7 +165,7 @@ class ReadBack:
                 seen.append(Ack(ack.sku, observed(listing, self.store.locale, ack.published,
                                                   confirmed=True),
                                 str(listing["id"]), None))
-        self.state.record_observed(self.store.name, seen)
+        self.state.offers.record_observed(self.store.name, seen)
         self.log.info("late batch confirmations read back from the listings", task_id=task_id,
                       offers=len(stale), not_found=len(missing))
         return missing
@@ -184,8 +184,8 @@ class ReadBack:
                 published = tuple(target)
                 if listing is not None and listing_matches(listing, published, self.store):
                     acks.append(Ack(sku, published, str(listing["id"]), source_hash))
-            self.state.record_acks(self.store.name, acks)
-            self.state.remove_batch(batch_id)
+            self.state.offers.record_acks(self.store.name, acks)
+            self.state.batches.remove(batch_id)
             for ack in acks:
                 self.ledger.tell(ack.sku, None, "confirmed", ack.listing_id,
                                  message="an earlier run's batch, found on the listings")

@@ -11,10 +11,10 @@ from typing import Any
 from syncer.core.crashpoints import crashpoint
 from syncer.core.offers import FIELD_INDEX as F
 from syncer.core.offers import Published, ShippingOption, parse_shipping
+from syncer.core.snapshot import SnapshotEntry
 from syncer.errors import OfferError, RetriableError
 from syncer.planning.changes import Change
 from syncer.publish.outcomes import Ledger, PublishResult
-from syncer.state.store import SnapshotEntry
 
 
 class RealTimeLane:

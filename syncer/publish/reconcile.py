@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from syncer.core.offers import FIELD_INDEX as F
 from syncer.core.offers import Offer, Published, money, sku_key
-from syncer.state.store import SnapshotEntry
+from syncer.core.snapshot import SnapshotEntry
 
 # Fields a listing shows for one country; the others (ean, deee) are not visible, and the
 # product id only matters when the offer was linked by it.

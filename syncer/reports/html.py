@@ -140,7 +140,7 @@ def budgets_for(settings: Settings, names: Iterable[str],
             found[name] = Budget(account=f"store {name}")
             continue
         if account not in used:
-            used[account] = state.budget_used(account) if state is not None else 0
+            used[account] = state.budget.used(account) if state is not None else 0
         found[name] = Budget(account=account, lines_per_hour=per_hour, used=used[account])
     return found
 
@@ -342,18 +342,18 @@ def load_run(settings: Settings) -> RunReport:
     from syncer.state.store import StateStore
 
     with StateStore.open_readonly(settings.state_database_url()) as state:
-        last = state.runs(limit=1)
+        last = state.runs.latest(limit=1)
         if not last:
             raise StateError("the state has no run yet: nothing to report "
                              "(`syncer report --plan FILE` reports a saved plan)")
         run_id = last[0]["run_id"]
-        runs = [r for r in state.runs(limit=1000) if r["run_id"] == run_id]
+        runs = [r for r in state.runs.latest(limit=1000) if r["run_id"] == run_id]
         runs.reverse()
         stores = list(dict.fromkeys(r["store"] for r in runs))
         started = min(_aware(r["started_at"]) for r in runs)
-        failures = [f for f in state.failures() if f["store"] in stores
+        failures = [f for f in state.status.failures() if f["store"] in stores
                     and f["updated_at"] is not None and _aware(f["updated_at"]) >= started]
-        queues = {s: sorted(state.queued(s).values(), key=lambda q: q[2]) for s in stores}
+        queues = {s: sorted(state.queue.queued(s).values(), key=lambda q: q[2]) for s in stores}
         budgets = budgets_for(settings, stores, state)
     return RunReport(run_id, runs, failures, queues, budgets)
 
