@@ -45,7 +45,7 @@ def market(obj: Context, store: str | None, refresh: bool, fmt: str, catalog: Pa
     Exit code 0, or 1 on error (with --refresh: also when some answers could not be read).
     """
     from syncer.market.shop import refresh_shop, shop_views
-    from syncer.market.view import market_store, report_for
+    from syncer.pipeline.market import market_store, report_for
     from syncer.state.schema import utcnow
     from syncer.state.store import StateStore
 

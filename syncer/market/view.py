@@ -13,7 +13,8 @@ before those winning and unchanged; then the oldest read first. A listing read l
 the cadence ago and unchanged since is not read again. A pass stops at its time or read
 limit; what it left is first in line next time (it is the oldest read), so passes resume.
 
-Floor, ceiling and the suggestion come from a ``PriceAdvisor`` (see ``advisor_for``).
+Floor, ceiling and the suggestion come from a ``PriceAdvisor`` (see ``advisor_for``). The pass
+as a recorded run, and the report of the configured stores, are ``syncer.pipeline.market``'s.
 """
 
 from __future__ import annotations
@@ -446,59 +447,3 @@ def _duration(delta: timedelta) -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-# --- as a job of `syncer run` and `syncer market --refresh` ----------------------------------
-
-def market_store(ctx: Any, store: Any, *, every: timedelta | None = None) -> PassResult:
-    """One market pass for a store (``ctx``: a ``syncer.pipeline.jobs.JobContext``), recorded in the
-    run log as a "market" run. ``every``: re-read listings read longer ago than this
-    (default: the store's ``market_every_minutes``; zero reads every listing)."""
-    from syncer.pipeline.jobs import build_client
-
-    settings, state = ctx.settings, ctx.state
-    every = timedelta(minutes=store.market_every_minutes) if every is None else every
-    record = state.runs.start(ctx.run_id, store.name, "market", at=ctx.now())
-    try:
-        with build_client(settings, store, ctx.limiter_for(store),
-                          ctx.leases.get(store.name)) as client:
-            result = market_pass(client, state.market, account=store.account, store=store.name,
-                                 locale=store.locale, every=every,
-                                 seconds=settings.market.pass_seconds,
-                                 max_reads=settings.market.max_reads, now=ctx.now,
-                                 stop=ctx.stop)
-            requests = client.stats.requests
-    except BaseException as exc:
-        state.runs.finish(record, "failed", {}, str(exc) or type(exc).__name__, at=ctx.now())
-        raise
-    counts = {**result.counts(), "requests": requests}
-    outcome = "partial" if result.failed else "ok"
-    state.runs.finish(record, outcome, counts, result.errors[0] if result.errors else None,
-                      at=ctx.now())
-    log.info("run summary", store=store.name, kind="market", outcome=outcome, **counts)
-    return result
-
-
-def report_for(settings: Any, stores: Sequence[Any], state: Any, *,
-               catalog: Any = None, now: datetime | None = None) -> MarketReport:
-    """The market report of these stores from what the state holds (``catalog``: a
-    ``--catalog`` path; the configured catalog otherwise, if any)."""
-    from syncer.pipeline.planner import catalog_offers, catalog_source
-
-    now = now or datetime.now(UTC)
-    offers: dict[str, Mapping[str, Offer]] | None = None
-    inputs: dict[str, dict[str, Any]] = {}  # store -> SKU key -> the row's pricing cells
-    if catalog is not None or settings.catalog.path is not None \
-            or settings.catalog.url is not None:
-        source = catalog_source(settings, catalog)
-        offers = {s.name: catalog_offers(settings, s, source, pricing=inputs.setdefault(
-            s.name, {})) for s in stores}
-    competition = {s.account: state.market.competition(s.account) for s in stores}
-    report = market_report(
-        [(s.name, s.locale, s.account) for s in stores],
-        {s.name: state.market.market_listings(s.name) for s in stores}, competition, offers,
-        {s.name: advisor_for(settings, s, inputs=inputs.get(s.name), state=state, now=now)
-         for s in stores}, now)
-    if offers is None:
-        report.notes.append("no catalog configured: no floor, ceiling or suggested price")
-    return report

@@ -166,7 +166,7 @@ def _run_store(ctx: JobContext, store: StoreSettings, due: list[str], catalog: P
                 store_plan = queued_only(store_plan, ctx.state)
             outcome.publications.append((kind, publish_store(ctx, store_plan, kind=kind)))
         elif kind == "market":
-            from syncer.market.view import market_store
+            from syncer.pipeline.market import market_store
 
             outcome.market = market_store(ctx, store).counts()
         outcome.ran.append(kind)
