@@ -31,9 +31,7 @@ from syncer.planning.pricing import (
     BACKPRICER_BAND,
     Decision,
     Move,
-    PricingRules,
     RowPricing,
-    Strategy,
     budget_order,
     budget_rank,
     check_price_moves,
@@ -42,6 +40,7 @@ from syncer.planning.pricing import (
     read_row,
     suggest,
 )
+from syncer.planning.pricing_rules import PricingRules, Strategy
 from tests.conftest import HEADER, catalog_row
 
 D = Decimal

@@ -28,8 +28,9 @@ from syncer.core.snapshot import SnapshotEntry
 from syncer.emulator.server import EmulatorServer
 from syncer.planning.diff import Change, ChangeLog, SnapshotMap, StoreDiff
 from syncer.planning.mapping import compile_mapping, load_profile
-from syncer.planning.pricing import PricingRules, RowPricing, bounds
+from syncer.planning.pricing import RowPricing, bounds
 from syncer.planning.pricing_plan import StorePricer
+from syncer.planning.pricing_rules import PricingRules
 from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
 from tests.helpers import Shop, checked_emulator

@@ -22,7 +22,7 @@ from syncer.config.settings import BUNDLED_MAPPINGS
 from syncer.config.stores import StoreSettings
 from syncer.core.vocabulary import GRADE_STATE, GRADES, SHIPPERS
 from syncer.errors import ConfigError
-from syncer.planning.pricing import PricingProfile, load_pricing
+from syncer.planning.pricing_rules import PricingProfile, load_pricing
 from syncer.planning.sources import Getter, Source, parse_sources
 
 GLOBAL_FIELDS: Final = (
@@ -120,7 +120,7 @@ class _ProfileFile(_Table):
     offer: _OfferTable
     stores: dict[str, dict[str, Any]] = {}
     product: _ProductTable = _ProductTable()
-    pricing: dict[str, Any] = {}  # checked by syncer.planning.pricing.load_pricing
+    pricing: dict[str, Any] = {}  # checked by syncer.planning.pricing_rules.load_pricing
 
 
 class _GradesFile(_Table):

@@ -12,7 +12,8 @@ call, one offer of one store at a time::
 - ``offer``: the valid offer as validation made it (its ``price`` is the catalog's).
 - ``competition``: the last BackBox read of its listing in the store's market, or None.
 - ``rules``: the store's ``PricingRules`` (``PricingProfile.rules(store)``, from the mapping
-  profile's ``[pricing]`` table and its ``[pricing.stores.<name>]`` overrides).
+  profile's ``[pricing]`` table and its ``[pricing.stores.<name>]`` overrides: see
+  ``syncer.planning.pricing_rules``).
 - ``history``: the offer's price moves, ``Move(at, old, new)``; those of the last 24 h count.
 - ``current``: the price last confirmed in this store (the snapshot's); None for a new offer.
 - ``inputs``: the row's pricing cells (``read_row``: cost, shipping, floor, ceiling,
@@ -42,157 +43,30 @@ and ``budget_rank`` orders price moves for the hourly SKU budget.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple, TypeVar
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from syncer.core.competition import Competition
 from syncer.core.offers import BACKPRICER_BAND, CENT, Offer, Rejection
-from syncer.errors import ConfigError, SafetyStop
+from syncer.errors import SafetyStop
 from syncer.planning.cells import BadValue, parse_amount
+from syncer.planning.pricing_rules import (
+    PRICING_COLUMNS,
+    STRATEGIES,
+    ZERO,
+    PricingRules,
+    Strategy,
+    share_text,
+)
 
 if TYPE_CHECKING:
-    from syncer.planning.sources import Getter, Source
+    from syncer.planning.sources import Getter
 
-Strategy = Literal["catalog", "win", "match"]
-MinPriceMode = Literal["catalog", "band", "backpricer"]
-STRATEGIES: Final = ("catalog", "win", "match")
-# The profile's [pricing.columns]: catalog cells, per store (column templates as elsewhere).
-PRICING_COLUMNS: Final = ("cost", "shipping", "floor", "ceiling", "strategy")
 # Amounts beyond what a catalog cell may hold (9 digits) are not market data we act on.
 MAX_AMOUNT: Final = Decimal("999999999.99")
 DAY: Final = timedelta(hours=24)
-ZERO: Final = Decimal(0)
-
-
-# --- configuration ------------------------------------------------------------------------------
-
-def _decimal(value: Any) -> Any:
-    """A share or an amount from TOML: a number, "0.10", or "10%". TOML numbers are floats:
-    they are read through their shortest text (0.1 -> Decimal("0.1")), never as binary."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number such as 0.10 or \"10%\", got {value!r}")
-    if isinstance(value, int | float):
-        value = repr(value)
-    if isinstance(value, str):
-        text = value.strip()
-        percent = text.endswith("%")
-        try:
-            number = Decimal(text.removesuffix("%").strip())
-        except InvalidOperation:
-            raise ValueError(f"expected a number such as 0.10 or \"10%\", got {value!r}") \
-                from None
-        if not number.is_finite():
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return number / 100 if percent else number
-    return value
-
-
-Amount = Annotated[Decimal, BeforeValidator(_decimal)]
-
-
-class PricingRules(BaseModel):
-    """One store's pricing rules (a ``[pricing]`` table, with a store's overrides merged)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    # The kill switch: false, and every offer goes out at its catalog price.
-    enabled: bool = True
-    strategy: Strategy = "catalog"
-    # Back Market's commission, a share of the selling price.
-    commission: Amount = Field(Decimal("0.10"), ge=0, lt=1)
-    margin_amount: Amount = Field(ZERO, ge=0)
-    margin_share: Amount = Field(ZERO, ge=0, lt=1)
-    ceiling_share: Amount = Field(ZERO, ge=0)
-    # "win" sets the price to win minus this step.
-    step: Amount = Field(CENT, ge=0)
-    max_change_per_run: Amount = Field(Decimal("0.05"), ge=0, le=1)
-    max_change_per_day: Amount = Field(Decimal("0.15"), ge=0)
-    cooldown_minutes: float = Field(60, ge=0)
-    max_age_minutes: float = Field(60, gt=0)
-    # "catalog": the catalog's min_price goes out as mapped (its band bounds our prices);
-    # "band": min_price follows the price, the lowest the band allows, never under the floor;
-    # "backpricer": we move no price, we send a min_price and leave BackBox moves to Back
-    # Market's BackPricer.
-    min_price: MinPriceMode = "catalog"
-    # The mass-change guard: a plan stops when more than this share of the live offers (and
-    # more than the allowance) would change price by more than mass_change_move.
-    mass_change_share: Amount = Field(Decimal("0.20"), ge=0, le=1)
-    mass_change_move: Amount = Field(Decimal("0.10"), ge=0)
-    mass_change_allowance: int = Field(1, ge=0)
-
-    @model_validator(mode="after")
-    def _room_for_a_price(self) -> PricingRules:
-        if self.commission + self.margin_share >= 1:
-            raise ValueError(f"commission {_pct(self.commission)} + margin_share "
-                             f"{_pct(self.margin_share)} must stay under 100% of the price")
-        return self
-
-
-@dataclass(frozen=True)
-class PricingProfile:
-    """A mapping profile's ``[pricing]``: the rules per store and the row columns."""
-
-    base: PricingRules = field(default_factory=PricingRules)
-    stores: Mapping[str, PricingRules] = field(default_factory=dict)
-    columns: Mapping[str, Source] = field(default_factory=dict)
-
-    def rules(self, store: str) -> PricingRules:
-        return self.stores.get(store, self.base)
-
-
-_MESSAGES: Final = {
-    "bool_type": "expected true or false", "string_type": "expected a string",
-    "int_type": "expected a whole number", "float_type": "expected a number",
-    "dict_type": "expected a table", "extra_forbidden": "unknown key",
-    "decimal_type": "expected a number such as 0.10 or \"10%\"",
-}
-
-
-def load_pricing(table: Any, path: Path) -> PricingProfile:
-    """The ``[pricing]`` table of a profile, checked: a wrong key or type names the file, the
-    key and what was expected, as the rest of the profile does."""
-    from syncer.planning.sources import parse_sources as _sources
-
-    if table is None:
-        return PricingProfile()
-    if not isinstance(table, dict):
-        raise ConfigError(f"mapping file {path}: pricing: expected a table")
-    table = dict(table)
-    columns = _sources(table.pop("columns", {}), PRICING_COLUMNS, f"{path} [pricing.columns]")
-    overrides = table.pop("stores", {})
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"mapping file {path}: pricing.stores: expected a table")
-    base = _rules(table, path, "pricing")
-    stores = {}
-    for name, override in overrides.items():
-        if not isinstance(override, dict):
-            raise ConfigError(f"mapping file {path}: pricing.stores.{name}: expected a table")
-        stores[str(name)] = _rules({**table, **override}, path, f"pricing.stores.{name}")
-    return PricingProfile(base, stores, columns)
-
-
-def _rules(data: dict[str, Any], path: Path, at: str) -> PricingRules:
-    try:
-        return PricingRules.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join([at, *(str(p) for p in error["loc"])])
-            kind = error["type"]
-            if kind == "literal_error":
-                expected = "expected " + error["msg"].removeprefix("Input should be ")
-            else:
-                expected = _MESSAGES.get(kind, error["msg"].removeprefix("Value error, "))
-            if kind not in ("extra_forbidden", "value_error"):
-                expected += f", got {error['input']!r}"[:80]
-            problems.append(f"{where}: {expected}")
-        raise ConfigError(f"mapping file {path}: " + "; ".join(dict.fromkeys(problems))) \
-            from None
 
 
 # --- a row's pricing cells ------------------------------------------------------------------
@@ -296,9 +170,9 @@ def bounds(offer: Offer, inputs: RowPricing, rules: PricingRules) -> Bounds:
             terms.append(f"shipping {_amount(inputs.shipping)}")
         if rules.margin_amount:
             terms.append(f"margin {_amount(rules.margin_amount)}")
-        parts = [f"commission {_pct(rules.commission)}"] if rules.commission else []
+        parts = [f"commission {share_text(rules.commission)}"] if rules.commission else []
         if rules.margin_share:
-            parts.append(f"margin {_pct(rules.margin_share)}")
+            parts.append(f"margin {share_text(rules.margin_share)}")
         if parts:
             numerator = " + ".join(terms)
             if len(terms) > 1:
@@ -311,7 +185,7 @@ def bounds(offer: Offer, inputs: RowPricing, rules: PricingRules) -> Bounds:
         floor_trace = f"floor {_amount(floor)} from the catalog"
     ceiling = _down(offer.price * (1 + rules.ceiling_share))
     ceiling_trace = f"ceiling {_amount(ceiling)} = catalog price" + (
-        f" + {_pct(rules.ceiling_share)}" if rules.ceiling_share else "")
+        f" + {share_text(rules.ceiling_share)}" if rules.ceiling_share else "")
     if inputs.ceiling is not None and inputs.ceiling < ceiling:
         ceiling = _down(inputs.ceiling)
         ceiling_trace = f"ceiling {_amount(ceiling)} from the catalog"
@@ -414,21 +288,21 @@ def suggest(offer: Offer, competition: Competition | None, rules: PricingRules,
     step = held * rules.max_change_per_run
     target = _within(target, held, step)
     if target != wanted:
-        notes.append(f"limited to {_pct(rules.max_change_per_run)} a run (wanted "
+        notes.append(f"limited to {share_text(rules.max_change_per_run)} a run (wanted "
                      f"{_amount(wanted)})")
     reference = min(recent, key=lambda m: m.at).old if recent else held
     budget = reference * rules.max_change_per_day
     left = budget - sum((abs(m.new - m.old) for m in recent), ZERO)
     if left < CENT:
-        return hold(f"day budget spent ({_pct(rules.max_change_per_day)} of "
+        return hold(f"day budget spent ({share_text(rules.max_change_per_day)} of "
                     f"{_amount(reference)} moved in the last 24 h)")
     limited = _within(target, held, left)
     if limited != target:
         notes.append(f"limited by the day budget ({_amount(_down(left))} left of "
-                     f"{_pct(rules.max_change_per_day)} of {_amount(reference)})")
+                     f"{share_text(rules.max_change_per_day)} of {_amount(reference)})")
         target = limited
     if target == held:
-        return hold(f"{_pct(rules.max_change_per_run)} of {_amount(held)} is under a cent")
+        return hold(f"{share_text(rules.max_change_per_run)} of {_amount(held)} is under a cent")
     if target < floor or (ceiling is not None and target > ceiling):
         # The price is far outside its bounds (a new cost, a lower catalog price): the
         # guards let it go only part of the way, which would still be outside.
@@ -507,8 +381,8 @@ def price_stop(store: str, decisions: Iterable[Decision], live: int, rules: Pric
     plural = "s" if allowance != 1 else ""
     every = "; that is every live offer" if whole_store else ""
     return (f"store {store}: the plan would change the price of {big} of {live} live offers "
-            f"by more than {_pct(rules.mass_change_move)} ({share:.0%}, limit "
-            f"{_pct(rules.mass_change_share)} beyond {allowance} offer{plural}{every}); "
+            f"by more than {share_text(rules.mass_change_move)} ({share:.0%}, limit "
+            f"{share_text(rules.mass_change_share)} beyond {allowance} offer{plural}{every}); "
             "nothing was sent. Check the catalog's prices (a price column in cents, a wrong "
             "file?) and the [pricing] rules (a cost column, a strategy, max_change_per_run) "
             "or rerun with --force")
@@ -569,11 +443,6 @@ def _amount(value: Decimal) -> str:
     return f"{value.quantize(CENT):f}"
 
 
-def _pct(share: Decimal) -> str:
-    text = f"{(share * 100).normalize():f}"
-    return f"{text}%"
-
-
 def _duration(span: timedelta) -> str:
     seconds = int(span.total_seconds())
     if seconds < 60:
@@ -585,7 +454,6 @@ def _duration(span: timedelta) -> str:
 
 
 __all__ = [
-    "BACKPRICER_BAND", "PRICING_COLUMNS", "STRATEGIES", "Bounds", "Decision", "Move",
-    "PricingProfile", "PricingRules", "RowPricing", "bounds", "budget_order", "budget_rank",
-    "check_price_moves", "load_pricing", "price_stop", "priced", "read_row", "suggest",
+    "BACKPRICER_BAND", "Bounds", "Decision", "Move", "RowPricing", "bounds", "budget_order",
+    "budget_rank", "check_price_moves", "price_stop", "priced", "read_row", "suggest",
 ]

@@ -30,14 +30,13 @@ from syncer.planning.pricing import (
     DAY,
     Decision,
     Move,
-    PricingProfile,
-    PricingRules,
     RowPricing,
     price_stop,
     priced,
     read_row,
     suggest,
 )
+from syncer.planning.pricing_rules import PricingProfile, PricingRules
 
 
 class Suggestion(NamedTuple):
