@@ -37,8 +37,11 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -244,20 +247,57 @@ class SimClock:
         return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.seconds)
 
 
-def publishing(table: Table, folder: Path, backlog: int) -> None:
-    print("4. publishing with Back Market's limits, simulated clock", flush=True)
-    import logging
-
-    import structlog
+@contextmanager
+def simulated_store(folder: Path, name: str, catalog: Path, token: str, clock: SimClock
+                    ) -> Iterator[tuple[Any, Any, Callable[[], Any]]]:
+    """The emulator on the simulated clock, a one-store (fr) configuration of ``catalog``
+    against it, and a maker of paced clients: (server, settings, client_for)."""
     from pydantic import SecretStr
 
     from syncer.backmarket.client import BackMarketClient
-    from syncer.backmarket.limits import SkuBudget
     from syncer.backmarket.transport import Transport
     from syncer.config.settings import load_settings
     from syncer.emulator.config import EmulatorConfig
     from syncer.emulator.server import EmulatorServer
     from syncer.pipeline.jobs import build_limits
+
+    env = f"BENCH_{name.upper()}_TOKEN"
+    config = folder / f"{name}.toml"
+    emulator_config = EmulatorConfig(tokens=(token,), task_delay=0.0, sku_lines_per_hour=0,
+                                     clock=clock.monotonic)
+    with EmulatorServer(emulator_config) as server:
+        config.write_text(textwrap.dedent(f"""
+            state_url = "sqlite:///{folder / f'{name}.db'}"
+            [catalog]
+            path = "{catalog}"
+            [api]
+            contact_email = "bench@example.com"
+            [[stores]]
+            name = "fr"
+            locale = "fr-fr"
+            environment = "{server.base_url}"
+            token_env = "{env}"
+            """), encoding="utf-8")
+        os.environ[env] = token
+        settings = load_settings(config)
+        fr = settings.store("fr")
+        limiter = build_limits(settings, clock.monotonic, clock.sleep)
+
+        def client_for() -> Any:
+            return BackMarketClient(Transport(fr.base_url(), SecretStr(token), fr.locale,
+                                              settings.api.user_agent(), store="fr",
+                                              limiter=limiter, sleep=clock.sleep))
+
+        yield server, settings, client_for
+
+
+def publishing(table: Table, folder: Path, backlog: int) -> None:
+    print("4. publishing with Back Market's limits, simulated clock", flush=True)
+    import logging
+
+    import structlog
+
+    from syncer.backmarket.limits import SkuBudget
     from syncer.pipeline.planner import catalog_source, make_plan
     from syncer.publish.publisher import Publisher
     from syncer.state.store import StateStore
@@ -273,34 +313,14 @@ def publishing(table: Table, folder: Path, backlog: int) -> None:
             + "".join(f"P-{i:05d};4006381333931;GOOD;5;0;;{price};12;\n"
                       for i in range(backlog)))
 
-    config = folder / "publish.toml"
-    emulator_config = EmulatorConfig(tokens=(token,), task_delay=0.0, sku_lines_per_hour=0,
-                                     clock=clock.monotonic)
-    with EmulatorServer(emulator_config) as server:
-        config.write_text(textwrap.dedent(f"""
-            state_url = "sqlite:///{folder / 'publish.db'}"
-            [catalog]
-            path = "{catalog}"
-            [api]
-            contact_email = "bench@example.com"
-            [[stores]]
-            name = "fr"
-            locale = "fr-fr"
-            environment = "{server.base_url}"
-            token_env = "BENCH_TOKEN"
-            """), encoding="utf-8")
-        os.environ["BENCH_TOKEN"] = token
-        settings = load_settings(config)
+    with simulated_store(folder, "publish", catalog, token, clock) as (server, settings,
+                                                                          client_for):
         fr = settings.store("fr")
-        limiter = build_limits(settings, clock.monotonic, clock.sleep)
 
         def apply(lines_per_hour: int) -> int:
             with StateStore.open(settings.state_database_url()) as state:
                 plan = make_plan(settings, [fr], catalog_source(settings), state)
-                client = BackMarketClient(Transport(fr.base_url(), SecretStr(token), fr.locale,
-                                                    settings.api.user_agent(), store="fr",
-                                                    limiter=limiter, sleep=clock.sleep))
-                with client:
+                with client_for() as client:
                     budget = SkuBudget(state.budget, fr.budget_key, lines_per_hour, clock.now)
                     result = Publisher(fr, client, state, budget=budget, poll_seconds=1.0,
                                        clock=clock.monotonic).apply(plan.stores[0])
@@ -335,14 +355,8 @@ def market(table: Table, folder: Path, listings: int, hours: int = 4) -> None:
     import logging
 
     import structlog
-    from pydantic import SecretStr
 
-    from syncer.backmarket.client import BackMarketClient
-    from syncer.config.settings import load_settings
-    from syncer.emulator.config import EmulatorConfig
-    from syncer.emulator.server import EmulatorServer
     from syncer.market.view import market_pass
-    from syncer.pipeline.jobs import build_limits
     from syncer.pipeline.planner import catalog_source, make_plan
     from syncer.publish.publisher import Publisher
     from syncer.state.store import StateStore
@@ -358,56 +372,35 @@ def market(table: Table, folder: Path, listings: int, hours: int = 4) -> None:
     catalog.write_text(
         "sku;ean;grade;stock;safety_stock;max_quantity;price_fr;warranty_fr;comment_fr\n"
         + "".join(f"M-{i:05d};{ean};GOOD;5;0;;100.00;12;\n" for i, ean in enumerate(eans)))
-    config = folder / "market.toml"
-    emulator_config = EmulatorConfig(tokens=(token,), task_delay=0.0, sku_lines_per_hour=0,
-                                     clock=clock.monotonic)
-    with EmulatorServer(emulator_config) as server:
-        config.write_text(textwrap.dedent(f"""
-            state_url = "sqlite:///{folder / 'market.db'}"
-            [catalog]
-            path = "{catalog}"
-            [api]
-            contact_email = "bench@example.com"
-            [[stores]]
-            name = "fr"
-            locale = "fr-fr"
-            environment = "{server.base_url}"
-            token_env = "BENCH_MARKET_TOKEN"
-            """), encoding="utf-8")
-        os.environ["BENCH_MARKET_TOKEN"] = token
-        settings = load_settings(config)
+    with simulated_store(folder, "market", catalog, token, clock) as (server, settings,
+                                                                         client_for):
         fr = settings.store("fr")
         every = timedelta(minutes=fr.market_every_minutes)
-        limiter = build_limits(settings, clock.monotonic, clock.sleep)
-        with StateStore.open(settings.state_database_url()) as state:
-            client = BackMarketClient(fr.base_url(), SecretStr(token), fr.locale,
-                                      settings.api.user_agent(), store="fr",
-                                      limiter=limiter, sleep=clock.sleep)
-            with client:
-                plan = make_plan(settings, [fr], catalog_source(settings), state)
-                Publisher(fr, client, state, poll_seconds=1.0,
-                          clock=clock.monotonic).apply(plan.stores[0])
-                started = clock.seconds
-                reads = 0
-                samples: list[float] = []
-                for _ in range(int(hours * 60 // fr.market_every_minutes)):
-                    begun = clock.seconds
-                    reads += market_pass(client, state.market, account=fr.account, store="fr",
-                                         locale=fr.locale, every=every,
-                                         seconds=settings.market.pass_seconds,
-                                         max_reads=settings.market.max_reads, now=clock.now,
-                                         clock=clock.monotonic).read
-                    live = [lid for _, lid, quantity, *_ in state.market.market_listings("fr")
-                            if quantity > 0]
-                    while clock.seconds < begun + every.total_seconds():
-                        data = state.market.competition(fr.account)
-                        now = clock.now()
-                        fresh = sum(1 for lid in live if (lid, "FR") in data
-                                    and now - data[(lid, "FR")].read_at < every)
-                        samples.append(fresh / len(live) if live else 0.0)
-                        clock.seconds += 60
-                    clock.seconds = begun + every.total_seconds()
-                spent_hours = (clock.seconds - started) / 3600
+        with StateStore.open(settings.state_database_url()) as state, client_for() as client:
+            plan = make_plan(settings, [fr], catalog_source(settings), state)
+            Publisher(fr, client, state, poll_seconds=1.0,
+                      clock=clock.monotonic).apply(plan.stores[0])
+            started = clock.seconds
+            reads = 0
+            samples: list[float] = []
+            for _ in range(int(hours * 60 // fr.market_every_minutes)):
+                begun = clock.seconds
+                reads += market_pass(client, state.market, account=fr.account, store="fr",
+                                     locale=fr.locale, every=every,
+                                     seconds=settings.market.pass_seconds,
+                                     max_reads=settings.market.max_reads, now=clock.now,
+                                     clock=clock.monotonic).read
+                live = [lid for _, lid, quantity, *_ in state.market.market_listings("fr")
+                        if quantity > 0]
+                while clock.seconds < begun + every.total_seconds():
+                    data = state.market.competition(fr.account)
+                    now = clock.now()
+                    fresh = sum(1 for lid in live if (lid, "FR") in data
+                                and now - data[(lid, "FR")].read_at < every)
+                    samples.append(fresh / len(live) if live else 0.0)
+                    clock.seconds += 60
+                clock.seconds = begun + every.total_seconds()
+            spent_hours = (clock.seconds - started) / 3600
         refused = server.emulator.stats["rate_limited"]
     per_hour = reads / spent_hours
     needed = listings * 60 / fr.market_every_minutes

@@ -12,12 +12,16 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 from sqlalchemy import create_engine, text
 
 from syncer.config.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from syncer.emulator.server import EmulatorServer
 
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -63,6 +67,17 @@ def require_server(name: str, url: str, required_by: str) -> str:
             pytest.fail(f"{name} is required in CI but unreachable at {url}: {problem}")
         pytest.skip(f"{name} not available: {problem}")
     return url
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    """The loopback emulator most tests publish to: no hourly budget, tasks done at once, and
+    every exchange checked against Back Market's spec when the test ends (a test module that
+    needs another emulator defines its own ``emulator``)."""
+    from tests.helpers import checked_emulator
+
+    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -25,15 +25,9 @@ from sqlalchemy import create_engine, text
 from syncer.emulator.server import EmulatorServer
 from syncer.state.version import SCHEMA_VERSION
 from tests.conftest import TOKEN, catalog_row
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 SKUS = ("A-1", "B-2", "C-3")
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

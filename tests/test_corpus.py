@@ -15,7 +15,7 @@ import io
 import json
 import random
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from click.testing import Result
 from syncer.core.offers import sku_key
 from syncer.emulator.server import EmulatorServer
 from tests.conftest import HEADER, TOKEN, catalog_row
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 CORPUS = Path(__file__).parent / "corpus"
 LIVE = tuple(f"{c}-{i}" for i, c in enumerate("ABCDEFGHIJ", 1))
@@ -323,12 +323,6 @@ CASES += [
     Case("utf8_file_with_legacy_configured", "rejections", changes=accented("H-8"),
          make=encoded([("H-8", "utf-8")]), legacy_encoding="cp1252"),
 ]
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture

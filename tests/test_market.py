@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,16 +25,10 @@ from syncer.errors import ApiError
 from syncer.market.view import Candidate, market_pass, read_order
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 UA = "BM-Tests-suite;tests@example.com"
 COMPETITORS = "/ws/backbox/v1/competitors/"
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import json
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from syncer.reports.tables import csv_cell
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row, write_config
 from tests.contract import check_exchange
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 IMEI_1 = "490154203237518"
 IMEI_2 = "352099001761481"
@@ -47,12 +46,6 @@ BAD_IMEI = "490154203237517"  # one digit off: the Luhn check digit no longer ma
 SHIP_HEADER = "order_id,carrier,tracking_number,tracking_url,imei,serial_number"
 ORDER_TABLES = ("order_record", "order_line", "order_line_action", "order_shipment",
                 "order_pull")
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 def make_shop(folder: Path, server: EmulatorServer, state_url: str,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,19 +32,13 @@ from syncer.planning.pricing_plan import StorePricer
 from syncer.planning.pricing_rules import PricingRules
 from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 PRICED_HEADER = HEADER + ";cost;shipping_cost_fr"
 FREE_EANS = ("4006381333931", "4006381333948", "4006381333955", "4006381333962",
              "4006381333979", "4006381333986")
 # 308 / (1 - 10% - 5%) = 362.3529..., rounded up
 FLOOR_A = "floor 362.36 = (cost 300.00 + shipping 8.00) / (1 - commission 10% - margin 5%)"
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

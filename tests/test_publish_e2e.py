@@ -14,7 +14,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -38,7 +37,7 @@ from syncer.publish.outcomes import PublishResult
 from syncer.publish.publisher import Publisher
 from syncer.state.store import StateStore
 from tests.conftest import HEADER, TOKEN, catalog_row, write_catalog
-from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator, state_fingerprint
+from tests.helpers import Shop, assert_emulator_matches_catalog, state_fingerprint
 
 
 @pytest.fixture
@@ -46,12 +45,6 @@ def shop(tmp_path: Path, emulator: EmulatorServer, state_url: str,
          monkeypatch: pytest.MonkeyPatch) -> Shop:
     monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
     return Shop(tmp_path, emulator, state_url)
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 def test_published_listings_equal_the_catalogs_valid_offers_per_country(shop: Shop) -> None:

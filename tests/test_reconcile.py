@@ -4,7 +4,6 @@ listings left alone."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,15 +15,9 @@ from syncer.core.snapshot import SnapshotEntry
 from syncer.emulator.server import EmulatorServer
 from syncer.publish.reconcile import observed, reconcile
 from tests.conftest import TOKEN, catalog_row
-from tests.helpers import Shop, assert_emulator_matches_catalog, checked_emulator
+from tests.helpers import Shop, assert_emulator_matches_catalog
 
 UA = "BM-Tests-backoffice;tests@example.com"
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from syncer.reports.page import CSP, SCRIPT
 from syncer.state.store import StateStore
 from tests.browser import Browser, chromium
 from tests.conftest import HEADER, TOKEN, catalog_row, write_config
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -167,12 +167,6 @@ def test_products_plan_is_refused_in_html(tmp_path: Path,
 
 
 # --- the last run, published to the emulator --------------------------------------------------
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
-
 
 def _run_report(tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch,
                 state_url: str | None = None) -> Path:

@@ -9,7 +9,6 @@ loopback: orders placed on the emulator, pulled, accepted and shipped by the rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,10 @@ from syncer.planning.reservations import reserved_note, unshipped_note, unshippe
 from syncer.planning.validation import Validator
 from syncer.state.store import StateStore
 from tests.conftest import HEADER, catalog_row
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 from tests.test_orders import make_shop, place, write
 
 SHIP_HEADER = "order_id;carrier;tracking_number;tracking_url;imei;serial_number"
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 def sqlite_url(folder: Path) -> str:

@@ -8,7 +8,6 @@ publishes a damaged catalog through the real CLI, and asserts on what the emulat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,11 @@ from stdnum import ean as ean_check
 
 from syncer.emulator.server import EmulatorServer
 from tests.conftest import HEADER, TOKEN, catalog_row
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 LIVE = ("A-1", "B-2", "C-3", "D-4", "E-5")
 OTHER_EAN = "526018159083"
 OTHER_EAN += ean_check.calc_check_digit(OTHER_EAN)
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture

@@ -27,16 +27,10 @@ from syncer.emulator.config import EmulatorConfig
 from syncer.emulator.server import EmulatorServer
 from syncer.errors import ConfigError, OfferError, StateError
 from tests.conftest import TOKEN, catalog_row, write_config
-from tests.helpers import Shop, checked_emulator
+from tests.helpers import Shop
 
 # The token and a fragment of it: a token cut short (a clipped message) still leaks.
 NEEDLES = (TOKEN, TOKEN[4:16], TOKEN.encode().hex())
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with checked_emulator(task_delay=0.01, sku_lines_per_hour=0) as server:
-        yield server
 
 
 @pytest.fixture
