@@ -86,7 +86,7 @@ class CsvCatalog:
             header_line = next(lines, "")
             chained = _prepend(header_line, lines)
             stream = self._stream(chained, header_line, legacy,
-                                  f"UTF-8, lines that are not as {legacy}", lines)
+                                  f"UTF-8, the other lines as {legacy}", lines)
             yield stream
 
     def _stream(self, lines: Iterable[str], header_line: str, encoding: str,
