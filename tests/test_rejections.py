@@ -184,3 +184,9 @@ def test_a_rejection_names_the_column_as_the_sellers_header_spells_it(
     assert "[store de]: price (column 'PRICE_DE') is 'abc'" in result.stdout
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8")), delimiter=";"))
     assert rows[1][rows[0].index("rejection_column")] == "Stock, PRICE_DE"
+    assert "Rejected catalog rows (2 problems):" in result.stdout
+    path.write_text("\n".join([header, catalog_row("BAD", price_de="abc")]) + "\n",
+                    encoding="utf-8")
+    assert "Rejected catalog rows (1 problem):" in plan(config).stdout
+    assert "### Rejected catalog rows (1 problem)\n" in plan(config, "--format",
+                                                              "markdown").stdout
