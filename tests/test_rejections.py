@@ -190,3 +190,5 @@ def test_a_rejection_names_the_column_as_the_sellers_header_spells_it(
     assert "Rejected catalog rows (1 problem):" in plan(config).stdout
     assert "### Rejected catalog rows (1 problem)\n" in plan(config, "--format",
                                                               "markdown").stdout
+    assert "<h2>Rejected catalog rows (1 problem)</h2>" in plan(config, "--format",
+                                                                   "html").stdout
