@@ -69,6 +69,21 @@ def test_empty_file_is_an_error_not_an_empty_catalog(tmp_path: Path) -> None:
         read(path)
 
 
+@pytest.mark.parametrize(("start", "what"), [
+    (b"PK\x03\x04\x14\x00\x06\x00", "an .xlsx, .ods or other ZIP file"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "an .xls workbook")])
+@pytest.mark.parametrize("legacy", [None, "cp1252"])
+def test_a_workbook_is_refused_as_a_spreadsheet_not_as_an_encoding_problem(
+        tmp_path: Path, start: bytes, what: str, legacy: str | None) -> None:
+    # Named .csv or not: the error says what the file is and what to do, instead of sending
+    # the seller after catalog.legacy_encoding (or, with one set, reading the bytes as text).
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(start + bytes(range(256)) * 4)
+    with pytest.raises(CatalogError, match=rf"is a spreadsheet \({what}\), not a CSV file: "
+                                           "export it as CSV"):
+        read(path, legacy_encoding=legacy)
+
+
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot open catalog"):
         read(tmp_path / "nope.csv")

@@ -57,6 +57,7 @@ class CsvCatalog:
 
     @contextmanager
     def open(self) -> Iterator[CatalogStream]:
+        _refuse_spreadsheet(self.path)
         encoding = self._choose_encoding()
         utf8 = self.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
         if utf8 and encoding == self.legacy_encoding and _ascii_compatible(encoding):
@@ -245,6 +246,28 @@ def _undecodable(path: Path, encoding: str) -> tuple[int, str] | None:
     except OSError:
         return None
     return None
+
+
+# The first bytes of a spreadsheet saved as such, not as CSV: a ZIP archive (.xlsx, .ods,
+# .numbers) and the older binary Excel workbook (.xls).
+SPREADSHEET_MAGIC: Final = ((b"PK\x03\x04", "an .xlsx, .ods or other ZIP file"),
+                            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an .xls workbook"))
+
+
+def _refuse_spreadsheet(path: Path) -> None:
+    """A workbook is refused as such, whatever its name, not read as text that happens not
+    to decode (which would send the seller after an encoding setting)."""
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(8)
+    except OSError:
+        return  # reported by the open that follows, with the reason
+    for magic, what in SPREADSHEET_MAGIC:
+        if start.startswith(magic):
+            raise CatalogError(
+                f"catalog {path} is a spreadsheet ({what}), not a CSV file: export it as CSV "
+                "(UTF-8, or your spreadsheet's default) and point catalog.path or --catalog "
+                "at that")
 
 
 def _encoding_error(path: Path, encoding: str, row: int, exc: UnicodeDecodeError) -> CatalogError:
