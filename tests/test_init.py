@@ -145,6 +145,8 @@ def test_existing_configuration_is_not_overwritten_without_force(tmp_path: Path)
     made = syncer("--config", str(config), "init", state=tmp_path / "state.db")
     assert made.exit_code == 1
     assert "already exists: not overwritten; pass --force" in made.stderr
+    # The hint names the global option where it goes (`syncer init --config` is refused).
+    assert "syncer --config DIR/syncer.toml init CATALOG" in made.stderr
     assert config.read_text(encoding="utf-8") == "# the seller's own\n"
     assert not (tmp_path / "mapping.toml").exists()
 

@@ -463,8 +463,8 @@ def write_files(proposal: Proposal, config: Path, force: bool) -> Path:
     if existing and not force:
         raise ConfigError(", ".join(str(p) for p in existing)
                           + (" already exists" if len(existing) == 1 else " already exist")
-                          + ": not overwritten; pass --force to replace, or run init in "
-                          "another folder (--config DIR/syncer.toml)")
+                          + ": not overwritten; pass --force to replace, or write them in "
+                          "another folder: syncer --config DIR/syncer.toml init CATALOG")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", proposal.header.path.stem).strip("-") or "catalog"
     try:
         config.parent.mkdir(parents=True, exist_ok=True)
