@@ -140,7 +140,7 @@ def test_mixed_encodings_keep_utf8_lines_and_name_the_legacy_ones(tmp_path: Path
         notes = stream.notes
     assert rows == [(2, ["A", "Téléphone"]), (3, ["B", "Très bon état"]),
                     (4, ["C", "Écran neuf"])]
-    assert len(notes) == 1 and "rows 3 are not valid UTF-8" in notes[0] \
+    assert len(notes) == 1 and "catalog row 3 is not valid UTF-8" in notes[0] \
         and "cp1252" in notes[0]
 
 
@@ -152,7 +152,17 @@ def test_mixed_encodings_number_rows_across_multiline_cells_and_a_bom(tmp_path: 
         header, rows, notes = stream.header, list(stream.rows), stream.notes
     assert header == ("sku", "comment")
     assert rows == [(2, ["A", "two\nlines é"]), (3, ["B", "Très"]), (4, ["C", "plain"])]
-    assert "rows 3 are" in notes[0]
+    assert "catalog row 3 is not valid UTF-8 and was read as latin-1" in notes[0]
+
+
+def test_several_legacy_lines_are_named_in_the_plural(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"sku;comment\nA;ok\n" + "B;Très\nC;Écran\n".encode("cp1252"))
+    with CsvCatalog(path, legacy_encoding="cp1252").open() as stream:
+        list(stream.rows)
+        notes = stream.notes
+    assert "catalog rows 3, 4 are not valid UTF-8 and were read as cp1252" in notes[0]
+    assert "check their accented text" in notes[0]
 
 
 def test_a_line_neither_utf8_nor_legacy_is_an_error_naming_it(tmp_path: Path) -> None:

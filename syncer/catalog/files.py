@@ -330,9 +330,11 @@ def _rows(reader: Iterator[list[str]], path: Path, encoding: str, width: int,
 
 
 def _legacy_note(rows: list[int], mixed: _MixedLines) -> str:
-    return (f"catalog rows {shown_rows(rows, 20)} are not valid UTF-8 and were read as "
-            f"{mixed.encoding} (the other rows as UTF-8); check their accented text, or save "
-            "the export as UTF-8")
+    one = len(rows) == 1
+    return (f"catalog {'row' if one else 'rows'} {shown_rows(rows, 20)} "
+            f"{'is' if one else 'are'} not valid UTF-8 and {'was' if one else 'were'} read as "
+            f"{mixed.encoding} (the other rows as UTF-8); check {'its' if one else 'their'} "
+            "accented text, or save the export as UTF-8")
 
 
 csv.field_size_limit(MAX_CELL)
