@@ -69,6 +69,21 @@ def test_empty_file_is_an_error_not_an_empty_catalog(tmp_path: Path) -> None:
         read(path)
 
 
+@pytest.mark.parametrize(("start", "what"), [
+    (b"PK\x03\x04\x14\x00\x06\x00", "an .xlsx, .ods or other ZIP file"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "an .xls workbook")])
+@pytest.mark.parametrize("legacy", [None, "cp1252"])
+def test_a_workbook_is_refused_as_a_spreadsheet_not_as_an_encoding_problem(
+        tmp_path: Path, start: bytes, what: str, legacy: str | None) -> None:
+    # Named .csv or not: the error says what the file is and what to do, instead of sending
+    # the seller after catalog.legacy_encoding (or, with one set, reading the bytes as text).
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(start + bytes(range(256)) * 4)
+    with pytest.raises(CatalogError, match=rf"is a spreadsheet \({what}\), not a CSV file: "
+                                           "export it as CSV"):
+        read(path, legacy_encoding=legacy)
+
+
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot open catalog"):
         read(tmp_path / "nope.csv")
@@ -125,7 +140,7 @@ def test_mixed_encodings_keep_utf8_lines_and_name_the_legacy_ones(tmp_path: Path
         notes = stream.notes
     assert rows == [(2, ["A", "Téléphone"]), (3, ["B", "Très bon état"]),
                     (4, ["C", "Écran neuf"])]
-    assert len(notes) == 1 and "rows 3 are not valid UTF-8" in notes[0] \
+    assert len(notes) == 1 and "catalog row 3 is not valid UTF-8" in notes[0] \
         and "cp1252" in notes[0]
 
 
@@ -137,7 +152,17 @@ def test_mixed_encodings_number_rows_across_multiline_cells_and_a_bom(tmp_path: 
         header, rows, notes = stream.header, list(stream.rows), stream.notes
     assert header == ("sku", "comment")
     assert rows == [(2, ["A", "two\nlines é"]), (3, ["B", "Très"]), (4, ["C", "plain"])]
-    assert "rows 3 are" in notes[0]
+    assert "catalog row 3 is not valid UTF-8 and was read as latin-1" in notes[0]
+
+
+def test_several_legacy_lines_are_named_in_the_plural(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"sku;comment\nA;ok\n" + "B;Très\nC;Écran\n".encode("cp1252"))
+    with CsvCatalog(path, legacy_encoding="cp1252").open() as stream:
+        list(stream.rows)
+        notes = stream.notes
+    assert "catalog rows 3, 4 are not valid UTF-8 and were read as cp1252" in notes[0]
+    assert "check their accented text" in notes[0]
 
 
 def test_a_line_neither_utf8_nor_legacy_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -898,3 +898,17 @@ def test_a_product_of_a_model_family_is_resolved_to_the_familys_first_product(
     # A listing of the family's first product takes a row naming another of the family.
     assert create(client, clock, [f"B-1;{other};GOOD;3;10;12"], header)[0]["status"] == \
         "updated"
+
+
+def test_syncer_emulator_on_a_port_in_use_is_a_clear_error_not_a_traceback() -> None:
+    from click.testing import CliRunner
+
+    from syncer.cli.main import cli
+
+    with EmulatorServer() as taken:
+        result = CliRunner().invoke(cli, ["emulator", "--port", str(taken.port)])
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert f"error: cannot listen on 127.0.0.1:{taken.port}: " in result.stderr
+    assert "another --port (0: any free port)" in result.stderr
+    assert "Traceback" not in result.output

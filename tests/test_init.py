@@ -145,6 +145,8 @@ def test_existing_configuration_is_not_overwritten_without_force(tmp_path: Path)
     made = syncer("--config", str(config), "init", state=tmp_path / "state.db")
     assert made.exit_code == 1
     assert "already exists: not overwritten; pass --force" in made.stderr
+    # The hint names the global option where it goes (`syncer init --config` is refused).
+    assert "syncer --config DIR/syncer.toml init CATALOG" in made.stderr
     assert config.read_text(encoding="utf-8") == "# the seller's own\n"
     assert not (tmp_path / "mapping.toml").exists()
 
@@ -229,3 +231,18 @@ def test_a_locale_without_a_price_column_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no price column for de-de \(store de\)"):
         propose(header, ["fr-fr", "de-de"])
     assert [s.name for s in propose(header, ["fr-fr"]).stores] == ["fr"]
+
+
+def test_the_fields_not_in_the_catalog_are_listed_in_one_aligned_column(tmp_path: Path) -> None:
+    # "safety_quantity" is longer than any matched field here: its explanation still starts
+    # where the others' do.
+    export = tmp_path / "export.csv"
+    export.write_text("Référence,EAN,État,Quantité,Prix de vente\nA-1,5260181590836,Bon état,1,"
+                      "10\n", encoding="utf-8")
+    made = syncer("--config", str(tmp_path / "syncer.toml"), "init", str(export), "--no-plan",
+                  state=tmp_path / "state.db")
+    assert made.exit_code == 0, made.stderr
+    lines = made.stderr.split("Not in the catalog (so):\n")[1].split("Wrote ")[0].splitlines()
+    assert any(line.startswith("  safety_quantity ") for line in lines), lines
+    starts = {len(line) - len(line[2:].split(maxsplit=1)[1]) for line in lines}
+    assert len(starts) == 1, lines

@@ -165,3 +165,30 @@ def test_control_characters_and_long_cells_fit_in_xlsx(tmp_path: Path) -> None:
     assert sheet is not None
     [row] = [[c.value for c in r] for r in sheet.iter_rows(min_row=2)]
     assert row[0] == "A<U+0000>B" and len(row[1]) == 32_767 and row[-1] == "extra"
+
+
+def test_a_rejection_names_the_column_as_the_sellers_header_spells_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The header is matched ignoring case ("Prix FR" feeds "Prix {country}" of store fr): the
+    # seller is told the column of their own file, not the profile's lower-case spelling.
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    header = HEADER.replace(";stock;", ";Stock;").replace(";price_de;", ";PRICE_DE;")
+    path = tmp_path / "catalog.csv"
+    rows = [header, catalog_row("OK-1"), catalog_row("BAD", stock="-3", price_de="abc")]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = write_config(tmp_path, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    out = tmp_path / "rejected.csv"
+    result = plan(config, "--rejections", str(out))
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert "stock (column 'Stock') is '-3'" in result.stdout
+    assert "[store de]: price (column 'PRICE_DE') is 'abc'" in result.stdout
+    rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8")), delimiter=";"))
+    assert rows[1][rows[0].index("rejection_column")] == "Stock, PRICE_DE"
+    assert "Rejected catalog rows (2 problems):" in result.stdout
+    path.write_text("\n".join([header, catalog_row("BAD", price_de="abc")]) + "\n",
+                    encoding="utf-8")
+    assert "Rejected catalog rows (1 problem):" in plan(config).stdout
+    assert "### Rejected catalog rows (1 problem)\n" in plan(config, "--format",
+                                                              "markdown").stdout
+    assert "<h2>Rejected catalog rows (1 problem)</h2>" in plan(config, "--format",
+                                                                   "html").stdout

@@ -188,8 +188,9 @@ def test_utf8_rows_stay_utf8_beside_a_cp1252_row_and_the_plan_names_it(
     plan = shop.plan_json()
     assert {c["sku"] for c in plan["changes"]} == set(LIVE)
     [note] = [n for n in plan["notes"] if "UTF-8" in n]
-    assert "rows 4 are not valid UTF-8 and were read as cp1252" in note
-    assert "rows 4 are not valid UTF-8" in shop.run("plan", code=2).stdout
+    assert "catalog row 4 is not valid UTF-8 and was read as cp1252" in note
+    assert plan["catalog"].endswith("(UTF-8, the other lines as cp1252, delimiter ';')")
+    assert "row 4 is not valid UTF-8" in shop.run("plan", code=2).stdout
     shop.run("apply")
     assert {sku: shop.live(sku, "fr-fr")["comment"] for sku in LIVE} == \
         dict.fromkeys(LIVE, "Téléphone très bon état")

@@ -57,6 +57,7 @@ class CsvCatalog:
 
     @contextmanager
     def open(self) -> Iterator[CatalogStream]:
+        _refuse_spreadsheet(self.path)
         encoding = self._choose_encoding()
         utf8 = self.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
         if utf8 and encoding == self.legacy_encoding and _ascii_compatible(encoding):
@@ -86,7 +87,7 @@ class CsvCatalog:
             header_line = next(lines, "")
             chained = _prepend(header_line, lines)
             stream = self._stream(chained, header_line, legacy,
-                                  f"UTF-8, lines that are not as {legacy}", lines)
+                                  f"UTF-8, the other lines as {legacy}", lines)
             yield stream
 
     def _stream(self, lines: Iterable[str], header_line: str, encoding: str,
@@ -247,6 +248,28 @@ def _undecodable(path: Path, encoding: str) -> tuple[int, str] | None:
     return None
 
 
+# The first bytes of a spreadsheet saved as such, not as CSV: a ZIP archive (.xlsx, .ods,
+# .numbers) and the older binary Excel workbook (.xls).
+SPREADSHEET_MAGIC: Final = ((b"PK\x03\x04", "an .xlsx, .ods or other ZIP file"),
+                            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an .xls workbook"))
+
+
+def _refuse_spreadsheet(path: Path) -> None:
+    """A workbook is refused as such, whatever its name, not read as text that happens not
+    to decode (which would send the seller after an encoding setting)."""
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(8)
+    except OSError:
+        return  # reported by the open that follows, with the reason
+    for magic, what in SPREADSHEET_MAGIC:
+        if start.startswith(magic):
+            raise CatalogError(
+                f"catalog {path} is a spreadsheet ({what}), not a CSV file: export it as CSV "
+                "(UTF-8, or your spreadsheet's default) and point catalog.path or --catalog "
+                "at that")
+
+
 def _encoding_error(path: Path, encoding: str, row: int, exc: UnicodeDecodeError) -> CatalogError:
     byte = exc.object[exc.start:exc.start + 1].hex() if exc.object else "?"
     found = _undecodable(path, encoding)
@@ -307,9 +330,11 @@ def _rows(reader: Iterator[list[str]], path: Path, encoding: str, width: int,
 
 
 def _legacy_note(rows: list[int], mixed: _MixedLines) -> str:
-    return (f"catalog rows {shown_rows(rows, 20)} are not valid UTF-8 and were read as "
-            f"{mixed.encoding} (the other rows as UTF-8); check their accented text, or save "
-            "the export as UTF-8")
+    one = len(rows) == 1
+    return (f"catalog {'row' if one else 'rows'} {shown_rows(rows, 20)} "
+            f"{'is' if one else 'are'} not valid UTF-8 and {'was' if one else 'were'} read as "
+            f"{mixed.encoding} (the other rows as UTF-8); check {'its' if one else 'their'} "
+            "accented text, or save the export as UTF-8")
 
 
 csv.field_size_limit(MAX_CELL)

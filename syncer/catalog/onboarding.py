@@ -230,7 +230,8 @@ class Proposal:
 
     def report(self) -> list[str]:
         """What was matched and what was not, for the seller to check."""
-        width = max([len(f) for f in (*self.offer, *self.shipping)]
+        missing = [f for f in ABSENT if f not in self.offer and f not in self.per_store]
+        width = max([len(f) for f in (*self.offer, *self.shipping, *missing)]
                     + [len(f) + 3 + max(len(s.name) for s in self.stores)
                        for f in self.per_store])
         lines = [f"Read {self.header.description}: {len(self.header.columns)} columns",
@@ -247,7 +248,6 @@ class Proposal:
             lines.append(f"  {name:<{width}} <- {shown!r}")
         lines.append("Stores: " + ", ".join(f"{s.name} ({s.locale})" for s in self.stores)
                      + f", from the {self.stores_from}")
-        missing = [f for f in ABSENT if f not in self.offer and f not in self.per_store]
         if missing:
             lines.append("Not in the catalog (so):")
             lines += [f"  {f:<{width}}    {ABSENT[f]}" for f in missing]
@@ -463,8 +463,8 @@ def write_files(proposal: Proposal, config: Path, force: bool) -> Path:
     if existing and not force:
         raise ConfigError(", ".join(str(p) for p in existing)
                           + (" already exists" if len(existing) == 1 else " already exist")
-                          + ": not overwritten; pass --force to replace, or run init in "
-                          "another folder (--config DIR/syncer.toml)")
+                          + ": not overwritten; pass --force to replace, or write them in "
+                          "another folder: syncer --config DIR/syncer.toml init CATALOG")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", proposal.header.path.stem).strip("-") or "catalog"
     try:
         config.parent.mkdir(parents=True, exist_ok=True)

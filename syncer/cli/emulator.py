@@ -3,6 +3,7 @@ demos and integrations (syncer/emulator/: it shares no code with the engine)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -50,7 +51,8 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
              slow_seconds: float, fault_reject: float, waf_block: bool, rate: int,
              seed: int | None, realistic: bool, result_key: str | None,
              strict_fields: bool) -> None:
-    """Serve a local emulator of the Back Market seller API (listings, tasks) over HTTP.
+    """Serve a local emulator of the Back Market seller API over HTTP: listings, tasks,
+    products, orders and the BackBox competitors.
 
     It follows Back Market's published spec, limits and failures included; faults can also
     be changed while it runs through POST /_emulator/faults.
@@ -70,4 +72,9 @@ def emulator(host: str, port: int, tokens: tuple[str, ...], platform: str, task_
         sku_lines_per_hour=budget, requests_per_window=rate, faults=faults,
         state_path=None if state_path is None else str(state_path), realistic=realistic,
         result_key=result_key, strict_fields=strict_fields)
-    serve(config, host, port)
+    try:
+        serve(config, host, port)
+    except OSError as exc:  # the listening socket: a port in use, an unknown address
+        click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; pick "
+                   "another --port (0: any free port) or --host", err=True)
+        sys.exit(1)

@@ -32,8 +32,9 @@ def init(obj: Context, catalog: Path | None, locales: tuple[str, ...], force: bo
     EAN, état/Zustand/estado, quantité/Bestand/cantidad, prix_fr/Preis/precio_es,
     garantie, commentaire...), writes syncer.toml (one store per country of the price
     columns; tokens stay in environment variables) and mapping.toml beside it (or where
-    --config says), never replacing them without --force, and then shows the dry-run plan
-    of `syncer plan`. Non-interactive. Exit code 0 when the files were written, 1 on error.
+    the global option says: `syncer --config DIR/syncer.toml init`), never replacing them
+    without --force, and then shows the dry-run plan of `syncer plan`. Non-interactive.
+    Exit code 0 when the files were written, 1 on error.
     """
     from syncer.catalog.onboarding import propose, read_header, write_files
     from syncer.config.settings import DEFAULT_CONFIG, load_settings

@@ -331,7 +331,9 @@ def compile_mapping(
                              "catalog" + ("" if source.default is None else
                                           f": {source.default!r} for every row"))
             return Getter(None, source.default, source.column)
-        return Getter(index[key], source.default, source.column)
+        # Rejections name the column as the seller's header spells it ('Prix FR', not the
+        # profile's 'Prix fr' from 'Prix {country}'): the header is matched ignoring case.
+        return Getter(index[key], source.default, header[index[key]].strip())
 
     offer = {
         name: getter(name, source, name in REQUIRED)

@@ -176,7 +176,7 @@ class Plan:
                 lines.append(f"  NOTE    {visible(notice.sku)}: {visible(notice.message)}")
             _more(lines, len(store.notices), detail_limit, "  ")
         if self.rejections:
-            lines.append(f"Rejected catalog rows ({len(self.rejections)} problems):")
+            lines.append(f"Rejected catalog rows ({_problems(len(self.rejections))}):")
             lines.extend(f"  {r.message()}" for r in self.rejections[:detail_limit])
             _more(lines, len(self.rejections), detail_limit, "  ")
         lines.extend(f"Note: {note}" for note in self.notes)
@@ -224,7 +224,7 @@ class Plan:
                           for n in store.notices[:detail_limit]]
                 _more(lines, len(store.notices), detail_limit, "")
         if self.rejections:
-            lines += ["", f"### Rejected catalog rows ({len(self.rejections)} problems)", "",
+            lines += ["", f"### Rejected catalog rows ({_problems(len(self.rejections))})", "",
                       "| row | SKU | store | field | value | expected |",
                       "| ---: | --- | --- | --- | --- | --- |"]
             for r in self.rejections[:detail_limit]:
@@ -292,3 +292,7 @@ def _md(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return (visible(text.replace("\n", " ")).replace("\\", "\\\\").replace("|", "\\|")
             .replace("`", "'").replace("<", "&lt;"))
+
+
+def _problems(count: int) -> str:
+    return "1 problem" if count == 1 else f"{count} problems"

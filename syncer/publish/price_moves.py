@@ -3,7 +3,7 @@
 A price move pricing planned (a change with a ``pricing`` trace) that Back Market confirmed
 (a real-time update acknowledged, a batch row its task reported done) is kept, from the price
 confirmed before to the one sent, in the state's ``price_move`` table
-(``StateStore.record_price_moves``) and read back by the planner as ``pricing.Move``
+(``state.market.record_price_moves``) and read back by the planner as ``pricing.Move``
 history. A price the catalog changed is not a move of pricing: stores without pricing rules
 write nothing more than before.
 """

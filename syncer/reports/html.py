@@ -248,7 +248,8 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
         yield "<p>Nothing waits: every change fits this run's budget.</p>\n"
 
     # Rejections and notices.
-    yield f"<h2>Rejected catalog rows ({len(plan.rejections)} problems)</h2>\n"
+    count = len(plan.rejections)
+    yield f"<h2>Rejected catalog rows ({count} problem{'' if count == 1 else 's'})</h2>\n"
     yield from table("rejections", ["row", "SKU", "store", "field", "seller's column",
                                      "value", "expected"],
                       ([r.row, r.sku or "", r.store or "all", r.field, r.column or "",

@@ -48,7 +48,7 @@ class StoreLease:
     """A lease on a store's lock in the state database. A holder that dies stops renewing;
     its lease expires and the next run takes over (or at once, if the holder's process is
     known dead on this host). The holder calls ``keep`` before every request: it renews
-    every third of the lease (``syncer.config.settings.lease_renew_every``)."""
+    every third of the lease (``syncer.config.sections.lease_renew_every``)."""
 
     def __init__(self, db: Database, store: str, seconds: float, holder: str, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
