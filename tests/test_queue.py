@@ -303,3 +303,22 @@ def test_a_plans_changes_are_counted_by_priority_in_memory_and_spilled(spill_at:
     assert log.priorities == [7, 5, 3, 11]
     assert len(list(log)) == 26 and log.priorities == [7, 5, 3, 11]  # read: still counted
     log.close()
+
+
+def test_a_stopped_plan_says_its_queue_does_not_go(shop: Shop) -> None:
+    """A plan apply would refuse (the mass-zero guard) sends nothing: its queue line must not
+    promise a drain time (a new user read "drained in this run" under a STOP)."""
+    shop.catalog([catalog_row(f"LIVE-{i}") for i in range(5)])
+    shop.run("apply")
+    shop.catalog([])  # every live offer gone at once: the guard stops apply
+    text = shop.run("plan", code=2).stdout
+    assert "STOP    apply would stop here" in text
+    queue_line = next(line for line in text.splitlines() if line.startswith("Queue fr: "))
+    assert "nothing is sent while the STOP above holds (apply --force sends it)" in queue_line
+    assert "drained" not in queue_line
+    [queue] = shop.plan_json()["queue"]
+    assert queue["stopped"] is True
+    markdown = shop.run("plan", "--format", "markdown", code=2).stdout
+    assert "| stopped (see STOP) |" in markdown
+    shop.catalog([catalog_row(f"LIVE-{i}") for i in range(5)])
+    assert shop.plan_json()["queue"][0]["stopped"] is False

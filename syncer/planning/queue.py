@@ -94,6 +94,8 @@ class StoreQueue:
     proposals: int = 0  # product proposals waiting for review
     review_by: datetime | None = None  # the last one expected reviewed by then (estimate)
     notes: list[str] = field(default_factory=list)
+    # plan: apply would stop before sending this store's changes (a safety or price stop)
+    stopped: bool = False
 
     @property
     def total(self) -> int:
@@ -118,6 +120,7 @@ class StoreQueue:
             "oldest_queued_at": _iso(self.oldest),
             "products_in_review": self.proposals,
             "review_expected_by": _iso(self.review_by),
+            "stopped": self.stopped,
         }
 
     def line(self) -> str:
@@ -135,7 +138,9 @@ class StoreQueue:
             head += f"; budget {self.lines_per_hour}/h, {self.used} used in the last hour"
         else:
             head += "; no hourly budget configured"
-        if self.drain is not None and (self.total or self.sending):
+        if self.stopped:
+            head += "; nothing is sent while the STOP above holds (apply --force sends it)"
+        elif self.drain is not None and (self.total or self.sending):
             shared = [s for s in self.account_stores if s != self.store]
             what = f" (the account's {self.account_waiting} lines, shared with " \
                 f"{', '.join(shared)})" if shared else ""
@@ -243,7 +248,8 @@ def plan_queues(settings: Settings, plan: Plan, state: StateStore,
         queues.append(StoreQueue(
             store.name, by_priority(waiting), accounts[key], account_lines[key], per_hour,
             sum(n for _, n in spent), drain_time(account_lines[key], per_hour, spent, now),
-            now, sending=len(store_plan.changes), proposals=proposals, review_by=review_by))
+            now, sending=len(store_plan.changes), proposals=proposals, review_by=review_by,
+            stopped=bool(store_plan.safety_stop or store_plan.price_stop)))
     return queues
 
 
@@ -257,7 +263,8 @@ def render(queues: Sequence[StoreQueue], fmt: str) -> str:
                  + " | drained | in review |",
                  "| --- | ---: | ---: | " + "---: | " * 4 + "--- | ---: |"]
         for q in queues:
-            drained = "now" if not q.drain else f"{duration(q.drain)} ({_iso(q.drained_at)})"
+            drained = "stopped (see STOP)" if q.stopped else "—" if not (q.total or q.sending) \
+                else "now" if not q.drain else f"{duration(q.drain)} ({_iso(q.drained_at)})"
             lines.append(f"| {q.store} | {'' if q.sending is None else q.sending} | "
                          f"{q.total} | " + " | ".join(str(q.waiting.get(n, 0))
                                                       for _, n in PRIORITIES[:4])
