@@ -1,0 +1,228 @@
+"""The stock watch of `syncer daemon`: a stock-out reaches Back Market within seconds, not at
+the stock lane's next turn (issue 17).
+
+Every ``stock_watch_seconds`` (20 by default, per store; 0 turns it off) the daemon looks at
+the catalog, cheaply (``syncer.catalog.watch``): a CSV file's ``stat``, then, when it changed,
+a stock-only read telling whether any SKU's stock cells went down; a database catalog's one
+small query. When some stock may have gone down, each watched store is planned as a run
+would plan it, under its lock, and only the quantities that go *down* are sent (a stock-out
+is a lower quantity: 0), spending the stock lane's share of the hourly budget
+(``stock_budget_share``), zeros first, the rest queued (invariant 8). It is recorded in the
+run log as a run of kind ``watch``, and told to the alerts like any store's turn.
+
+What it never does, and why:
+
+- It never zeroes an offer as *gone* from the catalog. It reads the file the moment it
+  changes, which is when a half-written export is most likely: a file cut on a line break
+  lists fewer SKUs and looks whole. Offers gone from the catalog wait for the stock lane and
+  the offer runs, with their mass-zero guard.
+- It never rushes a higher quantity, a new offer, a price or any content: selling what is
+  not in stock costs a seller a cancelled order and a defect on the account, while a restock
+  sent at the next stock lane turn (15 min) costs at most a few sales. The budget share goes
+  where the harm is.
+- A file cut mid-row is refused whole (``CsvCatalog``), a row that cannot be tied to a SKU or
+  that fails validation changes nothing (the planner's guards), and a plan the mass-zero
+  guard stops sends nothing (``check_zero_share``). A file that changed while it was read is
+  read again at the next look.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from syncer.alerts.events import StoreTurn
+from syncer.catalog.files import CsvCatalog
+from syncer.catalog.sql import SqlCatalog
+from syncer.catalog.watch import Signature, StockCells, file_signature, sql_signature
+from syncer.config.settings import Settings
+from syncer.config.stores import StoreSettings
+from syncer.core.offers import QUANTITY
+from syncer.errors import ConfigError, LockHeld, SyncerError
+from syncer.pipeline.jobs import JobContext, check_zero_share, publish_store
+from syncer.pipeline.planner import catalog_source, make_plan
+from syncer.pipeline.schedule import StoreRun, job_states, run_due
+from syncer.planning.changes import Change, StorePlan
+from syncer.planning.diff import stock_only
+from syncer.planning.mapping import load_profile
+from syncer.state.offers import StoreSnapshot
+
+log = structlog.get_logger("syncer.pipeline.watch")
+
+# A file modified this recently may be modified again within the file system's timestamp
+# granularity, keeping its size: its signature is not trusted, it is read again next look.
+FRESH_NS = 2_000_000_000
+
+
+def watched(stores: Sequence[StoreSettings]) -> list[StoreSettings]:
+    return [s for s in stores if s.publish_offers and s.stock_lane and s.stock_watch_seconds > 0]
+
+
+def decreases_only(lane: StorePlan) -> StorePlan:
+    """Of the stock lane's share of a plan (``stock_only``), the quantities that go down on
+    offers still in the catalog: never a zero as gone, never a higher quantity."""
+    out = StorePlan(lane.store, lane.locale, lane.revision, unchanged=lane.unchanged,
+                    rejected=lane.rejected, quarantined=lane.quarantined, live=lane.live,
+                    notices=list(lane.notices))
+    outs: list[Change] = []
+    lower: list[Change] = []
+    for change in lane.changes:
+        if change.action == "zero":
+            continue  # gone from the catalog: never rushed (a half-written file looks so)
+        before, after = change.changes[0][1:] if change.changes else (None, None)
+        if isinstance(before, int) and after == change.target[QUANTITY] \
+                and isinstance(after, int) and after < before:
+            (outs if after == 0 else lower).append(change)
+    # Stock-outs first when the lane's share runs short: they are what sells what is not
+    # there (the sending order is stable within a priority).
+    for change in outs + lower:
+        out.changes.append(change)
+    return out
+
+
+class StockWatch:
+    """What the watch remembers between two looks: the catalog version last seen, and (for
+    a file) the stock cells it held."""
+
+    def __init__(self, settings: Settings, catalog: Path | None = None) -> None:
+        self.settings = settings
+        self.source = catalog_source(settings, catalog)
+        self.signature: Signature | None = None
+        self.cells: StockCells | None = None
+        self.refused: Signature | None = None  # a version that could not be read
+        self.last_look: datetime | None = None
+        self.columns: tuple[str, str] | None = None
+        if isinstance(self.source, SqlCatalog):
+            offer = load_profile(settings.mapping_path()).offer
+            sku, stock = offer.get("sku"), offer.get("stock")
+            if sku is None or stock is None or sku.column is None or stock.column is None:
+                raise ConfigError("the stock watch needs the SKU and the stock from columns "
+                                  "of the database catalog; set stock_watch_seconds = 0")
+            self.columns = (sku.column, stock.column)
+
+    def interval(self, stores: Sequence[StoreSettings]) -> float | None:
+        seconds = [s.stock_watch_seconds for s in watched(stores)]
+        return min(seconds) if seconds else None
+
+    def next_look(self, stores: Sequence[StoreSettings]) -> datetime | None:
+        every = self.interval(stores)
+        if every is None:
+            return None
+        return None if self.last_look is None else self.last_look + timedelta(seconds=every)
+
+    def look(self, ctx: JobContext, stores: Sequence[StoreSettings]) -> list[StoreRun]:
+        """Look at the catalog if a look is due; on a possible stock decrease, send the
+        decreases of every watched store."""
+        stores = watched(stores)
+        if not stores:
+            return []
+        now = ctx.now()
+        due = self.next_look(stores)
+        if due is not None and now < due:
+            return []
+        self.last_look = now
+        version = self._changed()
+        if version is None:
+            return []
+        runs = [self._store(ctx, store) for store in stores if not ctx.stop()]
+        if any(r.skipped for r in runs):
+            return runs  # another run holds a store: look again (the same change) next time
+        signature, cells = version
+        self.signature, self.cells = signature, cells if cells is not None else self.cells
+        return runs
+
+    def _changed(self) -> tuple[Signature | None, StockCells | None] | None:
+        """None when nothing may have gone down; else the version to remember once sent."""
+        if isinstance(self.source, SqlCatalog):
+            assert self.columns is not None
+            try:
+                answer = sql_signature(self.source, *self.columns,
+                                       self.settings.catalog.changed_column)
+            except SyncerError as exc:
+                log.warning("stock watch: cannot look at the catalog", reason=str(exc))
+                return None
+            return None if answer == self.signature else (answer, None)
+        assert isinstance(self.source, CsvCatalog)
+        path = self.source.path
+        signature = file_signature(path)
+        if signature is None or signature == self.signature or signature == self.refused:
+            return None
+        try:
+            cells = StockCells.read(self.source, load_profile(self.settings.mapping_path()),
+                                    self.settings.stores)
+        except SyncerError as exc:  # a cut file, a bad header: the runs report it
+            log.warning("stock watch: catalog not read, nothing sent", reason=str(exc))
+            self.refused = signature
+            return None
+        if file_signature(path) != signature:
+            return None  # written while read: read it again at the next look
+        fresh = time.time_ns() - int(signature[2]) < FRESH_NS  # type: ignore[call-overload]
+        lowered = cells.lowered(self.cells)
+        if not lowered:
+            self.cells = cells
+            self.signature = None if fresh else signature
+            return None
+        log.info("stock watch: stock may have gone down", skus=len(lowered))
+        return (None if fresh else signature), cells
+
+    def _store(self, ctx: JobContext, store: StoreSettings) -> StoreRun:
+        outcome = StoreRun(store.name)
+        try:
+            with ctx.state.locks.lock(store.name, ctx.settings.limits.lock_lease_seconds,
+                                      ctx.run_id) as lease:
+                ctx.leases[store.name] = lease
+                error: SyncerError | None = None
+                try:
+                    self._send(ctx, store, outcome)
+                except SyncerError as exc:
+                    error = exc
+                    raise
+                finally:
+                    ctx.finished(StoreTurn(store, error, tuple(r for _, r in outcome.publications),
+                                           tuple(outcome.ran)))
+        except LockHeld as exc:
+            outcome.skipped = str(exc)
+            log.info("stock watch: store busy, looking again next time", store=store.name)
+        except SyncerError as exc:
+            outcome.error = str(exc)
+            log.error("stock watch stopped", store=store.name, reason=str(exc))
+        finally:
+            ctx.leases.pop(store.name, None)
+        return outcome
+
+    def _send(self, ctx: JobContext, store: StoreSettings, outcome: StoreRun) -> None:
+        plan = make_plan(ctx.settings, [store], self.source, ctx.state)
+        check_zero_share(ctx.settings, plan, force=False)
+        lane = decreases_only(stock_only(plan.stores[0],
+                                         StoreSnapshot(ctx.state.offers, store.name)))
+        if lane.changes:
+            outcome.publications.append(("watch", publish_store(ctx, lane, kind="watch")))
+            outcome.ran.append("watch")
+
+
+def daemon_turn(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | None,
+                watch: StockWatch | None) -> list[StoreRun]:
+    """One turn of `syncer daemon`: whatever is due, then the stock watch's look."""
+    runs = run_due(ctx, stores, catalog)
+    if watch is not None and not ctx.stop():
+        runs += [r for r in watch.look(ctx, stores) if r.ran or r.error]
+    return runs
+
+
+def daemon_wait(ctx: JobContext, stores: Sequence[StoreSettings], watch: StockWatch | None,
+                max_sleep: float) -> float:
+    """Seconds until the daemon's next turn: the soonest due job or look, within
+    ``max_sleep``."""
+    now = ctx.now()
+    soonest = min((j.next_at for s in stores for j in job_states(ctx, s, now)
+                   if j.next_at is not None), default=None)
+    wait = max_sleep if soonest is None else \
+        min(max_sleep, max(1.0, (soonest - now).total_seconds()))
+    if watch is not None and (every := watch.interval(stores)) is not None:
+        look = watch.next_look(stores)
+        wait = min(wait, every if look is None else max(0.0, (look - now).total_seconds()))
+    return wait
