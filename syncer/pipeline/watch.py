@@ -96,6 +96,9 @@ class StockWatch:
         self.refused: Signature | None = None  # a version that could not be read
         self.last_look: datetime | None = None
         self.columns: tuple[str, str] | None = None
+        # What the watch cost so far: looks (a stat or one small query), stock-only reads of
+        # a file, and plans of a store.
+        self.costs = {"looks": 0, "reads": 0, "plans": 0}
         if isinstance(self.source, SqlCatalog):
             offer = load_profile(settings.mapping_path()).offer
             sku, stock = offer.get("sku"), offer.get("stock")
@@ -125,6 +128,7 @@ class StockWatch:
         if due is not None and now < due:
             return []
         self.last_look = now
+        self.costs["looks"] += 1
         version = self._changed()
         if version is None:
             return []
@@ -151,6 +155,7 @@ class StockWatch:
         signature = file_signature(path)
         if signature is None or signature == self.signature or signature == self.refused:
             return None
+        self.costs["reads"] += 1
         try:
             cells = StockCells.read(self.source, load_profile(self.settings.mapping_path()),
                                     self.settings.stores)
@@ -195,6 +200,7 @@ class StockWatch:
         return outcome
 
     def _send(self, ctx: JobContext, store: StoreSettings, outcome: StoreRun) -> None:
+        self.costs["plans"] += 1
         plan = make_plan(ctx.settings, [store], self.source, ctx.state)
         check_zero_share(ctx.settings, plan, force=False)
         lane = decreases_only(stock_only(plan.stores[0],
