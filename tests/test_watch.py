@@ -339,3 +339,31 @@ def test_a_real_daemon_sends_a_stock_out_at_its_next_look(
     assert daemon.returncode == 0, err
     assert "[stock watch] " in out
     assert runs_of(settings) == ["offers", "watch"]
+
+
+def test_a_catalog_of_zeros_is_stopped_by_the_mass_zero_guard_and_alerted(
+        tmp_path: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export whose stock column came out all 0 is the watch's worst case: every cell
+    went down. The mass-zero guard stops it before anything is sent, and the store's turn is
+    told to the alerts with why."""
+    from syncer.alerts.events import StoreTurn
+    from syncer.errors import SafetyStop
+
+    settings = _settings(tmp_path, server, monkeypatch)
+    clock = FakeClock()
+    watch = StockWatch(settings)
+    turn(settings, clock, watch)
+    write_catalog(settings.catalog_path(), rows(**{s.replace("-", "_"): "0" for s in SKUS}))
+    clock.advance(seconds=20)
+    told: list[StoreTurn] = []
+    with StateStore.open(settings.state_database_url()) as state, \
+            paced(settings, state) as limiter_for:
+        ctx = JobContext(settings, state, "test-daemon", limiter_for, now=clock.now,
+                         finished=told.append)
+        [outcome] = daemon_turn(ctx, settings.stores, None, watch)
+    assert outcome.ran == [] and outcome.error is not None
+    assert "would zero 20 of 20 live offers" in outcome.error
+    [store_turn] = told
+    assert isinstance(store_turn.error, SafetyStop)
+    assert set(quantities(server).values()) == {5}
+    assert runs_of(settings) == ["offers"]
