@@ -94,6 +94,7 @@ class StockWatch:
         self.signature: Signature | None = None
         self.cells: StockCells | None = None
         self.refused: Signature | None = None  # a version that could not be read
+        self.pending = False  # a store was busy at the last look: plan it again
         self.last_look: datetime | None = None
         self.columns: tuple[str, str] | None = None
         # What the watch cost so far: looks (a stat or one small query), stock-only reads of
@@ -129,18 +130,16 @@ class StockWatch:
             return []
         self.last_look = now
         self.costs["looks"] += 1
-        version = self._changed()
-        if version is None:
+        if not self._changed() and not self.pending:
             return []
         runs = [self._store(ctx, store) for store in stores if not ctx.stop()]
-        if any(r.skipped for r in runs):
-            return runs  # another run holds a store: look again (the same change) next time
-        signature, cells = version
-        self.signature, self.cells = signature, cells if cells is not None else self.cells
+        # Another run holds a store: plan again at the next look, changed or not.
+        self.pending = any(r.skipped for r in runs)
         return runs
 
-    def _changed(self) -> tuple[Signature | None, StockCells | None] | None:
-        """None when nothing may have gone down; else the version to remember once sent."""
+    def _changed(self) -> bool:
+        """Whether some stock may have gone down since the last look; remembers what this
+        look saw (a file's stock cells are kept once, not twice, during the plan)."""
         if isinstance(self.source, SqlCatalog):
             assert self.columns is not None
             try:
@@ -148,13 +147,14 @@ class StockWatch:
                                        self.settings.catalog.changed_column)
             except SyncerError as exc:
                 log.warning("stock watch: cannot look at the catalog", reason=str(exc))
-                return None
-            return None if answer == self.signature else (answer, None)
+                return False
+            changed, self.signature = answer != self.signature, answer
+            return changed
         assert isinstance(self.source, CsvCatalog)
         path = self.source.path
         signature = file_signature(path)
         if signature is None or signature == self.signature or signature == self.refused:
-            return None
+            return False
         self.costs["reads"] += 1
         try:
             cells = StockCells.read(self.source, load_profile(self.settings.mapping_path()),
@@ -162,17 +162,16 @@ class StockWatch:
         except SyncerError as exc:  # a cut file, a bad header: the runs report it
             log.warning("stock watch: catalog not read, nothing sent", reason=str(exc))
             self.refused = signature
-            return None
+            return False
         if file_signature(path) != signature:
-            return None  # written while read: read it again at the next look
-        fresh = time.time_ns() - int(signature[2]) < FRESH_NS  # type: ignore[call-overload]
+            return False  # written while read: read it again at the next look
         lowered = cells.lowered(self.cells)
-        if not lowered:
-            self.cells = cells
-            self.signature = None if fresh else signature
-            return None
-        log.info("stock watch: stock may have gone down", skus=len(lowered))
-        return (None if fresh else signature), cells
+        self.cells = cells
+        fresh = time.time_ns() - int(signature[2]) < FRESH_NS  # type: ignore[call-overload]
+        self.signature = None if fresh else signature
+        if lowered:
+            log.info("stock watch: stock may have gone down", skus=len(lowered))
+        return bool(lowered)
 
     def _store(self, ctx: JobContext, store: StoreSettings) -> StoreRun:
         outcome = StoreRun(store.name)
