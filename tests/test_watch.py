@@ -367,3 +367,32 @@ def test_a_catalog_of_zeros_is_stopped_by_the_mass_zero_guard_and_alerted(
     assert isinstance(store_turn.error, SafetyStop)
     assert set(quantities(server).values()) == {5}
     assert runs_of(settings) == ["offers"]
+
+
+def test_the_watched_stores_are_planned_in_one_read_and_a_busy_one_waits_for_the_next_look(
+        tmp_path: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCER_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, state_url=f"sqlite:///{tmp_path / 's.db'}",
+                          environment=server.base_url)  # fr and de, one account
+    config.write_text(config.read_text().replace(
+        'token_env = "SYNCER_TEST_TOKEN"', 'token_env = "SYNCER_TEST_TOKEN"\nreconcile = false'))
+    write_catalog(tmp_path / "catalog.csv", [catalog_row(s) for s in SKUS])
+    settings = load_settings(config)
+    clock = FakeClock()
+    watch = StockWatch(settings)
+    assert turn(settings, clock, watch) == ["offers", "offers"]
+    assert watch.costs["plans"] == 1  # the first look: both stores, one plan
+    write_catalog(settings.catalog_path(), rows(W_03="0"))
+    clock.advance(seconds=20)
+    with StateStore.open(settings.state_database_url()) as other, \
+            other.locks.lock("de", 900, "another-run"):
+        assert turn(settings, clock, watch) == ["watch"]  # fr's; de is busy
+    assert watch.costs["plans"] == 2
+    assert server.emulator.listing(TOKEN, "W-03", "fr-fr")["quantity"] == 0  # type: ignore[index]
+    clock.advance(seconds=20)
+    turn(settings, clock, watch)  # the file did not change, but de is planned again
+    assert watch.costs["plans"] == 3
+    assert server.emulator.listing(TOKEN, "W-03", "de-de")["quantity"] == 0  # type: ignore[index]
+    clock.advance(seconds=20)
+    turn(settings, clock, watch)
+    assert watch.costs["plans"] == 3  # nothing pending any more

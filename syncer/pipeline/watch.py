@@ -4,8 +4,9 @@ the stock lane's next turn (issue 17).
 Every ``stock_watch_seconds`` (20 by default, per store; 0 turns it off) the daemon looks at
 the catalog, cheaply (``syncer.catalog.watch``): a CSV file's ``stat``, then, when it changed,
 a stock-only read telling whether any SKU's stock cells went down; a database catalog's one
-small query. When some stock may have gone down, each watched store is planned as a run
-would plan it, under its lock, and only the quantities that go *down* are sent (a stock-out
+small query. When some stock may have gone down, the watched stores are planned as a run
+would plan them, under their locks, in one read of the catalog, and only the quantities that
+go *down* are sent (a stock-out
 is a lower quantity: 0), spending the stock lane's share of the hourly budget
 (``stock_budget_share``), zeros first, the rest queued (invariant 8). It is recorded in the
 run log as a run of kind ``watch``, and told to the alerts like any store's turn.
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -132,7 +135,7 @@ class StockWatch:
         self.costs["looks"] += 1
         if not self._changed() and not self.pending:
             return []
-        runs = [self._store(ctx, store) for store in stores if not ctx.stop()]
+        runs = self._stores(ctx, stores)
         # Another run holds a store: plan again at the next look, changed or not.
         self.pending = any(r.skipped for r in runs)
         return runs
@@ -173,40 +176,61 @@ class StockWatch:
             log.info("stock watch: stock may have gone down", skus=len(lowered))
         return bool(lowered)
 
-    def _store(self, ctx: JobContext, store: StoreSettings) -> StoreRun:
-        outcome = StoreRun(store.name)
-        try:
-            with ctx.state.locks.lock(store.name, ctx.settings.limits.lock_lease_seconds,
-                                      ctx.run_id) as lease:
-                ctx.leases[store.name] = lease
-                error: SyncerError | None = None
+    def _stores(self, ctx: JobContext, stores: Sequence[StoreSettings]) -> list[StoreRun]:
+        """Plan the watched stores whose lock is free, in one read of the catalog (quantity
+        is global: a plan reads every store's rows anyway), and send each one's decreases."""
+        runs = {store.name: StoreRun(store.name) for store in stores}
+        with ExitStack() as locks:
+            held = []
+            for store in stores:
                 try:
-                    self._send(ctx, store, outcome)
-                except SyncerError as exc:
-                    error = exc
-                    raise
-                finally:
-                    ctx.finished(StoreTurn(store, error, tuple(r for _, r in outcome.publications),
-                                           tuple(outcome.ran)))
-        except LockHeld as exc:
-            outcome.skipped = str(exc)
-            log.info("stock watch: store busy, looking again next time", store=store.name)
-        except SyncerError as exc:
-            outcome.error = str(exc)
-            log.error("stock watch stopped", store=store.name, reason=str(exc))
-        finally:
-            ctx.leases.pop(store.name, None)
-        return outcome
+                    ctx.leases[store.name] = locks.enter_context(ctx.state.locks.lock(
+                        store.name, ctx.settings.limits.lock_lease_seconds, ctx.run_id))
+                    held.append(store)
+                except LockHeld as exc:
+                    runs[store.name].skipped = str(exc)
+                    log.info("stock watch: store busy, looking again next time",
+                             store=store.name)
+            try:
+                if held:
+                    self._send(ctx, held, runs)
+            finally:
+                for store in held:
+                    ctx.leases.pop(store.name, None)
+        return list(runs.values())
 
-    def _send(self, ctx: JobContext, store: StoreSettings, outcome: StoreRun) -> None:
+    def _send(self, ctx: JobContext, stores: list[StoreSettings],
+              runs: dict[str, StoreRun]) -> None:
         self.costs["plans"] += 1
-        plan = make_plan(ctx.settings, [store], self.source, ctx.state)
-        check_zero_share(ctx.settings, plan, force=False)
-        lane = decreases_only(stock_only(plan.stores[0],
-                                         StoreSnapshot(ctx.state.offers, store.name)))
-        if lane.changes:
-            outcome.publications.append(("watch", publish_store(ctx, lane, kind="watch")))
-            outcome.ran.append("watch")
+        try:
+            plan = make_plan(ctx.settings, stores, self.source, ctx.state)
+        except SyncerError as exc:  # the catalog or the state could not be read
+            for store in stores:
+                _told(ctx, store, runs[store.name], exc)
+            return
+        for store, store_plan in zip(stores, plan.stores, strict=True):
+            outcome, error = runs[store.name], None
+            try:
+                check_zero_share(ctx.settings, replace(plan, stores=[store_plan]), force=False)
+                lane = decreases_only(stock_only(store_plan,
+                                                 StoreSnapshot(ctx.state.offers, store.name)))
+                if lane.changes:
+                    outcome.publications.append(("watch",
+                                                 publish_store(ctx, lane, kind="watch")))
+                    outcome.ran.append("watch")
+            except SyncerError as exc:  # one store's trouble does not stop the others
+                error = exc
+            _told(ctx, store, outcome, error)
+
+
+def _told(ctx: JobContext, store: StoreSettings, outcome: StoreRun,
+          error: SyncerError | None) -> None:
+    """The store's turn, told to the alerts under its lock (as ``run_due`` tells it)."""
+    if error is not None:
+        outcome.error = str(error)
+        log.error("stock watch stopped", store=store.name, reason=str(error))
+    ctx.finished(StoreTurn(store, error, tuple(r for _, r in outcome.publications),
+                           tuple(outcome.ran)))
 
 
 def daemon_turn(ctx: JobContext, stores: Sequence[StoreSettings], catalog: Path | None,
