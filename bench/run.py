@@ -24,8 +24,9 @@ so its peak resident memory is its own.
    one read of every live listing per cadence needs (the baseline: more is waste), and the
    share of live listings whose competition data is fresher than the cadence, sampled every
    simulated minute (mean and lowest).
-7. Stock-outs with `syncer daemon` (issue 17): a published catalog where SKUs sell out one
-   by one at seeded random instants. On a simulated clock, the daemon's turns
+7. Stock-outs with `syncer daemon` (issue 17): a published catalog (20,000 SKUs) where SKUs
+   sell out one by one at seeded random instants. On a simulated clock (each turn's real
+   compute time added to it), the daemon's turns
    (``daemon_turn``/``daemon_wait``, as the command runs them) with the stock watch
    (`stock_watch_seconds` 20) and, in the same run, without it (the baseline: the stock lane
    every 15 minutes): the time from the catalog's write until the emulator holds quantity 0,
@@ -461,7 +462,7 @@ def startup(table: Table, folder: Path, runs: int = 7) -> None:
                           [f">= {TARGETS['startup']:g} s"]))
 
 
-def stock_watch(table: Table, folder: Path, skus: int = 2000, events: int = 12,
+def stock_watch(table: Table, folder: Path, skus: int = 20_000, events: int = 12,
                 hours: float = 2.0, real_events: int = 3) -> None:
     print("7. stock-outs with syncer daemon, simulated and real clock", flush=True)
     import logging
@@ -492,10 +493,13 @@ def stock_watch(table: Table, folder: Path, skus: int = 2000, events: int = 12,
             stamp = time.time_ns() - 3_600_000_000_000 + backdate * 1_000_000
             os.utime(catalog, ns=(stamp, stamp))
 
-    def configure(name: str, base_url: str, watch_seconds: float) -> Path:
+    def configure(name: str, base_url: str, watch_seconds: float,
+                  budget: int = 2000) -> Path:
         config = folder / f"{name}.toml"
         config.write_text(textwrap.dedent(f"""
             state_url = "sqlite:///{folder / (name + '.db')}"
+            [limits]
+            sku_lines_per_hour = {budget}
             [catalog]
             path = "{folder / (name + '.csv')}"
             [api]
@@ -521,12 +525,13 @@ def stock_watch(table: Table, folder: Path, skus: int = 2000, events: int = 12,
         with EmulatorServer(EmulatorConfig(tokens=(token,), task_delay=0.0,
                                            sku_lines_per_hour=0,
                                            clock=clock.monotonic)) as server:
-            settings = load_settings(configure(name, server.base_url, 20 if watching else 0))
+            # The listings are created first without a budget (not what is measured).
+            settings = load_settings(configure(name, server.base_url, 20 if watching else 0,
+                                               budget=0))
             catalog = settings.catalog_path()
             out: set[int] = set()
             writes = 1
             write(catalog, out, writes)
-            watch = StockWatch(settings) if watching else None
             pending: dict[str, float] = {}
             latencies: list[float] = []
             with StateStore.open(settings.state_database_url()) as state:
@@ -534,7 +539,11 @@ def stock_watch(table: Table, folder: Path, skus: int = 2000, events: int = 12,
                 with paced(settings, state) as limiter_for:
                     ctx = JobContext(settings, state, f"bench-{name}", limiter_for,
                                      now=clock.now)
-                    daemon_turn(ctx, settings.stores, None, watch)  # creates the listings
+                    daemon_turn(ctx, settings.stores, None, None)  # creates the listings
+                    settings = load_settings(configure(name, server.base_url,
+                                                       20 if watching else 0))
+                    ctx.settings = settings
+                    watch = StockWatch(settings) if watching else None
                     # Measured once the creations' lines have left Back Market's hour.
                     clock.seconds += 3600
                     start = clock.seconds
@@ -551,7 +560,11 @@ def stock_watch(table: Table, folder: Path, skus: int = 2000, events: int = 12,
                             write(catalog, out, writes)
                             pending[f"S-{index:05d}"] = at
                         clock.seconds = turn_at
+                        began = time.perf_counter()
                         daemon_turn(ctx, settings.stores, None, watch)
+                        # The turn's own work (the stock-only read, the plan) takes real
+                        # time: counted on the simulated clock too.
+                        clock.seconds += time.perf_counter() - began
                         for sku, at in list(pending.items()):
                             if server.emulator.listing(token, sku, "fr-fr")["quantity"] == 0:  # type: ignore[index]
                                 latencies.append(clock.seconds - at)
@@ -583,9 +596,9 @@ def stock_watch(table: Table, folder: Path, skus: int = 2000, events: int = 12,
               verdict([] if lines <= share * hours else ["beyond the lane's share"]))
 
     # Once on the real clock: a real daemon process, the emulator with its own task delays.
-    # Half the SKUs: the daemon's first offer run creates them, and a full hour's budget
-    # spent on creations would leave the watch nothing to send for an hour.
-    skus //= 2
+    # 1,000 SKUs: the daemon's first offer run creates them, and a full hour's budget (2,000
+    # lines) spent on creations would leave the watch nothing to send for an hour.
+    skus = 1000
     with EmulatorServer(EmulatorConfig(tokens=(token,), sku_lines_per_hour=0)) as server:
         config = configure("watch-real", server.base_url, 20)
         settings = load_settings(config)
