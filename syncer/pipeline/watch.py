@@ -133,14 +133,14 @@ class StockWatch:
             return []
         self.last_look = now
         self.costs["looks"] += 1
-        if not self._changed() and not self.pending:
+        if not self.changed() and not self.pending:
             return []
         runs = self._stores(ctx, stores)
         # Another run holds a store: plan again at the next look, changed or not.
         self.pending = any(r.skipped for r in runs)
         return runs
 
-    def _changed(self) -> bool:
+    def changed(self) -> bool:
         """Whether some stock may have gone down since the last look; remembers what this
         look saw (a file's stock cells are kept once, not twice, during the plan)."""
         if isinstance(self.source, SqlCatalog):
