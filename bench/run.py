@@ -24,6 +24,17 @@ so its peak resident memory is its own.
    one read of every live listing per cadence needs (the baseline: more is waste), and the
    share of live listings whose competition data is fresher than the cadence, sampled every
    simulated minute (mean and lowest).
+7. Stock-outs with `syncer daemon` (issue 17): a published catalog (20,000 SKUs) where SKUs
+   sell out one by one at seeded random instants. On a simulated clock (each turn's real
+   compute time added to it), the daemon's turns
+   (``daemon_turn``/``daemon_wait``, as the command runs them) with the stock watch
+   (`stock_watch_seconds` 20) and, in the same run, without it (the baseline: the stock lane
+   every 15 minutes): the time from the catalog's write until the emulator holds quantity 0,
+   the hourly budget the watch spent and its reads. Then once on the real clock: a real
+   `syncer daemon` process against the loopback emulator, the time from the write until the
+   emulator holds 0 (baseline: a plan of the same catalog, what each send waits for).
+   And (7a, after section 1, on its state) what a look that finds one stock-out costs on the
+   big catalog: the stock-only read and the plan of every store, against a bare csv pass.
 """
 
 from __future__ import annotations
@@ -51,7 +62,8 @@ from bench.generate import COUNTRIES, LOCALES, generate, header  # noqa: E402
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TARGETS = {"ratio": 3.0, "seconds": 20.0, "peak_mb": 600.0, "acks_sqlite": 50_000,
-           "budget": 0.99, "startup": 0.5, "market_waste": 1.05, "market_fresh": 0.90}
+           "budget": 0.99, "startup": 0.5, "market_waste": 1.05, "market_fresh": 0.90,
+           "stock_out": 60.0}
 
 CASE = textwrap.dedent("""
     import csv, json, resource, sys, time
@@ -445,6 +457,251 @@ def startup(table: Table, folder: Path, runs: int = 7) -> None:
                           [f">= {TARGETS['startup']:g} s"]))
 
 
+WATCH_LOOK = textwrap.dedent("""
+    import json, logging, os, resource, shutil, sys, time
+    from pathlib import Path
+    import structlog
+    from syncer.config.settings import load_settings
+    from syncer.pipeline.planner import make_plan
+    from syncer.pipeline.watch import StockWatch, decreases_only
+    from syncer.planning.diff import stock_only
+    from syncer.state.offers import StoreSnapshot
+    from syncer.state.store import StateStore
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    config, before, after, watched = sys.argv[1:5]
+    settings = load_settings(config)
+    shutil.copyfile(before, watched)
+    watch = StockWatch(settings, Path(watched))
+    watch.changed()  # the read a look compares with: not measured
+    os.replace(after, watched)  # the export lands, with one SKU sold out
+    started = time.perf_counter()
+    assert watch.changed()
+    read = time.perf_counter() - started
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        plan = make_plan(settings, settings.stores, watch.source, state)
+        lowered = sum(len(decreases_only(stock_only(p, StoreSnapshot(state.offers, p.store)))
+                          .changes) for p in plan.stores)
+    print(json.dumps({"read": read, "plan": time.perf_counter() - started - read,
+                      "lowered": lowered,
+                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""")
+
+
+def stock_watch_look(table: Table, folder: Path, v1: Path, offers: int) -> None:
+    """What a look of the stock watch that finds a stock-out costs on the big catalog, with
+    the state of the planning section (v1's snapshot): the stock-only read and the plan of
+    every store, the seconds a stock-out waits on top of the look interval."""
+    print("7a. the stock watch's look at the big catalog", flush=True)
+    after = folder / "watch-after.csv"
+    with v1.open(encoding="utf-8", newline="") as src, after.open("w", encoding="utf-8",
+                                                                 newline="") as dst:
+        dst.write(src.readline())
+        sold = False
+        for line in src:
+            cells = line.split(";")
+            if not sold and cells[4].isdigit() and int(cells[4]) > 3 and cells[5] == "0":
+                cells[4], sold = "0", True
+            dst.write(";".join(cells))
+    done = subprocess.run([sys.executable, "-c", WATCH_LOOK, str(folder / "csv.toml"),
+                           str(v1), str(after), str(folder / "watched.csv")],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        sys.exit(f"the stock watch's look failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    base = case("csv", str(folder / "csv.toml"), str(v1))["seconds"]
+    seconds = result["read"] + result["plan"]
+    table.add(f"stock watch: a look finding 1 stock-out in {offers:,} offers",
+              f"{seconds:.1f} s (stock-only read {result['read']:.1f} s, "
+              f"plan {result['plan']:.1f} s; {result['lowered']} offers lowered)",
+              f"bare csv pass {base:.2f} s", f"{seconds / base:.1f}x",
+              f"{result['peak_mb']:.0f}",
+              verdict([] if 20 + seconds + 1 <= TARGETS["stock_out"] and result["lowered"]
+                      else ["20 s + the look + a request > 60 s" if result["lowered"]
+                            else "the stock-out was not found"]))
+
+
+def stock_watch(table: Table, folder: Path, skus: int = 20_000, events: int = 12,
+                hours: float = 2.0, real_events: int = 3) -> None:
+    print("7. stock-outs with syncer daemon, simulated and real clock", flush=True)
+    import logging
+    import random
+    import signal
+    import statistics
+
+    import structlog
+
+    from syncer.config.settings import load_settings
+    from syncer.emulator.config import EmulatorConfig
+    from syncer.emulator.server import EmulatorServer
+    from syncer.pipeline.jobs import JobContext, paced
+    from syncer.pipeline.planner import catalog_source, make_plan, siblings
+    from syncer.pipeline.watch import StockWatch, daemon_turn, daemon_wait
+    from syncer.state.store import StateStore
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    token = "bench-token"
+    os.environ["BENCH_TOKEN"] = token
+    head = "sku;ean;grade;stock;safety_stock;max_quantity;price_fr;warranty_fr;comment_fr\n"
+
+    def write(catalog: Path, out: set[int], backdate: int = 0) -> None:
+        catalog.write_text(head + "".join(
+            f"S-{i:05d};4006381333931;GOOD;{0 if i in out else 5};0;;100.00;12;\n"
+            for i in range(skus)), encoding="utf-8")
+        if backdate:  # the simulated run writes within real milliseconds: see below
+            stamp = time.time_ns() - 3_600_000_000_000 + backdate * 1_000_000
+            os.utime(catalog, ns=(stamp, stamp))
+
+    def configure(name: str, base_url: str, watch_seconds: float,
+                  budget: int = 2000) -> Path:
+        config = folder / f"{name}.toml"
+        config.write_text(textwrap.dedent(f"""
+            state_url = "sqlite:///{folder / (name + '.db')}"
+            [limits]
+            sku_lines_per_hour = {budget}
+            [catalog]
+            path = "{folder / (name + '.csv')}"
+            [api]
+            contact_email = "bench@example.com"
+            [[stores]]
+            name = "fr"
+            locale = "fr-fr"
+            environment = "{base_url}"
+            token_env = "BENCH_TOKEN"
+            reconcile = false
+            stock_watch_seconds = {watch_seconds}
+            """), encoding="utf-8")
+        return config
+
+    rng = random.Random(17)
+    instants = sorted(rng.uniform(60, hours * 3600) for _ in range(events))
+    sold = rng.sample(range(skus), events)
+
+    def simulated(watching: bool) -> tuple[list[float], dict[str, int], int]:
+        lines = 0
+        clock = SimClock()
+        name = "watch-sim" if watching else "lane-sim"
+        with EmulatorServer(EmulatorConfig(tokens=(token,), task_delay=0.0,
+                                           sku_lines_per_hour=0,
+                                           clock=clock.monotonic)) as server:
+            # The listings are created first without a budget (not what is measured).
+            settings = load_settings(configure(name, server.base_url, 20 if watching else 0,
+                                               budget=0))
+            catalog = settings.catalog_path()
+            out: set[int] = set()
+            writes = 1
+            write(catalog, out, writes)
+            pending: dict[str, float] = {}
+            latencies: list[float] = []
+            with StateStore.open(settings.state_database_url()) as state:
+                state.offers.siblings = {s.name: siblings(settings, s) for s in settings.stores}
+                with paced(settings, state) as limiter_for:
+                    ctx = JobContext(settings, state, f"bench-{name}", limiter_for,
+                                     now=clock.now)
+                    daemon_turn(ctx, settings.stores, None, None)  # creates the listings
+                    settings = load_settings(configure(name, server.base_url,
+                                                       20 if watching else 0))
+                    ctx.settings = settings
+                    watch = StockWatch(settings) if watching else None
+                    # Measured once the creations' lines have left Back Market's hour.
+                    clock.seconds += 3600
+                    start = clock.seconds
+                    queue = [(start + at, index) for at, index in zip(instants, sold,
+                                                                      strict=True)]
+                    end = start + hours * 3600 + 1200
+                    while clock.seconds < end and (queue or pending):
+                        turn_at = clock.seconds + daemon_wait(ctx, settings.stores, watch, 60.0)
+                        while queue and queue[0][0] <= turn_at:
+                            at, index = queue.pop(0)
+                            clock.seconds = at
+                            out.add(index)
+                            writes += 1
+                            write(catalog, out, writes)
+                            pending[f"S-{index:05d}"] = at
+                        clock.seconds = turn_at
+                        began = time.perf_counter()
+                        daemon_turn(ctx, settings.stores, None, watch)
+                        # The turn's own work (the stock-only read, the plan) takes real
+                        # time: counted on the simulated clock too.
+                        clock.seconds += time.perf_counter() - began
+                        for sku, at in list(pending.items()):
+                            if server.emulator.listing(token, sku, "fr-fr")["quantity"] == 0:  # type: ignore[index]
+                                latencies.append(clock.seconds - at)
+                                del pending[sku]
+                lines = sum(r["counts"].get("updated", 0) + r["counts"].get("failed", 0)
+                            for r in state.runs.latest("fr", limit=1000) if r["kind"] == "watch")
+            costs = watch.costs if watch is not None else {}
+        if pending:
+            sys.exit(f"stock-outs never sent ({name}): {sorted(pending)}")
+        return latencies, costs, lines
+
+    # The simulated run writes the catalog within real milliseconds of each look; its files
+    # are back-dated an hour (each write a distinct mtime) so that the watch's guard against
+    # a file modified within the file system's timestamp granularity (re-read while fresh,
+    # a real-clock matter) does not inflate the simulated read count.
+    watched, costs, lines = simulated(True)
+    lane, _, _ = simulated(False)
+    share = 0.5 * 2000  # stock_budget_share of the hourly budget (defaults)
+    table.add("stock-out to Back Market, syncer daemon (simulated clock)",
+              f"max {max(watched):.0f} s, median {statistics.median(watched):.0f} s",
+              f"stock lane only: max {max(lane):.0f} s, median {statistics.median(lane):.0f} s",
+              f"{max(lane) / max(watched):.0f}x", "",
+              verdict([] if max(watched) <= TARGETS["stock_out"] else
+                      [f"> {TARGETS['stock_out']:g} s"]))
+    table.add("what the watch cost (simulated clock)",
+              f"{lines} SKU lines over {hours:g} h, {costs['looks']} looks, "
+              f"{costs['reads']} stock-only reads, {costs['plans']} plans",
+              f"lane share {share:.0f} lines/h", "", "",
+              verdict([] if lines <= share * hours else ["beyond the lane's share"]))
+
+    # Once on the real clock: a real daemon process, the emulator with its own task delays.
+    # 1,000 SKUs: the daemon's first offer run creates them, and a full hour's budget (2,000
+    # lines) spent on creations would leave the watch nothing to send for an hour.
+    skus = 1000
+    with EmulatorServer(EmulatorConfig(tokens=(token,), sku_lines_per_hour=0)) as server:
+        config = configure("watch-real", server.base_url, 20)
+        settings = load_settings(config)
+        catalog = settings.catalog_path()
+        out = set()
+        write(catalog, out)
+        began = time.perf_counter()
+        with StateStore.open(settings.state_database_url()) as state:
+            make_plan(settings, settings.stores, catalog_source(settings), state)
+        plan_seconds = time.perf_counter() - began
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        daemon = subprocess.Popen([sys.executable, "-m", "syncer", "--config", str(config),
+                                   "--log-format", "json", "daemon"], cwd=folder, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        real: list[float] = []
+        try:
+            deadline = time.monotonic() + 300
+            last = f"S-{skus - 1:05d}"
+            while server.emulator.listing(token, last, "fr-fr") is None:
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    sys.exit("the real daemon never published the catalog")
+                time.sleep(0.2)
+            time.sleep(2.0)  # the offer run records its confirmations
+            for index in rng.sample(range(skus), real_events):
+                time.sleep(rng.uniform(0, 20))  # anywhere between two looks
+                out.add(index)
+                write(catalog, out)
+                written = time.perf_counter()
+                sku = f"S-{index:05d}"
+                while server.emulator.listing(token, sku, "fr-fr")["quantity"] != 0:  # type: ignore[index]
+                    if time.monotonic() > deadline or daemon.poll() is not None:
+                        sys.exit("the real daemon never sent a stock-out")
+                    time.sleep(0.05)
+                real.append(time.perf_counter() - written)
+        finally:
+            daemon.send_signal(signal.SIGTERM)  # the process this bench started, by its id
+            daemon.wait(60)
+    table.add("stock-out to Back Market, syncer daemon (real clock)",
+              f"max {max(real):.1f} s, median {statistics.median(real):.1f} s "
+              f"({len(real)} stock-outs)",
+              f"plan of the {skus:,}-SKU catalog {plan_seconds:.1f} s", "", "",
+              verdict([] if max(real) <= TARGETS["stock_out"] else
+                      [f"> {TARGETS['stock_out']:g} s"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -460,6 +717,8 @@ def main() -> None:
                         help="only the start-up figures (section 5)")
     parser.add_argument("--market-only", action="store_true",
                         help="only the market-reads figures (section 6)")
+    parser.add_argument("--watch-only", action="store_true",
+                        help="only the stock-out figures of syncer daemon (section 7)")
     args = parser.parse_args()
     table = Table()
     started = time.monotonic()
@@ -467,6 +726,10 @@ def main() -> None:
         folder = Path(tmp)
         if args.market_only:
             market(table, folder, args.market)
+            table.show()
+            return
+        if args.watch_only:
+            stock_watch(table, folder)
             table.show()
             return
         startup(table, folder)
@@ -477,17 +740,20 @@ def main() -> None:
               f"{args.skus * args.stores:,} offers, churn {args.churn:.0%}", flush=True)
         v1, v2 = generate(folder, args.skus, args.stores, args.churn)
         planning(table, folder, args, v1, v2)
+        stock_watch_look(table, folder, v1, args.skus * args.stores)
         if not args.no_postgres:
             postgres(table, folder, args, v1, v2)
         publishing(table, folder, args.publish)
         market(table, folder, args.market)
+        stock_watch(table, folder)
     table.show()
     print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass and under "
           f"{TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
           f"at least {TARGETS['acks_sqlite']:,}/s on SQLite, budget use at least "
           f"{TARGETS['budget']:.0%}, no client 429, start-up under {TARGETS['startup']:g} s, "
           f"market reads at most {TARGETS['market_waste']:g}x one per listing and cadence "
-          f"with at least {TARGETS['market_fresh']:.0%} of listings fresher than it "
+          f"with at least {TARGETS['market_fresh']:.0%} of listings fresher than it, "
+          f"stock-outs at Back Market within {TARGETS['stock_out']:g} s "
           f"({time.monotonic() - started:.0f} s)")
 
 

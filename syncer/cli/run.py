@@ -87,29 +87,29 @@ def _run_once(ctx: JobContext, stores: list[StoreSettings], catalog: Path | None
 def daemon(obj: Context, store: str | None, catalog: Path | None, max_sleep: float) -> None:
     """Run `syncer run` in a loop in the foreground, for hosts without a scheduler.
 
+    With a store's `stock_watch_seconds` (20 by default; 0 turns it off) it also looks at
+    the catalog that often and sends a stock-out or a lower stock at once, within the stock
+    lane's share of the hourly budget.
+
     On SIGTERM or Ctrl-C it finishes the request in flight, records it, and exits cleanly.
     """
     from syncer.pipeline.jobs import paced
-    from syncer.pipeline.schedule import job_states, run_due
+    from syncer.pipeline.watch import StockWatch, daemon_turn, daemon_wait, watched
 
     settings = obj.settings()
     stores = settings.selected_stores(store)
+    watch = StockWatch(settings, catalog) if watched(stores) else None
     click.echo(f"syncer daemon: {', '.join(s.name for s in stores)}; Ctrl-C or SIGTERM "
                "stops it", err=True)
     with open_state(settings) as state, stop_on_signals() as stop:
         while not stop():
             with paced(settings, state) as limiter_for:
                 ctx = job_context(settings, state, limiter_for, stop=stop)
-                for store_run in run_due(ctx, stores, catalog):
+                for store_run in daemon_turn(ctx, stores, catalog, watch):
                     _print_store_run(store_run)
-            now = ctx.now()
-            soonest = min((j.next_at for s in stores for j in job_states(ctx, s, now)
-                           if j.next_at is not None), default=None)
-            wait = max_sleep if soonest is None else \
-                min(max_sleep, max(1.0, (soonest - now).total_seconds()))
-            deadline = time.monotonic() + wait
+            deadline = time.monotonic() + daemon_wait(ctx, stores, watch, max_sleep)
             while not stop() and time.monotonic() < deadline:
-                time.sleep(min(0.5, deadline - time.monotonic()))
+                time.sleep(max(0.0, min(0.5, deadline - time.monotonic())))
     click.echo("syncer daemon: stopped", err=True)
 
 
@@ -133,6 +133,7 @@ def _print_store_run(store_run: StoreRun) -> None:
                    + ", ".join(f"{v} {k}" for k, v in store_run.products.items()))
     for kind, result in store_run.publications:
         click.echo(result_line(result, prefix={"stock": "[stock lane] ",
+                                               "watch": "[stock watch] ",
                                                "queue": "[queue] "}.get(kind, "")))
     if store_run.market is not None:
         click.echo(f"Store {store_run.store} market: "

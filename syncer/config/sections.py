@@ -57,6 +57,10 @@ class CatalogSettings(Section):
     table: str | None = None
     query: str | None = None
     batch_size: int = Field(2000, ge=1, le=100_000)  # rows per fetch from the server
+    # A column of the table or query that grows whenever a row changes (an updated_at
+    # timestamp, a row version): the daemon's stock watch then asks only count(*) and its
+    # max() to notice a change (syncer/catalog/watch.py).
+    changed_column: str | None = None
 
     @field_validator("encoding", "legacy_encoding")
     @classmethod

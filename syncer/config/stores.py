@@ -70,6 +70,9 @@ class StoreSettings(Section):
     stock_lane: bool = True
     stock_every_minutes: float = Field(15, gt=0)
     stock_budget_share: float = Field(0.5, gt=0, le=1)
+    # `syncer daemon` looks at the catalog this often and sends a stock-out or a lower stock
+    # at once, within the stock lane's share (syncer/pipeline/watch.py); 0 turns it off.
+    stock_watch_seconds: float = Field(20, ge=0)
     # [stores.alerts]: this store's alert settings, key by key over the global [alerts].
     alerts: AlertSettings | None = None
 

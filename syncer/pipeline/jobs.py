@@ -198,8 +198,9 @@ def publisher_for(ctx: JobContext, store: StoreSettings, client: BackMarketClien
 
 def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers"
                   ) -> PublishResult:
-    """Publish one store's plan as one recorded run of ``kind`` ("offers", "stock", or
-    "queue": what earlier runs queued, sent as the hourly budget frees)."""
+    """Publish one store's plan as one recorded run of ``kind`` ("offers", "stock",
+    "queue": what earlier runs queued, sent as the hourly budget frees, or "watch": the
+    daemon's stock watch, its plan already cut to the lowered quantities)."""
     settings, state = ctx.settings, ctx.state
     store = settings.store(store_plan.store)
     if kind == "stock":
@@ -210,7 +211,8 @@ def publish_store(ctx: JobContext, store_plan: StorePlan, *, kind: str = "offers
         with build_client(settings, store, ctx.limiter_for(store),
                           ctx.leases.get(store.name)) as client, \
                 ctx.display.step(f"publishing {store.name}", total=len(store_plan.changes)):
-            publisher = publisher_for(ctx, store, client, lane=kind == "stock")
+            # The daemon's stock watch (syncer/pipeline/watch.py) spends the lane's share too.
+            publisher = publisher_for(ctx, store, client, lane=kind in ("stock", "watch"))
             result = publisher.apply(store_plan)
             result.counts.update(requests=client.stats.requests, retries=client.stats.retries,
                                  rate_limited=client.stats.rate_limited)
