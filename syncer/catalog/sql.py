@@ -138,7 +138,7 @@ class SqlCatalog:
     @contextmanager
     def open(self) -> Iterator[CatalogStream]:
         url = database_url(self.url) if isinstance(self.url, str) else self.url
-        with _connected(url, self.safe_url) as conn:
+        with connected(url, self.safe_url) as conn:
             # Declared types are read before the rows: an unbuffered MySQL cursor allows no
             # other statement on its connection until it is exhausted.
             statement, types = self._statement(conn)
@@ -147,7 +147,7 @@ class SqlCatalog:
                     stream_results=True, yield_per=self.batch_size).execute(statement)
             except SQLAlchemyError as exc:
                 raise CatalogError(f"{self.what} failed on {self.safe_url}: "
-                                   f"{_detail(exc, url)}") from None
+                                   f"{error_detail(exc, url)}") from None
             try:
                 header = self._header(conn, result, types)
                 rows = self._rows(result, header, url)
@@ -189,7 +189,7 @@ class SqlCatalog:
                 columns = inspector.get_columns(name, schema=schema or None)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot read table {self.table} on {self.safe_url}: "
-                               f"{_detail(exc, conn.engine.url)}") from None
+                               f"{error_detail(exc, conn.engine.url)}") from None
         if not found:
             raise CatalogError(f"no table or view {self.table!r} on {self.safe_url}"
                                + _known_tables(inspector, schema or None))
@@ -216,7 +216,7 @@ class SqlCatalog:
         except SQLAlchemyError as exc:
             read = f" after {number - 1} rows" if number > 1 else ""
             raise CatalogError(f"{self.what} failed on {self.safe_url}{read}: "
-                               f"{_detail(exc, url)}") from None
+                               f"{error_detail(exc, url)}") from None
         finally:
             result.close()
         if number == 1:
@@ -225,7 +225,7 @@ class SqlCatalog:
 
 
 @contextmanager
-def _connected(url: URL, safe_url: str) -> Iterator[Connection]:
+def connected(url: URL, safe_url: str) -> Iterator[Connection]:
     """A read-only connection (where the database allows it), rolled back and closed after."""
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
             and not str(url.database).startswith("file:") \
@@ -244,7 +244,7 @@ def _connected(url: URL, safe_url: str) -> Iterator[Connection]:
             conn = engine.connect()
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot connect to the catalog database {safe_url}: "
-                               f"{_detail(exc, url)}") from None
+                               f"{error_detail(exc, url)}") from None
         with conn:
             try:
                 if url.get_backend_name() == "postgresql":
@@ -255,7 +255,7 @@ def _connected(url: URL, safe_url: str) -> Iterator[Connection]:
                     conn.exec_driver_sql("PRAGMA query_only = ON")
             except SQLAlchemyError as exc:
                 raise CatalogError(f"cannot use the catalog database {safe_url}: "
-                                   f"{_detail(exc, url)}") from None
+                                   f"{error_detail(exc, url)}") from None
             yield conn
     finally:
         engine.dispose()
@@ -276,7 +276,7 @@ def _inspect(conn: Connection, safe_url: str) -> sa.Inspector:
         return sa.inspect(conn)
     except SQLAlchemyError as exc:
         raise CatalogError(f"cannot read the catalog database {safe_url}: "
-                           f"{_detail(exc, conn.engine.url)}") from None
+                           f"{error_detail(exc, conn.engine.url)}") from None
 
 
 def _known_tables(inspector: sa.Inspector, schema: str | None) -> str:
@@ -290,7 +290,7 @@ def _known_tables(inspector: sa.Inspector, schema: str | None) -> str:
     return f"; tables and views there: {shown}"
 
 
-def _detail(exc: SQLAlchemyError, url: URL) -> str:
+def error_detail(exc: SQLAlchemyError, url: URL) -> str:
     """The database's own message, first line, without the password should it appear."""
     original = getattr(exc, "orig", None) or exc
     args = original.args

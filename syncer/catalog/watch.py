@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncer.catalog.files import CatalogSource
-from syncer.catalog.sql import SqlCatalog, _connected, _detail, database_url
+from syncer.catalog.sql import SqlCatalog, connected, database_url, error_detail
 from syncer.core.offers import sku_key
 from syncer.errors import CatalogError
 from syncer.planning.mapping import Profile, compile_mapping
@@ -107,7 +107,7 @@ def sql_signature(catalog: SqlCatalog, sku_column: str, stock_column: str,
                   changed_column: str | None = None) -> Signature:
     """One small query's answer that changes when a row's stock does (see the module)."""
     url = database_url(catalog.url) if isinstance(catalog.url, str) else catalog.url
-    with _connected(url, catalog.safe_url) as conn:
+    with connected(url, catalog.safe_url) as conn:
         quote = conn.dialect.identifier_preparer.quote
         if catalog.query is not None:
             base = catalog.query.strip().rstrip(";")
@@ -138,4 +138,4 @@ def sql_signature(catalog: SqlCatalog, sku_column: str, stock_column: str,
             return ("read", count, digest.hexdigest())
         except SQLAlchemyError as exc:
             raise CatalogError(f"the stock watch's look at {catalog.what} failed on "
-                               f"{catalog.safe_url}: {_detail(exc, url)}") from None
+                               f"{catalog.safe_url}: {error_detail(exc, url)}") from None
