@@ -12,8 +12,9 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from hashlib import blake2b
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import structlog
 
@@ -22,7 +23,7 @@ from syncer.catalog.sql import sql_catalog
 from syncer.config.settings import Settings
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import QUANTITY, Offer, shown_rows, sku_key
-from syncer.planning.diff import UNCONFIRMED, StoreDiff
+from syncer.planning.diff import PAIR, StoreDiff
 from syncer.planning.mapping import CompiledMapping, Profile, compile_mapping, load_profile
 from syncer.planning.plan import Plan
 from syncer.planning.pricing import read_row
@@ -118,7 +119,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                     touched[offer.store][offer.sku_key] = offer.quantity
                 reason = held[offer.store].get(offer.ean or "") \
                     if offer.product_id is None else None
-                if reason and differ.known.get(offer.sku_key, UNCONFIRMED) == UNCONFIRMED:
+                if reason and not differ.confirmed(offer.sku_key):
                     differ.held(offer, reason)
                 else:
                     differ.offer(offer, source_hash, prices.inputs(offer, values, rejections)
@@ -135,6 +136,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         description = stream.description
         read_notes = list(stream.notes)
     plans = []
+    fast_pairs = set(quick.rows.values())
     for store in stores:
         others = siblings(settings, store)
 
@@ -143,6 +145,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
 
         differ = differs[store.name]
         differ.uncertain_rows = uncertain
+        differ.fast_pairs = fast_pairs
+        differ.fast_unchanged = quick.everywhere + quick.some[store.name]
         store_plan = differ.finish(elsewhere)
         rejections.extend(differ.rejections)
         share, allowance = settings.zero_limits(store)
@@ -228,7 +232,10 @@ def fingerprint(profile: Profile, stores: Sequence[StoreSettings], header: Seque
 
 class _FastPath:
     """Rows whose cells hash to what was confirmed for every store are unchanged: they are
-    counted without being validated (a million-offer catalog with 1% churn validates 1%)."""
+    counted without being validated (a million-offer catalog with 1% churn validates 1%).
+    A row is unchanged in a store when the ``pair`` of its SKU key and row hash is in the
+    store's snapshot index; in a store whose index does not have the SKU at all, when the
+    row has no price there (not offered, now or before)."""
 
     def __init__(self, mapping: CompiledMapping, differs: Mapping[str, StoreDiff],
                  listed: dict[str, set[str]], seen: dict[str, tuple[int, str]],
@@ -241,17 +248,23 @@ class _FastPath:
         self.reserved_keys: set[str] = set().union(*self.reserved)
         self.sku = mapping.offer["sku"]
         prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
-        self.selected = [(differs[name].known, price) for name, price in prices
-                         if name in differs]
+        self.selected = [(differs[name].known.pairs, differs[name].known, price, name)
+                         for name, price in prices if name in differs]
+        # With every planned store's snapshot empty (a first plan), no row can be unchanged.
+        self.possible = any(pairs for pairs, _, _, _ in self.selected)
+        self.indexes = [pairs for pairs, _, _, _ in self.selected]
+        # Rows taken as unchanged in every planned store, and in some stores only (the others
+        # do not have them): each store's count of unchanged offers.
+        self.everywhere = 0
+        self.some = dict.fromkeys(differs, 0)
         # Stores not planned still count for "listed elsewhere": their price cell decides.
         self.others = [(name, price) for name, price in prices if name not in differs]
         self.listed = listed
         self.seen = seen
-        # SKUs of the rows taken as unchanged: seen, and listed, in every planned store that
-        # knows them (one set for all stores: a million rows pay one addition each).
-        self.rows: set[str] = set()
-        for differ in differs.values():
-            differ.fast_rows = self.rows
+        # SKU key -> pair of the rows taken as unchanged: seen, and listed, in every planned
+        # store whose index has the pair (one dictionary for all stores: a million rows pay
+        # one addition each).
+        self.rows: dict[str, str] = {}
         self.key = key
         # Rows whose price depends on more than the row (a pricing strategy) are never
         # taken as unchanged.
@@ -266,7 +279,8 @@ class _FastPath:
         return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
     def unchanged(self, row: int, values: Sequence[str]) -> bool:
-        if len(values) != self.width or (self.reprices is not None and self.reprices(values)):
+        if not self.possible or len(values) != self.width or (
+                self.reprices is not None and self.reprices(values)):
             return False
         sku = self.sku(values)
         if sku is None:
@@ -274,27 +288,39 @@ class _FastPath:
         key = sku_key(sku)
         if key in self.seen or key in self.reserved_keys:
             return False  # a duplicate (validation reports it), or units held back
-        digest = None
-        for known_of, price in self.selected:
-            known = known_of.get(key, MISSING)
-            if known is MISSING:
-                if price(values) is None:
-                    continue  # not offered in this store, now or before
-                return False
-            if type(known) is not int or known < 0:
-                return False
-            if digest is None:
-                digest = self.row_hash(values)
-            if known != digest:
-                return False
-        if digest is None:
+        # row_hash, inline (a hot path; no units are held back for this key)
+        digest = blake2b("\x1f".join(values).encode("utf-8", "surrogatepass"),
+                         digest_size=8, key=self.key).digest()
+        mine = f"{key}{PAIR}{int.from_bytes(digest, 'big') & 0x7FFF_FFFF_FFFF_FFFF}"
+        for pairs in self.indexes:  # the common case: confirmed from this row everywhere
+            if mine not in pairs:
+                break
+        else:
+            self.everywhere += 1
+            self.seen[key] = (row, sku)
+            self.rows[key] = mine
+            if self.others:
+                self._list_others(key, values)
+            return True
+        matched = []
+        for pairs, index, price, name in self.selected:
+            if mine in pairs:
+                matched.append(name)
+            elif price(values) is not None or key in index:
+                return False  # offered here, or confirmed from another row
+        if not matched:
             return False  # nothing to compare: validate it
+        for name in matched:
+            self.some[name] += 1
         self.seen[key] = (row, sku)
-        self.rows.add(key)
+        self.rows[key] = mine
+        self._list_others(key, values)
+        return True
+
+    def _list_others(self, key: str, values: Sequence[str]) -> None:
         for name, price in self.others:
             if price(values) is not None:
                 self.listed[name].add(key)
-        return True
 
     def listed_in(self, key: str, store: str, differs: Mapping[str, StoreDiff],
                   listed: dict[str, set[str]]) -> bool:
@@ -302,10 +328,10 @@ class _FastPath:
         if key in listed[store]:
             return True
         differ = differs.get(store)
-        return differ is not None and key in self.rows and key in differ.known
+        mine = self.rows.get(key)
+        return differ is not None and mine is not None and mine in differ.known.pairs
 
 
-MISSING: Final = object()
 
 
 def catalog_offers(settings: Settings, store: StoreSettings, catalog: CatalogSource,

@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, Final, Protocol
 
@@ -57,6 +57,54 @@ LOOKUP_BATCH: Final = 2000
 
 # In a snapshot index: the SKU has an entry but no confirmed offer (a failed creation).
 UNCONFIRMED: Final = -1
+# Between a SKU key and its value in a snapshot index's pair (never in a valid SKU, and a
+# value never holds it: a key is what precedes the last one).
+PAIR: Final = "\x1f"
+
+
+def pair(key: str, value: int | None) -> str:
+    """One offer of a snapshot index: the SKU key and the source hash of its confirmed, live
+    offer, ``n`` (None: failed, or no source hash) or ``-1`` (``UNCONFIRMED``)."""
+    return f"{key}{PAIR}{'n' if value is None else value}"
+
+
+class SnapshotIndex:
+    """Every SKU key of a store's snapshot with the state of its confirmed offer, held as one
+    string per offer (``pair``), in the snapshot's order: what a million offers cost least to
+    load and to hold (no tuple, no int object). A row whose SKU key and hash make a pair of
+    the index is unchanged in that store; the keys alone are made on first use (a store
+    where rows have no price)."""
+
+    __slots__ = ("_keys", "pairs")
+
+    def __init__(self, pairs: Iterable[str]) -> None:
+        self.pairs: dict[str, None] = dict.fromkeys(pairs)
+        self._keys: dict[str, str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    def keys(self) -> dict[str, str]:
+        """SKU key -> the text of its value."""
+        if self._keys is None:
+            self._keys = {key: value for key, _, value in
+                          (p.rpartition(PAIR) for p in self.pairs)}
+        return self._keys
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> int | Any | None:
+        value = self.keys().get(key)
+        if value is None:
+            return default
+        return None if value == "n" else int(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.rpartition(PAIR)[0] for p in self.pairs)
 
 
 class Pricer(Protocol):
@@ -71,10 +119,10 @@ class Pricer(Protocol):
 class SnapshotSource(Protocol):
     """What the diff reads of a store's snapshot."""
 
-    def index(self) -> Mapping[str, int | None]:
-        """Every SKU key of the snapshot -> the source hash of its confirmed, live offer;
-        None when it failed or has no source hash; ``UNCONFIRMED`` when nothing of it was
-        ever confirmed."""
+    def index(self) -> Iterable[str]:
+        """Every offer of the snapshot as a ``pair``: its SKU key and the source hash of its
+        confirmed, live offer; None when it failed or has no source hash; ``UNCONFIRMED``
+        when nothing of it was ever confirmed."""
         ...
 
     def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
@@ -92,10 +140,10 @@ class SnapshotMap:
     def __init__(self, entries: Mapping[str, SnapshotEntry]) -> None:
         self._entries = entries
 
-    def index(self) -> dict[str, int | None]:
-        return {key: UNCONFIRMED if entry.published is None else
-                entry.source_hash if entry.status == "live" else None
-                for key, entry in self._entries.items()}
+    def index(self) -> list[str]:
+        return [pair(key, UNCONFIRMED if entry.published is None else
+                     entry.source_hash if entry.status == "live" else None)
+                for key, entry in self._entries.items()]
 
     def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
         return {key: self._entries[key] for key in keys if key in self._entries}
@@ -129,26 +177,30 @@ class StoreDiff:
         # gone from the catalog (any of them may be the missing SKU's row).
         self.uncertain_rows: Sequence[int] = ()
         self.snapshot = as_source(snapshot)
-        self.known = self.snapshot.index()
+        self.known = SnapshotIndex(self.snapshot.index())
         self.queued = queued or {}
         self.seen: set[str] = set()
-        # SKUs a caller took as unchanged without validating them, for every store at once:
-        # seen in this store if the snapshot knows them (see planner._FastPath).
-        self.fast_rows: set[str] = set()
+        # Rows a caller took as unchanged without validating them, for every store at once:
+        # the ``pair`` of their SKU key and row hash, seen in this store if the index has
+        # it (see planner._FastPath).
+        self.fast_pairs: set[str] = set()
+        # Of these, how many the index has (the caller counts them as it takes them).
+        self.fast_unchanged = 0
         self.rejected_keys: set[str] = set()
         self._pending: list[tuple[Offer, int | None, Any]] = []
         # Set by the planner when the profile has pricing rules: prices each offer.
         self.pricer: Pricer | None = None
 
-    def fast_hash(self, key: str) -> int | None:
-        return self.known.get(key)
+    def confirmed(self, key: str) -> bool:
+        """Whether the snapshot has a confirmed offer of this SKU (live or failed since)."""
+        return self.known.get(key, UNCONFIRMED) != UNCONFIRMED
 
     def offer(self, offer: Offer, source_hash: int | None = None, pricing: Any = None
               ) -> None:
         """``pricing``: the row's pricing inputs, for the ``pricer``."""
         key = offer.sku_key
         self.seen.add(key)
-        if key not in self.known:
+        if not self.known:  # whether the snapshot has the SKU is asked in batches
             if self.pricer is not None:
                 offer = self.pricer.price(offer, pricing, None)[0]
             self.plan.changes.append(Change(
@@ -239,9 +291,12 @@ class StoreDiff:
         self._compare()
         plan = self.plan
         plan.live = self.snapshot.live_count()
-        fast = self.fast_rows
-        plan.unchanged += sum(1 for key in fast if key in self.known) if fast else 0
-        gone = (key for key in self.known if key not in self.seen and key not in fast)
+        fast = self.fast_pairs
+        pairs = self.known.pairs
+        plan.unchanged += self.fast_unchanged
+        seen = self.seen
+        gone = (key for key in (p.rpartition(PAIR)[0] for p in pairs if p not in fast)
+                if key not in seen)
         while batch := list(islice(gone, LOOKUP_BATCH)):
             for key, entry in self.snapshot.entries(batch).items():
                 self._gone(key, entry, listed_elsewhere)
