@@ -23,7 +23,7 @@ from syncer.catalog.sql import sql_catalog
 from syncer.config.settings import Settings
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import QUANTITY, Offer, shown_rows, sku_key
-from syncer.planning.diff import PAIR, StoreDiff
+from syncer.planning.diff import PAIR, SnapshotIndex, StoreDiff
 from syncer.planning.mapping import CompiledMapping, Profile, compile_mapping, load_profile
 from syncer.planning.plan import Plan
 from syncer.planning.pricing import read_row
@@ -64,13 +64,14 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     profile = load_profile(settings.mapping_path())
     # Every configured store, enabled or not, counts for "still listed elsewhere".
     all_stores = list(settings.stores)
+    index = SnapshotIndex()  # the planned stores' snapshot indexes, in one (see _FastPath)
     differs = {
         s.name: StoreDiff(s.name, s.locale, state.offers.revision(s.name),
                           StoreSnapshot(state.offers, s.name),
                           {key: at.isoformat(timespec="seconds")
                            for key, (_, _, at) in state.queue.queued(s.name).items()},
                           quarantine_after=settings.limits.quarantine_after,
-                          withdraw_unpriced=s.empty_price == "withdraw")
+                          withdraw_unpriced=s.empty_price == "withdraw", index=index)
         for s in stores
     }
     # Offers whose product proposal Back Market rejected wait for new product content.
@@ -89,9 +90,8 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         mapping = compile_mapping(profile, stream.header, all_stores)
         seen: dict[str, tuple[int, str]] = {}
         validator = Validator(mapping, seen, reserved)
-        quick = _FastPath(mapping, differs, listed, seen, fingerprint(profile, all_stores,
-                                                                      stream.header),
-                          reserved)
+        quick = _FastPath(mapping, differs, index, listed, seen,
+                          fingerprint(profile, all_stores, stream.header), reserved)
         # Pricing rules (syncer/planning/pricing_plan.py): offers priced by their store's rules.
         prices = PlanPricing(profile, stores, mapping, state, settings, datetime.now(UTC))
         prices.attach(differs)
@@ -136,7 +136,6 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         description = stream.description
         read_notes = list(stream.notes)
     plans = []
-    fast_pairs = set(quick.rows.values())
     for store in stores:
         others = siblings(settings, store)
 
@@ -145,7 +144,6 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
 
         differ = differs[store.name]
         differ.uncertain_rows = uncertain
-        differ.fast_pairs = fast_pairs
         differ.fast_unchanged = quick.everywhere + quick.some[store.name]
         store_plan = differ.finish(elsewhere)
         rejections.extend(differ.rejections)
@@ -238,7 +236,8 @@ class _FastPath:
     row has no price there (not offered, now or before)."""
 
     def __init__(self, mapping: CompiledMapping, differs: Mapping[str, StoreDiff],
-                 listed: dict[str, set[str]], seen: dict[str, tuple[int, str]],
+                 index: SnapshotIndex, listed: dict[str, set[str]],
+                 seen: dict[str, tuple[int, str]],
                  key: bytes, reserved: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.width = len(mapping.header)
         # SKUs with units held back are always validated (few: the unshipped orders), and
@@ -248,11 +247,15 @@ class _FastPath:
         self.reserved_keys: set[str] = set().union(*self.reserved)
         self.sku = mapping.offer["sku"]
         prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
-        self.selected = [(differs[name].known.pairs, differs[name].known, price, name)
+        self.selected = [(differs[name].known, price, name)
                          for name, price in prices if name in differs]
+        self.index = index
+        # The mask of a pair every planned store has.
+        self.everyone = 0
+        for store_index, _, _ in self.selected:
+            self.everyone |= store_index.bit
         # With every planned store's snapshot empty (a first plan), no row can be unchanged.
-        self.possible = any(pairs for pairs, _, _, _ in self.selected)
-        self.indexes = [pairs for pairs, _, _, _ in self.selected]
+        self.possible = bool(index.pairs)
         # Rows taken as unchanged in every planned store, and in some stores only (the others
         # do not have them): each store's count of unchanged offers.
         self.everywhere = 0
@@ -292,10 +295,10 @@ class _FastPath:
         digest = blake2b("\x1f".join(values).encode("utf-8", "surrogatepass"),
                          digest_size=8, key=self.key).digest()
         mine = f"{key}{PAIR}{int.from_bytes(digest, 'big') & 0x7FFF_FFFF_FFFF_FFFF}"
-        for pairs in self.indexes:  # the common case: confirmed from this row everywhere
-            if mine not in pairs:
-                break
-        else:
+        pairs = self.index.pairs
+        mask = pairs.get(mine, 0)
+        if mask == self.everyone:  # the common case: confirmed from this row everywhere
+            self.index.taken[mine] = pairs.pop(mine)
             self.everywhere += 1
             self.seen[key] = (row, sku)
             self.rows[key] = mine
@@ -303,15 +306,16 @@ class _FastPath:
                 self._list_others(key, values)
             return True
         matched = []
-        for pairs, index, price, name in self.selected:
-            if mine in pairs:
+        for store_index, price, name in self.selected:
+            if mask & store_index.bit:
                 matched.append(name)
-            elif price(values) is not None or key in index:
+            elif price(values) is not None or key in store_index:
                 return False  # offered here, or confirmed from another row
         if not matched:
             return False  # nothing to compare: validate it
         for name in matched:
             self.some[name] += 1
+        self.index.take(mine)
         self.seen[key] = (row, sku)
         self.rows[key] = mine
         self._list_others(key, values)
@@ -329,7 +333,7 @@ class _FastPath:
             return True
         differ = differs.get(store)
         mine = self.rows.get(key)
-        return differ is not None and mine is not None and mine in differ.known.pairs
+        return differ is not None and mine is not None and differ.known.has(mine)
 
 
 

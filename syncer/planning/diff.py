@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any, Final, Protocol
 
@@ -69,29 +69,68 @@ def pair(key: str, value: int | None) -> str:
 
 
 class SnapshotIndex:
-    """Every SKU key of a store's snapshot with the state of its confirmed offer, held as one
-    string per offer (``pair``), in the snapshot's order: what a million offers cost least to
-    load and to hold (no tuple, no int object). A row whose SKU key and hash make a pair of
-    the index is unchanged in that store; the keys alone are made on first use (a store
-    where rows have no price)."""
+    """The snapshot indexes of the planned stores in one dictionary: every ``pair`` (a SKU key
+    and the state of its confirmed offer) -> the bit mask of the stores whose snapshot has
+    it. What a million offers cost least to load, to hold and to look up: the stores of a
+    row confirmed from it hold the same pair, so a row is one lookup whatever the number of
+    stores (no tuple, no int object per offer, each text held once). A row the caller takes
+    as unchanged moves its pair to ``taken``: what stays in ``pairs`` once the catalog is
+    read is the offers no unchanged row accounts for."""
 
-    __slots__ = ("_keys", "pairs")
+    def __init__(self) -> None:
+        self.pairs: dict[str, int] = {}
+        self.taken: dict[str, int] = {}
+        self.stores = 0
 
-    def __init__(self, pairs: Iterable[str]) -> None:
-        self.pairs: dict[str, None] = dict.fromkeys(pairs)
+    def add(self, pairs: Iterable[str]) -> StoreIndex:
+        """One more store's pairs; its view of the index."""
+        bit = 1 << self.stores
+        self.stores += 1
+        found = self.pairs
+        get = found.get
+        count = 0
+        for text in pairs:
+            found[text] = get(text, 0) | bit
+            count += 1
+        return StoreIndex(self, bit, count)
+
+    def take(self, text: str) -> None:
+        """A row taken as unchanged: its pair is accounted for in every store that has it."""
+        mask = self.pairs.pop(text, 0)
+        if mask:
+            self.taken[text] = mask
+
+
+class StoreIndex:
+    """One store's view of a ``SnapshotIndex``; its SKU keys alone are made on first use (a
+    store where rows have no price)."""
+
+    __slots__ = ("_keys", "bit", "count", "shared")
+
+    def __init__(self, shared: SnapshotIndex, bit: int, count: int) -> None:
+        self.shared = shared
+        self.bit = bit
+        self.count = count
         self._keys: dict[str, str] | None = None
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return self.count
 
     def __bool__(self) -> bool:
-        return bool(self.pairs)
+        return self.count > 0
+
+    def has(self, text: str) -> bool:
+        """Whether this store's snapshot has the pair."""
+        shared = self.shared
+        return bool((shared.pairs.get(text, 0) | shared.taken.get(text, 0)) & self.bit)
 
     def keys(self) -> dict[str, str]:
         """SKU key -> the text of its value."""
         if self._keys is None:
-            self._keys = {key: value for key, _, value in
-                          (p.rpartition(PAIR) for p in self.pairs)}
+            bit = self.bit
+            self._keys = {key: value for source in (self.shared.pairs, self.shared.taken)
+                          for key, _, value in (text.rpartition(PAIR)
+                                                for text, mask in source.items() if mask & bit)}
         return self._keys
 
     def __contains__(self, key: object) -> bool:
@@ -103,8 +142,11 @@ class SnapshotIndex:
             return default
         return None if value == "n" else int(value)
 
-    def __iter__(self) -> Iterator[str]:
-        return (p.rpartition(PAIR)[0] for p in self.pairs)
+    def left(self) -> list[str]:
+        """The SKU keys of this store's offers that no unchanged row accounts for, in order."""
+        bit = self.bit
+        return sorted(text.rpartition(PAIR)[0] for text, mask in self.shared.pairs.items()
+                      if mask & bit)
 
 
 class Pricer(Protocol):
@@ -164,7 +206,10 @@ class StoreDiff:
     def __init__(self, store: str, locale: str, revision: int,
                  snapshot: Mapping[str, SnapshotEntry] | SnapshotSource,
                  queued: Mapping[str, str] | None = None, spill_at: int = 50_000,
-                 quarantine_after: int = 0, withdraw_unpriced: bool = False) -> None:
+                 quarantine_after: int = 0, withdraw_unpriced: bool = False,
+                 index: SnapshotIndex | None = None) -> None:
+        """``index``: shared with the other stores planned from the same catalog (the
+        planner's fast path reads it); else this store's own."""
         self.plan = StorePlan(store, locale, revision, ChangeLog(spill_at=spill_at))
         self.quarantine_after = quarantine_after
         self.withdraw_unpriced = withdraw_unpriced
@@ -177,14 +222,11 @@ class StoreDiff:
         # gone from the catalog (any of them may be the missing SKU's row).
         self.uncertain_rows: Sequence[int] = ()
         self.snapshot = as_source(snapshot)
-        self.known = SnapshotIndex(self.snapshot.index())
+        self.known = (index or SnapshotIndex()).add(self.snapshot.index())
         self.queued = queued or {}
         self.seen: set[str] = set()
-        # Rows a caller took as unchanged without validating them, for every store at once:
-        # the ``pair`` of their SKU key and row hash, seen in this store if the index has
-        # it (see planner._FastPath).
-        self.fast_pairs: set[str] = set()
-        # Of these, how many the index has (the caller counts them as it takes them).
+        # Offers of rows a caller took as unchanged without validating them (see
+        # planner._FastPath, which takes their pairs out of the index's ``pairs``).
         self.fast_unchanged = 0
         self.rejected_keys: set[str] = set()
         self._pending: list[tuple[Offer, int | None, Any]] = []
@@ -291,12 +333,9 @@ class StoreDiff:
         self._compare()
         plan = self.plan
         plan.live = self.snapshot.live_count()
-        fast = self.fast_pairs
-        pairs = self.known.pairs
         plan.unchanged += self.fast_unchanged
         seen = self.seen
-        gone = (key for key in (p.rpartition(PAIR)[0] for p in pairs if p not in fast)
-                if key not in seen)
+        gone = (key for key in self.known.left() if key not in seen)
         while batch := list(islice(gone, LOOKUP_BATCH)):
             for key, entry in self.snapshot.entries(batch).items():
                 self._gone(key, entry, listed_elsewhere)
