@@ -32,7 +32,7 @@ from syncer.core.snapshot import Ack
 from syncer.core.vocabulary import GRADES
 from syncer.errors import CatalogError, ConfigError
 from syncer.pipeline.planner import make_plan
-from syncer.planning.cells import MAX_SKU
+from syncer.planning.cells import MAX_SKU, ean_check_digit
 from syncer.planning.diff import SnapshotIndex, pair
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.plan import Plan
@@ -361,3 +361,9 @@ def test_the_shared_snapshot_index_answers_as_each_store_s_own(
             assert (key in view) == (key in snapshot)
             assert view.get(key, "missing") == snapshot.get(key, "missing")
         assert view.left() == sorted(key for key in snapshot if key not in taken)
+
+
+@given(digits=st.text(alphabet="0123456789", min_size=1, max_size=13))
+def test_the_ean_check_digit_is_stdnum_s(digits: str) -> None:
+    """Validation's own check digit (a hot path) is the reference implementation's."""
+    assert ean_check_digit(digits) == ean_check.calc_check_digit(digits)

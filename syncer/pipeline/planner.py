@@ -96,6 +96,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         prices = PlanPricing(profile, stores, mapping, state, settings, datetime.now(UTC))
         prices.attach(differs)
         quick.reprices = prices.reprices if prices.repricing else None
+        priced = bool(prices)
         for row, values in stream.rows:
             rows += 1
             if quick.unchanged(row, values):
@@ -123,7 +124,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                     differ.held(offer, reason)
                 else:
                     differ.offer(offer, source_hash, prices.inputs(offer, values, rejections)
-                                 if prices else None)
+                                 if priced else None)
             for name in result.rejected_stores:
                 differ = differs.get(name)
                 if differ is not None:
@@ -269,6 +270,7 @@ class _FastPath:
         # one addition each).
         self.rows: dict[str, str] = {}
         self.key = key
+        self.keyed = blake2b(digest_size=8, key=key)
         # Rows whose price depends on more than the row (a pricing strategy) are never
         # taken as unchanged.
         self.reprices: Callable[[Sequence[str]], bool] | None = None
@@ -291,9 +293,11 @@ class _FastPath:
         key = sku_key(sku)
         if key in self.seen or key in self.reserved_keys:
             return False  # a duplicate (validation reports it), or units held back
-        # row_hash, inline (a hot path; no units are held back for this key)
-        digest = blake2b("\x1f".join(values).encode("utf-8", "surrogatepass"),
-                         digest_size=8, key=self.key).digest()
+        # row_hash, inline (a hot path; no units are held back for this key): a copy of the
+        # keyed hash already fed its key block costs less than keying a new one
+        hasher = self.keyed.copy()
+        hasher.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
+        digest = hasher.digest()
         mine = f"{key}{PAIR}{int.from_bytes(digest, 'big') & 0x7FFF_FFFF_FFFF_FFFF}"
         pairs = self.index.pairs
         mask = pairs.get(mine, 0)

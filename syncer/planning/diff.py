@@ -223,6 +223,7 @@ class StoreDiff:
         self.uncertain_rows: Sequence[int] = ()
         self.snapshot = as_source(snapshot)
         self.known = (index or SnapshotIndex()).add(self.snapshot.index())
+        self._empty = not self.known  # every offer is new: nothing to look up
         self.queued = queued or {}
         self.seen: set[str] = set()
         # Offers of rows a caller took as unchanged without validating them (see
@@ -242,7 +243,7 @@ class StoreDiff:
         """``pricing``: the row's pricing inputs, for the ``pricer``."""
         key = offer.sku_key
         self.seen.add(key)
-        if not self.known:  # whether the snapshot has the SKU is asked in batches
+        if self._empty:  # else whether the snapshot has the SKU is asked in batches
             if self.pricer is not None:
                 offer = self.pricer.price(offer, pricing, None)[0]
             self.plan.changes.append(Change(

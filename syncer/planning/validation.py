@@ -348,8 +348,11 @@ def _store_fields(
                                    f"U+{ord(bad.group()):04X})", name)
         ok = False
 
-    min_price = amount("min_price", getters.min_price(values) if getters.min_price else None)
-    max_price = amount("max_price", getters.max_price(values) if getters.max_price else None)
+    min_price = max_price = None
+    if getters.min_price is not None:
+        min_price = amount("min_price", getters.min_price(values))
+    if getters.max_price is not None:
+        max_price = amount("max_price", getters.max_price(values))
     if price is not None:
         if max_price is not None and price > max_price:
             reject("max_price", str(max_price), f"at least the price {price} (above max_price "
