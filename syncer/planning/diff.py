@@ -51,6 +51,8 @@ PRODUCT_ID: Final = FIELDS.index("product_id")
 EAN: Final = FIELDS.index("ean")
 
 
+_make_change: Final = Change._make  # every field given: no keyword handling (hot path)
+
 # Snapshot entries are fetched for this many offers at a time.
 LOOKUP_BATCH: Final = 2000
 
@@ -246,9 +248,9 @@ class StoreDiff:
         if self._empty:  # else whether the snapshot has the SKU is asked in batches
             if self.pricer is not None:
                 offer = self.pricer.price(offer, pricing, None)[0]
-            self.plan.changes.append(Change(
+            self.plan.changes.append(_make_change((
                 "create", self.plan.store, offer.sku, offer.published(), None, offer.row,
-                None, None, self.queued.get(key), source_hash))
+                None, None, self.queued.get(key), source_hash, None, None)))
             return
         self._pending.append((offer, source_hash, pricing))
         if len(self._pending) >= LOOKUP_BATCH:
