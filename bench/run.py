@@ -2,6 +2,11 @@
 same run (these machines are noisy: absolute times mislead).
 
     python bench/run.py [--skus 200000] [--stores 5] [--churn 0.01] [--publish 5000]
+                        [--planning-only] [--no-postgres] [--before DIR]
+
+``--before DIR`` runs the CSV plans of section 1 a second time with the code of another
+checkout (``git worktree add DIR main``), in the same run and against the same files and
+baselines: before and after on one machine at one time.
 
 200,000 SKUs x 5 stores = 1,000,000 offers. Every planning case runs in a fresh subprocess,
 so its peak resident memory is its own.
@@ -61,7 +66,9 @@ from bench.generate import COUNTRIES, LOCALES, generate, header  # noqa: E402
 
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TARGETS = {"ratio": 3.0, "seconds": 20.0, "peak_mb": 600.0, "acks_sqlite": 50_000,
+# Planning (issue 17): the churn plan within 3x a bare csv pass, the first plan (empty
+# snapshot) under 5 s, and either under 400 MB whatever the catalog size.
+TARGETS = {"ratio": 3.0, "seconds": 5.0, "peak_mb": 400.0, "acks_sqlite": 50_000,
            "budget": 0.99, "startup": 0.5, "market_waste": 1.05, "market_fresh": 0.90,
            "stock_out": 60.0}
 
@@ -120,9 +127,10 @@ CASE = textwrap.dedent("""
 """)
 
 
-def case(kind: str, config: str, catalog: str) -> dict[str, float]:
+def case(kind: str, config: str, catalog: str, root: Path = ROOT) -> dict[str, float]:
+    """One case in a fresh process, with the code of ``root`` (another checkout: --before)."""
     done = subprocess.run([sys.executable, "-c", CASE, kind, config, catalog],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
+                          capture_output=True, text=True, cwd=root, check=False)
     if done.returncode != 0:
         sys.exit(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -161,11 +169,13 @@ def verdict(misses: list[str]) -> str:
 
 def plan_row(table: Table, name: str, result: dict[str, float], base: float,
              ratio_target: bool) -> None:
+    """A churn plan is judged by its ratio to the bare csv pass, a first plan by its time
+    (the seller's wait, once per catalog); both by their peak memory."""
     ratio = result["seconds"] / base
     misses = []
     if ratio_target and ratio > TARGETS["ratio"]:
         misses.append(f"ratio > {TARGETS['ratio']:g}")
-    if result["seconds"] >= TARGETS["seconds"]:
+    if not ratio_target and result["seconds"] >= TARGETS["seconds"]:
         misses.append(f"time >= {TARGETS['seconds']:g} s")
     if result["peak_mb"] >= TARGETS["peak_mb"]:
         misses.append(f"memory >= {TARGETS['peak_mb']:g} MB")
@@ -178,8 +188,12 @@ def planning(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2:
     print("1. planning, CSV catalog, SQLite state", flush=True)
     config = write_config(folder, "csv", args.stores, f"sqlite:///{folder / 'state.db'}",
                           f'path = "{v1}"')
+    before: Path | None = args.before
     base1 = case("csv", str(config), str(v1))["seconds"]
     plan_row(table, "plan/empty (CSV)", case("plan", str(config), "-"), base1, False)
+    if before is not None:
+        plan_row(table, "  before: plan/empty (CSV)", case("plan", str(config), "-", before),
+                 base1, False)
     filled = case("fill", str(config), "-")
     rate = filled["acks"] / filled["write_seconds"]
     table.add("snapshot writes (SQLite)", f"{rate:,.0f} offers/s",
@@ -188,6 +202,9 @@ def planning(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2:
                       [f"< {TARGETS['acks_sqlite']:,} offers/s"]))
     base2 = case("csv", str(config), str(v2))["seconds"]
     plan_row(table, "plan/churn (CSV)", case("plan", str(config), str(v2)), base2, True)
+    if before is not None:
+        plan_row(table, "  before: plan/churn (CSV)",
+                 case("plan", str(config), str(v2), before), base2, True)
 
 
 def postgres(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2: Path) -> None:
@@ -719,6 +736,12 @@ def main() -> None:
                         help="only the market-reads figures (section 6)")
     parser.add_argument("--watch-only", action="store_true",
                         help="only the stock-out figures of syncer daemon (section 7)")
+    parser.add_argument("--planning-only", action="store_true",
+                        help="only the planning figures (sections 1 and 2)")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="a checkout of the code to compare with (`git worktree add DIR "
+                             "main`): its plans of section 1 run in the same run, beside "
+                             "this code's")
     args = parser.parse_args()
     table = Table()
     started = time.monotonic()
@@ -732,7 +755,8 @@ def main() -> None:
             stock_watch(table, folder)
             table.show()
             return
-        startup(table, folder)
+        if not args.planning_only:
+            startup(table, folder)
         if args.startup_only:
             table.show()
             return
@@ -743,12 +767,15 @@ def main() -> None:
         stock_watch_look(table, folder, v1, args.skus * args.stores)
         if not args.no_postgres:
             postgres(table, folder, args, v1, v2)
+        if args.planning_only:
+            table.show()
+            return
         publishing(table, folder, args.publish)
         market(table, folder, args.market)
         stock_watch(table, folder)
     table.show()
-    print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass and under "
-          f"{TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
+    print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass, plan/empty "
+          f"under {TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
           f"at least {TARGETS['acks_sqlite']:,}/s on SQLite, budget use at least "
           f"{TARGETS['budget']:.0%}, no client 429, start-up under {TARGETS['startup']:g} s, "
           f"market reads at most {TARGETS['market_waste']:g}x one per listing and cadence "

@@ -144,3 +144,23 @@ def test_older_state_schema_is_migrated_by_a_publishing_command(state_url: str) 
         version = conn.execute(text("SELECT value FROM schema_info")).scalar()
     engine.dispose()
     assert version == str(SCHEMA_VERSION)
+
+
+def test_the_snapshot_index_reads_every_offer_whatever_its_sku_holds(state_url: str) -> None:
+    """The index of a store is read as one text joined in the database; a SKU read back from
+    Back Market may hold the record separator, and then each offer is read on its own, not
+    split into two offers (one of them a SKU that does not exist, zeroed as gone)."""
+    published = (None, "4006381333931", "GOOD", 5, "100.00", "EUR", 12, None, None, None,
+                 None, None)
+    with StateStore.open(state_url) as state:
+        assert state.offers.snapshot_index("fr") == ([], 0)
+        state.offers.record_acks("fr", [Ack("Plain-1", published, "id-1", 7),
+                                        Ack("Other", (*published[:3], 0, *published[4:]),
+                                            "id-2", None)])
+        pairs, live = state.offers.snapshot_index("fr")
+        assert sorted(pairs) == ["other\x1fn", "plain-1\x1f7"] and live == 1
+        state.offers.record_observed("fr", [Ack("Odd\x1eSku", published, "id-3", None)])
+        pairs, live = state.offers.snapshot_index("fr")
+        assert sorted(pairs) == ["odd\x1esku\x1fn", "other\x1fn", "plain-1\x1f7"]
+        assert live == 2
+        assert state.offers.snapshot_index("de") == ([], 0)

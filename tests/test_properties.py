@@ -32,7 +32,8 @@ from syncer.core.snapshot import Ack
 from syncer.core.vocabulary import GRADES
 from syncer.errors import CatalogError, ConfigError
 from syncer.pipeline.planner import make_plan
-from syncer.planning.cells import MAX_SKU
+from syncer.planning.cells import MAX_SKU, ean_check_digit
+from syncer.planning.diff import SnapshotIndex, pair
 from syncer.planning.mapping import compile_mapping, load_profile
 from syncer.planning.plan import Plan
 from syncer.planning.validation import MAX_COMMENT, Validator
@@ -322,3 +323,47 @@ def test_the_fast_path_plans_exactly_what_full_validation_plans(
     with_fast_path = make_plan(loaded, loaded.stores, Rows(PLAN_COLUMNS, catalog), fast)
     validated = make_plan(loaded, loaded.stores, Rows(PLAN_COLUMNS, catalog), slow)
     assert comparable(with_fast_path) == comparable(validated)
+
+
+# --- planning: the stores' snapshot indexes held in one answer as each store's would ------------
+
+snapshot_values = st.one_of(st.none(), st.just(-1), st.integers(0, 3))
+store_snapshots = st.lists(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e\x1fx", "f"]),
+                                           snapshot_values, max_size=6),
+                           min_size=1, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshots=store_snapshots, rows=st.lists(st.tuples(
+    st.sampled_from(["a", "b", "c", "d", "e\x1fx", "f", "g"]), st.integers(0, 3)), max_size=8))
+def test_the_shared_snapshot_index_answers_as_each_store_s_own(
+        snapshots: list[dict[str, int | None]], rows: list[tuple[str, int]]) -> None:
+    """What the fast path and the diff ask of a store's index (has it this key, this key
+    with this row hash, which keys are left once rows are taken) is what that store's own
+    snapshot says, whatever the other stores hold and whichever rows were taken."""
+    index = SnapshotIndex()
+    views = [index.add([pair(key, value) for key, value in snapshot.items()])
+             for snapshot in snapshots]
+    taken: set[str] = set()
+    for key, digest in rows:
+        mine = pair(key, digest)
+        for view, snapshot in zip(views, snapshots, strict=True):
+            assert view.has(mine) == (key in snapshot and snapshot[key] == digest)
+        everyone = [view for view, snapshot in zip(views, snapshots, strict=True)
+                    if key in snapshot]
+        if key not in taken and everyone and all(view.has(mine) for view in everyone):
+            index.take(mine)
+            taken.add(key)
+    for view, snapshot in zip(views, snapshots, strict=True):
+        assert len(view) == len(snapshot) and bool(view) == bool(snapshot)
+        assert set(view.keys()) == set(snapshot)
+        for key in ("a", "e\x1fx", "g"):
+            assert (key in view) == (key in snapshot)
+            assert view.get(key, "missing") == snapshot.get(key, "missing")
+        assert view.left() == sorted(key for key in snapshot if key not in taken)
+
+
+@given(digits=st.text(alphabet="0123456789", min_size=1, max_size=13))
+def test_the_ean_check_digit_is_stdnum_s(digits: str) -> None:
+    """Validation's own check digit (a hot path) is the reference implementation's."""
+    assert ean_check_digit(digits) == ean_check.calc_check_digit(digits)

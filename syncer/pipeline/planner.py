@@ -12,8 +12,9 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from hashlib import blake2b
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import structlog
 
@@ -22,7 +23,7 @@ from syncer.catalog.sql import sql_catalog
 from syncer.config.settings import Settings
 from syncer.config.stores import StoreSettings
 from syncer.core.offers import QUANTITY, Offer, shown_rows, sku_key
-from syncer.planning.diff import UNCONFIRMED, StoreDiff
+from syncer.planning.diff import PAIR, SnapshotIndex, StoreDiff
 from syncer.planning.mapping import CompiledMapping, Profile, compile_mapping, load_profile
 from syncer.planning.plan import Plan
 from syncer.planning.pricing import read_row
@@ -63,13 +64,14 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
     profile = load_profile(settings.mapping_path())
     # Every configured store, enabled or not, counts for "still listed elsewhere".
     all_stores = list(settings.stores)
+    index = SnapshotIndex()  # the planned stores' snapshot indexes, in one (see _FastPath)
     differs = {
         s.name: StoreDiff(s.name, s.locale, state.offers.revision(s.name),
                           StoreSnapshot(state.offers, s.name),
                           {key: at.isoformat(timespec="seconds")
                            for key, (_, _, at) in state.queue.queued(s.name).items()},
                           quarantine_after=settings.limits.quarantine_after,
-                          withdraw_unpriced=s.empty_price == "withdraw")
+                          withdraw_unpriced=s.empty_price == "withdraw", index=index)
         for s in stores
     }
     # Offers whose product proposal Back Market rejected wait for new product content.
@@ -88,13 +90,13 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
         mapping = compile_mapping(profile, stream.header, all_stores)
         seen: dict[str, tuple[int, str]] = {}
         validator = Validator(mapping, seen, reserved)
-        quick = _FastPath(mapping, differs, listed, seen, fingerprint(profile, all_stores,
-                                                                      stream.header),
-                          reserved)
+        quick = _FastPath(mapping, differs, index, listed, seen,
+                          fingerprint(profile, all_stores, stream.header), reserved)
         # Pricing rules (syncer/planning/pricing_plan.py): offers priced by their store's rules.
         prices = PlanPricing(profile, stores, mapping, state, settings, datetime.now(UTC))
         prices.attach(differs)
         quick.reprices = prices.reprices if prices.repricing else None
+        priced = bool(prices)
         for row, values in stream.rows:
             rows += 1
             if quick.unchanged(row, values):
@@ -118,11 +120,11 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
                     touched[offer.store][offer.sku_key] = offer.quantity
                 reason = held[offer.store].get(offer.ean or "") \
                     if offer.product_id is None else None
-                if reason and differ.known.get(offer.sku_key, UNCONFIRMED) == UNCONFIRMED:
+                if reason and not differ.confirmed(offer.sku_key):
                     differ.held(offer, reason)
                 else:
                     differ.offer(offer, source_hash, prices.inputs(offer, values, rejections)
-                                 if prices else None)
+                                 if priced else None)
             for name in result.rejected_stores:
                 differ = differs.get(name)
                 if differ is not None:
@@ -143,6 +145,7 @@ def make_plan(settings: Settings, stores: Sequence[StoreSettings], catalog: Cata
 
         differ = differs[store.name]
         differ.uncertain_rows = uncertain
+        differ.fast_unchanged = quick.everywhere + quick.some[store.name]
         store_plan = differ.finish(elsewhere)
         rejections.extend(differ.rejections)
         share, allowance = settings.zero_limits(store)
@@ -228,10 +231,14 @@ def fingerprint(profile: Profile, stores: Sequence[StoreSettings], header: Seque
 
 class _FastPath:
     """Rows whose cells hash to what was confirmed for every store are unchanged: they are
-    counted without being validated (a million-offer catalog with 1% churn validates 1%)."""
+    counted without being validated (a million-offer catalog with 1% churn validates 1%).
+    A row is unchanged in a store when the ``pair`` of its SKU key and row hash is in the
+    store's snapshot index; in a store whose index does not have the SKU at all, when the
+    row has no price there (not offered, now or before)."""
 
     def __init__(self, mapping: CompiledMapping, differs: Mapping[str, StoreDiff],
-                 listed: dict[str, set[str]], seen: dict[str, tuple[int, str]],
+                 index: SnapshotIndex, listed: dict[str, set[str]],
+                 seen: dict[str, tuple[int, str]],
                  key: bytes, reserved: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.width = len(mapping.header)
         # SKUs with units held back are always validated (few: the unshipped orders), and
@@ -241,18 +248,29 @@ class _FastPath:
         self.reserved_keys: set[str] = set().union(*self.reserved)
         self.sku = mapping.offer["sku"]
         prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
-        self.selected = [(differs[name].known, price) for name, price in prices
-                         if name in differs]
+        self.selected = [(differs[name].known, price, name)
+                         for name, price in prices if name in differs]
+        self.index = index
+        # The mask of a pair every planned store has.
+        self.everyone = 0
+        for store_index, _, _ in self.selected:
+            self.everyone |= store_index.bit
+        # With every planned store's snapshot empty (a first plan), no row can be unchanged.
+        self.possible = bool(index.pairs)
+        # Rows taken as unchanged in every planned store, and in some stores only (the others
+        # do not have them): each store's count of unchanged offers.
+        self.everywhere = 0
+        self.some = dict.fromkeys(differs, 0)
         # Stores not planned still count for "listed elsewhere": their price cell decides.
         self.others = [(name, price) for name, price in prices if name not in differs]
         self.listed = listed
         self.seen = seen
-        # SKUs of the rows taken as unchanged: seen, and listed, in every planned store that
-        # knows them (one set for all stores: a million rows pay one addition each).
-        self.rows: set[str] = set()
-        for differ in differs.values():
-            differ.fast_rows = self.rows
+        # SKU key -> pair of the rows taken as unchanged: seen, and listed, in every planned
+        # store whose index has the pair (one dictionary for all stores: a million rows pay
+        # one addition each).
+        self.rows: dict[str, str] = {}
         self.key = key
+        self.keyed = blake2b(digest_size=8, key=key)
         # Rows whose price depends on more than the row (a pricing strategy) are never
         # taken as unchanged.
         self.reprices: Callable[[Sequence[str]], bool] | None = None
@@ -266,7 +284,8 @@ class _FastPath:
         return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
     def unchanged(self, row: int, values: Sequence[str]) -> bool:
-        if len(values) != self.width or (self.reprices is not None and self.reprices(values)):
+        if not self.possible or len(values) != self.width or (
+                self.reprices is not None and self.reprices(values)):
             return False
         sku = self.sku(values)
         if sku is None:
@@ -274,27 +293,42 @@ class _FastPath:
         key = sku_key(sku)
         if key in self.seen or key in self.reserved_keys:
             return False  # a duplicate (validation reports it), or units held back
-        digest = None
-        for known_of, price in self.selected:
-            known = known_of.get(key, MISSING)
-            if known is MISSING:
-                if price(values) is None:
-                    continue  # not offered in this store, now or before
-                return False
-            if type(known) is not int or known < 0:
-                return False
-            if digest is None:
-                digest = self.row_hash(values)
-            if known != digest:
-                return False
-        if digest is None:
+        # row_hash, inline (a hot path; no units are held back for this key): a copy of the
+        # keyed hash already fed its key block costs less than keying a new one
+        hasher = self.keyed.copy()
+        hasher.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
+        digest = hasher.digest()
+        mine = f"{key}{PAIR}{int.from_bytes(digest, 'big') & 0x7FFF_FFFF_FFFF_FFFF}"
+        pairs = self.index.pairs
+        mask = pairs.get(mine, 0)
+        if mask == self.everyone:  # the common case: confirmed from this row everywhere
+            self.index.taken[mine] = pairs.pop(mine)
+            self.everywhere += 1
+            self.seen[key] = (row, sku)
+            self.rows[key] = mine
+            if self.others:
+                self._list_others(key, values)
+            return True
+        matched = []
+        for store_index, price, name in self.selected:
+            if mask & store_index.bit:
+                matched.append(name)
+            elif price(values) is not None or key in store_index:
+                return False  # offered here, or confirmed from another row
+        if not matched:
             return False  # nothing to compare: validate it
+        for name in matched:
+            self.some[name] += 1
+        self.index.take(mine)
         self.seen[key] = (row, sku)
-        self.rows.add(key)
+        self.rows[key] = mine
+        self._list_others(key, values)
+        return True
+
+    def _list_others(self, key: str, values: Sequence[str]) -> None:
         for name, price in self.others:
             if price(values) is not None:
                 self.listed[name].add(key)
-        return True
 
     def listed_in(self, key: str, store: str, differs: Mapping[str, StoreDiff],
                   listed: dict[str, set[str]]) -> bool:
@@ -302,10 +336,10 @@ class _FastPath:
         if key in listed[store]:
             return True
         differ = differs.get(store)
-        return differ is not None and key in self.rows and key in differ.known
+        mine = self.rows.get(key)
+        return differ is not None and mine is not None and differ.known.has(mine)
 
 
-MISSING: Final = object()
 
 
 def catalog_offers(settings: Settings, store: StoreSettings, catalog: CatalogSource,

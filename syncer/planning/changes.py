@@ -140,13 +140,14 @@ class ChangeLog:
         self.extend(changes)
 
     def append(self, change: Change) -> None:
-        self._memory.append(change)
+        memory = self._memory
+        memory.append(change)
         self._sorted = False
         self.counts[change.action] += 1
-        if takes_offline(change):
-            self.offline += 1
+        if change.changes is not None or change.action == "zero":  # else never offline
+            self.offline += takes_offline(change)
         self._length += 1
-        if len(self._memory) > (10_000 if self._folder is not None else self.spill_at):
+        if len(memory) > (10_000 if self._folder is not None else self.spill_at):
             self._spill()
 
     def extend(self, changes: Iterable[Change]) -> None:
@@ -177,9 +178,12 @@ class ChangeLog:
             with open(handle.name, "rb") as source:
                 while True:
                     try:
-                        yield Change(*marshal.load(source))
+                        block = marshal.load(source)
                     except EOFError:
                         break
+                    make = Change._make
+                    for fields in block:
+                        yield make(fields)
 
     def __getitem__(self, index: slice) -> list[Change]:
         if not isinstance(index, slice) or index.step not in (None, 1) or \
@@ -222,8 +226,8 @@ class ChangeLog:
             if handle is None:
                 handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
                     os.path.join(self._folder.name, f"class-{number}"), "ab")
-            for change in changes:
-                marshal.dump(tuple(change), handle)
+            # One block of plain tuples per class and spill: marshal writes it in one call.
+            marshal.dump([tuple(change) for change in changes], handle)
         self._memory = []
         self._sorted = True
 

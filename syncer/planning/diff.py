@@ -51,12 +51,104 @@ PRODUCT_ID: Final = FIELDS.index("product_id")
 EAN: Final = FIELDS.index("ean")
 
 
+_make_change: Final = Change._make  # every field given: no keyword handling (hot path)
+
 # Snapshot entries are fetched for this many offers at a time.
 LOOKUP_BATCH: Final = 2000
 
 
 # In a snapshot index: the SKU has an entry but no confirmed offer (a failed creation).
 UNCONFIRMED: Final = -1
+# Between a SKU key and its value in a snapshot index's pair (never in a valid SKU, and a
+# value never holds it: a key is what precedes the last one).
+PAIR: Final = "\x1f"
+
+
+def pair(key: str, value: int | None) -> str:
+    """One offer of a snapshot index: the SKU key and the source hash of its confirmed, live
+    offer, ``n`` (None: failed, or no source hash) or ``-1`` (``UNCONFIRMED``)."""
+    return f"{key}{PAIR}{'n' if value is None else value}"
+
+
+class SnapshotIndex:
+    """The snapshot indexes of the planned stores in one dictionary: every ``pair`` (a SKU key
+    and the state of its confirmed offer) -> the bit mask of the stores whose snapshot has
+    it. What a million offers cost least to load, to hold and to look up: the stores of a
+    row confirmed from it hold the same pair, so a row is one lookup whatever the number of
+    stores (no tuple, no int object per offer, each text held once). A row the caller takes
+    as unchanged moves its pair to ``taken``: what stays in ``pairs`` once the catalog is
+    read is the offers no unchanged row accounts for."""
+
+    def __init__(self) -> None:
+        self.pairs: dict[str, int] = {}
+        self.taken: dict[str, int] = {}
+        self.stores = 0
+
+    def add(self, pairs: Iterable[str]) -> StoreIndex:
+        """One more store's pairs; its view of the index."""
+        bit = 1 << self.stores
+        self.stores += 1
+        found = self.pairs
+        get = found.get
+        count = 0
+        for text in pairs:
+            found[text] = get(text, 0) | bit
+            count += 1
+        return StoreIndex(self, bit, count)
+
+    def take(self, text: str) -> None:
+        """A row taken as unchanged: its pair is accounted for in every store that has it."""
+        mask = self.pairs.pop(text, 0)
+        if mask:
+            self.taken[text] = mask
+
+
+class StoreIndex:
+    """One store's view of a ``SnapshotIndex``; its SKU keys alone are made on first use (a
+    store where rows have no price)."""
+
+    __slots__ = ("_keys", "bit", "count", "shared")
+
+    def __init__(self, shared: SnapshotIndex, bit: int, count: int) -> None:
+        self.shared = shared
+        self.bit = bit
+        self.count = count
+        self._keys: dict[str, str] | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def has(self, text: str) -> bool:
+        """Whether this store's snapshot has the pair."""
+        shared = self.shared
+        return bool((shared.pairs.get(text, 0) | shared.taken.get(text, 0)) & self.bit)
+
+    def keys(self) -> dict[str, str]:
+        """SKU key -> the text of its value."""
+        if self._keys is None:
+            bit = self.bit
+            self._keys = {key: value for source in (self.shared.pairs, self.shared.taken)
+                          for key, _, value in (text.rpartition(PAIR)
+                                                for text, mask in source.items() if mask & bit)}
+        return self._keys
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> int | Any | None:
+        value = self.keys().get(key)
+        if value is None:
+            return default
+        return None if value == "n" else int(value)
+
+    def left(self) -> list[str]:
+        """The SKU keys of this store's offers that no unchanged row accounts for, in order."""
+        bit = self.bit
+        return sorted(text.rpartition(PAIR)[0] for text, mask in self.shared.pairs.items()
+                      if mask & bit)
 
 
 class Pricer(Protocol):
@@ -71,10 +163,10 @@ class Pricer(Protocol):
 class SnapshotSource(Protocol):
     """What the diff reads of a store's snapshot."""
 
-    def index(self) -> Mapping[str, int | None]:
-        """Every SKU key of the snapshot -> the source hash of its confirmed, live offer;
-        None when it failed or has no source hash; ``UNCONFIRMED`` when nothing of it was
-        ever confirmed."""
+    def index(self) -> Iterable[str]:
+        """Every offer of the snapshot as a ``pair``: its SKU key and the source hash of its
+        confirmed, live offer; None when it failed or has no source hash; ``UNCONFIRMED``
+        when nothing of it was ever confirmed."""
         ...
 
     def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
@@ -92,10 +184,10 @@ class SnapshotMap:
     def __init__(self, entries: Mapping[str, SnapshotEntry]) -> None:
         self._entries = entries
 
-    def index(self) -> dict[str, int | None]:
-        return {key: UNCONFIRMED if entry.published is None else
-                entry.source_hash if entry.status == "live" else None
-                for key, entry in self._entries.items()}
+    def index(self) -> list[str]:
+        return [pair(key, UNCONFIRMED if entry.published is None else
+                     entry.source_hash if entry.status == "live" else None)
+                for key, entry in self._entries.items()]
 
     def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
         return {key: self._entries[key] for key in keys if key in self._entries}
@@ -116,7 +208,10 @@ class StoreDiff:
     def __init__(self, store: str, locale: str, revision: int,
                  snapshot: Mapping[str, SnapshotEntry] | SnapshotSource,
                  queued: Mapping[str, str] | None = None, spill_at: int = 50_000,
-                 quarantine_after: int = 0, withdraw_unpriced: bool = False) -> None:
+                 quarantine_after: int = 0, withdraw_unpriced: bool = False,
+                 index: SnapshotIndex | None = None) -> None:
+        """``index``: shared with the other stores planned from the same catalog (the
+        planner's fast path reads it); else this store's own."""
         self.plan = StorePlan(store, locale, revision, ChangeLog(spill_at=spill_at))
         self.quarantine_after = quarantine_after
         self.withdraw_unpriced = withdraw_unpriced
@@ -129,31 +224,33 @@ class StoreDiff:
         # gone from the catalog (any of them may be the missing SKU's row).
         self.uncertain_rows: Sequence[int] = ()
         self.snapshot = as_source(snapshot)
-        self.known = self.snapshot.index()
+        self.known = (index or SnapshotIndex()).add(self.snapshot.index())
+        self._empty = not self.known  # every offer is new: nothing to look up
         self.queued = queued or {}
         self.seen: set[str] = set()
-        # SKUs a caller took as unchanged without validating them, for every store at once:
-        # seen in this store if the snapshot knows them (see planner._FastPath).
-        self.fast_rows: set[str] = set()
+        # Offers of rows a caller took as unchanged without validating them (see
+        # planner._FastPath, which takes their pairs out of the index's ``pairs``).
+        self.fast_unchanged = 0
         self.rejected_keys: set[str] = set()
         self._pending: list[tuple[Offer, int | None, Any]] = []
         # Set by the planner when the profile has pricing rules: prices each offer.
         self.pricer: Pricer | None = None
 
-    def fast_hash(self, key: str) -> int | None:
-        return self.known.get(key)
+    def confirmed(self, key: str) -> bool:
+        """Whether the snapshot has a confirmed offer of this SKU (live or failed since)."""
+        return self.known.get(key, UNCONFIRMED) != UNCONFIRMED
 
     def offer(self, offer: Offer, source_hash: int | None = None, pricing: Any = None
               ) -> None:
         """``pricing``: the row's pricing inputs, for the ``pricer``."""
         key = offer.sku_key
         self.seen.add(key)
-        if key not in self.known:
+        if self._empty:  # else whether the snapshot has the SKU is asked in batches
             if self.pricer is not None:
                 offer = self.pricer.price(offer, pricing, None)[0]
-            self.plan.changes.append(Change(
+            self.plan.changes.append(_make_change((
                 "create", self.plan.store, offer.sku, offer.published(), None, offer.row,
-                None, None, self.queued.get(key), source_hash))
+                None, None, self.queued.get(key), source_hash, None, None)))
             return
         self._pending.append((offer, source_hash, pricing))
         if len(self._pending) >= LOOKUP_BATCH:
@@ -239,9 +336,9 @@ class StoreDiff:
         self._compare()
         plan = self.plan
         plan.live = self.snapshot.live_count()
-        fast = self.fast_rows
-        plan.unchanged += sum(1 for key in fast if key in self.known) if fast else 0
-        gone = (key for key in self.known if key not in self.seen and key not in fast)
+        plan.unchanged += self.fast_unchanged
+        seen = self.seen
+        gone = (key for key in self.known.left() if key not in seen)
         while batch := list(islice(gone, LOOKUP_BATCH)):
             for key, entry in self.snapshot.entries(batch).items():
                 self._gone(key, entry, listed_elsewhere)

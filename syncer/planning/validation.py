@@ -45,6 +45,7 @@ MAX_COMMENT: Final = 500
 
 
 _CENT: Final = Decimal("0.01")
+_make_offer: Final = Offer._make
 
 
 # Never in text sent or stored: control characters (PostgreSQL cannot even store a NUL) and
@@ -86,6 +87,8 @@ class _StoreGetters(NamedTuple):
     comment: Getter | None
     min_price: Getter | None
     max_price: Getter | None
+    # The shipping options (numbered from 1) whose carrier can be given at all.
+    shipping: tuple[tuple[int, dict[str, Getter]], ...]
 
 
 class Validator:
@@ -114,10 +117,14 @@ class Validator:
         self._grade = mapping.offer["grade"]
         self._product_id = mapping.offer.get("product_id")
         self._ean = mapping.offer.get("ean")
-        self._deee = mapping.offer.get("deee")
+        self._deee = _live(mapping.offer.get("deee"))
         self._stores = tuple(
-            _StoreGetters(m, m.fields["price"], *(m.fields.get(name) for name in (
-                "currency", "warranty", "comment", "min_price", "max_price")))
+            _StoreGetters(
+                m, m.fields["price"], _live(m.fields.get("currency")),
+                _live(m.fields.get("warranty")), _live(m.fields.get("comment")),
+                _live(m.fields.get("min_price")), _live(m.fields.get("max_price")),
+                tuple((number, option) for number, option in enumerate(m.shipping, start=1)
+                      if _live(option.get("shipper")) is not None))
             for m in mapping.stores)
 
     def validate(self, row: int, values: Sequence[str]) -> RowResult:
@@ -230,15 +237,25 @@ class Validator:
                       None if store_deee is None else money(store_deee),
                       ";".join([option.canonical() for option in shipping]) if shipping
                       else None)
-            result.offers.append(Offer(
+            # _make: every field given, without the keyword handling of Offer(...) (a million
+            # offers per first plan)
+            result.offers.append(_make_offer((
                 store.name, row, sku, product_id, ean, grade, store_quantity, price, currency,
                 warranty, comment, min_price, max_price, store_deee, shipping, offer_key,
-                target))
+                target)))
         if not row_ok:
             result.rejected_stores = set(self._all_stores)
             result.listed_stores = set(self._all_stores)
         result.rejections = problems
         return result
+
+
+def _live(getter: Getter | None) -> Getter | None:
+    """The getter, or None when it gives None whatever the row (no column, no default): a
+    row then pays no call for it."""
+    if getter is None or (getter.index is None and not getter.default):
+        return None
+    return getter
 
 
 def _get(getters: dict[str, Getter], name: str, values: Sequence[str]) -> str | None:
@@ -348,8 +365,11 @@ def _store_fields(
                                    f"U+{ord(bad.group()):04X})", name)
         ok = False
 
-    min_price = amount("min_price", getters.min_price(values) if getters.min_price else None)
-    max_price = amount("max_price", getters.max_price(values) if getters.max_price else None)
+    min_price = max_price = None
+    if getters.min_price is not None:
+        min_price = amount("min_price", getters.min_price(values))
+    if getters.max_price is not None:
+        max_price = amount("max_price", getters.max_price(values))
     if price is not None:
         if max_price is not None and price > max_price:
             reject("max_price", str(max_price), f"at least the price {price} (above max_price "
@@ -368,7 +388,7 @@ def _store_fields(
             ok = False
 
     shipping: list[ShippingOption] = []
-    for number, option in enumerate(mapping.shipping, start=1):
+    for number, option in getters.shipping:
         carrier = _get(option, "shipper", values)
         if carrier is None:
             continue

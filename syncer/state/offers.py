@@ -57,25 +57,44 @@ class OfferStore:
                 entries.update(_entry(row) for row in rows)
         return entries
 
-    def snapshot_index(self, store: str) -> dict[str, int | None]:
-        """Every SKU key of the store's snapshot -> the source hash of its confirmed, live
-        offer, None, or -1 when nothing of it was ever confirmed. Compact: what planning keeps
-        in memory for a million offers (see ``syncer.planning.diff.SnapshotSource``)."""
+    def snapshot_index(self, store: str) -> tuple[list[str], int]:
+        """Every offer of the store's snapshot as the text ``key \\x1f value``: the SKU key
+        and the source hash of its confirmed, live offer, ``n`` (failed, or no source hash),
+        or ``-1`` when nothing of it was ever confirmed (``syncer.planning.diff.pair``).
+        Compact: what planning keeps in memory for a million offers. The database joins
+        them into one text (one value to fetch, not a million rows), split here; a SKU key
+        holding the record separator (an odd SKU read back from Back Market) makes the
+        count differ, and the offers are then read one row each. With the pairs, the
+        ``live_count``, read in the same pass."""
         if self.db.empty:
-            return {}
+            return [], 0
         with self.db.read() as conn:
-            # The driver's own cursor: a million plain tuples, without SQLAlchemy's rows.
+            # The driver's own cursor: no SQLAlchemy rows.
+            dialect = conn.dialect.name
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            value = ("coalesce(CAST(CASE WHEN confirmed_at IS NULL THEN -1 WHEN status = "
+                     "'live' THEN source_hash END AS TEXT), 'n')")
+            if dialect == "sqlite":
+                text = f"sku_key || char(31) || {value}"
+                joined = f"group_concat({text}, char(30))"
+            else:
+                text = f"sku_key || chr(31) || {value}"
+                joined = f"string_agg({text}, chr(30))"
             cursor = conn.connection.driver_connection.cursor()
             try:
                 cursor.execute(
-                    "SELECT sku_key, CASE WHEN confirmed_at IS NULL THEN -1 WHEN status = "
-                    f"'live' THEN source_hash END FROM offer_snapshot WHERE store = {mark}",
+                    "SELECT count(*), sum(CASE WHEN confirmed_at IS NOT NULL AND quantity > 0 "
+                    f"THEN 1 ELSE 0 END), {joined} FROM offer_snapshot WHERE store = {mark}",
                     (store,))
-                index: dict[str, int | None] = {}
-                while rows := cursor.fetchmany(20_000):
-                    index.update(rows)
-                return index
+                count, live, blob = cursor.fetchone()
+                pairs = blob.split("\x1e") if blob else []
+                if len(pairs) != count:
+                    cursor.execute(f"SELECT {text} FROM offer_snapshot WHERE store = {mark}",
+                                   (store,))
+                    pairs = []
+                    while rows := cursor.fetchmany(20_000):
+                        pairs.extend(row[0] for row in rows)
+                return pairs, int(live or 0)
             finally:
                 cursor.close()
 
@@ -269,14 +288,18 @@ class StoreSnapshot:
     def __init__(self, offers: OfferStore, store: str) -> None:
         self.offers = offers
         self.store = store
+        self._live: int | None = None  # read with the index (planning reads nothing else)
 
-    def index(self) -> dict[str, int | None]:
-        return self.offers.snapshot_index(self.store)
+    def index(self) -> list[str]:
+        pairs, self._live = self.offers.snapshot_index(self.store)
+        return pairs
 
     def entries(self, keys: Iterable[str]) -> dict[str, SnapshotEntry]:
         return self.offers.snapshot_entries(self.store, keys)
 
     def live_count(self) -> int:
+        if self._live is not None:
+            return self._live
         return self.offers.live_count(self.store)
 
 
