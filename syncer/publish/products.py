@@ -20,9 +20,8 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.taskresult import TaskOutcome, TaskReport
 from syncer.catalog.files import CatalogSource
 from syncer.config.settings import Settings
@@ -32,8 +31,11 @@ from syncer.planning.cells import BadValue, parse_amount, parse_count
 from syncer.planning.changes import Change, changes_between
 from syncer.planning.mapping import StoreMapping, compile_mapping, load_profile
 from syncer.planning.validation import Validator
-from syncer.publish.publisher import Publisher
 from syncer.state.store import StateStore
+
+if TYPE_CHECKING:  # the pipeline hands both in: the plan's start-up loads no HTTP client
+    from syncer.backmarket.client import BackMarketClient
+    from syncer.publish.publisher import Publisher
 
 REQUIRED: Final = ("title", "description", "brand", "price_new", "weight", "category_id",
                    "image1")
@@ -323,7 +325,8 @@ def held_eans(state: StateStore, store: str) -> dict[str, str]:
 # The pipeline's publisher for the store (its budget, lease, progress and stop signal), given
 # the proposals' product columns by SKU key and a hook told of every finished task.
 PublisherFor = Callable[
-    [Mapping[str, Mapping[str, str]], Callable[[dict[str, Any], TaskReport], None]], Publisher]
+    [Mapping[str, Mapping[str, str]], Callable[[dict[str, Any], TaskReport], None]],
+    "Publisher"]
 
 
 def publish_products(settings: Settings, state: StateStore, store: StoreSettings,
