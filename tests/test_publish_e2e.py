@@ -28,7 +28,9 @@ from stdnum import ean as ean_check
 
 from syncer.backmarket.client import BackMarketClient
 from syncer.backmarket.transport import Transport
+from syncer.cli.context import EXIT_ERROR, publish_exit_code
 from syncer.cli.main import cli
+from syncer.cli.render import result_line
 from syncer.config.settings import load_settings
 from syncer.emulator.config import EmulatorConfig
 from syncer.emulator.server import EmulatorServer
@@ -351,6 +353,12 @@ def test_batch_with_a_lost_answer_is_checked_on_the_listings_not_resent(shop: Sh
 
     first = publish(_LoseFirstBatchAnswer())
     assert first.counts["in_flight"] == 3 and first.counts["created"] == 0
+    # Nothing of it is known confirmed: not "ok", not exit 0 (a CI step must not pass), and
+    # the line says why; the job stays due (an "unreachable" run is not a success).
+    assert first.counts["unknown"] == 3 and first.outcome == "unreachable"
+    assert publish_exit_code([first]) == EXIT_ERROR
+    assert "3 in flight (checked next run) (3 of them in a batch whose answer was lost)" in \
+        result_line(first)
     with StateStore.open_readonly(settings.state_database_url()) as state:
         assert state.batches.offers_in_flight("fr") == 3
     shop.server.emulator.run_due_tasks()
@@ -361,6 +369,8 @@ def test_batch_with_a_lost_answer_is_checked_on_the_listings_not_resent(shop: Sh
                       if e.method == "POST" and e.path == "/ws/listings")
     assert posts_after == posts_before == 1  # never sent twice
     assert second.counts["created"] == 3 and second.counts["already_published"] == 3
+    assert second.counts["unknown"] == 0 and second.outcome == "ok"
+    assert publish_exit_code([second]) == 0
     assert shop.plan_json("--store", "fr")["changes"] == []
     assert len(shop.server.emulator.listings(TOKEN)) == 3
 

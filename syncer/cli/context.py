@@ -89,12 +89,13 @@ def configured_stores(settings: Settings, name: str | None) -> list[StoreSetting
 
 
 def publish_exit_code(results: list[PublishResult]) -> int:
-    """The exit code of the stores' publications: 1 when one stopped (not interrupted) or
-    could not reach Back Market, 3 when Back Market refused some offers, else 0."""
+    """The exit code of the stores' publications: 1 when one stopped (not interrupted), could
+    not reach Back Market, or lost the answer to a batch (its offers may have landed: the next
+    run checks), 3 when Back Market refused some offers, else 0."""
     if any(r.stopped and not r.interrupted for r in results):
         return EXIT_ERROR
-    if any(r.counts["unreachable"] for r in results):
-        return EXIT_ERROR  # an outage is not "refused by Back Market"
+    if any(r.counts["unreachable"] or r.counts["unknown"] for r in results):
+        return EXIT_ERROR  # an outage (or a lost answer) is not "refused by Back Market"
     if any(r.counts["failed"] for r in results):
         return EXIT_PARTIAL
     return 0

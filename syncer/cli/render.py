@@ -43,6 +43,8 @@ def result_line(r: PublishResult, prefix: str = "") -> str:
         line += f", {c['already_published']} already published"
     if c["in_flight"]:
         line += f", {c['in_flight']} in flight (checked next run)"
+        if c.get("unknown"):
+            line += f" ({c['unknown']} of them in a batch whose answer was lost)"
     if c["queued"]:
         line += f", {c['queued']} queued for the next run (hourly budget)"
     line += f" ({c.get('requests', 0)} requests, {c.get('retries', 0)} retries)"

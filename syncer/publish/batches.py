@@ -76,6 +76,7 @@ class BatchLane:
             self.log.warning("batch outcome unknown, will be checked before any resend",
                              offers=len(changes), error=exc.message)
             result.counts["in_flight"] += len(changes)
+            result.counts["unknown"] += len(changes)
             for change in changes:
                 self.ledger.tell(change.sku, change.action, "in_flight", message=exc.message)
             return

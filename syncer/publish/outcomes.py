@@ -35,6 +35,9 @@ class PublishResult:
         "created": 0, "updated": 0, "zeroed": 0, "retried": 0, "failed": 0,
         "already_published": 0, "in_flight": 0, "queued": 0,
         "unreachable": 0,  # of the failed: Back Market not reached (sent again next run)
+        # of the in flight: a batch whose answer was lost; it may have landed, and the next
+        # run checks the listings before anything is sent again
+        "unknown": 0,
         "reused": 0, "resolved": 0})  # of the confirmed: what Back Market did otherwise
     failures: list[Failure] = field(default_factory=list)
     # In plain words, what Back Market did other than asked ("reused listing 1234 (SKU
@@ -51,8 +54,10 @@ class PublishResult:
             return "interrupted"
         if self.stopped:
             return "stopped"
-        if self.counts["unreachable"]:
-            return "unreachable"  # not a success: the job is due again, like a stopped run
+        if self.counts["unreachable"] or self.counts["unknown"]:
+            # not a success (nothing of it is known confirmed): the job is due again, like a
+            # stopped run, and the exit code is not 0
+            return "unreachable"
         return "partial" if self.counts["failed"] else "ok"
 
     def count_ack(self, change: Change) -> None:
