@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from click.testing import CliRunner, Result
 from sqlalchemy import Table, create_engine, inspect, select
@@ -132,3 +135,45 @@ class FakeClock:
     def advance(self, seconds: float = 0.0, *, minutes: float = 0.0,
                 hours: float = 0.0) -> None:
         self.seconds += seconds + 60 * minutes + 3600 * hours
+
+
+# --- a test's own HTTP server, when the emulator is not the point ---------------------------
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A stand-in for Back Market that is not the emulator (recorded answers replayed, hostile
+    bytes), on a free loopback port: see ``serving``."""
+
+    daemon_threads = True
+    base_url: str
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_body(self, body: bytes, status: int = 200) -> None:
+        """A JSON answer of these bytes (the client may hang up first: not the test's error)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(body)
+
+
+Served = TypeVar("Served", bound=LoopbackServer)
+
+
+@contextmanager
+def serving(server: Served) -> Iterator[Served]:
+    """The server answering on its own thread, its ``base_url`` set, closed after."""
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

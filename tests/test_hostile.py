@@ -13,7 +13,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,46 +20,29 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import TOKEN
-from tests.helpers import Shop
+from tests.helpers import LoopbackHandler, LoopbackServer, Shop, serving
 
 Answer = Callable[["_Handler", dict[str, list[str]]], None]
 HANG_GUARD = 60.0  # seconds: far beyond any bound below; reaching it means a hang
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     answer: Answer
-    base_url: str
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.server.answer(self, parse_qs(urlsplit(self.path).query))
 
-    def send(self, body: bytes, status: int = 200) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)
+    send = LoopbackHandler.send_body
 
 
 @pytest.fixture
 def hostile() -> Iterator[_Server]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_Server(("127.0.0.1", 0), _Handler)) as server:
+        yield server
 
 
 @pytest.fixture

@@ -20,10 +20,8 @@ import copy
 import csv
 import json
 import math
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -39,7 +37,7 @@ from syncer.emulator.config import EmulatorConfig, Faults
 from syncer.emulator.server import EmulatorServer
 from syncer.state.store import StateStore
 from tests.conftest import TOKEN, catalog_row
-from tests.helpers import Shop
+from tests.helpers import LoopbackHandler, LoopbackServer, Shop, serving
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 F = {name: i for i, name in enumerate(FIELDS)}
@@ -125,9 +123,7 @@ def test_the_answer_models_take_the_real_orders_as_they_are() -> None:
 
 # --- a Back Market that answers with the fixtures -------------------------------------------
 
-class _Replay(ThreadingHTTPServer):
-    daemon_threads = True
-    base_url: str
+class _Replay(LoopbackServer):
     listings: list[dict[str, Any]]
     orders: list[dict[str, Any]]
     honour_country_code: bool
@@ -135,12 +131,8 @@ class _Replay(ThreadingHTTPServer):
     requests: list[tuple[str, dict[str, str], dict[str, str]]]  # path, query, headers
 
 
-class _ReplayHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _ReplayHandler(LoopbackHandler):
     server: _Replay
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         split = urlsplit(self.path)
@@ -187,29 +179,19 @@ class _ReplayHandler(BaseHTTPRequestHandler):
                 "results": items[start:start + size]}
 
     def send(self, body: Any, status: int = 200) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(data)
+        self.send_body(json.dumps(body).encode(), status)
 
 
 @pytest.fixture
 def replay() -> Iterator[_Replay]:
     server = _Replay(("127.0.0.1", 0), _ReplayHandler)
-    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     server.listings = fixture("listings_page.json")["results"]
     server.orders = fixture("orders_page.json")["results"]
     server.honour_country_code = True
     server.max_page_size = 50
     server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server
 
 
 @pytest.fixture
@@ -384,13 +366,11 @@ def test_orders_of_other_countries_are_not_taken_by_a_store_pulling_its_own(
 
 # --- batch tasks ---------------------------------------------------------------------------------
 
-class _TaskProxy(ThreadingHTTPServer):
+class _TaskProxy(LoopbackServer):
     """The emulator behind a proxy that rewrites only a finished task's ``result`` into the
     recorded real shape (``product_success``/``product_errors`` keyed by SKU), with the
     listing ids and publication states the emulator gave."""
 
-    daemon_threads = True
-    base_url: str
     upstream: EmulatorServer
     recorded: dict[str, Any]
 
@@ -420,12 +400,8 @@ class _TaskProxy(ThreadingHTTPServer):
         return {"product_success": success, "product_errors": errors}
 
 
-class _TaskProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _TaskProxyHandler(LoopbackHandler):
     server: _TaskProxy
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -458,15 +434,9 @@ def task_proxy(recorded: str, faults: Faults) -> Iterator[_TaskProxy]:
     with EmulatorServer(EmulatorConfig(tokens=(TOKEN,), task_delay=0.0, faults=faults)) \
             as upstream:
         proxy = _TaskProxy(("127.0.0.1", 0), _TaskProxyHandler)
-        proxy.base_url = f"http://127.0.0.1:{proxy.server_address[1]}"
         proxy.upstream, proxy.recorded = upstream, fixture(recorded)
-        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(proxy):
             yield proxy
-        finally:
-            proxy.shutdown()
-            proxy.server_close()
 
 
 def new_listings_shop(tmp_path: Path, proxy: _TaskProxy) -> Shop:
