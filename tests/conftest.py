@@ -22,6 +22,7 @@ from syncer.config.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from syncer.emulator.server import EmulatorServer
+    from tests.helpers import FakeClock
 
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -67,6 +68,14 @@ def require_server(name: str, url: str, required_by: str) -> str:
             pytest.fail(f"{name} is required in CI but unreachable at {url}: {problem}")
         pytest.skip(f"{name} not available: {problem}")
     return url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """One simulated time the test drives, for the emulator and the engine alike."""
+    from tests.helpers import FakeClock
+
+    return FakeClock()
 
 
 @pytest.fixture

@@ -63,11 +63,6 @@ def test_budget_is_shared_by_runs_and_stores_of_one_account(state_url: str) -> N
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def server(clock: FakeClock) -> Iterator[EmulatorServer]:
     with checked_emulator(task_delay=0.0, sku_lines_per_hour=10,
                           clock=clock.monotonic) as running:

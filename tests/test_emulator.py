@@ -65,11 +65,6 @@ Start = Callable[..., EmulatorServer]
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def start(clock: FakeClock) -> Iterator[Start]:
     """Start an emulator (fake clock, two sellers); its log is contract-checked at teardown."""
     servers: list[EmulatorServer] = []

@@ -144,11 +144,6 @@ def test_an_empty_queue_says_nothing_waits(shop: Shop) -> None:
 # --- `syncer run` drains the queue as soon as the budget frees ----------------------------------
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def timed_server(clock: FakeClock) -> Iterator[EmulatorServer]:
     with checked_emulator(task_delay=0.0, sku_lines_per_hour=10,
                           clock=clock.monotonic) as running:
