@@ -51,7 +51,8 @@ PRODUCT_ID: Final = FIELDS.index("product_id")
 EAN: Final = FIELDS.index("ean")
 
 
-_make_change: Final = Change._make  # every field given: no keyword handling (hot path)
+# A change of every field given, without keyword handling or _make's Python frame (creates).
+_new_change: Final = tuple.__new__
 
 # Snapshot entries are fetched for this many offers at a time.
 LOOKUP_BATCH: Final = 2000
@@ -226,6 +227,7 @@ class StoreDiff:
         self.snapshot = as_source(snapshot)
         self.known = (index or SnapshotIndex()).add(self.snapshot.index())
         self._empty = not self.known  # every offer is new: nothing to look up
+        self._store = store
         self.queued = queued or {}
         self.seen: set[str] = set()
         # Offers of rows a caller took as unchanged without validating them (see
@@ -243,13 +245,18 @@ class StoreDiff:
     def offer(self, offer: Offer, source_hash: int | None = None, pricing: Any = None
               ) -> None:
         """``pricing``: the row's pricing inputs, for the ``pricer``."""
-        key = offer.sku_key
+        key = offer.key
+        if key is None:
+            key = offer.sku_key
         self.seen.add(key)
         if self._empty:  # else whether the snapshot has the SKU is asked in batches
             if self.pricer is not None:
                 offer = self.pricer.price(offer, pricing, None)[0]
-            self.plan.changes.append(_make_change((
-                "create", self.plan.store, offer.sku, offer.published(), None, offer.row,
+            target = offer.target
+            # A create of every field, made as a plain tuple is (a million per first plan).
+            self.plan.changes.append_create(_new_change(Change, (
+                "create", self._store, offer.sku,
+                offer.compute_published() if target is None else target, None, offer.row,
                 None, None, self.queued.get(key), source_hash, None, None)))
             return
         self._pending.append((offer, source_hash, pricing))

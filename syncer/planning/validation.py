@@ -10,9 +10,10 @@ Each cell is read by ``syncer.planning.cells``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
+from operator import itemgetter
 from typing import Final, NamedTuple, Protocol
 
 from syncer.core.offers import (
@@ -46,6 +47,13 @@ MAX_COMMENT: Final = 500
 
 _CENT: Final = Decimal("0.01")
 _make_offer: Final = Offer._make
+_new_offer: Final = tuple.__new__  # an Offer of every field, without _make's Python frame
+
+# Cell texts remembered per store by the plain path (bounded memory whatever the catalog).
+PLAIN_MEMO: Final = 4096
+
+# An amount whose canonical text (``money``) is the text itself.
+_MONEY_TEXT: Final = re.compile(r"[1-9][0-9]{0,8}\.[0-9]{2}")
 
 
 # Never in text sent or stored: control characters (PostgreSQL cannot even store a NUL) and
@@ -100,7 +108,9 @@ class Validator:
 
     def __init__(self, mapping: CompiledMapping,
                  seen: dict[str, tuple[int, str]] | None = None,
-                 reserved: Mapping[str, Mapping[str, int]] | None = None) -> None:
+                 reserved: Mapping[str, Mapping[str, int]] | None = None,
+                 plain: bool = True) -> None:
+        """``plain``: False turns the plain path off (every row validated fully: tests)."""
         self.mapping = mapping
         self._reserved = {name: units for name, units in (reserved or {}).items() if units}
         self.width = len(mapping.header)
@@ -126,8 +136,113 @@ class Validator:
                 tuple((number, option) for number, option in enumerate(m.shipping, start=1)
                       if _live(option.get("shipper")) is not None))
             for m in mapping.stores)
+        # The plain path (``_validate_plain``): per store, its price getter, the column an
+        # empty price names, the getters that send a row to full validation when they give
+        # anything (min/max price, carriers), the cells that decide its currency, warranty
+        # and comment, and what those cells gave, remembered (at most PLAIN_MEMO cell
+        # texts per store: catalogs repeat them; a store's own, as its rules differ).
+        memos: list[dict[object, tuple[str, int, str | None]]] = [{} for _ in self._stores]
+        self._plain = [
+            (g.mapping.store.name, g.price.index, g.price.default or None,
+             g.price.column or "price",
+             tuple(getter for getter in (g.min_price, g.max_price) if getter is not None)
+             + tuple(option["shipper"] for _, option in g.shipping),
+             _cells(g.currency, g.warranty, g.comment), memo, g)
+            for g, memo in zip(self._stores, memos, strict=True)] if plain else []
+        # The stock cells (stock, safety stock, max quantity) -> the quantity they give.
+        self._count_cells = _cells(*(mapping.offer.get(name) for name in
+                                     ("stock", "safety_quantity", "max_quantity")))
+        self._quantities: dict[object, int] = {}
 
     def validate(self, row: int, values: Sequence[str]) -> RowResult:
+        if self._plain and len(values) == self.width:
+            result = self._validate_plain(row, values)
+            if result is not None:
+                return result
+        return self.validate_fully(row, values)
+
+    def _validate_plain(self, row: int, values: Sequence[str]) -> RowResult | None:
+        """The row's result when nothing in it is wrong or unusual, read with fewer calls
+        (a first plan validates a million offers); None when it has anything to report or
+        anything this path does not read (DEEE, min/max price, shipping, units held back):
+        ``validate_fully`` then gives the result, messages and all. What this path gives
+        is exactly what ``validate_fully`` gives (tests/test_properties.py)."""
+        sku = self._sku(values)
+        if sku is None or sku_problem(sku) is not None:
+            return None
+        key = sku_key(sku)
+        if key in self._seen:
+            return None
+        product_id = ean = None
+        raw = self._product_id(values) if self._product_id else None
+        raw_ean = self._ean(values) if self._ean else None
+        try:
+            if raw is not None:
+                product_id = parse_product_id(raw)
+            if raw_ean is not None:
+                ean = parse_ean(raw_ean)
+            elif raw is None:
+                return None
+        except BadValue:
+            return None
+        raw = self._grade(values)
+        grade = None if raw is None else self.mapping.profile.grade(raw)
+        if grade is None:
+            return None
+        counts = self._count_cells(values)
+        quantity = self._quantities.get(counts)
+        if quantity is None:
+            quantity = _quantity(self._offer, values, _ignore)
+            if quantity is None:
+                return None
+            if len(self._quantities) < PLAIN_MEMO:
+                self._quantities[counts] = quantity
+        if self._deee and self._deee(values) is not None:
+            return None
+        if self._reserved and any(units.get(key) for units in self._reserved.values()):
+            return None
+        offers: list[Offer] = []
+        listed: set[str] = set()
+        unpriced: dict[str, str] = {}
+        for name, index, default, unpriced_column, extra, cells, memo, getters in self._plain:
+            # the price getter, inline
+            price_text = (values[index].strip() if index is not None else "") or default
+            if price_text is None:
+                unpriced[name] = unpriced_column
+                continue
+            if extra and any(getter(values) is not None for getter in extra):
+                return None
+            canonical = _MONEY_TEXT.fullmatch(price_text) is not None
+            fields = memo.get(cells(values))
+            if fields is None:
+                # Checked as full validation checks them, then remembered (bounded).
+                checked = _store_fields(self.mapping.profile, getters, values, price_text,
+                                        _ignore)
+                if checked is None:
+                    return None
+                price, currency, warranty, comment = checked[:4]
+                if len(memo) < PLAIN_MEMO:
+                    memo[cells(values)] = currency, warranty, comment
+            else:
+                if canonical:  # a valid price, parse_amount's fast case
+                    price = Decimal(price_text)
+                else:
+                    try:
+                        price = parse_amount(price_text)
+                    except BadValue:
+                        return None
+                currency, warranty, comment = fields
+            listed.add(name)
+            offers.append(_new_offer(Offer, (
+                name, row, sku, product_id, ean, grade, quantity, price, currency, warranty,
+                comment, None, None, None, (), key,
+                (product_id, ean, grade, quantity, price_text if canonical else money(price),
+                 currency, warranty, comment, None, None, None, None))))
+        self._seen[key] = (row, sku)
+        return RowResult(row, sku, offers, [], set(), listed, unpriced)
+
+    def validate_fully(self, row: int, values: Sequence[str]) -> RowResult:
+        """The row's result, every cell read and every problem reported."""
         offer = self._offer
         if len(values) != self.width:
             # Which cell holds the SKU of a shifted row cannot be known: never guess it (a
@@ -248,6 +363,19 @@ class Validator:
             result.listed_stores = set(self._all_stores)
         result.rejections = problems
         return result
+
+
+def _cells(*getters: Getter | None) -> Callable[[Sequence[str]], object]:
+    """What gives the raw cells these getters read from a row (the ones given by a
+    column; the others give the same text whatever the row)."""
+    indexes = [g.index for g in getters if g is not None and g.index is not None]
+    if not indexes:
+        return _no_cells
+    return itemgetter(*indexes)
+
+
+def _no_cells(values: Sequence[str]) -> object:
+    return ()
 
 
 def _live(getter: Getter | None) -> Getter | None:

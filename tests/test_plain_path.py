@@ -1,0 +1,123 @@
+"""Validation's plain path (``Validator._validate_plain``: rows with nothing to report, read
+with fewer calls and with the cell texts of each store remembered) gives exactly what full
+validation gives, row by row, whatever the cells: the same offers (to the Decimal's exponent),
+the same rejections, the same stores listed, rejected and unpriced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncer.config.stores import StoreSettings
+from syncer.planning.mapping import compile_mapping
+from syncer.planning.validation import RowResult, Validator
+from tests.conftest import HEADER
+from tests.test_properties import COLUMNS, MAPPING, PROFILE, VALID, hostile, rows
+
+
+def same(plain: RowResult, full: RowResult) -> None:
+    # repr: Decimal("12.5") == Decimal("12.50"), but they are not the same offer's price
+    assert [repr(offer) for offer in plain.offers] == [repr(offer) for offer in full.offers]
+    assert plain.rejections == full.rejections
+    assert (plain.row, plain.sku, plain.key, plain.sku_certain) == \
+        (full.row, full.sku, full.key, full.sku_certain)
+    assert plain.listed_stores == full.listed_stores
+    assert plain.rejected_stores == full.rejected_stores
+    assert list(plain.unpriced.items()) == list(full.unpriced.items())
+
+
+def check(mapping: object, catalog: Sequence[Sequence[str]]) -> None:
+    plain, full = Validator(mapping), Validator(mapping, plain=False)  # type: ignore[arg-type]
+    for row, values in enumerate(catalog, start=2):
+        same(plain.validate(row, values), full.validate(row, values))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(rows(one_in=40), min_size=1, max_size=8))
+def test_the_plain_path_validates_any_cells_as_full_validation(
+        catalog: list[list[str]]) -> None:
+    check(MAPPING, catalog)
+
+
+# Odd cells, drawn from small pools so that rows repeat them: what a store remembers of one
+# row's cells is then what decides the next rows'. Mostly valid ones (spaces, decimal commas,
+# other digits), so that whole rows take the plain path; now and then one that is not.
+AMOUNTS = ["199.90", " 199.90 ", "199,90", "199.9", "0199.90", "0.50", "12", "999999999.99",
+           "١٩٩.٩٠", "１９９.９０", "5.00"]
+BAD_AMOUNTS = ["0.00", "0", "-5", "-0", "1 234,56", "1,234.56", "9" * 30, "1000000000.00",
+               "1e3", "12.", ".5", " ", "NaN", "12.345", "€199"]
+COUNTS = ["12", " 12 ", "12.0", "+12", "24", "١٢", "１２", "036", "12.000"]
+STOCKS = ["0", "3", " 7 ", "3.0", "+2", "٣", *COUNTS]
+BAD_COUNTS = ["-12", "12,0", "1e1", "9" * 30, "2147483648", " ", "12.5", "-0", "²", "6",
+              "0"]  # (6 months: enough in fr, not in de)
+COMMENTS = ["", " ", "Très bon état", " padded ", "a\nb\tc", "x" * 500, "€", "=1+1"]
+BAD_COMMENTS = ["nul\x00", "bell\x07", "x" * 501, "lone \ud800", "\x1b[31m"]
+
+
+def odd(pool: list[str], bad: list[str]) -> st.SearchStrategy[str]:
+    """One of ``pool`` mostly; one of ``bad`` one time in 30, anything one in 60."""
+    return st.integers(1, 60).flatmap(
+        lambda n: st.sampled_from(pool) if n > 3 else st.sampled_from(bad) if n > 1
+        else hostile)
+
+
+ODD = {**VALID,
+       "sku": st.text(st.sampled_from("ABab1-É\u0301 "), min_size=1, max_size=3),
+       "ean": st.sampled_from(["4006381333931", "73513537", "036000291452", "",
+                               " 4006381333931 "]),
+       "price_fr": odd(AMOUNTS, BAD_AMOUNTS), "price_de": odd(["", *AMOUNTS], BAD_AMOUNTS),
+       "warranty_fr": odd(COUNTS, BAD_COUNTS), "warranty_de": odd(COUNTS, BAD_COUNTS),
+       "comment_fr": odd(COMMENTS, BAD_COMMENTS), "comment_de": odd(COMMENTS, BAD_COMMENTS),
+       "stock": odd(STOCKS, BAD_COUNTS), "safety_stock": odd(["", *STOCKS], BAD_COUNTS),
+       "max_quantity": odd(["", *STOCKS], BAD_COUNTS)}
+
+
+@st.composite
+def odd_rows(draw: st.DrawFn, columns: Sequence[str]) -> list[str]:
+    return [draw(ODD.get(name, st.just(""))) for name in columns]
+
+
+# Both stores read the same shape of cells (no currency_de column): a store's memory is
+# its own, as its warranty minimum is (fr 6 months, de 12).
+SAME_SHAPE = compile_mapping(PROFILE, HEADER.split(";"), [
+    StoreSettings(name="fr", locale="fr-fr"),
+    StoreSettings(name="de", locale="de-de", warranty_min_months=12)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(odd_rows(HEADER.split(";")), min_size=1, max_size=12))
+def test_remembered_cells_decide_as_reading_them_again_would(
+        catalog: list[list[str]]) -> None:
+    check(SAME_SHAPE, catalog)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(odd_rows(COLUMNS), min_size=1, max_size=12))
+def test_remembered_cells_with_every_optional_column(catalog: list[list[str]]) -> None:
+    check(MAPPING, catalog)
+
+
+def test_a_warranty_one_store_accepts_is_refused_by_a_store_that_needs_more() -> None:
+    validator = Validator(SAME_SHAPE)
+    cells = "{sku};;4006381333931;Excellent;3;;;199.90;189.90;6;6;;"
+    first = validator.validate(2, cells.format(sku="A").split(";"))
+    second = validator.validate(3, cells.format(sku="B").split(";"))
+    for row, result in ((2, first), (3, second)):
+        assert [offer.store for offer in result.offers] == ["fr"]
+        assert [r.message() for r in result.rejections] == [
+            f"row {row} (SKU {result.sku}) [store de]: warranty (column 'warranty_de') is "
+            "'6'; expected a warranty of at least 12 months"]
+
+
+def test_each_row_publishes_the_quantity_of_its_own_stock_cells() -> None:
+    validator = Validator(SAME_SHAPE)
+    quantities = []
+    for row, (sku, stock, safety, most) in enumerate(
+            [("A", "5", "1", ""), ("B", "5", "1", "2"), ("C", "5", "", ""), ("D", "5", "1", ""),
+             ("E", "5", "1", "2"), ("F", " 5", "1", "")], start=2):
+        cells = f"{sku};;4006381333931;Excellent;{stock};{safety};{most};199.90;;12;12;;"
+        result = validator.validate(row, cells.split(";"))
+        quantities.append([offer.quantity for offer in result.offers])
+    assert quantities == [[4], [2], [5], [4], [2], [4]]
