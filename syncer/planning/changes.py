@@ -194,7 +194,13 @@ class ChangeLog:
                         break
                     make = Change._make
                     for fields in block:
-                        yield make(fields)
+                        if len(fields) == 6:  # a create (see _spill)
+                            store, sku, target, row, queued, source_hash = fields
+                            yield _new_change(Change, (
+                                "create", store, sku, target, None, row, None, None, queued,
+                                source_hash, None, None))
+                        else:
+                            yield make(fields)
 
     def __getitem__(self, index: slice) -> list[Change]:
         if not isinstance(index, slice) or index.step not in (None, 1) or \
@@ -226,7 +232,10 @@ class ChangeLog:
             self._folder = tempfile.TemporaryDirectory(prefix="syncer-plan-")
         classes: dict[int, list[Change]] = {}
         for change in self._memory:  # appending keeps the planned order within a class
-            classes.setdefault(_class_of(change), []).append(change)
+            # (a create's class, inline: a first plan spills a million of them)
+            number = (6 if change.queued_since is not None else 7) \
+                if change.action == "create" else _class_of(change)
+            classes.setdefault(number, []).append(change)
         for number, changes in classes.items():
             self._spilled[number // 2] += len(changes)
             if number % 2 == 0:  # queued: oldest first
@@ -238,7 +247,11 @@ class ChangeLog:
                 handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
                     os.path.join(self._folder.name, f"class-{number}"), "ab")
             # One block of plain tuples per class and spill: marshal writes it in one call.
-            marshal.dump([tuple(change) for change in changes], handle)
+            # A create (no changes, listing, error nor pricing) as its 6 fields that vary.
+            marshal.dump([
+                (c[1], c[2], c[3], c[5], c[8], c[9]) if c[0] == "create" and c[4] is None
+                and c[6] is None and c[7] is None and c[10] is None and c[11] is None
+                else tuple(c) for c in changes], handle)
         self._memory = []
         self._sorted = True
 
@@ -266,6 +279,7 @@ def takes_offline(change: Change) -> bool:
 
 
 _NO_GAIN: Final = Decimal(0)
+_new_change: Final = tuple.__new__  # a Change of every field, without _make's Python frame
 
 
 def _order(change: Change) -> tuple[int, int, str, int, Decimal]:

@@ -166,7 +166,7 @@ class Validator:
         (a first plan validates a million offers); None when it has anything to report or
         anything this path does not read (DEEE, min/max price, shipping, units held back):
         ``validate_fully`` then gives the result, messages and all. What this path gives
-        is exactly what ``validate_fully`` gives (tests/test_properties.py)."""
+        is exactly what ``validate_fully`` gives (tests/test_first_plan.py)."""
         sku = self._sku(values)
         if sku is None or sku_problem(sku) is not None:
             return None

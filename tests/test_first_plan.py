@@ -1,7 +1,12 @@
-"""Validation's plain path (``Validator._validate_plain``: rows with nothing to report, read
-with fewer calls and with the cell texts of each store remembered) gives exactly what full
-validation gives, row by row, whatever the cells: the same offers (to the Decimal's exponent),
-the same rejections, the same stores listed, rejected and unpriced."""
+"""What a first plan (every offer a create) runs through, made cheaper, gives what it gave:
+
+- validation's plain path (``Validator._validate_plain``: rows with nothing to report, read
+  with fewer calls and with the cell texts of each store remembered) gives exactly what full
+  validation gives, row by row, whatever the cells: the same offers (to the Decimal's
+  exponent), the same rejections, the same stores listed, rejected and unpriced;
+- a change log that spills (creates written as their fields that vary) reads back the
+  changes one held in memory gives, in the same order.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncer.config.stores import StoreSettings
+from syncer.planning.changes import ACTIONS, Change, ChangeLog
 from syncer.planning.mapping import compile_mapping
 from syncer.planning.validation import RowResult, Validator
 from tests.conftest import HEADER
@@ -121,3 +127,37 @@ def test_each_row_publishes_the_quantity_of_its_own_stock_cells() -> None:
         result = validator.validate(row, cells.split(";"))
         quantities.append([offer.quantity for offer in result.offers])
     assert quantities == [[4], [2], [5], [4], [2], [4]]
+
+
+# Changes of every shape, creates among them with fields a create of a plan never has (a
+# listing, an error, field changes): those are written whole. (Queued ones all since the same
+# time, and no pricing: a spilled log orders those within each block written, not overall.)
+none_or = st.one_of(st.none(), st.sampled_from(["", "x", "É"]))
+changes = st.builds(
+    lambda action, store, sku, quantity, fields, row, listing, error, queued, digest:
+    Change(action, store, sku, (None, "73513537", "GOOD", quantity, "1.00", "EUR", 12, None,
+                                None, None, None, None),
+           fields, row, listing, error, queued, digest),
+    st.sampled_from(ACTIONS), st.sampled_from(["fr", "de"]), st.sampled_from(["A", "b", "É"]),
+    st.integers(0, 2), st.one_of(st.none(), st.just(()), st.just((("quantity", 1, 0),)),
+                                 st.just((("price", "2.00", "1.00"),))),
+    st.one_of(st.none(), st.integers(2, 9)), none_or, none_or,
+    st.sampled_from([None, None, "2026-11-23T06:00:00+00:00"]),
+    st.one_of(st.none(), st.integers(0, 2**63 - 1)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(changes, max_size=30), st.integers(1, 8))
+def test_a_spilled_change_log_reads_back_what_one_in_memory_gives(
+        planned: list[Change], spill_at: int) -> None:
+    spilled = ChangeLog(spill_at=spill_at)
+    for change in planned:
+        if change.action == "create" and change.changes is None:
+            spilled.append_create(change)
+        else:
+            spilled.append(change)
+    in_memory = ChangeLog(planned)
+    assert list(spilled) == list(in_memory)
+    assert [tuple(map(type, c)) for c in spilled] == [tuple(map(type, c)) for c in in_memory]
+    assert spilled.counts == in_memory.counts and spilled.offline == in_memory.offline
+    spilled.close()
