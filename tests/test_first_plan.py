@@ -152,8 +152,10 @@ def test_a_spilled_change_log_reads_back_what_one_in_memory_gives(
         planned: list[Change], spill_at: int) -> None:
     spilled = ChangeLog(spill_at=spill_at)
     for change in planned:
-        if change.action == "create" and change.changes is None:
-            spilled.append_create(change)
+        if change.action == "create" and change.changes is None and change.listing_id is None \
+                and change.previous_error is None:
+            spilled.append_create(change.store, change.sku, change.target, change.row,
+                                  change.queued_since, change.source_hash)
         else:
             spilled.append(change)
     in_memory = ChangeLog(planned)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
+from operator import itemgetter
 from typing import BinaryIO, Final, NamedTuple
 
 from syncer.core.offers import (
@@ -137,6 +138,9 @@ class ChangeLog:
         self._spilled = [0, 0, 0, 0]  # changes written to the files, by Change.priority
         self.offline = 0  # changes that take a live offer to quantity 0, whatever the action
         self._length = 0
+        # Changes in memory that ``append_create`` made unqueued: when they are all there
+        # is, a spill writes them as they are, in one class (a first plan).
+        self._creates = 0
         self.extend(changes)
 
     def append(self, change: Change) -> None:
@@ -150,14 +154,18 @@ class ChangeLog:
         if len(memory) > (10_000 if self._folder is not None else self.spill_at):
             self._spill()
 
-    def append_create(self, change: Change) -> None:
-        """``append`` of a create (never offline): what a first plan appends a million
-        times."""
+    def append_create(self, store: str, sku: str, target: Published, row: int | None,
+                      queued_since: str | None, source_hash: int | None) -> None:
+        """``append`` of a create of a plan (no field changes, listing, error or pricing:
+        never offline), made here: what a first plan appends a million times."""
         memory = self._memory
-        memory.append(change)
+        memory.append(_new_change(Change, ("create", store, sku, target, None, row, None, None,
+                                           queued_since, source_hash, None, None)))
         self._sorted = False
         self.counts["create"] += 1
         self._length += 1
+        if queued_since is None:
+            self._creates += 1
         if len(memory) > (10_000 if self._folder is not None else self.spill_at):
             self._spill()
 
@@ -230,6 +238,13 @@ class ChangeLog:
     def _spill(self) -> None:
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="syncer-plan-")
+        if self._creates == len(self._memory):  # creates of a plan only, none queued
+            self._spilled[3] += self._creates
+            marshal.dump(list(map(_CREATE_FIELDS, self._memory)), self._file(_CREATE_CLASS))
+            self._memory = []
+            self._creates = 0
+            self._sorted = True
+            return
         classes: dict[int, list[Change]] = {}
         for change in self._memory:  # appending keeps the planned order within a class
             # (a create's class, inline: a first plan spills a million of them)
@@ -242,18 +257,24 @@ class ChangeLog:
                 changes.sort(key=_queued_since)
             elif number == _PRICE_CLASS:  # price moves by budget_rank
                 changes.sort(key=_price_rank)
-            handle = self._files.get(number)
-            if handle is None:
-                handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
-                    os.path.join(self._folder.name, f"class-{number}"), "ab")
             # One block of plain tuples per class and spill: marshal writes it in one call.
             # A create (no changes, listing, error nor pricing) as its 6 fields that vary.
             marshal.dump([
                 (c[1], c[2], c[3], c[5], c[8], c[9]) if c[0] == "create" and c[4] is None
                 and c[6] is None and c[7] is None and c[10] is None and c[11] is None
-                else tuple(c) for c in changes], handle)
+                else tuple(c) for c in changes], self._file(number))
         self._memory = []
+        self._creates = 0
         self._sorted = True
+
+    def _file(self, number: int) -> BinaryIO:
+        """The spill file of a sending class (``_class_of``), opened on first use."""
+        assert self._folder is not None
+        handle = self._files.get(number)
+        if handle is None:
+            handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
+                os.path.join(self._folder.name, f"class-{number}"), "ab")
+        return handle
 
     def close(self) -> None:
         for handle in self._files.values():
@@ -296,6 +317,9 @@ def _queued_since(change: Change) -> str:
 
 
 _PRICE_CLASS: Final = 2 * 2 + 1  # priority 2, not queued (``_class_of``)
+_CREATE_CLASS: Final = 3 * 2 + 1  # priority 3, not queued: a create's
+# A create's fields that vary, as ``_spill`` writes them and ``_read`` reads them.
+_CREATE_FIELDS: Final = itemgetter(1, 2, 3, 5, 8, 9)
 
 
 def _price_rank(change: Change) -> tuple[int, Decimal]:

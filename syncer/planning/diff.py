@@ -51,8 +51,6 @@ PRODUCT_ID: Final = FIELDS.index("product_id")
 EAN: Final = FIELDS.index("ean")
 
 
-# A change of every field given, without keyword handling or _make's Python frame (creates).
-_new_change: Final = tuple.__new__
 
 # Snapshot entries are fetched for this many offers at a time.
 LOOKUP_BATCH: Final = 2000
@@ -248,17 +246,16 @@ class StoreDiff:
         key = offer.key
         if key is None:
             key = offer.sku_key
-        self.seen.add(key)
         if self._empty:  # else whether the snapshot has the SKU is asked in batches
+            # (nor is the key kept in ``seen``: no offer of an empty snapshot can be gone)
             if self.pricer is not None:
                 offer = self.pricer.price(offer, pricing, None)[0]
             target = offer.target
-            # A create of every field, made as a plain tuple is (a million per first plan).
-            self.plan.changes.append_create(_new_change(Change, (
-                "create", self._store, offer.sku,
-                offer.compute_published() if target is None else target, None, offer.row,
-                None, None, self.queued.get(key), source_hash, None, None)))
+            self.plan.changes.append_create(
+                self._store, offer.sku, offer.compute_published() if target is None else target,
+                offer.row, self.queued.get(key), source_hash)
             return
+        self.seen.add(key)
         self._pending.append((offer, source_hash, pricing))
         if len(self._pending) >= LOOKUP_BATCH:
             self._compare()
