@@ -163,3 +163,23 @@ def test_a_spilled_change_log_reads_back_what_one_in_memory_gives(
     assert [tuple(map(type, c)) for c in spilled] == [tuple(map(type, c)) for c in in_memory]
     assert spilled.counts == in_memory.counts and spilled.offline == in_memory.offline
     spilled.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "b", "É"]),
+                          st.sampled_from([None, None, "2026-11-23T06:00:00+00:00"]),
+                          st.one_of(st.none(), st.integers(0, 2**63 - 1))), max_size=30),
+       st.integers(1, 8))
+def test_a_first_plan_s_creates_read_back_queued_first_whenever_they_spill(
+        creates: list[tuple[str, str | None, int | None]], spill_at: int) -> None:
+    target = (None, "73513537", "GOOD", 1, "1.00", "EUR", 12, None, None, None, None, None)
+    planned = [Change("create", "fr", sku, target, None, row, None, None, queued, digest)
+               for row, (sku, queued, digest) in enumerate(creates, start=2)]
+    spilled = ChangeLog(spill_at=spill_at)
+    for change in planned:
+        spilled.append_create("fr", change.sku, target, change.row, change.queued_since,
+                              change.source_hash)
+    expected = [c for c in planned if c.queued_since] + [c for c in planned if not c.queued_since]
+    assert list(spilled) == expected
+    assert spilled.priorities == [0, 0, 0, len(planned)]
+    spilled.close()
