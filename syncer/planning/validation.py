@@ -204,6 +204,7 @@ class Validator:
         offers: list[Offer] = []
         listed: set[str] = set()
         unpriced: dict[str, str] = {}
+        canonical_text = _MONEY_TEXT.fullmatch
         for name, index, default, unpriced_column, extra, cells, memo, getters in self._plain:
             # the price getter, inline
             price_text = (values[index].strip() if index is not None else "") or default
@@ -212,7 +213,7 @@ class Validator:
                 continue
             if extra and any(getter(values) is not None for getter in extra):
                 return None
-            canonical = _MONEY_TEXT.fullmatch(price_text) is not None
+            canonical = canonical_text(price_text) is not None
             fields = memo.get(cells(values))
             if fields is None:
                 # Checked as full validation checks them, then remembered (bounded).
