@@ -166,7 +166,7 @@ class ChangeLog:
         self._length += 1
         if queued_since is None:
             self._creates += 1
-        if len(memory) > (self.spill_at if self._folder is None else _CREATE_BLOCK
+        if len(memory) > (self.spill_at if self._folder is None else CREATE_BLOCK
                           if self._creates == len(memory) else 10_000):
             self._spill()
 
@@ -304,7 +304,7 @@ _NO_GAIN: Final = Decimal(0)
 # Once spilling, unqueued creates alone are written by blocks of this many: small enough
 # that what marshal reads is still in the processor's cache (a first plan, 1M offers:
 # 6.1 s with blocks of 10,000, 4.9 s with 500); nothing in them to sort.
-_CREATE_BLOCK: Final = 500
+CREATE_BLOCK: Final = 500
 _new_change: Final = tuple.__new__  # a Change of every field, without _make's Python frame
 
 

@@ -38,6 +38,7 @@ from syncer.core.offers import (
 )
 from syncer.core.snapshot import SnapshotEntry
 from syncer.planning.changes import (
+    CREATE_BLOCK,
     Change,
     ChangeLog,
     Notice,
@@ -227,6 +228,10 @@ class StoreDiff:
         self._empty = not self.known  # every offer is new: nothing to look up
         self._store = store
         self.queued = queued or {}
+        if self._empty and not self.queued:
+            # Creates alone, none queued (nothing to sort): written out by small blocks
+            # from the start, while still in the processor's cache (see ChangeLog).
+            self.plan.changes.spill_at = min(spill_at, CREATE_BLOCK)
         self.seen: set[str] = set()
         # Offers of rows a caller took as unchanged without validating them (see
         # planner._FastPath, which takes their pairs out of the index's ``pairs``).
