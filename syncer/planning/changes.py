@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import marshal
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -132,7 +134,11 @@ class ChangeLog:
         self.spill_at = spill_at
         self._memory: list[Change] = []
         self._sorted = True
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._folder: str | None = None
+        # Closes the spill files and removes their folder: on close, when the log is
+        # collected (in a reference cycle too, without the warning a TemporaryDirectory
+        # gives then), or at exit.
+        self._removal: weakref.finalize[[str, dict[int, BinaryIO]], ChangeLog] | None = None
         self._files: dict[int, BinaryIO] = {}
         self.counts = dict.fromkeys(ACTIONS, 0)
         self._spilled = [0, 0, 0, 0]  # changes written to the files, by Change.priority
@@ -238,7 +244,8 @@ class ChangeLog:
 
     def _spill(self) -> None:
         if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="syncer-plan-")
+            self._folder = tempfile.mkdtemp(prefix="syncer-plan-")
+            self._removal = weakref.finalize(self, _remove_spill, self._folder, self._files)
         if self._creates == len(self._memory):  # creates of a plan only, none queued
             self._spilled[3] += self._creates
             marshal.dump(list(map(_CREATE_FIELDS, self._memory)), self._file(_CREATE_CLASS))
@@ -274,19 +281,21 @@ class ChangeLog:
         handle = self._files.get(number)
         if handle is None:
             handle = self._files[number] = open(  # noqa: SIM115 (kept open while planning)
-                os.path.join(self._folder.name, f"class-{number}"), "ab")
+                os.path.join(self._folder, f"class-{number}"), "ab")
         return handle
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
+        if self._removal is not None:
+            self._removal()
+            self._removal = None
         self._files = {}
-        if self._folder is not None:
-            self._folder.cleanup()
-            self._folder = None
+        self._folder = None
 
-    def __del__(self) -> None:
-        self.close()
+
+def _remove_spill(folder: str, files: dict[int, BinaryIO]) -> None:
+    for handle in files.values():
+        handle.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def takes_offline(change: Change) -> bool:
