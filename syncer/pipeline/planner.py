@@ -209,15 +209,17 @@ def _collector_paused() -> Iterator[None]:
     collector would rescan them all, again and again, for nothing (a quarter of the time).
     On the way out, what planning made is handed to the oldest generation as is (freeze,
     then unfreeze: no scan), or the first allocation after would scan it all at once (0.2 s
-    for a million offers); it is collected as the oldest generation is, cycles included."""
+    for a million offers); it is collected as the oldest generation is, cycles included.
+    (Not when something else of the process keeps objects frozen: unfreeze would thaw them.)"""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
-            gc.freeze()
-            gc.unfreeze()
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
