@@ -117,7 +117,8 @@ CASE = textwrap.dedent("""
         else:  # a table of the same database, as a polars user reads one
             with engine.connect() as conn:
                 rows = pl.read_database(f"SELECT * FROM {catalog}", conn).cast(pl.String)
-        # One row per offer: a store's price, warranty and comment beside the row's cells.
+        # The melt a per-offer diff needs: one row per offer, a store's price, warranty
+        # and comment beside the row's cells.
         shared = ["sku", "product_id", "ean", "grade", "stock", "safety_stock",
                   "max_quantity"]
         stores = [c.removeprefix("price_") for c in rows.columns if c.startswith("price_")]
