@@ -301,11 +301,7 @@ def _plain_rows(source: Iterator[str], lines: _PlainLines, delimiter: str, path:
                 _check_quotes(held, path, row - 1, width)
             yield row - 1, held
         held = record if record else None
-    if held is not None and (held[0].strip() or "".join(held).strip()):
-        if len(held) != width:
-            _check_quotes(held, path, row, width)
-        if not ends_with_line_break and len(held) < width:
-            raise _cut_short(path, row, len(held), width)
+    if held is not None and _last_row(held, path, row, width, ends_with_line_break):
         yield row, held
 
 
@@ -471,22 +467,27 @@ def _rows(reader: Iterator[list[str]], path: Path, encoding: str, width: int,
         except csv.Error as exc:
             raise CatalogError(f"catalog {path} cannot be parsed at row {row + 1}: {exc}"
                                ) from None
-    if held is not None and (held[0].strip() or "".join(held).strip()):
-        if len(held) != width:
-            _check_quotes(held, path, row, width)
-        if not ends_with_line_break and len(held) < width:
-            raise _cut_short(path, row, len(held), width)
+    if held is not None and _last_row(held, path, row, width, ends_with_line_break):
         yield row, held
     if legacy_rows and mixed is not None:
         notes.append(_legacy_note(legacy_rows, mixed))
 
 
-def _cut_short(path: Path, row: int, fields: int, width: int) -> CatalogError:
-    # An export interrupted mid-row: what came after the cut is missing, not gone.
-    return CatalogError(
-        f"catalog {path} ends in the middle of row {row}: the last line has no line "
-        f"break and {fields} fields instead of {width}, so the export was "
-        "probably cut short; nothing was planned from it. Export the catalog again")
+def _last_row(held: list[str], path: Path, row: int, width: int,
+              ends_with_line_break: bool) -> bool:
+    """Whether the file's last record is a row (not a blank one). A last line without its
+    line break and with too few fields refuses the file: an export interrupted mid-row,
+    where what came after the cut is missing, not gone."""
+    if not (held[0].strip() or "".join(held).strip()):
+        return False
+    if len(held) != width:
+        _check_quotes(held, path, row, width)
+    if not ends_with_line_break and len(held) < width:
+        raise CatalogError(
+            f"catalog {path} ends in the middle of row {row}: the last line has no line "
+            f"break and {len(held)} fields instead of {width}, so the export was "
+            "probably cut short; nothing was planned from it. Export the catalog again")
+    return True
 
 
 def _check_quotes(record: list[str], path: Path, row: int, width: int) -> None:
