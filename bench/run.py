@@ -13,9 +13,19 @@ so its peak resident memory is its own.
 
 1. plan/empty, plan/churn: planning against an empty snapshot, and version 2 (the churn
    applied) against the full snapshot of version 1. Baseline: a bare pass of Python's csv
-   reader over the same file.
+   reader over the same file. The churn plan has a second baseline (issue 17: it must be
+   faster): `polars read + hash join`, the least any columnar diff must do, in a fresh
+   process from before `import polars`: read the same v2 file (every cell as text), melt it
+   to one row per offer, hash each offer's cells, read the snapshot (store, SKU key, source
+   hash) from the same state database with `polars.read_database`, and hash-join the two.
+   It is the fair one because its inputs are exactly the plan's (the same CSV file, the
+   same state database after the same fill) and it does less than the plan (no validation,
+   no rejection, no change built): a plan slower than that loses to the obvious columnar
+   rewrite. Needs the `bench` extra (`pip install -e '.[bench]'`, which `make` installs);
+   without polars its row says skipped and the rest runs.
 2. The same from the PostgreSQL catalog source with PostgreSQL state. Baselines: the bare csv
-   pass, and a bare streamed read of the same table.
+   pass, a bare streamed read of the same table, and the polars read + hash join of the same
+   table and state.
 3. Recording acknowledgements into the snapshot, offers per second, SQLite and PostgreSQL.
 4. Publishing to the emulator with Back Market's limits (200 requests per 10 s, 2,000 SKU
    lines per hour) on a simulated clock, `syncer apply` every 5 minutes until a backlog of
@@ -66,8 +76,9 @@ from bench.generate import COUNTRIES, LOCALES, generate, header  # noqa: E402
 
 PG_URL = os.environ.get("SYNCER_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-# Planning (issue 17): the churn plan within 3x a bare csv pass, the first plan (empty
-# snapshot) under 5 s, and either under 400 MB whatever the catalog size.
+# Planning (issue 17): the churn plan within 3x a bare csv pass and faster than a polars read
+# and hash join of the same inputs, the first plan (empty snapshot) under 5 s, and either
+# under 400 MB whatever the catalog size.
 TARGETS = {"ratio": 3.0, "seconds": 5.0, "peak_mb": 400.0, "acks_sqlite": 50_000,
            "budget": 0.99, "startup": 0.5, "market_waste": 1.05, "market_fresh": 0.90,
            "stock_out": 60.0}
@@ -77,7 +88,9 @@ CASE = textwrap.dedent("""
     from itertools import islice
     from pathlib import Path
     kind, config, catalog = sys.argv[1:4]
-    if kind != "csv":  # imports are not what is measured
+    if kind == "polars":  # the database layer a planner also has; polars itself is measured
+        from sqlalchemy import create_engine
+    elif kind != "csv":  # imports are not what is measured
         import structlog, logging
         from sqlalchemy import create_engine, text
         from syncer.config.settings import load_settings
@@ -91,6 +104,46 @@ CASE = textwrap.dedent("""
         with open(catalog, newline="", encoding="utf-8") as fh:
             for _ in csv.reader(fh, delimiter=";"):
                 pass
+    elif kind == "polars":  # what any columnar diff must do at least
+        try:
+            import polars as pl
+        except ImportError:
+            print(json.dumps({"skipped": "polars not installed"}))
+            sys.exit(0)
+        engine = create_engine(config)  # the state database (and the catalog's table)
+        # The catalog, every cell as text (what the plan validates comes from text too).
+        if catalog.endswith(".csv"):
+            rows = pl.read_csv(catalog, separator=";", infer_schema=False)
+        else:  # a table of the same database, as a polars user reads one
+            with engine.connect() as conn:
+                rows = pl.read_database(f"SELECT * FROM {catalog}", conn).cast(pl.String)
+        # The melt a per-offer diff needs: one row per offer, a store's price, warranty
+        # and comment beside the row's cells.
+        shared = ["sku", "product_id", "ean", "grade", "stock", "safety_stock",
+                  "max_quantity"]
+        stores = [c.removeprefix("price_") for c in rows.columns if c.startswith("price_")]
+        offers = pl.concat([rows.select(
+            pl.lit(s).alias("store"), *shared, pl.col(f"price_{s}").alias("price"),
+            pl.col(f"warranty_{s}").alias("warranty"), pl.col(f"comment_{s}").alias("comment"))
+            for s in stores])
+        # Each offer's hash over its cells, and its key (Back Market's SKUs ignore case).
+        offers = offers.select("store", pl.col("sku").str.to_lowercase().alias("sku_key"),
+                               pl.struct(pl.exclude("store")).hash().alias("hash"))
+        # The snapshot of the same state database the plan reads.
+        with engine.connect() as conn:
+            snapshot = pl.read_database(
+                "SELECT store, sku_key, source_hash FROM offer_snapshot", conn,
+                schema_overrides={"source_hash": pl.Int64})
+        engine.dispose()
+        # The hash join: offers found in the snapshot (changed when the hashes differ: here
+        # all of them, these are not the syncer's hashes), new offers, and snapshot offers
+        # gone from the catalog (their zeros).
+        joined = offers.join(snapshot, on=["store", "sku_key"], how="full", coalesce=True)
+        found = joined["hash"].is_not_null() & joined["source_hash"].is_not_null()
+        changed = found & (joined["hash"].reinterpret(signed=True) != joined["source_hash"])
+        result = {"offers": offers.height, "matched": int(found.sum()),
+                  "unmatched": offers.height - int(found.sum()),
+                  "gone": int(joined["hash"].is_null().sum()), "changed": int(changed.sum())}
     elif kind == "table":
         engine = create_engine(config)
         with engine.connect() as conn:
@@ -168,26 +221,46 @@ def verdict(misses: list[str]) -> str:
 
 
 def plan_row(table: Table, name: str, result: dict[str, float], base: float,
-             ratio_target: bool) -> None:
-    """A churn plan is judged by its ratio to the bare csv pass, a first plan by its time
-    (the seller's wait, once per catalog); both by their peak memory."""
+             ratio_target: bool, polars: dict[str, Any] | None = None) -> None:
+    """A churn plan is judged by its ratio to the bare csv pass and, when polars is there, by
+    the polars read and hash join of the same inputs (it must be faster); a first plan by its
+    time (the seller's wait, once per catalog); both by their peak memory."""
     ratio = result["seconds"] / base
     misses = []
     if ratio_target and ratio > TARGETS["ratio"]:
         misses.append(f"ratio > {TARGETS['ratio']:g}")
+    baseline, ratios = f"{base:.2f} s", f"{ratio:.1f}x"
+    if polars is not None and "skipped" not in polars:
+        baseline += f" csv, {polars['seconds']:.2f} s polars"
+        ratios += f" csv, {result['seconds'] / polars['seconds']:.1f}x polars"
+        if result["seconds"] >= polars["seconds"]:
+            misses.append("slower than polars")
     if not ratio_target and result["seconds"] >= TARGETS["seconds"]:
         misses.append(f"time >= {TARGETS['seconds']:g} s")
     if result["peak_mb"] >= TARGETS["peak_mb"]:
         misses.append(f"memory >= {TARGETS['peak_mb']:g} MB")
     offers = result["changes"] + result.get("unchanged", 0)
-    table.add(name, f"{offers:,.0f} offers in {result['seconds']:.2f} s", f"{base:.2f} s",
-              f"{ratio:.1f}x", f"{result['peak_mb']:.0f}", verdict(misses))
+    table.add(name, f"{offers:,.0f} offers in {result['seconds']:.2f} s", baseline, ratios,
+              f"{result['peak_mb']:.0f}", verdict(misses))
+
+
+def polars_row(table: Table, name: str, result: dict[str, Any], base: float,
+               base_name: str) -> None:
+    """The columnar baseline as its own row: what it did, its time against the bare read of
+    its catalog and its peak memory (a baseline: no target of its own)."""
+    if "skipped" in result:
+        table.add(name, "skipped: polars not installed (pip install -e '.[bench]')", "", "",
+                  "", "")
+        return
+    table.add(name, f"{result['offers']:,} offers in {result['seconds']:.2f} s "
+              f"({result['matched']:,} matched)", f"{base:.2f} s {base_name}",
+              f"{result['seconds'] / base:.1f}x", f"{result['peak_mb']:.0f}", "")
 
 
 def planning(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2: Path) -> None:
     print("1. planning, CSV catalog, SQLite state", flush=True)
-    config = write_config(folder, "csv", args.stores, f"sqlite:///{folder / 'state.db'}",
-                          f'path = "{v1}"')
+    state_url = f"sqlite:///{folder / 'state.db'}"
+    config = write_config(folder, "csv", args.stores, state_url, f'path = "{v1}"')
     before: Path | None = args.before
     base1 = case("csv", str(config), str(v1))["seconds"]
     plan_row(table, "plan/empty (CSV)", case("plan", str(config), "-"), base1, False)
@@ -201,10 +274,14 @@ def planning(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2:
               verdict([] if rate >= TARGETS["acks_sqlite"] else
                       [f"< {TARGETS['acks_sqlite']:,} offers/s"]))
     base2 = case("csv", str(config), str(v2))["seconds"]
-    plan_row(table, "plan/churn (CSV)", case("plan", str(config), str(v2)), base2, True)
+    # The columnar baseline reads the same v2 file and the snapshot the fill just wrote.
+    columnar = case("polars", state_url, str(v2))
+    polars_row(table, "polars read + hash join", columnar, base2, "csv")
+    plan_row(table, "plan/churn (CSV)", case("plan", str(config), str(v2)), base2, True,
+             columnar)
     if before is not None:
         plan_row(table, "  before: plan/churn (CSV)",
-                 case("plan", str(config), str(v2), before), base2, True)
+                 case("plan", str(config), str(v2), before), base2, True, columnar)
 
 
 def postgres(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2: Path) -> None:
@@ -249,11 +326,19 @@ def postgres(table: Table, folder: Path, args: argparse.Namespace, v1: Path, v2:
                   f"{filled['acks']:,.0f} offers", "", f"{filled['peak_mb']:.0f}", "")
         base_csv2 = case("csv", "", str(v2))["seconds"]
         base_table2 = case("table", url, "catalog_v2")["seconds"]
+        # The columnar baseline reads the same table and the snapshot of the same state.
+        columnar = case("polars", url, "catalog_v2")
+        polars_row(table, "polars read + hash join (PostgreSQL)", columnar, base_table2,
+                   "table")
         churn = case("plan", str(folder / "pg-v2.toml"), "-")
-        plan_row(table, "plan/churn (PostgreSQL)", churn, base_csv2, True)
-        table.rows[-1] = (*table.rows[-1][:2], f"{base_csv2:.2f} s csv, {base_table2:.2f} s "
-                          "table", f"{churn['seconds'] / base_csv2:.1f}x csv, "
-                          f"{churn['seconds'] / base_table2:.1f}x table", *table.rows[-1][4:])
+        plan_row(table, "plan/churn (PostgreSQL)", churn, base_csv2, True, columnar)
+        baseline = f"{base_csv2:.2f} s csv, {base_table2:.2f} s table"
+        ratios = (f"{churn['seconds'] / base_csv2:.1f}x csv, "
+                  f"{churn['seconds'] / base_table2:.1f}x table")
+        if "skipped" not in columnar:
+            baseline += f", {columnar['seconds']:.2f} s polars"
+            ratios += f", {churn['seconds'] / columnar['seconds']:.1f}x polars"
+        table.rows[-1] = (*table.rows[-1][:2], baseline, ratios, *table.rows[-1][4:])
     finally:
         with engine.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -774,7 +859,8 @@ def main() -> None:
         market(table, folder, args.market)
         stock_watch(table, folder)
     table.show()
-    print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass, plan/empty "
+    print(f"\ntargets: plan/churn within {TARGETS['ratio']:g}x the bare csv pass and faster "
+          f"than the polars read + hash join, plan/empty "
           f"under {TARGETS['seconds']:g} s, peak under {TARGETS['peak_mb']:g} MB, snapshot writes "
           f"at least {TARGETS['acks_sqlite']:,}/s on SQLite, budget use at least "
           f"{TARGETS['budget']:.0%}, no client 429, start-up under {TARGETS['startup']:g} s, "

@@ -80,6 +80,18 @@ def test_every_deployment_example_runs_a_command_line_the_cli_accepts() -> None:
                 pytest.fail(f"{name}: syncer {shlex.join(words)}: {exc.format_message()}")
 
 
+def test_the_workflow_keeps_the_run_results_folder_of_apply_as_an_artifact() -> None:
+    workflow = yaml.safe_load((EXAMPLES / "deploy" / "github-workflow.yml").read_text())
+    steps = workflow["jobs"]["publish"]["steps"]
+    [apply] = [words for words in deployed_command_lines()["github-workflow.yml"]
+               if "apply" in words]
+    results = Path(apply[apply.index("--results") + 1])
+    uploaded = [Path(path.rstrip("/")) for step in steps
+                if str(step.get("uses", "")).startswith("actions/upload-artifact")
+                for path in str(step["with"]["path"]).split()]
+    assert results.parent != Path(".") and results.parent in uploaded
+
+
 def test_kubernetes_configuration_is_a_valid_syncer_configuration(tmp_path: Path) -> None:
     manifests = yaml.safe_load_all((EXAMPLES / "deploy/kubernetes/configmap.yaml").read_text())
     config_map = next(m for m in manifests if m["kind"] == "ConfigMap")

@@ -466,13 +466,14 @@ def test_pull_pages_through_every_order(shop: Shop) -> None:
     assert pages == ["1", "2"]
 
 
-def test_all_countries_pulls_the_other_countries_orders_too(shop: Shop) -> None:
+def test_all_countries_pulls_the_other_countries_orders_too_and_one_order_is_singular(
+        shop: Shop) -> None:
     german = place(shop, [("A-1", 1)], country="de-de")
     place(shop, [("A-1", 1)])
-    assert "Store fr (own country): 1 orders" in shop.run("orders", "pull", "--store",
-                                                          "fr").stdout
+    alone = shop.run("orders", "pull", "--store", "fr").stdout
+    assert "Store fr (own country): 1 order since " in alone and "(1 line stored)" in alone
     out = shop.run("orders", "pull", "--store", "fr", "--all-countries").stdout
-    assert "Store fr (all countries): 2 orders" in out
+    assert "Store fr (all countries): 2 orders since " in out
     with StateStore.open(shop.state_url) as state:
         found = state.orders.find_order(load_settings(shop.config).store("fr").account, german)
         assert found is not None and found["country_code"] == "de-de"
@@ -485,7 +486,7 @@ def test_store_scope_all_comes_from_the_store_configuration(
                      orders='pull_scope = "all"')
     place(shop, [("A-1", 1)], country="de-de")
     out = shop.run("orders", "pull", "--store", "fr").stdout
-    assert "Store fr (all countries): 1 orders" in out
+    assert "Store fr (all countries): 1 order since " in out
 
 
 def test_export_escapes_cells_a_spreadsheet_would_run_as_formulas(shop: Shop) -> None:

@@ -116,6 +116,22 @@ def test_status_shows_the_queue_by_priority_and_when_the_budget_drains_it(
     assert "| fr | 5 | 5 | 1 | 1 | 1 | 2 |" in markdown
 
 
+def test_the_plan_after_a_budget_limited_apply_dates_its_oldest_queued_line(
+        shop: Shop, server: EmulatorServer) -> None:
+    shop.catalog([catalog_row(f"S-{i:02d}") for i in range(12)])
+    assert shop.plan_json()["queue"][0]["oldest_queued_at"] is None  # nothing queued yet
+    assert shop.run("apply").exit_code == 0  # 10 go, 2 are queued behind the budget
+    settings = load_settings(shop.config)
+    with StateStore.open_readonly(settings.state_database_url()) as state:
+        queued = state.queue.counts("fr")
+    assert sum(n for n, _ in queued.values()) == 2
+    oldest = iso(min(at for _, at in queued.values()))
+    [planned] = shop.plan_json()["queue"]
+    assert (planned["to_send"], planned["oldest_queued_at"]) == (2, oldest)
+    [entry] = json.loads(shop.run("status", "--format", "json").stdout)
+    assert entry["queue"]["oldest_queued_at"] == oldest
+
+
 def test_stores_of_one_account_share_the_estimate(tmp_path: Path, server: EmulatorServer,
                                                  state_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:

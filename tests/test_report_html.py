@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -130,13 +131,34 @@ def test_a_saved_plan_reports_as_plan_format_html_shows_it(
     assert "8/h (3 used)" in planned and "drained in" in planned
     assert "queued since" in planned
     # fr: 5 lines free now (8 - 3) take the zero and 4 of its 6 stock changes; de waits for
-    # fr, the stores sharing one token: 4 lines at +2 h, 8 at +3 h, the last 3 at +4 h.
+    # fr, the stores sharing one token: 4 lines at +2 h, 8 at +3 h, the last 3 at +4 h. The
+    # estimate is the account's, as plan and status give it: 32 lines, 3 of them behind the
+    # 3 spent just now, free in an hour: 3 h and that hour.
     assert _table_rows(planned, "queue") == [
-        ["fr", "12", "0", "2", "8", "2", "1", "2 h"],
-        ["de", "15", "0", "4", "10", "1", "0", "4 h"]]
+        ["fr", "12", "0", "2", "8", "2", "1", "4 h (shared with de)"],
+        ["de", "15", "0", "4", "10", "1", "0", "4 h (shared with fr)"]]
     sent = [(r[0], r[1], r[5]) for r in _table_rows(planned, "changes")]
     assert sent[0] == ("fr", "zero", "now") and sent[5][2] == "+1 h"
     assert [r[2] for r in sent if r[0] == "de"][-3:] == ["+4 h"] * 3
+
+
+def test_the_page_drains_the_queue_on_the_sliding_hour_as_plan_and_status_say(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The 3 lines of the hour were spent 40 minutes ago: they free in 20 minutes, not at the
+    # next whole hour (the page said 4 h while `syncer plan` said 3 h 20 min).
+    config = _example_shop(tmp_path, monkeypatch, spent_ago=timedelta(minutes=40))
+    text = _syncer("--config", str(config), "plan")
+    page = _syncer("--config", str(config), "plan", "--format", "html")
+    assert (text.exit_code, page.exit_code) == (2, 2), (text.stderr, page.stderr)
+    said = {store: re.search(rf"^Queue {store}: .*; drained in about ([^(]+) \(", text.stdout,
+                             re.MULTILINE) for store in ("fr", "de")}
+    assert {store: m and m.group(1) for store, m in said.items()} == \
+        {"fr": "3 h 20 min", "de": "3 h 20 min"}
+    assert [(r[0], r[-1]) for r in _table_rows(page.stdout, "queue")] == [
+        ("fr", "3 h 20 min (shared with de)"), ("de", "3 h 20 min (shared with fr)")]
+    assert [(r[0], r[-2]) for r in _table_rows(page.stdout, "stores")] == [
+        ("fr", "3 h 20 min (shared with de)"), ("de", "3 h 20 min (shared with fr)")]
+    assert "sent within about <b>3 h 20 min</b>" in page.stdout
 
 
 def test_a_saved_plan_is_reported_without_a_configuration(tmp_path: Path,
@@ -357,10 +379,12 @@ def _syncer(*args: str) -> Result:
     return CliRunner().invoke(cli, ["--log-format", "json", *args])
 
 
-def _example_shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: bool = True) -> Path:
+def _example_shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: bool = True,
+                  spent_ago: timedelta = timedelta(0)) -> Path:
     """The bundled example (its configuration and catalog) on a state where most offers are
     live at other prices, one offer left the catalog, one waited in the queue, and 3 of the
-    hour's 8 SKU lines are spent: the page then shows every kind of change and a queue."""
+    hour's 8 SKU lines are spent (``spent_ago``): the page then shows every kind of change
+    and a queue."""
     shop = tmp_path / "shop"
     shop.mkdir()
     for name in ("syncer.toml", "catalog.csv"):
@@ -370,7 +394,7 @@ def _example_shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: bool = 
     monkeypatch.setenv("BACKMARKET_TOKEN_EU", TOKEN)
     config = shop / "syncer.toml"
     if seed:
-        _seed(load_settings(config))
+        _seed(load_settings(config), datetime.now(UTC) - spent_ago)
     return config
 
 
@@ -378,7 +402,7 @@ MOVES = tuple(Decimal(m) for m in ("0.93", "1.04", "0.98", "1.12", "0.75", "1.01
                                    "1.3", "0.89", "1.06", "1.6", "0.6"))
 
 
-def _seed(settings: Settings) -> None:
+def _seed(settings: Settings, spent_at: datetime) -> None:
     with StateStore.open(settings.state_database_url()) as state:
         first = make_plan(settings, settings.selected_stores(None), catalog_source(settings),
                           state)
@@ -398,7 +422,7 @@ def _seed(settings: Settings) -> None:
         state.queue.enqueue(waiting.store,
                             [(waiting.sku, "the hourly budget of 8 SKU lines is used up")])
         account = settings.store("fr").budget_key
-        assert state.budget.spend(account, 3, 8) == 3
+        assert state.budget.spend(account, 3, 8, spent_at) == 3
 
 
 def _plan_dict(prices: list[tuple[str, str | None, str]], *, comment: str = "",

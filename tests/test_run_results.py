@@ -127,12 +127,24 @@ def test_run_writes_results_and_nothing_without_the_option(shop: Shop, tmp_path:
     assert set(tmp_path.iterdir()) == before
 
 
-def test_a_results_file_in_a_missing_folder_is_refused_before_sending(
+def test_a_results_file_in_a_missing_folder_gets_its_folders_made(
+        shop: Shop, tmp_path: Path) -> None:
+    shop.catalog([catalog_row("A-1")])
+    out = tmp_path / "build" / "results" / "r.json"
+    shop.run("apply", "--results", str(out))
+    assert read(out)["summary"]["confirmed"] == 1
+
+
+def test_a_results_path_under_a_file_is_refused_before_sending(
         shop: Shop, server: EmulatorServer, tmp_path: Path) -> None:
     shop.catalog([catalog_row("A-1")])
-    result = shop.run("apply", "--results", str(tmp_path / "nowhere" / "r.json"), code=1)
-    assert "--results" in result.stderr and "does not exist" in result.stderr
+    (tmp_path / "build").write_text("a file, not a folder")
+    result = shop.run("apply", "--results", str(tmp_path / "build" / "results" / "r.json"),
+                      code=1)
+    assert f"--results {tmp_path / 'build' / 'results' / 'r.json'}: " \
+        f"{tmp_path / 'build'} is a file, not a folder" in result.stderr
     assert server.emulator.exchanges == []
+    assert (tmp_path / "build").read_text() == "a file, not a folder"
 
 
 def test_a_command_stopped_by_an_error_still_writes_its_results_naming_it(

@@ -21,6 +21,7 @@ import structlog
 from click.testing import Result
 from sqlalchemy import create_engine, inspect, text
 
+from syncer.config.alerts import register_webhook_url
 from syncer.config.settings import load_settings
 from syncer.core import logs, secrets
 from syncer.emulator.config import EmulatorConfig
@@ -237,6 +238,29 @@ def test_a_known_secret_is_scrubbed_from_log_values_and_error_messages() -> None
     assert_no_token("a JSON log line", printed)
     assert_no_token("an error", f"{error} {error.message} {error.code} {error.request_id}")
     assert_no_token("a raised error", ConfigError(f"bad {TOKEN}").args[0])
+
+
+def test_a_webhook_url_makes_its_token_like_parts_secret_not_the_words_of_its_path(
+        tmp_path: Path) -> None:
+    slack = "https://hooks.example.com/alerts/T0ABC123/B0DEF456/abcdefghijklmnopqrstuvwx"
+    webhook = "https://ops:pw-7731@hooks.example.com/hooks/notify"
+    write_config(tmp_path, state_url="sqlite:///state.db",
+                 extra=f'[alerts.slack]\nurl = "{slack}"\n[alerts.webhook]\nurl = "{webhook}"\n')
+    load_settings(tmp_path / "syncer.toml")
+    register_webhook_url("https://hooks.example.com/relay?key=q1w2e3r4t5&room=ops")
+    for secret in (slack, "T0ABC123", "B0DEF456", "abcdefghijklmnopqrstuvwx",
+                   "alerts/T0ABC123/B0DEF456/abcdefghijklmnopqrstuvwx",
+                   webhook, "pw-7731", "ops:pw-7731", "q1w2e3r4t5"):
+        assert secrets.scrub(f"echo {secret} echo") == "echo <redacted> echo", secret
+    assert secrets.scrub("POST /alerts/T0ABC123/B0DEF456/x") == \
+        "POST /alerts/<redacted>/<redacted>/x"
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+    structlog.get_logger("syncer.test").info("alerts sent", channel="alerts", path="hooks/notify")
+    logs.configure("json", stream=io.StringIO())
+    printed = stream.getvalue()
+    assert '"alerts sent"' in printed and '"channel": "alerts"' in printed
+    assert '"path": "hooks/notify"' in printed and "<redacted>" not in printed
 
 
 def test_database_passwords_of_the_settings_are_scrubbed_as_written_and_decoded(

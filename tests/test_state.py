@@ -221,3 +221,22 @@ def test_the_state_fingerprint_covers_every_table_the_state_creates(state_url: s
         created = set(inspect(conn).get_table_names())
     engine.dispose()
     assert created and {table.name for table in state_tables()} == created
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("offers, analyzed", [(20_000, True), (10, False)])
+def test_a_bulk_publication_leaves_postgresql_statistics_fresh(
+        pg_url: str, offers: int, analyzed: bool) -> None:
+    """Right after a first publication, PostgreSQL's planner still takes the snapshot for a
+    small table (its autovacuum analyzes a while later) and reads a whole store for each
+    batch of SKU keys the next plan looks up: the state refreshes the statistics of what it
+    wrote in bulk when it closes, and only then."""
+    with StateStore.open(pg_url) as state:
+        state.offers.record_acks("fr", [Ack(f"S-{n}", published(f"S-{n}"), f"L{n}")
+                                        for n in range(offers)])
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:  # what the planner knows of the table: -1, never counted
+        rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = "
+                                 "'offer_snapshot'::regclass")).scalar()
+    engine.dispose()
+    assert rows == (offers if analyzed else -1)

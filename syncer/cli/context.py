@@ -108,7 +108,8 @@ def results_option() -> Callable[[F], F]:
     return click.option(
         "--results", "results_file", type=click.Path(path_type=Path, dir_okay=False),
         help="Also write a run-results JSON file: per offer the action, the outcome, "
-             "Back Market's request id and timing; per store the counts.")
+             "Back Market's request id and timing; per store the counts. Its folders are "
+             "made if missing.")
 
 
 def store_option(help: str = "This store only (default: every enabled store).",

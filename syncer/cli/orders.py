@@ -98,11 +98,16 @@ def orders_pull(obj: Context, store: str | None, all_countries: bool, fmt: str) 
         where = "own country" if r.scope == "store" else "all countries"
         foreign = (f"; {r.other_countries} of other countries left out"
                    if r.other_countries else "")
-        click.echo(f"Store {r.store} ({where}): {r.fetched} orders since {iso(r.since)}: "
-                   f"{r.new} new, {r.changed} changed, {r.unchanged} unchanged "
-                   f"({r.lines} lines stored{foreign})")
+        click.echo(f"Store {r.store} ({where}): {_count(r.fetched, 'order')} since "
+                   f"{iso(r.since)}: {r.new} new, {r.changed} changed, {r.unchanged} "
+                   f"unchanged ({_count(r.lines, 'line')} stored{foreign})")
     click.echo("Exported: " + ", ".join(str(f) for f in files) if files
                else "Nothing new to export.")
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 order', '3 orders'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @orders.command(name="accept")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -27,6 +27,8 @@ ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
     "onboarding_finished")
 CHANNELS: Final = ("webhook", "slack", "email")
 _LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
+# A path segment this long is a credential whatever its characters (an 18-digit id, a hash).
+TOKEN_LENGTH: Final = 16
 _ADDRESS: Final = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 
 
@@ -144,8 +146,10 @@ class AlertSettings(Section):
 
 
 def register_webhook_url(url: str | None) -> None:
-    """Know a webhook URL as a secret: whole, and its path and query (the credential of an
-    incoming webhook), so that a message quoting either is scrubbed."""
+    """Know what is secret in a webhook URL: the URL whole, its userinfo, its query values,
+    and its path's token-like segments (Slack's /services/T…/B…/xxxx), with the path whole
+    when it holds one. Plain words of a path (/hooks/alerts) are no secret: registered, they
+    would be scrubbed out of every log and report."""
     from syncer.core import secrets
 
     if not url:
@@ -153,5 +157,23 @@ def register_webhook_url(url: str | None) -> None:
     url = url.strip()
     secrets.register(url)
     parts = urlsplit(url)
-    secret_part = parts.path.strip("/") + (f"?{parts.query}" if parts.query else "")
-    secrets.register(secret_part)
+    for value in (parts.username, parts.password):
+        secrets.register(value)
+        secrets.register(unquote(value or "") or None)
+    if "@" in parts.netloc:
+        secrets.register(parts.netloc.rpartition("@")[0])
+    for _, value in parse_qsl(parts.query, keep_blank_values=True):
+        secrets.register(value)
+    tokens = [segment for segment in parts.path.split("/") if _token_like(unquote(segment))]
+    for segment in tokens:
+        secrets.register(segment)
+        secrets.register(unquote(segment))
+    if tokens:
+        secrets.register(parts.path.strip("/"))
+
+
+def _token_like(segment: str) -> bool:
+    """A path segment that reads as a credential, not a word: long, or letters and digits
+    mixed (Slack's T0ABC123)."""
+    return len(segment) >= TOKEN_LENGTH or (any(c.isdigit() for c in segment)
+                                            and any(c.isalpha() for c in segment))

@@ -293,7 +293,7 @@ class Settings(BaseSettings):
         return value.strip() if value and value.strip() else None
 
     def _register_alert_secrets(self) -> None:
-        """Webhook URLs (whole, and their path: the credential part) and SMTP passwords of
+        """Webhook URLs (whole, and their credential parts) and SMTP passwords of
         every store's alert channels, so that no log or message ever shows one."""
         for alerts in [self.alerts, *(s.alerts for s in self.stores if s.alerts)]:
             for channel in (alerts.webhook, alerts.slack):

@@ -254,6 +254,7 @@ class _FastPath:
         self.reserved = [units for units in (reserved or {}).values() if units]
         self.reserved_keys: set[str] = set().union(*self.reserved)
         self.sku = mapping.offer["sku"]
+        self.sku_index = self.sku.index
         prices = [(m.store.name, m.fields["price"]) for m in mapping.stores]
         self.selected = [(differs[name].known, price, name)
                          for name, price in prices if name in differs]
@@ -294,24 +295,26 @@ class _FastPath:
         if not self.possible or len(values) != self.width or (
                 self.reprices is not None and self.reprices(values)):
             return False
-        sku = self.sku(values)
+        # the SKU getter and sku_key, inline (a hot path)
+        cell = values[self.sku_index].strip() if self.sku_index is not None else ""
+        sku = cell or self.sku(values)  # else its default
         if sku is None:
             return False
-        key = sku_key(sku)
-        if key in self.seen or key in self.reserved_keys:
+        key = sku.casefold() if sku.isascii() else sku_key(sku)
+        seen = self.seen
+        if key in seen or key in self.reserved_keys:
             return False  # a duplicate (validation reports it), or units held back
-        # row_hash, inline (a hot path; no units are held back for this key): a copy of the
-        # keyed hash already fed its key block costs less than keying a new one
+        # row_hash, inline (no units are held back for this key): a copy of the keyed hash
+        # already fed its key block costs less than keying a new one
         hasher = self.keyed.copy()
         hasher.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
-        digest = hasher.digest()
-        mine = f"{key}{PAIR}{int.from_bytes(digest, 'big') & 0x7FFF_FFFF_FFFF_FFFF}"
+        mine = f"{key}{PAIR}{int.from_bytes(hasher.digest()) & 0x7FFF_FFFF_FFFF_FFFF}"
         pairs = self.index.pairs
         mask = pairs.get(mine, 0)
         if mask == self.everyone:  # the common case: confirmed from this row everywhere
             self.index.taken[mine] = pairs.pop(mine)
             self.everywhere += 1
-            self.seen[key] = (row, sku)
+            seen[key] = (row, sku)
             self.rows[key] = mine
             if self.others:
                 self._list_others(key, values)

@@ -89,7 +89,7 @@ class StoreQueue:
     used: int  # lines spent in the last hour on the account
     drain: timedelta | None  # until the account's waiting lines have gone (None: nothing)
     now: datetime
-    oldest: datetime | None = None  # the oldest queued line's date (status)
+    oldest: datetime | None = None  # the oldest line an earlier run queued: its date
     sending: int | None = None  # plan: lines the plan would send; None for status
     proposals: int = 0  # product proposals waiting for review
     review_by: datetime | None = None  # the last one expected reviewed by then (estimate)
@@ -245,10 +245,13 @@ def plan_queues(settings: Settings, plan: Plan, state: StateStore,
                 waiting[priority] = count - fits
         spent = spent_of[key]
         proposals, review_by = _review(state, store.name)
+        # What earlier runs queued waits in the state, as for status: the plan sends it first.
+        oldest = min((at for _, at in state.queue.counts(store.name).values()), default=None)
         queues.append(StoreQueue(
             store.name, by_priority(waiting), accounts[key], account_lines[key], per_hour,
             sum(n for _, n in spent), drain_time(account_lines[key], per_hour, spent, now),
-            now, sending=len(store_plan.changes), proposals=proposals, review_by=review_by,
+            now, oldest=oldest, sending=len(store_plan.changes), proposals=proposals,
+            review_by=review_by,
             stopped=bool(store_plan.safety_stop or store_plan.price_stop)))
     return queues
 

@@ -95,11 +95,12 @@ def queue_chart(series: Sequence[tuple[str, Sequence[int]]], label: str) -> str:
         colour = COLOURS[s % len(COLOURS)]
         parts.append(f'<polyline class="queue" fill="none" stroke="{colour}" stroke-width="2" '
                      f'points="{" ".join(points)}"><title>{escape(name)}: '
-                     f"{waiting[0] if waiting else 0} waiting after this run, drained in "
-                     f"{hours_label(len(waiting) - 1)}</title></polyline>")
+                     f"{waiting[0] if waiting else 0} waiting after this run, the last sent by "
+                     f"{run_label(len(waiting) - 1)}</title></polyline>")
     if longest > hours:
         parts.append(f'<text x="{width - 14}" y="{top + 10}" text-anchor="end">'
-                     f"drains in {hours_label(longest - 1)} (first {HOURS_SHOWN} h shown)</text>")
+                     f"the last sent by {run_label(longest - 1)} (first {HOURS_SHOWN} h "
+                     "shown)</text>")
     parts.append(_legend([name for name, _ in series], left, height - 12))
     parts.append("</svg>")
     return "".join(parts)
@@ -175,7 +176,10 @@ def _nice(peak: int) -> int:
     return 10 * power
 
 
-def hours_label(hours: int) -> str:
+def run_label(hours: int) -> str:
+    """The hourly run a chart's step stands for (the drain estimate in words is
+    ``syncer.planning.queue``'s, on the sliding hour: these are the runs' steps)."""
     if hours <= 0:
         return "this run"
-    return f"{hours} h" if hours < 48 else f"{hours} h ({hours / 24:.1f} days)"
+    return f"the run at +{hours} h" if hours < 48 else \
+        f"the run at +{hours} h ({hours / 24:.1f} days)"

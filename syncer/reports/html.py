@@ -23,13 +23,13 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from syncer.planning.queue import drain_time, duration
 from syncer.reports.charts import (
     bar_chart,
-    hours_label,
     price_histogram,
     queue_chart,
 )
@@ -52,11 +52,17 @@ PRIORITIES: Final = ("zero", "stock", "other fields", "new offer")
 @dataclass(frozen=True)
 class Budget:
     """A store's share of an hourly SKU budget: the account it is spent from (stores of one
-    token share it), its lines an hour (0: unlimited) and the lines spent in the last hour."""
+    token share it), its lines an hour (0: unlimited), the lines spent in the last hour and
+    when (``spent``: (when, lines), as the state's ledger has them; empty: all ``used``
+    just now)."""
 
     account: str
     lines_per_hour: int = DEFAULT_LINES_PER_HOUR
     used: int = 0
+    spent: tuple[tuple[datetime, int], ...] = ()
+
+    def spending(self, now: datetime) -> list[tuple[datetime, int]]:
+        return list(self.spent) if self.spent or not self.used else [(now, self.used)]
 
 
 @dataclass
@@ -124,35 +130,56 @@ def drain(stores: Sequence[tuple[str, int]], budgets: Mapping[str, Budget]) -> d
     return result
 
 
+def drained_in(stores: Sequence[tuple[str, int]], budgets: Mapping[str, Budget],
+               now: datetime) -> dict[str, timedelta | None]:
+    """Each store's drain estimate as `syncer plan` and `syncer status` give it
+    (``syncer.planning.queue``, the sliding hour): the time until its account's lines have
+    gone, the lines of every store of the account counted. None: nothing to send."""
+    lines: Counter[str] = Counter()
+    for name, count in stores:
+        lines[(budgets.get(name) or Budget(account=name)).account] += count
+    found: dict[str, timedelta | None] = {}
+    for name, _ in stores:
+        budget = budgets.get(name) or Budget(account=name)
+        found[name] = drain_time(lines[budget.account], budget.lines_per_hour,
+                                 budget.spending(now), now)
+    return found
+
+
 def budgets_for(settings: Settings, names: Iterable[str],
-                state: StateStore | None) -> dict[str, Budget]:
+                state: StateStore | None, now: datetime | None = None) -> dict[str, Budget]:
     """The budget of each named store from the configuration (a store it does not know: the
-    default budget of its own), with the lines the state says were spent in the last hour."""
+    default budget of its own), with the lines the state says were spent in the last hour
+    before ``now``, and when."""
     from syncer.errors import ConfigError
 
     per_hour = settings.limits.sku_lines_per_hour
+    now = now or datetime.now(UTC)
     found: dict[str, Budget] = {}
-    used: dict[str, int] = {}
+    spent: dict[str, tuple[tuple[datetime, int], ...]] = {}
     for name in names:
         try:
             account = settings.store(name).budget_key
         except ConfigError:
             found[name] = Budget(account=f"store {name}")
             continue
-        if account not in used:
-            used[account] = state.budget.used(account) if state is not None else 0
-        found[name] = Budget(account=account, lines_per_hour=per_hour, used=used[account])
+        if account not in spent:
+            spent[account] = tuple(state.budget.spent(account, now)) if state is not None \
+                else ()
+        found[name] = Budget(account=account, lines_per_hour=per_hour,
+                             used=sum(n for _, n in spent[account]), spent=spent[account])
     return found
 
 
 # --- a plan's page ------------------------------------------------------------------------------
 
-def plan_html(plan: Plan, budgets: Mapping[str, Budget]) -> str:
-    return "".join(_plan_parts(plan, budgets))
+def plan_html(plan: Plan, budgets: Mapping[str, Budget], now: datetime | None = None) -> str:
+    return "".join(_plan_parts(plan, budgets, now or datetime.now(UTC)))
 
 
-def write_plan_html(out: TextIO, plan: Plan, budgets: Mapping[str, Budget]) -> None:
-    for part in _plan_parts(plan, budgets):
+def write_plan_html(out: TextIO, plan: Plan, budgets: Mapping[str, Budget],
+                    now: datetime | None = None) -> None:
+    for part in _plan_parts(plan, budgets, now or datetime.now(UTC)):
         out.write(part)
 
 
@@ -160,18 +187,35 @@ def plan_report(settings: Settings | None, plan: Plan, out: TextIO) -> None:
     """Write the page of a plan, with the budget of the configuration and the state's
     spending (the default budget, nothing spent, without a configuration)."""
     names = [s.store for s in plan.stores]
+    now = datetime.now(UTC)
     if settings is None:
         budgets = {n: Budget(account=f"store {n}") for n in names}
     else:
         from syncer.state.store import StateStore
 
         with StateStore.open_readonly(settings.state_database_url()) as state:
-            budgets = budgets_for(settings, names, state)
-    write_plan_html(out, plan, budgets)
+            budgets = budgets_for(settings, names, state, now)
+    write_plan_html(out, plan, budgets, now)
 
 
-def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
-    drains = drain([(s.store, len(s.changes)) for s in plan.stores], budgets)
+def _drained_cell(store: str, drained: Mapping[str, timedelta | None],
+                  budgets: Mapping[str, Budget]) -> tuple[str, int]:
+    """'this run', or the estimate of plan and status: '1 h 20 min', and the stores of the
+    plan that share the account (its estimate is theirs too)."""
+    delta = drained[store]
+    if delta is None or delta <= timedelta(0):
+        return "this run", 0
+    account = (budgets.get(store) or Budget(account=store)).account
+    shared = [name for name in drained if name != store
+              and (budgets.get(name) or Budget(account=name)).account == account]
+    return (duration(delta) + (f" (shared with {', '.join(shared)})" if shared else ""),
+            int(delta.total_seconds()))
+
+
+def _plan_parts(plan: Plan, budgets: Mapping[str, Budget], now: datetime) -> Iterator[str]:
+    sizes = [(s.store, len(s.changes)) for s in plan.stores]
+    drains = drain(sizes, budgets)
+    drained = drained_in(sizes, budgets, now)
     total = plan.summary()
     sending = sum(total[k] for k in KINDS)
     yield from head("Back Market publication plan")
@@ -182,12 +226,12 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
         meta.append(f"mapping {plan.mapping}")
     yield f"<p class=meta>{escape(' · '.join(meta))}</p>\n"
     waiting = sum(d.waits for d in drains.values())
-    longest = max((d.hours for d in drains.values()), default=0)
+    longest = max((d for d in drained.values() if d is not None), default=None)
     rejected_rows = len({r.row for r in plan.rejections})
     yield (f"<p class=lead><b>{sending}</b> offers to send, <b>{total['unchanged']}</b> "
            f"unchanged, <b>{rejected_rows}</b> rejected catalog rows"
            + (f"; <b>{waiting}</b> wait behind the hourly budget, sent within about "
-              f"<b>{hours_label(longest)}</b>" if waiting else "") + ".</p>\n")
+              f"<b>{duration(longest)}</b>" if waiting else "") + ".</p>\n")
     for store in plan.stores:
         if store.safety_stop:
             yield (f"<p class=stop><b>apply would stop</b> ({escape(store.store)}): "
@@ -202,7 +246,7 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
         budget = budgets.get(store.store) or Budget(account=store.store)
         rows.append([store.store, store.locale, *(s[k] for k in KINDS), s["unchanged"],
                      s["rejected"], store.live, d.now, d.waits,
-                     (hours_label(d.hours), d.hours),
+                     _drained_cell(store.store, drained, budgets),
                      "unlimited" if budget.lines_per_hour <= 0 else
                      f"{budget.lines_per_hour}/h ({budget.used} used)"])
     yield from table("stores", ["store", "locale", "create", "update", "zero", "retry",
@@ -237,10 +281,13 @@ def _plan_parts(plan: Plan, budgets: Mapping[str, Budget]) -> Iterator[str]:
                 continue
             by_priority = waiting_by_priority[store.store]
             queue_rows.append([store.store, d.waits, *(by_priority[p] for p in PRIORITIES),
-                               queued_before[store.store], (hours_label(d.hours), d.hours)])
+                               queued_before[store.store],
+                               _drained_cell(store.store, drained, budgets)])
         yield ("<p>Every SKU line sent takes one line of the hourly budget (stores of one "
-               "token share it). What does not fit this run is queued and goes first in the "
-               "next one; the estimate assumes a run as soon as the budget frees.</p>\n")
+               "token share it), free again an hour later. What does not fit this run is "
+               "queued and goes first in the next one; the estimate, as `syncer plan` and "
+               "`syncer status` give it, is when the account's lines have gone, assuming a "
+               "run as soon as the budget frees.</p>\n")
         yield from table("queue", ["store", "waiting", *(f"waiting: {p}" for p in PRIORITIES),
                                     "queued by an earlier run", "drained in"], queue_rows,
                           numeric={1, 2, 3, 4, 5, 6, 7}, filter_box=False)
@@ -355,7 +402,7 @@ def load_run(settings: Settings) -> RunReport:
         failures = [f for f in state.status.failures() if f["store"] in stores
                     and f["updated_at"] is not None and _aware(f["updated_at"]) >= started]
         queues = {s: sorted(state.queue.queued(s).values(), key=lambda q: q[2]) for s in stores}
-        budgets = budgets_for(settings, stores, state)
+        budgets = budgets_for(settings, stores, state, datetime.now(UTC))
     return RunReport(run_id, runs, failures, queues, budgets)
 
 

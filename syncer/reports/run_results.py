@@ -99,9 +99,17 @@ class RunResults:
     _count: int = 0
 
     def __post_init__(self) -> None:
+        # Its folders are made, as --out's are (a CI job names a fresh artifacts folder),
+        # before anything is sent: a path that cannot hold the file stops the command first.
         folder = self.path.parent
-        if not folder.is_dir():
-            raise ConfigError(f"--results {self.path}: the folder {folder} does not exist")
+        blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ConfigError(f"--results {self.path}: {blocking} is a file, not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--results {self.path}: cannot make the folder {folder}: "
+                              f"{exc.strerror}") from None
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed by write)
 
     def offer(self, result: OfferResult) -> None:

@@ -12,13 +12,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
 from sqlalchemy import Engine, Table, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from syncer.errors import StateError
 
+log = structlog.get_logger("syncer.state.database")
+
 BULK: Final = 2000  # keys per IN (...) and rows per statement
+# Rows written into one table before its planner statistics are refreshed when the state is
+# closed (see ``Database.wrote``).
+ANALYZE_AFTER: Final = 20_000
 
 
 class Database:
@@ -31,10 +37,32 @@ class Database:
         self.readonly = readonly
         self.empty = engine is None  # no state yet: nothing was ever published
         self._tables_seen: dict[str, bool] = {}  # table name -> present (see has_table)
+        self._written: dict[str, int] = {}  # table name -> rows written by this process
+
+    def wrote(self, table: Table, rows: int) -> None:
+        """Rows written in bulk. PostgreSQL plans from statistics that its autovacuum
+        refreshes only a while later: right after a first publication of a million offers
+        it still takes the snapshot for a small table, and reads a whole store for each
+        batch of SKU keys the next plan looks up (a second per million offers). A table
+        written this much is analyzed when the state is closed (a sample: a fraction of a
+        second)."""
+        self._written[table.name] = self._written.get(table.name, 0) + rows
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+        if self.engine is None:
+            return
+        stale = [name for name, rows in self._written.items() if rows >= ANALYZE_AFTER]
+        self._written.clear()
+        if stale and self.engine.dialect.name == "postgresql":
+            try:
+                with self.engine.begin() as conn:
+                    for name in stale:
+                        conn.exec_driver_sql(f'ANALYZE "{name}"')
+            except SQLAlchemyError as exc:  # statistics only: the writes are committed
+                log.warning(
+                    "could not refresh the planner statistics", tables=stale,
+                    error=str(state_error(self.url, exc)))
+        self.engine.dispose()
 
     @contextmanager
     def read(self) -> Iterator[Any]:

@@ -138,6 +138,7 @@ class OfferStore:
             chunk = acks[start:start + _ACK_CHUNK]
             with self.db.write() as conn:
                 _ACK_WRITER.write(conn, store, chunk, when, now)
+                self.db.wrote(SNAPSHOT, len(chunk))
                 if queued:
                     self.queue.unqueue(conn, store, [sku_key(ack.sku) for ack in chunk])
                 self._bump(conn, store, now)
