@@ -164,3 +164,17 @@ def test_a_file_that_changes_after_its_check_is_refused_not_misread(
     with pytest.raises(CatalogError, match="changed while it was read"), \
             CsvCatalog(path=path).open() as stream:
         list(stream.rows)
+
+
+@pytest.mark.parametrize("plain", [True, False])
+@pytest.mark.parametrize("line_break", [b"\n", b"\r"])  # \r alone: the csv module's reader
+def test_a_file_not_utf8_past_its_first_blocks_is_refused_never_read_short(
+        tmp_path: Path, plain: bool, line_break: bytes) -> None:
+    """A bad byte far into the file (past what is decoded ahead of the first rows) refuses
+    the file whichever reader reads it: the rows after it are not gone, and their offers
+    must not be zeroed."""
+    rows = b"".join(b"SKU-%05d;1%s" % (n, line_break) for n in range(20_000))
+    path = write(tmp_path, b"sku;stock" + line_break + rows + b"BAD;\xe9" + line_break)
+    with pytest.raises(CatalogError, match="is not valid utf-8 near row"), \
+            CsvCatalog(path=path, plain=plain).open() as stream:
+        list(stream.rows)

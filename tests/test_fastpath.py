@@ -78,6 +78,24 @@ def test_a_duplicate_of_an_unchanged_row_is_still_rejected(settings: Settings) -
     assert plan["changes"] == []  # the first row stays confirmed: nothing zeroed or resent
 
 
+def test_an_unchanged_copy_after_an_edited_first_row_is_rejected_as_its_duplicate(
+        settings: Settings) -> None:
+    confirm_everything(settings)
+    # The SKU twice: first edited, then the row as it was confirmed. The second hashes to
+    # what was confirmed, but the first row already took the SKU: a duplicate, not unchanged.
+    rows = [catalog_row(f"F-{i}") for i in range(8)]
+    rows[3] = catalog_row("F-3", price_fr="149.90")
+    rows.append(catalog_row("F-3"))
+    write_catalog(settings.catalog_path(), rows)
+    plan, fast = plan_json(settings)
+    assert fast == 7
+    (rejection,) = plan["rejections"]
+    assert (rejection["row"], rejection["sku"], rejection["field"]) == (10, "F-3", "sku")
+    assert "row 5 already uses 'F-3'" in rejection["expected"]
+    assert [(c["store"], c["action"], c["sku"]) for c in plan["changes"]] == [
+        ("fr", "update", "F-3")]
+
+
 def test_a_changed_store_setting_revalidates_every_row(settings: Settings, tmp_path: Path
                                                        ) -> None:
     confirm_everything(settings)
