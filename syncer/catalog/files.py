@@ -239,7 +239,9 @@ class _PlainLines:
                 joined = rest + text
                 lines = joined.split("\n")
                 rest = lines.pop()
-                if "\x00" in text or ("\r" in text and _lone_return(joined, len(rest))):
+                # joined, not text: a carriage return held in the line left open by the
+                # previous chunk is only known to be lone once this chunk is read
+                if "\x00" in text or ("\r" in joined and _lone_return(joined, len(rest))):
                     raise CatalogError(f"catalog {self.path} changed while it was read (it "
                                        "now holds NUL bytes or lone carriage returns): "
                                        "nothing was planned from it; plan again")
@@ -387,6 +389,11 @@ def _undecodable(path: Path, encoding: str) -> tuple[int, str] | None:
                     return (line + exc.object[:exc.start].count(b"\n"),
                             exc.object[exc.start:exc.start + 1].hex())
                 line += chunk.count(b"\n")
+            # a multi-byte character cut by the file's end: its line, as for any bad byte
+            # (not the row the reader was at, which a quoted cell over lines puts earlier)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return line, exc.object[exc.start:exc.start + 1].hex()
     except OSError:
         return None
     return None
