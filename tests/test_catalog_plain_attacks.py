@@ -12,6 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 import syncer.catalog.files as files
 from syncer.catalog.files import CsvCatalog
@@ -198,3 +201,32 @@ def test_a_damaged_catalog_plans_the_same_whichever_reader_reads_it(
         settings: Settings, body: str) -> None:
     settings.catalog_path().write_bytes((HEADER + "\n" + body).encode("utf-8"))
     assert plan_of(settings, True) == plan_of(settings, False)
+
+
+PIECES = ["A", ";", ",", "\t", "|", "\n", "\r\n", '"', '""', "\u00e9", "\U0001f600", "\ufeff",
+          "xyz", " ", "\u00a0", "\n\n", "\r\n\r\n"]
+
+
+@examples(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(header=st.sampled_from(["sku;c;d", "sku,c", "sku\tc\td", "sku|c", '"sku";"c"',
+                               '"s\nku";c', "\ufeffsku;c"]),
+       end=st.sampled_from(["\n", "\r\n"]),
+       body=st.lists(st.sampled_from(PIECES), max_size=40).map("".join),
+       bad=st.one_of(st.none(), st.tuples(st.integers(-1, 200),
+                                          st.sampled_from([b"\xc3", b"\xe9", b"\xf0\x9f"]))),
+       options=st.sampled_from([{}, {"delimiter": ";"}, {"delimiter": ","},
+                                {"delimiter": "\t"}, {"delimiter": "|"},
+                                {"legacy_encoding": "cp1252"}]),
+       chunk=st.sampled_from([1, 2, 3, 7, 1 << 20]))
+def test_any_delimiter_chunk_and_bad_byte_read_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header: str, end: str, body: str,
+        bad: tuple[int, bytes] | None, options: dict[str, str], chunk: int) -> None:
+    """Configured or sniffed delimiters (a tab, a pipe), chunk ends anywhere, a bad byte
+    anywhere (or a character cut by the file's end), with or without a legacy encoding."""
+    data = (header + end + body).encode("utf-8")
+    if bad is not None:
+        at = len(data) if bad[0] < 0 else bad[0] % (len(data) + 1)  # -1: cut by the end
+        data = data[:at] + bad[1] + data[at:]
+    monkeypatch.setattr(files, "_CHUNK", chunk)
+    same(write(tmp_path, data), **options)
