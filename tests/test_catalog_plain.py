@@ -23,9 +23,10 @@ CELL = st.lists(st.sampled_from(
 LINE_END = st.sampled_from(["\n", "\r\n"])
 
 
-def read(path: Path, plain: bool) -> tuple[object, ...]:
-    """What a planner sees of the file: everything, or the refusal."""
-    source = CsvCatalog(path=path, plain=plain)
+def read(path: Path, plain: bool, **options: str) -> tuple[object, ...]:
+    """What a planner sees of the file: everything, or the refusal (``options``: the
+    CsvCatalog's encoding, legacy_encoding or delimiter)."""
+    source = CsvCatalog(path=path, plain=plain, **options)  # type: ignore[arg-type]
     rows: list[tuple[int, list[str]]] = []
     try:
         with source.open() as stream:
