@@ -268,7 +268,7 @@ class ChangeLog:
             # One block of plain tuples per class and spill: marshal writes it in one call.
             # A create (no changes, listing, error nor pricing) as its 6 fields that vary.
             marshal.dump([
-                (c[1], c[2], c[3], c[5], c[8], c[9]) if c[0] == "create" and c[4] is None
+                _CREATE_FIELDS(c) if c[0] == "create" and c[4] is None
                 and c[6] is None and c[7] is None and c[10] is None and c[11] is None
                 else tuple(c) for c in changes], self._file(number))
         self._memory = []

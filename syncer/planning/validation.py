@@ -214,7 +214,8 @@ class Validator:
             if extra and any(getter(values) is not None for getter in extra):
                 return None
             canonical = canonical_text(price_text) is not None
-            fields = memo.get(cells(values))
+            seen_cells = cells(values)
+            fields = memo.get(seen_cells)
             if fields is None:
                 # Checked as full validation checks them, then remembered (bounded).
                 checked = _store_fields(self.mapping.profile, getters, values, price_text,
@@ -223,7 +224,7 @@ class Validator:
                     return None
                 price, currency, warranty, comment = checked[:4]
                 if len(memo) < PLAIN_MEMO:
-                    memo[cells(values)] = currency, warranty, comment
+                    memo[seen_cells] = currency, warranty, comment
             else:
                 if canonical:  # a valid price, parse_amount's fast case
                     price = Decimal(price_text)
