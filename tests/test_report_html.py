@@ -57,7 +57,7 @@ def test_the_queue_drains_at_the_hourly_budget_after_what_the_last_hour_left() -
     drains = drain([("fr", 5000)], {"fr": Budget("eu", 2000, used=500)})
     fr = drains["fr"]
     assert fr.waiting == [3500, 1500, 0]
-    assert (fr.now, fr.waits, fr.hours) == (1500, 3500, 2)
+    assert (fr.now, fr.waits, len(fr.waiting) - 1) == (1500, 3500, 2)
     assert [fr.hour_of(p) for p in (0, 1499, 1500, 3499, 3500, 4999)] == [0, 0, 1, 1, 2, 2]
 
 
@@ -68,12 +68,12 @@ def test_stores_of_one_token_drain_one_after_the_other_and_other_tokens_apart() 
     # de waits for fr: it gets what fr left of hour 1 (50 lines), then 70 in hour 2.
     assert drains["de"].waiting == [120, 70, 0]
     assert [drains["de"].hour_of(p) for p in (0, 49, 50, 119)] == [1, 1, 2, 2]
-    assert drains["us"].waiting == [0] and drains["us"].hours == 0
+    assert drains["us"].waiting == [0]
 
 
 def test_an_unlimited_budget_sends_everything_this_run() -> None:
     fr = drain([("fr", 10**6)], {"fr": Budget("eu", 0)})["fr"]
-    assert (fr.now, fr.waits, fr.hours) == (10**6, 0, 0)
+    assert (fr.now, fr.waits, len(fr.waiting) - 1) == (10**6, 0, 0)
 
 
 def test_price_moves_are_exact_percentages_of_the_published_price(tmp_path: Path) -> None:

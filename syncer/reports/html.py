@@ -68,7 +68,7 @@ class Budget:
 @dataclass
 class Drain:
     """How a store's changes leave through the budget: ``waiting[h]`` lines still waiting
-    after the send of hour ``h`` (h = 0: this run), ``hours`` until the last is sent."""
+    after the send of hour ``h`` (h = 0: this run; the last is sent in the last hour)."""
 
     lines: int
     waiting: list[int] = field(default_factory=list)
@@ -82,10 +82,6 @@ class Drain:
     @property
     def waits(self) -> int:
         return self.waiting[0] if self.waiting else 0
-
-    @property
-    def hours(self) -> int:
-        return len(self.waiting) - 1 if self.waiting else 0
 
     def hour_of(self, position: int) -> int:
         """The hour (0: this run) in which the change at ``position`` is sent."""
